@@ -1,0 +1,17 @@
+//! Lambda entry point of the `webhook` function: wiring only.
+
+use std::convert::Infallible;
+
+use lambda_http::{Error, run, service_fn};
+use shared::config::ProcessEnv;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let app = webhook::App::from_source(&ProcessEnv)?;
+    let app = &app;
+    run(service_fn(move |req| async move {
+        Ok::<_, Infallible>(webhook::handle(app, req).await)
+    }))
+    .await
+}

@@ -1,0 +1,439 @@
+//! The dev server: API Gateway (HTTP API) on 127.0.0.1, built from template.yaml.
+//!
+//! Each request is matched against the template's `HttpApi` routes the way API Gateway
+//! matches them (static segments before `{param}` before `{proxy+}`), the JWT is verified
+//! for routes without `Authorizer: NONE`, and the function's handler gets the payload 2.0
+//! event JSON AWS would send, parsed by `lambda_http` exactly as in Lambda.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body as AxumBody, to_bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response as AxumResponse};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use lambda_http::Body;
+use percent_encoding::percent_decode_str;
+use serde_json::{Map, Value, json};
+use tracing::info;
+
+use crate::functions::{self, Handler};
+use crate::template::{LOCAL_ACCOUNT_ID, Template};
+use crate::{BoxError, LocalSettings, token};
+
+/// API Gateway's payload limit for HTTP APIs.
+pub const MAX_PAYLOAD: usize = 10 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Static(String),
+    Param(String),
+    Greedy(String),
+}
+
+impl Segment {
+    fn rank(&self) -> u8 {
+        match self {
+            Self::Static(_) => 0,
+            Self::Param(_) => 1,
+            Self::Greedy(_) => 2,
+        }
+    }
+}
+
+struct Route {
+    method: String,
+    template_path: String,
+    segments: Vec<Segment>,
+    public: bool,
+    handler: Handler,
+}
+
+fn parse_path(path: &str) -> Vec<Segment> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(
+            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => match name.strip_suffix('+') {
+                    Some(greedy) => Segment::Greedy(greedy.to_owned()),
+                    None => Segment::Param(name.to_owned()),
+                },
+                None => Segment::Static(s.to_owned()),
+            },
+        )
+        .collect()
+}
+
+fn match_path(segments: &[Segment], path: &str) -> Option<HashMap<String, String>> {
+    let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let mut params = HashMap::new();
+    for (i, segment) in segments.iter().enumerate() {
+        match segment {
+            Segment::Greedy(name) => {
+                if i >= parts.len() {
+                    return None;
+                }
+                params.insert(name.clone(), decode(&parts[i..].join("/")));
+                return Some(params);
+            }
+            Segment::Static(s) if parts.get(i) == Some(&s.as_str()) => {}
+            Segment::Param(name) if i < parts.len() => {
+                params.insert(name.clone(), decode(parts[i]));
+            }
+            _ => return None,
+        }
+    }
+    (parts.len() == segments.len()).then_some(params)
+}
+
+fn decode(s: &str) -> String {
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// The dev server's routing table and token secret.
+pub struct DevServer {
+    routes: Vec<Route>,
+    jwt_secret: String,
+}
+
+impl DevServer {
+    /// Builds every function of the template with its local environment.
+    pub fn new(template: &Template, settings: &LocalSettings) -> Result<Self, BoxError> {
+        let mut routes = Vec::new();
+        for function in template.functions()? {
+            let mut env = template.resolve_environment(&function, &settings.overrides)?;
+            env.extend(settings.lambda_environment());
+            let handler = functions::build(&function.binary, &env)?;
+            for r in &function.routes {
+                routes.push(Route {
+                    method: r.method.clone(),
+                    template_path: r.path.clone(),
+                    segments: parse_path(&r.path),
+                    public: r.public,
+                    handler: handler.clone(),
+                });
+            }
+        }
+        // Most specific first, as API Gateway chooses.
+        routes.sort_by(|a, b| {
+            let rank = |r: &Route| r.segments.iter().map(Segment::rank).collect::<Vec<_>>();
+            rank(a)
+                .cmp(&rank(b))
+                .then(b.segments.len().cmp(&a.segments.len()))
+                .then((a.method == "ANY").cmp(&(b.method == "ANY")))
+        });
+        Ok(Self {
+            routes,
+            jwt_secret: settings.jwt_secret.clone(),
+        })
+    }
+
+    fn find(&self, method: &Method, path: &str) -> Option<(&Route, HashMap<String, String>)> {
+        self.routes.iter().find_map(|r| {
+            let method_ok = r.method == "ANY" || r.method == method.as_str();
+            if !method_ok {
+                return None;
+            }
+            match_path(&r.segments, path).map(|params| (r, params))
+        })
+    }
+
+    /// The axum router serving every route.
+    pub fn router(self) -> axum::Router {
+        axum::Router::new()
+            .fallback(dispatch)
+            .with_state(Arc::new(self))
+    }
+
+    /// Serves on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), BoxError> {
+        axum::serve(
+            listener,
+            self.router()
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        Ok(())
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> AxumResponse {
+    let body = json!({"error": {"code": code, "message": message}}).to_string();
+    (status, [("content-type", "application/json")], body).into_response()
+}
+
+async fn dispatch(
+    State(server): State<Arc<DevServer>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+) -> AxumResponse {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_owned();
+    let response = match to_bytes(body, MAX_PAYLOAD).await {
+        Ok(bytes) => invoke(&server, parts, &bytes, peer).await,
+        Err(_) => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body is larger than API Gateway's 10 MB limit",
+        ),
+    };
+    info!(
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+async fn invoke(
+    server: &DevServer,
+    parts: axum::http::request::Parts,
+    body: &[u8],
+    peer: SocketAddr,
+) -> AxumResponse {
+    let Some((route, path_params)) = server.find(&parts.method, parts.uri.path()) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no route matches this method and path",
+        );
+    };
+    let claims = if route.public {
+        None
+    } else {
+        match bearer_claims(&parts.headers, &server.jwt_secret) {
+            Ok(claims) => Some(claims),
+            Err(message) => return error(StatusCode::UNAUTHORIZED, "unauthorized", message),
+        }
+    };
+    let event = api_gateway_event(route, &parts, body, path_params, claims, peer);
+    let request = match lambda_http::request::from_str(&event.to_string()) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("the request cannot be expressed as an API Gateway event: {e}"),
+            );
+        }
+    };
+    let request_id = event["requestContext"]["requestId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let response = (route.handler)(request).await;
+    let (lparts, lbody) = response.into_parts();
+    let bytes = match lbody {
+        Body::Empty => Vec::new(),
+        Body::Text(t) => t.into_bytes(),
+        Body::Binary(b) => b,
+        _ => Vec::new(),
+    };
+    let mut out = AxumResponse::new(AxumBody::from(bytes));
+    *out.status_mut() = lparts.status;
+    *out.headers_mut() = lparts.headers;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        out.headers_mut().insert("apigw-requestid", v);
+    }
+    out
+}
+
+/// Verifies `Authorization: Bearer <jwt>` and returns the claims as API Gateway passes them
+/// (every value a string).
+fn bearer_claims(headers: &HeaderMap, secret: &str) -> Result<Map<String, Value>, &'static str> {
+    let header = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or("a bearer token is required")?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .ok_or("the Authorization header must be `Bearer <token>`")?;
+    let claims =
+        token::verify(secret, token.trim()).map_err(|_| "the token is invalid or expired")?;
+    Ok(claims
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s,
+                Value::Array(items) => format!(
+                    "[{}]",
+                    items
+                        .iter()
+                        .map(|i| i
+                            .as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| i.to_string()))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                other => other.to_string(),
+            };
+            (k, Value::String(text))
+        })
+        .collect())
+}
+
+fn is_textual(content_type: Option<&str>) -> bool {
+    let Some(ct) = content_type else { return true };
+    let ct = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    ct.starts_with("text/")
+        || ct.ends_with("+json")
+        || ct.ends_with("+xml")
+        || matches!(
+            ct.as_str(),
+            "application/json"
+                | "application/xml"
+                | "application/x-www-form-urlencoded"
+                | "application/javascript"
+        )
+}
+
+fn api_gateway_event(
+    route: &Route,
+    parts: &axum::http::request::Parts,
+    body: &[u8],
+    path_params: HashMap<String, String>,
+    claims: Option<Map<String, Value>>,
+    peer: SocketAddr,
+) -> Value {
+    let mut headers = Map::new();
+    let mut cookies = Vec::new();
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        if name == "cookie" {
+            cookies.extend(
+                value
+                    .split(';')
+                    .map(|c| c.trim().to_owned())
+                    .filter(|c| !c.is_empty()),
+            );
+            continue;
+        }
+        match headers.get_mut(name.as_str()) {
+            Some(Value::String(existing)) => {
+                existing.push(',');
+                existing.push_str(&value);
+            }
+            _ => {
+                headers.insert(name.as_str().to_owned(), Value::String(value));
+            }
+        }
+    }
+    let raw_query = parts.uri.query().unwrap_or("");
+    let mut query: Map<String, Value> = Map::new();
+    for (k, v) in form_urlencoded::parse(raw_query.as_bytes()) {
+        match query.get_mut(k.as_ref()) {
+            Some(Value::String(existing)) => {
+                existing.push(',');
+                existing.push_str(&v);
+            }
+            _ => {
+                query.insert(k.into_owned(), Value::String(v.into_owned()));
+            }
+        }
+    }
+    let content_type = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok());
+    let (body, base64) = match std::str::from_utf8(body) {
+        _ if body.is_empty() => (Value::Null, false),
+        Ok(text) if is_textual(content_type) => (Value::String(text.to_owned()), false),
+        _ => (Value::String(STANDARD.encode(body)), true),
+    };
+    let now = chrono::Utc::now();
+    let method = parts.method.as_str();
+    let route_key = format!("{} {}", route.method, route.template_path);
+    let host = parts
+        .headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_owned();
+    let mut context = json!({
+        "accountId": LOCAL_ACCOUNT_ID,
+        "apiId": "local",
+        "domainName": host,
+        "domainPrefix": host.split('.').next().unwrap_or("local"),
+        "http": {
+            "method": method,
+            "path": parts.uri.path(),
+            "protocol": "HTTP/1.1",
+            "sourceIp": peer.ip().to_string(),
+            "userAgent": parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
+        },
+        "requestId": ulid::Ulid::new().to_string(),
+        "routeKey": route_key,
+        "stage": "$default",
+        "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+        "timeEpoch": now.timestamp_millis(),
+    });
+    if let Some(claims) = claims {
+        context["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}});
+    }
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": parts.uri.path(),
+        "rawQueryString": raw_query,
+        "headers": headers,
+        "requestContext": context,
+        "isBase64Encoded": base64,
+    });
+    if !cookies.is_empty() {
+        event["cookies"] = json!(cookies);
+    }
+    if !query.is_empty() {
+        event["queryStringParameters"] = Value::Object(query);
+    }
+    if !path_params.is_empty() {
+        event["pathParameters"] = json!(path_params);
+    }
+    if !body.is_null() {
+        event["body"] = body;
+    }
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_and_greedy_segments_match_like_api_gateway() {
+        let p = parse_path("/conversations/{id}/messages");
+        let got = match_path(&p, "/conversations/c%201/messages").unwrap();
+        assert_eq!(got["id"], "c 1");
+        assert!(match_path(&p, "/conversations/c1").is_none());
+        assert!(match_path(&p, "/conversations/c1/messages/x").is_none());
+        let g = parse_path("/files/{proxy+}");
+        assert_eq!(match_path(&g, "/files/a/b").unwrap()["proxy"], "a/b");
+        assert!(match_path(&g, "/files").is_none());
+    }
+
+    #[test]
+    fn utf8_json_goes_as_text_and_binary_as_base64() {
+        assert!(is_textual(Some("application/json; charset=utf-8")));
+        assert!(is_textual(None));
+        assert!(!is_textual(Some("image/png")));
+    }
+}

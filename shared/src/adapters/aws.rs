@@ -1,0 +1,38 @@
+//! The one `SdkConfig` of a process.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+pub use aws_credential_types::Credentials;
+pub use aws_credential_types::provider::SharedCredentialsProvider;
+
+use crate::config::AwsSettings;
+
+/// Builds the process's `SdkConfig` from explicit settings.
+///
+/// Built directly rather than through the default provider chain, so start-up makes no
+/// network call (no IMDS, no STS) and reads no profile files: the region and endpoint come
+/// from [`AwsSettings`], the credentials from the given provider. Call once per process and
+/// build every client from the result.
+pub fn sdk_config(settings: &AwsSettings, credentials: SharedCredentialsProvider) -> SdkConfig {
+    let mut builder = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(settings.region.clone()))
+        .credentials_provider(credentials);
+    if let Some(url) = &settings.endpoint_url {
+        builder = builder.endpoint_url(url.clone());
+    }
+    builder.build()
+}
+
+/// Credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`,
+/// which is how Lambda hands a function its role's credentials.
+pub fn environment_credentials() -> SharedCredentialsProvider {
+    SharedCredentialsProvider::new(
+        aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+    )
+}
+
+/// The DynamoDB client of a process (build once, clone freely).
+pub fn dynamodb_client(sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(sdk)
+}

@@ -1,0 +1,5 @@
+//! AWS implementations of the ports. SDK types never leave this module.
+
+pub mod aws;
+pub mod dynamo;
+pub mod keys;

@@ -1,0 +1,196 @@
+//! Process configuration, read once at start-up.
+//!
+//! Every value comes from the environment template.yaml gives the function (the dev server
+//! builds the same environment locally). A missing or malformed variable stops start-up
+//! with an error naming it.
+
+use std::collections::HashMap;
+
+/// A configuration problem found at start-up.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A required variable is not set (or is empty).
+    #[error("environment variable {0} is required but not set")]
+    Missing(&'static str),
+    /// A variable is set to something unusable.
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// Where configuration values come from: the process environment, or a map (dev server,
+/// tests) holding exactly what template.yaml would set.
+pub trait Source {
+    /// The value of a variable, if set.
+    fn get(&self, name: &str) -> Option<String>;
+
+    /// The value of a required variable; empty counts as missing.
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name)
+            .filter(|v| !v.is_empty())
+            .ok_or(ConfigError::Missing(name))
+    }
+
+    /// The value of an optional variable; empty counts as unset.
+    fn optional(&self, name: &str) -> Option<String> {
+        self.get(name).filter(|v| !v.is_empty())
+    }
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Source for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Source for HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        HashMap::get(self, name).cloned()
+    }
+}
+
+/// How to reach AWS. Region and endpoint come from the environment only: no IMDS or STS call
+/// is ever made to find them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// `AWS_REGION` (Lambda always sets it).
+    pub region: String,
+    /// `AWS_ENDPOINT_URL`: unset in AWS; the emulator's URL locally.
+    pub endpoint_url: Option<String>,
+}
+
+impl AwsSettings {
+    /// Reads `AWS_REGION` and `AWS_ENDPOINT_URL`.
+    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        let endpoint_url = env.optional("AWS_ENDPOINT_URL");
+        if let Some(url) = &endpoint_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                name: "AWS_ENDPOINT_URL",
+                reason: "must start with http:// or https://".into(),
+            });
+        }
+        Ok(Self {
+            region: env.required("AWS_REGION")?,
+            endpoint_url,
+        })
+    }
+}
+
+/// Settings every function shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// How to reach AWS.
+    pub aws: AwsSettings,
+    /// `TABLE_NAME`: the DynamoDB table holding tenants, channels, conversations, messages.
+    pub table_name: String,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    /// Reads the configuration from any [`Source`].
+    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            aws: AwsSettings::from_source(env)?,
+            table_name: env.required("TABLE_NAME")?,
+        })
+    }
+}
+
+/// Meta webhook settings (webhook function).
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetaSettings {
+    /// `META_APP_SECRET`: signs webhook bodies (`X-Hub-Signature-256`).
+    pub app_secret: String,
+    /// `META_VERIFY_TOKEN`: echoed back by Meta in the subscription handshake.
+    pub verify_token: String,
+    /// `META_GRAPH_URL`: Graph API base URL, including the version.
+    pub graph_url: String,
+}
+
+impl std::fmt::Debug for MetaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaSettings")
+            .field("graph_url", &self.graph_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The Graph API base URL when `META_GRAPH_URL` is not set.
+pub const DEFAULT_META_GRAPH_URL: &str = "https://graph.facebook.com/v21.0";
+/// The WeChat API base URL when `WECHAT_API_URL` is not set.
+pub const DEFAULT_WECHAT_API_URL: &str = "https://api.weixin.qq.com";
+
+impl MetaSettings {
+    /// Reads `META_APP_SECRET`, `META_VERIFY_TOKEN` (required) and `META_GRAPH_URL`.
+    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            app_secret: env.required("META_APP_SECRET")?,
+            verify_token: env.required("META_VERIFY_TOKEN")?,
+            graph_url: env
+                .optional("META_GRAPH_URL")
+                .unwrap_or_else(|| DEFAULT_META_GRAPH_URL.to_owned()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn missing_variable_is_named() {
+        let err = Config::from_source(&env(&[("AWS_REGION", "eu-west-1")])).unwrap_err();
+        assert_eq!(err, ConfigError::Missing("TABLE_NAME"));
+        assert!(err.to_string().contains("TABLE_NAME"));
+    }
+
+    #[test]
+    fn empty_variable_counts_as_missing() {
+        let err = Config::from_source(&env(&[("AWS_REGION", ""), ("TABLE_NAME", "t")]));
+        assert_eq!(err.unwrap_err(), ConfigError::Missing("AWS_REGION"));
+    }
+
+    #[test]
+    fn endpoint_is_optional_and_checked() {
+        let c = Config::from_source(&env(&[("AWS_REGION", "eu-west-1"), ("TABLE_NAME", "t")]));
+        assert_eq!(c.unwrap().aws.endpoint_url, None);
+        let err = Config::from_source(&env(&[
+            ("AWS_REGION", "eu-west-1"),
+            ("TABLE_NAME", "t"),
+            ("AWS_ENDPOINT_URL", "localhost:5000"),
+        ]));
+        assert!(matches!(
+            err,
+            Err(ConfigError::Invalid {
+                name: "AWS_ENDPOINT_URL",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn meta_settings_default_the_graph_url_and_hide_secrets() {
+        let m = MetaSettings::from_source(&env(&[
+            ("META_APP_SECRET", "s3cr3t"),
+            ("META_VERIFY_TOKEN", "v"),
+        ]))
+        .unwrap();
+        assert_eq!(m.graph_url, DEFAULT_META_GRAPH_URL);
+        assert!(!format!("{m:?}").contains("s3cr3t"));
+    }
+}

@@ -1,0 +1,256 @@
+//! API Gateway (HTTP API, payload 2.0) requests in, JSON responses out.
+//!
+//! The single place where [`Error`] becomes a status code and an
+//! `{"error": {"code", "message"}}` body. Handlers return `Ok(Response)` for every
+//! expected failure: an `Err` from a Lambda HTTP handler is a 502 at API Gateway.
+
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{error, warn};
+
+use crate::Error;
+use crate::domain::auth::Principal;
+use crate::domain::page::PageRequest;
+
+/// Largest JSON body an agent route accepts.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// The status code for an error. Each variant's meaning is documented on [`Error`].
+pub fn status_of(err: &Error) -> StatusCode {
+    match err {
+        Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+        Error::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        Error::Forbidden(_) => StatusCode::FORBIDDEN,
+        Error::NotFound { .. } => StatusCode::NOT_FOUND,
+        Error::Conflict { .. } => StatusCode::CONFLICT,
+        Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: String,
+}
+
+/// The response for an error. Internal causes are logged here and replaced by a generic
+/// message; client errors are not logged (they are the client's, and may hold its data).
+pub fn error_response(err: &Error) -> Response<Body> {
+    let message = match err {
+        Error::Internal(cause) => {
+            error!(cause = %cause, "internal error");
+            "something went wrong on our side; try again later".to_owned()
+        }
+        Error::Upstream { provider, message } => {
+            warn!(provider = %provider, cause = %message, "provider call failed");
+            format!("the {provider} API did not accept the request")
+        }
+        other => other.to_string(),
+    };
+    json(
+        status_of(err),
+        &ErrorBody {
+            error: ErrorDetail {
+                code: err.code(),
+                message,
+            },
+        },
+    )
+}
+
+/// A JSON response.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_string(value) {
+        Ok(body) => with_content_type(status, Body::Text(body), "application/json"),
+        Err(e) => error_response(&Error::Internal(format!("encode response: {e}"))),
+    }
+}
+
+/// A plain-text response.
+pub fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
+    with_content_type(status, Body::Text(body.into()), "text/plain; charset=utf-8")
+}
+
+fn with_content_type(status: StatusCode, body: Body, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Turns a handler's result into the response, whatever it was.
+pub fn respond(result: Result<Response<Body>, Error>) -> Response<Body> {
+    result.unwrap_or_else(|e| error_response(&e))
+}
+
+fn context(
+    req: &Request,
+) -> Option<&lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext> {
+    match req.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => Some(ctx),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// The matched route, e.g. `POST /channels`, as API Gateway reports it.
+pub fn route_key(req: &Request) -> &str {
+    context(req)
+        .and_then(|c| c.route_key.as_deref())
+        .unwrap_or("")
+}
+
+/// API Gateway's request id, for logs.
+pub fn request_id(req: &Request) -> &str {
+    context(req)
+        .and_then(|c| c.request_id.as_deref())
+        .unwrap_or("-")
+}
+
+/// The agent behind the request, from the claims of the JWT that API Gateway (or the dev
+/// server) has already verified. No claims at all is a 401.
+pub fn principal(req: &Request) -> Result<Principal, Error> {
+    let claims = context(req)
+        .and_then(|c| c.authorizer.as_ref())
+        .and_then(|a| a.jwt.as_ref())
+        .map(|jwt| &jwt.claims)
+        .ok_or_else(|| Error::Unauthorized("a bearer token is required".into()))?;
+    Principal::from_claims(|name| claims.get(name).map(String::as_str))
+}
+
+/// A path parameter of the route (`{id}`), if present.
+pub fn path_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.path_parameters_ref().and_then(|p| p.first(name))
+}
+
+/// A query-string value, if present.
+pub fn query<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.query_string_parameters_ref()
+        .and_then(|q| q.first(name))
+}
+
+/// `?limit=&cursor=`.
+pub fn page_request(req: &Request) -> Result<PageRequest, Error> {
+    PageRequest::parse(query(req, "limit"), query(req, "cursor"))
+}
+
+/// Parses a JSON body into `T` (whose unknown fields are refused by `deny_unknown_fields`).
+///
+/// The body is read as JSON whatever `Content-Type` says (curl's `-d` sends a form type).
+/// Oversize → 413, empty or malformed JSON → 400 `invalid_json`, well-formed JSON of the
+/// wrong shape → 422 `invalid_body`.
+pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, Error> {
+    let bytes: &[u8] = req.body().as_ref();
+    if bytes.len() > MAX_JSON_BODY {
+        return Err(Error::PayloadTooLarge {
+            limit: MAX_JSON_BODY,
+        });
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::bad_request(
+            "invalid_json",
+            "a JSON body is required",
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        Error::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+    })?;
+    if !value.is_object() {
+        return Err(Error::validation(
+            "invalid_body",
+            "the body must be a JSON object",
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| Error::validation("invalid_body", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Named {
+        name: String,
+    }
+
+    fn event(body: &str, content_type: Option<&str>) -> Request {
+        let headers = match content_type {
+            Some(ct) => serde_json::json!({"content-type": ct}),
+            None => serde_json::json!({}),
+        };
+        let raw = serde_json::json!({
+            "version": "2.0",
+            "routeKey": "POST /channels",
+            "rawPath": "/channels",
+            "rawQueryString": "",
+            "headers": headers,
+            "requestContext": {
+                "accountId": "123456789012", "apiId": "api", "domainName": "x", "domainPrefix": "x",
+                "http": {"method": "POST", "path": "/channels", "protocol": "HTTP/1.1",
+                         "sourceIp": "127.0.0.1", "userAgent": "t"},
+                "requestId": "r1", "routeKey": "POST /channels", "stage": "$default",
+                "time": "24/Nov/2026:00:00:00 +0000", "timeEpoch": 0
+            },
+            "body": body,
+            "isBase64Encoded": false
+        });
+        lambda_http::request::from_str(&raw.to_string()).expect("valid event")
+    }
+
+    #[test]
+    fn malformed_json_is_a_400_and_wrong_shape_a_422() {
+        let err = json_body::<Named>(&event("{\"name\":", None)).unwrap_err();
+        assert_eq!(
+            (status_of(&err), err.code()),
+            (StatusCode::BAD_REQUEST, "invalid_json")
+        );
+        let err = json_body::<Named>(&event("{\"name\":5}", None)).unwrap_err();
+        assert_eq!(status_of(&err), StatusCode::UNPROCESSABLE_ENTITY);
+        let err = json_body::<Named>(&event("{\"name\":\"a\",\"x\":1}", None)).unwrap_err();
+        assert_eq!(err.code(), "invalid_body");
+    }
+
+    #[test]
+    fn oversize_body_is_a_413() {
+        let big = format!("{{\"name\":\"{}\"}}", "a".repeat(MAX_JSON_BODY));
+        let err = json_body::<Named>(&event(&big, Some("application/json"))).unwrap_err();
+        assert_eq!(status_of(&err), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn json_sent_with_a_form_content_type_is_still_read() {
+        let got = json_body::<Named>(&event(
+            "{\"name\":\"a\"}",
+            Some("application/x-www-form-urlencoded"),
+        ));
+        assert_eq!(got.unwrap().name, "a");
+    }
+
+    #[test]
+    fn missing_authorizer_is_a_401() {
+        let err = principal(&event("{}", None)).unwrap_err();
+        assert_eq!(status_of(&err), StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn internal_errors_say_nothing_internal() {
+        let response = error_response(&Error::Internal("table chat-secret missing".into()));
+        let body = String::from_utf8(response.body().as_ref().to_vec()).unwrap();
+        assert!(!body.contains("chat-secret"));
+        assert!(body.contains("internal_error"));
+    }
+}

@@ -1,0 +1,18 @@
+//! The chatroom domain crate.
+//!
+//! - [`domain`]: newtypes and pure rules, no I/O and no AWS or Lambda types.
+//! - [`ports`]: the traits the use cases need (stores, publishers, senders).
+//! - [`service`]: use cases written against the ports.
+//! - [`adapters`]: the AWS implementations of the ports; SDK types live only there.
+//! - [`http`]: API Gateway request parsing and the one error → response mapping.
+//! - [`config`]: process configuration read once at start-up.
+
+pub mod adapters;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod ports;
+pub mod service;
+pub mod telemetry;
+
+pub use domain::error::Error;

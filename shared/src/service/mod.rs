@@ -1,0 +1,3 @@
+//! Use cases. Each takes the ports it needs and the caller's identity, never AWS types.
+
+pub mod channels;

@@ -1,0 +1,6 @@
+//! Integration tests: the functions over HTTP through the dev server, against moto.
+
+mod auth;
+mod channels;
+mod local_stack;
+mod webhooks;
