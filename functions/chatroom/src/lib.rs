@@ -67,3 +67,65 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
         _ => Err(Error::NotFound { what: "route" }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use shared::adapters::aws::{Credentials, SharedCredentialsProvider};
+
+    use super::*;
+
+    const CREATE: &str = include_str!("../../fixtures/apigw-v2-create-channel.json");
+
+    /// An app whose AWS endpoint accepts no connections: these tests must not reach AWS.
+    fn app() -> App {
+        let env: HashMap<String, String> = [
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+            ("TABLE_NAME", "chat"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let credentials =
+            SharedCredentialsProvider::new(Credentials::new("k", "s", None, None, "test"));
+        App::from_source(&env, credentials).expect("config")
+    }
+
+    fn error_code(response: &Response<Body>) -> String {
+        let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+        body["error"]["code"].as_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn cognito_agent_posting_a_channel_is_forbidden_before_any_write() {
+        let req = lambda_http::request::from_str(CREATE).unwrap();
+        let response = handle(&app(), req).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(error_code(&response), "forbidden");
+    }
+
+    #[tokio::test]
+    async fn request_without_authorizer_claims_is_unauthorized() {
+        let mut event: serde_json::Value = serde_json::from_str(CREATE).unwrap();
+        event["requestContext"]
+            .as_object_mut()
+            .unwrap()
+            .remove("authorizer");
+        let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let response = handle(&app(), req).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn admin_with_a_malformed_body_gets_a_400_without_touching_aws() {
+        let event = CREATE
+            .replace("\"custom:role\": \"agent\"", "\"custom:role\": \"admin\"")
+            .replace("\"body\": \"{", "\"body\": \"{{");
+        let req = lambda_http::request::from_str(&event).unwrap();
+        let response = handle(&app(), req).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(error_code(&response), "invalid_json");
+    }
+}

@@ -54,3 +54,42 @@ fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
         _ => Err(Error::NotFound { what: "route" }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const HANDSHAKE: &str = include_str!("../../fixtures/apigw-v2-meta-handshake.json");
+
+    fn app() -> App {
+        let env: HashMap<String, String> = [
+            ("META_APP_SECRET", "fixture-app-secret"),
+            ("META_VERIFY_TOKEN", "fixture-verify-token"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        App::from_source(&env).expect("config")
+    }
+
+    #[tokio::test]
+    async fn api_gateway_handshake_event_gets_the_challenge_back() {
+        let req = lambda_http::request::from_str(HANDSHAKE).unwrap();
+        let response = handle(&app(), req).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.body().as_ref(), b"1158201444");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; charset=utf-8"
+        );
+    }
+
+    #[tokio::test]
+    async fn handshake_with_another_token_is_forbidden() {
+        let event = HANDSHAKE.replace("fixture-verify-token", "guess");
+        let req = lambda_http::request::from_str(&event).unwrap();
+        assert_eq!(handle(&app(), req).await.status(), StatusCode::FORBIDDEN);
+    }
+}

@@ -202,7 +202,7 @@ impl Template {
         })
     }
 
-    /// `(logical id, resource)` for every resource of a type, in template order.
+    /// `(logical id, resource)` for every resource of a type, by logical id.
     pub fn resources_of<'a>(
         &'a self,
         kind: &'a str,
@@ -531,8 +531,10 @@ Resources:
     fn routes_carry_method_path_and_auth() {
         let f = &sample().functions().unwrap()[0];
         assert_eq!(f.binary, "thing");
+        let mut routes = f.routes.clone();
+        routes.sort_by(|a, b| a.path.cmp(&b.path));
         assert_eq!(
-            f.routes,
+            routes,
             vec![
                 RouteSpec {
                     method: "GET".into(),
@@ -558,5 +560,30 @@ Resources:
                 .iter()
                 .any(|f| f.binary == "chatroom")
         );
+    }
+
+    #[test]
+    fn openapi_document_lists_exactly_the_template_routes() {
+        use std::collections::BTreeSet;
+        let t = Template::load(&default_path(), "us-east-1").unwrap();
+        let routes: BTreeSet<(String, String, bool)> = t
+            .functions()
+            .unwrap()
+            .into_iter()
+            .flat_map(|f| f.routes)
+            .map(|r| (r.method.to_lowercase(), r.path, r.public))
+            .collect();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.yaml");
+        let doc: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let doc = to_json(doc).unwrap();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let public = op["security"] == serde_json::json!([]);
+                documented.insert((method.clone(), path.clone(), public));
+            }
+        }
+        assert_eq!(documented, routes);
     }
 }
