@@ -113,6 +113,8 @@ pub struct MetaSettings {
     pub verify_token: String,
     /// `META_GRAPH_URL`: Graph API base URL, including the version.
     pub graph_url: String,
+    /// `META_APP_ID` (optional): echoes of messages this app sent are not stored twice.
+    pub app_id: Option<String>,
 }
 
 impl std::fmt::Debug for MetaSettings {
@@ -129,7 +131,8 @@ pub const DEFAULT_META_GRAPH_URL: &str = "https://graph.facebook.com/v21.0";
 pub const DEFAULT_WECHAT_API_URL: &str = "https://api.weixin.qq.com";
 
 impl MetaSettings {
-    /// Reads `META_APP_SECRET`, `META_VERIFY_TOKEN` (required) and `META_GRAPH_URL`.
+    /// Reads `META_APP_SECRET`, `META_VERIFY_TOKEN` (required), `META_GRAPH_URL` and
+    /// `META_APP_ID` (optional).
     pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
         Ok(Self {
             app_secret: env.required("META_APP_SECRET")?,
@@ -137,6 +140,7 @@ impl MetaSettings {
             graph_url: env
                 .optional("META_GRAPH_URL")
                 .unwrap_or_else(|| DEFAULT_META_GRAPH_URL.to_owned()),
+            app_id: env.optional("META_APP_ID"),
         })
     }
 }

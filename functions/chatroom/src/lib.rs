@@ -1,4 +1,4 @@
-//! `chatroom`: the agent API (health, channels; conversations and more in later routes).
+//! `chatroom`: the agent API (health, channels, conversations and messages).
 //!
 //! [`handle`] is what Lambda runs and what the dev server and tests call.
 
@@ -10,7 +10,8 @@ use shared::adapters::aws::{SharedCredentialsProvider, dynamodb_client, sdk_conf
 use shared::adapters::dynamo::DynamoStore;
 use shared::config::{Config, ConfigError, Source};
 use shared::http::{self, json, respond};
-use shared::service::channels;
+use shared::domain::conversation::ConversationFilter;
+use shared::service::{channels, conversations};
 use tracing::{Instrument, info_span};
 
 /// Clients and settings, built once per process.
@@ -57,6 +58,26 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
             let channel =
                 channels::connect_channel(&app.store, &principal, body, Utc::now()).await?;
             Ok(json(StatusCode::CREATED, &channel))
+        }
+        "GET /conversations" => {
+            let principal = http::principal(req)?;
+            let filter = ConversationFilter::parse(|name| http::query(req, name).map(str::to_owned))?;
+            let page = http::page_request(req)?;
+            let list = conversations::list_conversations(&app.store, &principal, &filter, &page, Utc::now()).await?;
+            Ok(json(StatusCode::OK, &list))
+        }
+        "GET /conversations/{id}" => {
+            let principal = http::principal(req)?;
+            let id = http::path_param(req, "id").unwrap_or_default();
+            let conversation = conversations::get_conversation(&app.store, &principal, id, Utc::now()).await?;
+            Ok(json(StatusCode::OK, &conversation))
+        }
+        "GET /conversations/{id}/messages" => {
+            let principal = http::principal(req)?;
+            let id = http::path_param(req, "id").unwrap_or_default();
+            let page = http::page_request(req)?;
+            let messages = conversations::list_messages(&app.store, &principal, id, &page).await?;
+            Ok(json(StatusCode::OK, &messages))
         }
         "GET /channels" => {
             let principal = http::principal(req)?;

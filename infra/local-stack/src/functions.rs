@@ -47,7 +47,7 @@ pub fn build(binary: &str, env: &HashMap<String, String>) -> Result<Handler, Box
             |app, req| async move { chatroom::handle(&app, req).await },
         ),
         "webhook" => wrap(
-            webhook::App::from_source(env).map_err(fail)?,
+            webhook::App::from_source(env, local_credentials()).map_err(fail)?,
             |app, req| async move { webhook::handle(&app, req).await },
         ),
         other => {

@@ -1,6 +1,6 @@
 //! The one `SdkConfig` of a process.
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{BehaviorVersion, Region};
 
 pub use aws_credential_types::Credentials;
 pub use aws_credential_types::provider::SharedCredentialsProvider;
@@ -35,4 +35,13 @@ pub fn environment_credentials() -> SharedCredentialsProvider {
 /// The DynamoDB client of a process (build once, clone freely).
 pub fn dynamodb_client(sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(sdk)
+}
+
+pub use aws_config::SdkConfig;
+/// The EventBridge client type.
+pub use aws_sdk_eventbridge::Client as EventBridgeClient;
+
+/// The EventBridge client of a process (build once, clone freely).
+pub fn eventbridge_client(sdk: &SdkConfig) -> EventBridgeClient {
+    EventBridgeClient::new(sdk)
 }

@@ -52,19 +52,74 @@ pub fn channel(tenant: &TenantId, id: &ChannelId) -> Key {
     }
 }
 
-/// A channel's credentials: a separate item so listing channels never reads secrets.
-pub fn channel_credentials(tenant: &TenantId, id: &ChannelId) -> Key {
-    Key {
-        pk: tenant_pk(tenant),
-        sk: format!("CREDENTIALS#{id}"),
-    }
-}
-
-/// The deployment-wide claim on a provider account id; routes webhooks to the tenant.
+/// The deployment-wide claim on a provider account id: the routing record (channel and
+/// credentials) that webhooks and senders read. Its conditional write makes the id unique.
 pub fn channel_external_id(external_id: &str) -> Key {
     Key {
         pk: format!("EXTERNAL#{external_id}"),
         sk: "EXTERNAL".to_owned(),
+    }
+}
+
+/// The routing record by our channel id (WeChat webhooks carry the id in their path).
+pub fn channel_route(id: &ChannelId) -> Key {
+    Key {
+        pk: format!("ROUTE#{id}"),
+        sk: "ROUTE".to_owned(),
+    }
+}
+
+/// A customer, in its tenant's partition.
+pub fn customer(tenant: &TenantId, id: &str) -> Key {
+    Key {
+        pk: tenant_pk(tenant),
+        sk: format!("CUSTOMER#{id}"),
+    }
+}
+
+/// Sort key prefix of a tenant's conversations.
+pub const CONVERSATION_PREFIX: &str = "CONV#";
+
+/// A conversation, in its tenant's partition.
+pub fn conversation(tenant: &TenantId, id: &str) -> Key {
+    Key {
+        pk: tenant_pk(tenant),
+        sk: format!("{CONVERSATION_PREFIX}{id}"),
+    }
+}
+
+/// GSI1 partition of a tenant's conversations.
+pub fn conversations_by_activity(tenant: &TenantId) -> String {
+    format!("TENANT#{tenant}#CONVS")
+}
+
+/// GSI1 sort key of a conversation: latest activity, then id (RFC 3339 sorts by time).
+pub fn conversation_activity(last_message_at: &str, id: &str) -> String {
+    format!("{last_message_at}#{id}")
+}
+
+/// Partition of a conversation's messages.
+pub fn messages_pk(tenant: &TenantId, conversation_id: &str) -> String {
+    format!("TENANT#{tenant}#CONV#{conversation_id}")
+}
+
+/// Sort key prefix of messages.
+pub const MESSAGE_PREFIX: &str = "MSG#";
+
+/// A message: ordered by its time (RFC 3339, UTC, millis), then id.
+pub fn message(tenant: &TenantId, conversation_id: &str, created_at: &str, id: &str) -> Key {
+    Key {
+        pk: messages_pk(tenant, conversation_id),
+        sk: format!("{MESSAGE_PREFIX}{created_at}#{id}"),
+    }
+}
+
+/// The provider message id of a channel: deduplicates deliveries and maps statuses to the
+/// message.
+pub fn provider_message(channel: &ChannelId, provider_message_id: &str) -> Key {
+    Key {
+        pk: format!("PMSG#{channel}#{provider_message_id}"),
+        sk: "PMSG".to_owned(),
     }
 }
 
@@ -73,13 +128,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn channel_and_credentials_share_the_tenant_partition_but_not_the_prefix() {
+    fn message_sort_keys_order_by_time() {
         let t = TenantId::parse("acme").unwrap();
-        let c = ChannelId::parse("01J").unwrap();
-        let channel = channel(&t, &c);
-        let creds = channel_credentials(&t, &c);
-        assert_eq!(channel.pk, creds.pk);
-        assert!(channel.sk.starts_with(CHANNEL_PREFIX));
-        assert!(!creds.sk.starts_with(CHANNEL_PREFIX));
+        let a = message(&t, "cv", "2026-11-24T09:00:00.000Z", "z");
+        let b = message(&t, "cv", "2026-11-24T09:00:00.001Z", "a");
+        assert!(a.sk < b.sk);
+        assert_eq!(a.pk, messages_pk(&t, "cv"));
     }
 }

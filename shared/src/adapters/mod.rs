@@ -1,5 +1,7 @@
 //! AWS implementations of the ports. SDK types never leave this module.
 
 pub mod aws;
+pub mod cache;
 pub mod dynamo;
+pub mod eventbridge;
 pub mod keys;

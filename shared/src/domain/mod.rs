@@ -2,8 +2,13 @@
 
 pub mod auth;
 pub mod channel;
+pub mod conversation;
 pub mod error;
+pub mod inbound;
 pub mod ids;
+pub mod message;
 pub mod meta;
 pub mod page;
 pub mod time;
+pub mod wechat;
+pub mod window;

@@ -24,3 +24,19 @@ mod tests {
         assert_eq!(rfc3339(&t), "2026-11-24T09:30:00.123Z");
     }
 }
+
+/// serde `serialize_with` for an optional [`rfc3339`] (`null` when absent).
+pub fn serialize_optional_rfc3339<S: serde::Serializer>(
+    t: &Option<DateTime<Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => serialize_rfc3339(t, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// Parses a stored RFC 3339 time.
+pub fn parse_rfc3339(v: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(v).ok().map(|t| t.with_timezone(&Utc))
+}

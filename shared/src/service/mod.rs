@@ -1,3 +1,5 @@
 //! Use cases. Each takes the ports it needs and the caller's identity, never AWS types.
 
 pub mod channels;
+pub mod conversations;
+pub mod ingest;

@@ -1,0 +1,293 @@
+//! Reading conversations (by activity, through GSI1) and messages (newest first).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::Deserialize;
+
+use super::inbound::MessageRecord;
+use super::{DynamoStore, decode_cursor, encode_cursor, get_s, internal, s};
+use crate::Error;
+use crate::adapters::keys;
+use crate::domain::channel::ChannelType;
+use crate::domain::conversation::{
+    ConversationFilter, ConversationState, ConversationStatus, CustomerRef, MediaRef, Message,
+};
+use crate::domain::ids::TenantId;
+use crate::domain::message::{DeliveryError, DeliveryStatus, Direction, MessageKind};
+use crate::domain::page::{Page, PageRequest};
+use crate::domain::time::parse_rfc3339;
+use crate::domain::window::WindowPolicy;
+use crate::ports::ConversationReader;
+
+/// Most index pages read to fill one filtered page.
+const MAX_FILTERED_READS: usize = 10;
+
+fn default_window() -> u8 {
+    24
+}
+
+#[derive(Debug, Deserialize)]
+struct ConversationRecord {
+    id: String,
+    channel_id: String,
+    channel_type: String,
+    #[serde(default = "default_window")]
+    window_hours: u8,
+    #[serde(default)]
+    human_agent: bool,
+    customer_id: String,
+    customer_external_id: String,
+    #[serde(default)]
+    customer_name: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    assignee: Option<String>,
+    #[serde(default)]
+    labels: Vec<String>,
+    #[serde(default)]
+    unread_count: i64,
+    last_message_at: String,
+    #[serde(default)]
+    last_inbound_at: Option<String>,
+    #[serde(default)]
+    replies_since_inbound: u32,
+    #[serde(default)]
+    preview: String,
+}
+
+impl ConversationRecord {
+    fn into_state(self) -> Result<ConversationState, Error> {
+        let corrupt = |what: &str| Error::Internal(format!("stored conversation {} has a bad {what}", self.id));
+        Ok(ConversationState {
+            policy: WindowPolicy {
+                channel_type: ChannelType::parse(&self.channel_type).ok_or_else(|| corrupt("channel_type"))?,
+                window_hours: self.window_hours,
+                human_agent: self.human_agent,
+            },
+            status: self
+                .status
+                .as_deref()
+                .and_then(ConversationStatus::parse)
+                .unwrap_or(ConversationStatus::Open),
+            last_message_at: parse_rfc3339(&self.last_message_at).ok_or_else(|| corrupt("last_message_at"))?,
+            last_inbound_at: self.last_inbound_at.as_deref().and_then(parse_rfc3339),
+            unread_count: u32::try_from(self.unread_count.max(0)).unwrap_or(u32::MAX),
+            customer: CustomerRef {
+                id: self.customer_id,
+                name: self.customer_name,
+                external_id: self.customer_external_id,
+            },
+            id: self.id,
+            channel_id: self.channel_id,
+            assignee: self.assignee,
+            labels: self.labels,
+            replies_since_inbound: self.replies_since_inbound,
+            preview: self.preview,
+        })
+    }
+}
+
+fn conversation_from(item: &HashMap<String, AttributeValue>) -> Result<ConversationState, Error> {
+    serde_dynamo::from_item::<_, ConversationRecord>(item.clone())
+        .map_err(|e| internal("decode conversation", e))?
+        .into_state()
+}
+
+fn named<T: serde::de::DeserializeOwned>(v: &str) -> Result<T, serde_json::Error> {
+    serde_json::from_value(serde_json::Value::String(v.to_owned()))
+}
+
+fn message_from(item: &HashMap<String, AttributeValue>) -> Result<Message, Error> {
+    let r: MessageRecord = serde_dynamo::from_item(item.clone()).map_err(|e| internal("decode message", e))?;
+    let corrupt = |what: &str| Error::Internal(format!("stored message {} has a bad {what}", r.id));
+    let direction: Direction = named(&r.direction).map_err(|_| corrupt("direction"))?;
+    let kind: MessageKind = named(&r.kind).map_err(|_| corrupt("kind"))?;
+    let status = DeliveryStatus::parse(&r.status).ok_or_else(|| corrupt("status"))?;
+    let has_media = r.media_id.is_some() || r.media_mime_type.is_some() || r.media_provider_id.is_some() || r.media_url.is_some();
+    Ok(Message {
+        media: has_media.then(|| MediaRef {
+            media_id: r.media_id.clone(),
+            mime_type: r.media_mime_type.clone(),
+            size: r.media_size,
+        }),
+        error: r.error_code.clone().map(|code| DeliveryError {
+            code,
+            reason: r.error_reason.clone().unwrap_or_default(),
+            hint: r.error_hint.clone().unwrap_or_default(),
+        }),
+        created_at: parse_rfc3339(&r.created_at).ok_or_else(|| corrupt("created_at"))?,
+        raw: r
+            .raw
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or(serde_json::Value::Null),
+        id: r.id,
+        conversation_id: r.conversation_id,
+        direction,
+        kind,
+        text: r.text,
+        status,
+        provider_message_id: r.provider_message_id,
+        reply_to: r.reply_to,
+    })
+}
+
+fn filter_expression(filter: &ConversationFilter) -> (Option<String>, HashMap<String, String>, HashMap<String, AttributeValue>) {
+    let mut parts = Vec::new();
+    let mut names = HashMap::new();
+    let mut values = HashMap::new();
+    let mut add = |attr: &str, op: &str, value: String| {
+        let i = names.len();
+        names.insert(format!("#f{i}"), attr.to_owned());
+        values.insert(format!(":f{i}"), s(value));
+        parts.push(match op {
+            "contains" => format!("contains(#f{i}, :f{i})"),
+            _ => format!("#f{i} = :f{i}"),
+        });
+    };
+    if let Some(status) = filter.status {
+        add("status", "=", status.as_str().to_owned());
+    }
+    if let Some(channel) = filter.channel {
+        add("channel_type", "=", channel.as_str().to_owned());
+    }
+    if let Some(id) = &filter.channel_id {
+        add("channel_id", "=", id.to_string());
+    }
+    if let Some(label) = &filter.label {
+        add("labels", "contains", label.clone());
+    }
+    if let Some(assignee) = &filter.assignee {
+        add("assignee", "=", assignee.clone());
+    }
+    ((!parts.is_empty()).then(|| parts.join(" AND ")), names, values)
+}
+
+impl ConversationReader for DynamoStore {
+    async fn list_conversations(
+        &self,
+        tenant: &TenantId,
+        filter: &ConversationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<ConversationState>, Error> {
+        let gsi_pk = keys::conversations_by_activity(tenant);
+        let base_pk = keys::tenant(tenant).pk;
+        let key_of = |sk: &str, gsi_sk: &str| {
+            HashMap::from([
+                (keys::PK.to_owned(), s(base_pk.clone())),
+                (keys::SK.to_owned(), s(sk)),
+                (keys::GSI1_PK.to_owned(), s(gsi_pk.clone())),
+                (keys::GSI1_SK.to_owned(), s(gsi_sk)),
+            ])
+        };
+        let mut start = match &page.cursor {
+            Some(c) => {
+                let parts = decode_cursor(c, 2, keys::CONVERSATION_PREFIX)?;
+                Some(key_of(&parts[0], &parts[1]))
+            }
+            None => None,
+        };
+        let (filter_expr, mut names, mut values) = filter_expression(filter);
+        names.insert("#gpk".into(), keys::GSI1_PK.into());
+        values.insert(":gpk".into(), s(gsi_pk.clone()));
+        let limit = usize::from(page.limit);
+        let mut found: Vec<HashMap<String, AttributeValue>> = Vec::new();
+        let mut exhausted = false;
+        for _ in 0..MAX_FILTERED_READS {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(keys::GSI1)
+                .key_condition_expression("#gpk = :gpk")
+                .set_filter_expression(filter_expr.clone())
+                .set_expression_attribute_names(Some(names.clone()))
+                .set_expression_attribute_values(Some(values.clone()))
+                .set_exclusive_start_key(start.take())
+                .scan_index_forward(false)
+                .limit(i32::from(page.limit))
+                .send()
+                .await
+                .map_err(|e| internal("list conversations", e))?;
+            found.extend(out.items().iter().cloned());
+            match out.last_evaluated_key() {
+                Some(k) if found.len() < limit => start = Some(k.clone()),
+                Some(k) => {
+                    start = Some(k.clone());
+                    break;
+                }
+                None => {
+                    exhausted = true;
+                    break;
+                }
+            }
+        }
+        // The cursor is the key of the last item returned, wherever the reads stopped.
+        let more = found.len() > limit || !exhausted;
+        found.truncate(limit);
+        let next_cursor = match found.last() {
+            Some(last) if more => {
+                let sk = get_s(last, keys::SK).unwrap_or_default();
+                let gsk = get_s(last, keys::GSI1_SK).unwrap_or_default();
+                Some(encode_cursor(&[sk, gsk]))
+            }
+            None if !exhausted => start
+                .as_ref()
+                .and_then(|k| Some(encode_cursor(&[get_s(k, keys::SK)?, get_s(k, keys::GSI1_SK)?]))),
+            _ => None,
+        };
+        let items = found.iter().map(conversation_from).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn get_conversation(&self, tenant: &TenantId, id: &str) -> Result<Option<ConversationState>, Error> {
+        if !id.starts_with("cv_") || id.len() > 64 || id.contains('#') {
+            return Ok(None);
+        }
+        let key = keys::conversation(tenant, id);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(key.pk))
+            .key(keys::SK, s(key.sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| internal("get conversation", e))?;
+        out.item.as_ref().map(conversation_from).transpose()
+    }
+
+    async fn list_messages(&self, tenant: &TenantId, conversation_id: &str, page: &PageRequest) -> Result<Page<Message>, Error> {
+        let pk = keys::messages_pk(tenant, conversation_id);
+        let start = match &page.cursor {
+            Some(c) => {
+                let sk = decode_cursor(c, 1, keys::MESSAGE_PREFIX)?.remove(0);
+                Some(HashMap::from([(keys::PK.to_owned(), s(pk.clone())), (keys::SK.to_owned(), s(sk))]))
+            }
+            None => None,
+        };
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":prefix", s(keys::MESSAGE_PREFIX))
+            .set_exclusive_start_key(start)
+            .scan_index_forward(false)
+            .limit(i32::from(page.limit))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| internal("list messages", e))?;
+        let items = out.items().iter().map(message_from).collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = out
+            .last_evaluated_key()
+            .and_then(|k| get_s(k, keys::SK))
+            .map(|sk| encode_cursor(&[sk]));
+        Ok(Page { items, next_cursor })
+    }
+}

@@ -1,0 +1,542 @@
+//! Storing webhook items: messages exactly once, statuses only forward.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    DynamoStore, Expr, TRANSACTION_ATTEMPTS, conflict_backoff, get_n, get_s, internal, key_item, n,
+    reason_codes, s,
+};
+use crate::Error;
+use crate::adapters::keys::{self, Key};
+use crate::domain::channel::Channel;
+use crate::domain::conversation::{conversation_id, customer_id, preview};
+use crate::domain::ids::TenantId;
+use crate::domain::inbound::{InboundMessage, StatusUpdate, Watermark};
+use crate::domain::message::{DeliveryError, DeliveryStatus, Direction, MessageKind};
+use crate::domain::time::rfc3339;
+use crate::ports::{InboundStore, MessageRef, Recorded, StatusOutcome};
+
+/// Largest provider fragment kept per message (the item limit is 400 KB).
+const MAX_RAW_BYTES: usize = 64 * 1024;
+/// Most messages a watermark moves forward in one go (the most recent ones).
+const WATERMARK_SCAN: i32 = 100;
+
+/// The stored shape of a message (also read back by the conversation reader).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct MessageRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub conversation_id: String,
+    pub direction: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_mime_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_provider_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_filename: Option<String>,
+    pub status: String,
+    pub status_rank: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_hint: Option<String>,
+    pub created_at: String,
+    pub received_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+}
+
+impl MessageRecord {
+    fn item(&self, key: Key) -> Result<HashMap<String, AttributeValue>, Error> {
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(self).map_err(|e| internal("encode message", e))?;
+        item.extend(key_item(key));
+        item.insert(keys::ENTITY.into(), s("message"));
+        Ok(item)
+    }
+}
+
+fn raw_text(raw: &serde_json::Value) -> Option<String> {
+    if raw.is_null() {
+        return None;
+    }
+    let text = raw.to_string();
+    Some(if text.len() > MAX_RAW_BYTES {
+        serde_json::json!({"truncated": true, "bytes": text.len()}).to_string()
+    } else {
+        text
+    })
+}
+
+fn set_error(e: &mut Expr, prefix: &str, error: Option<&DeliveryError>) {
+    if let Some(err) = error {
+        e.set(&format!("{prefix}error_code"), s(&err.code))
+            .set(&format!("{prefix}error_reason"), s(&err.reason))
+            .set(&format!("{prefix}error_hint"), s(&err.hint));
+    }
+}
+
+fn update(table: &str, key: Key, e: &Expr, condition: Option<String>) -> Result<TransactWriteItem, Error> {
+    let u = Update::builder()
+        .table_name(table)
+        .key(keys::PK, s(key.pk))
+        .key(keys::SK, s(key.sk))
+        .update_expression(e.update_expression())
+        .set_expression_attribute_names(e.names())
+        .set_expression_attribute_values(e.values())
+        .set_condition_expression(condition)
+        .build()
+        .map_err(|err| internal("build update", err))?;
+    Ok(TransactWriteItem::builder().update(u).build())
+}
+
+/// What to do with the conversation for one message.
+struct ConversationChange<'a> {
+    channel: &'a Channel,
+    message: &'a InboundMessage,
+    conversation_id: &'a str,
+    customer_id: &'a str,
+    at: &'a str,
+    /// The message is older than what the conversation shows: count it, move nothing.
+    late: bool,
+}
+
+impl ConversationChange<'_> {
+    fn write(&self, table: &str) -> Result<TransactWriteItem, Error> {
+        let c = self.channel;
+        let m = self.message;
+        let tenant = &c.tenant_id;
+        let inbound = m.direction == Direction::Inbound;
+        let mut e = Expr::default();
+        e.set(keys::ENTITY, s("conversation"))
+            .set("id", s(self.conversation_id))
+            .set("tenant_id", s(tenant.as_str()))
+            .set("channel_id", s(c.id.as_str()))
+            .set("channel_type", s(c.channel_type.as_str()))
+            .set("window_hours", n(c.window_hours))
+            .set("human_agent", AttributeValue::Bool(c.human_agent))
+            .set("customer_id", s(self.customer_id))
+            .set("customer_external_id", s(&m.customer))
+            .set(keys::GSI1_PK, s(keys::conversations_by_activity(tenant)))
+            .set_if_absent("created_at", s(self.at))
+            .set_if_absent("labels", AttributeValue::L(Vec::new()))
+            .add("unread_count", n(u8::from(inbound)));
+        if let Some(name) = &m.customer_name {
+            e.set("customer_name", s(name));
+        }
+        // The customer writing reopens a closed conversation.
+        if inbound {
+            e.set("status", s("open"));
+        } else {
+            e.set_if_absent("status", s("open"));
+        }
+        if self.late {
+            return update(table, keys::conversation(tenant, self.conversation_id), &e, None);
+        }
+        e.set("last_message_at", s(self.at))
+            .set("preview", s(preview(m.kind, m.text.as_deref())))
+            .set(keys::GSI1_SK, s(keys::conversation_activity(self.at, self.conversation_id)));
+        let guarded = if m.opens_window {
+            e.set("last_inbound_at", s(self.at))
+                .set("replies_since_inbound", n(0));
+            "last_inbound_at"
+        } else {
+            "last_message_at"
+        };
+        let (name, value) = (e.name(guarded), e.value(s(self.at)));
+        let condition = format!("attribute_not_exists({name}) OR {name} <= {value}");
+        update(table, keys::conversation(tenant, self.conversation_id), &e, Some(condition))
+    }
+}
+
+impl DynamoStore {
+    /// After an outbound message is recorded: applies a status that arrived before it.
+    async fn settle_pending(&self, channel: &Channel, provider_message_id: &str) -> Result<(), Error> {
+        let key = keys::provider_message(&channel.id, provider_message_id);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(key.pk))
+            .key(keys::SK, s(key.sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| internal("read pending status", e))?;
+        let Some(item) = out.item else { return Ok(()) };
+        let Some(status) = get_s(&item, "pending_status").and_then(DeliveryStatus::parse) else {
+            return Ok(());
+        };
+        let error = get_s(&item, "pending_error_code")
+            .map(|code| DeliveryError::explain(code, get_s(&item, "pending_error_reason")));
+        let update = StatusUpdate {
+            provider_message_id: provider_message_id.to_owned(),
+            customer: String::new(),
+            status,
+            timestamp: None,
+            error,
+            raw: serde_json::Value::Null,
+        };
+        self.apply_status(channel, &update).await.map(|_| ())
+    }
+
+    /// Moves one message item's status forward; `false` when it already was at or past it.
+    async fn move_message(&self, key: Key, status: DeliveryStatus, error: Option<&DeliveryError>) -> Result<bool, Error> {
+        let mut e = Expr::default();
+        e.set("status", s(status.as_str())).set("status_rank", n(status.rank()));
+        set_error(&mut e, "", error);
+        let (pk, rank) = (e.name(keys::PK), e.name("status_rank"));
+        let value = e.value(n(status.rank()));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(key.pk))
+            .key(keys::SK, s(key.sk))
+            .update_expression(e.update_expression())
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .condition_expression(format!("attribute_exists({pk}) AND {rank} < {value}"))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) => match err.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(_) => Ok(false),
+                other => Err(internal("update message status", other)),
+            },
+        }
+    }
+}
+
+impl InboundStore for DynamoStore {
+    async fn record_message(
+        &self,
+        channel: &Channel,
+        m: &InboundMessage,
+        received_at: DateTime<Utc>,
+    ) -> Result<Recorded, Error> {
+        let tenant = &channel.tenant_id;
+        let conversation = conversation_id(&channel.id, &m.customer);
+        let customer = customer_id(&channel.id, &m.customer);
+        let message_id = ulid::Ulid::new().to_string();
+        let at = rfc3339(&m.timestamp.unwrap_or(received_at));
+        let message_key = keys::message(tenant, &conversation, &at, &message_id);
+        let outbound = m.direction == Direction::Outbound;
+        let status = if outbound { DeliveryStatus::Sent } else { DeliveryStatus::Delivered };
+        let media = m.media.as_ref();
+        let record = MessageRecord {
+            id: message_id.clone(),
+            tenant_id: tenant.to_string(),
+            conversation_id: conversation.clone(),
+            direction: m.direction.as_str().into(),
+            kind: m.kind.as_str().into(),
+            text: m.text.clone(),
+            media_mime_type: media.and_then(|x| x.mime_type.clone()),
+            media_provider_id: media.and_then(|x| x.provider_media_id.clone()),
+            media_url: media.and_then(|x| x.url.clone()),
+            media_sha256: media.and_then(|x| x.sha256.clone()),
+            media_filename: media.and_then(|x| x.filename.clone()),
+            status: status.as_str().into(),
+            status_rank: status.rank(),
+            provider_message_id: Some(m.provider_message_id.clone()),
+            reply_to: m.reply_to.clone(),
+            created_at: at.clone(),
+            received_at: rfc3339(&received_at),
+            raw: raw_text(&m.raw),
+            ..MessageRecord::default()
+        };
+        let message_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(record.item(message_key.clone())?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| internal("build put", e))?;
+
+        // The provider id claim: exists once per channel + provider message id.
+        let mut claim = Expr::default();
+        claim
+            .set(keys::ENTITY, s("provider_message"))
+            .set("tenant_id", s(tenant.as_str()))
+            .set("conversation_id", s(&conversation))
+            .set("message_id", s(&message_id))
+            .set("message_pk", s(&message_key.pk))
+            .set("message_sk", s(&message_key.sk))
+            .set("status", s(status.as_str()))
+            .set("status_rank", n(status.rank()));
+        let claim_condition = format!("attribute_not_exists({})", claim.name("message_sk"));
+        let claim_write = update(
+            &self.table,
+            keys::provider_message(&channel.id, &m.provider_message_id),
+            &claim,
+            Some(claim_condition),
+        )?;
+
+        let mut cust = Expr::default();
+        cust.set(keys::ENTITY, s("customer"))
+            .set("id", s(&customer))
+            .set("tenant_id", s(tenant.as_str()))
+            .set("channel_id", s(channel.id.as_str()))
+            .set("channel_type", s(channel.channel_type.as_str()))
+            .set("external_id", s(&m.customer))
+            .set_if_absent("created_at", s(&at));
+        if let Some(name) = &m.customer_name {
+            cust.set("name", s(name));
+        }
+        if !outbound {
+            cust.set("last_seen_at", s(rfc3339(&received_at)));
+        }
+        let customer_write = update(&self.table, keys::customer(tenant, &customer), &cust, None)?;
+
+        let mut late = false;
+        for attempt in 0..TRANSACTION_ATTEMPTS {
+            let conversation_write = ConversationChange {
+                channel,
+                message: m,
+                conversation_id: &conversation,
+                customer_id: &customer,
+                at: &at,
+                late,
+            }
+            .write(&self.table)?;
+            // Order matters: index 0 failing means "already stored", index 2 "late".
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(claim_write.clone())
+                .transact_items(TransactWriteItem::builder().put(message_put.clone()).build())
+                .transact_items(conversation_write)
+                .transact_items(customer_write.clone())
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => {
+                    if outbound {
+                        self.settle_pending(channel, &m.provider_message_id).await?;
+                    }
+                    return Ok(Recorded::Stored(MessageRef {
+                        message_id,
+                        conversation_id: conversation,
+                    }));
+                }
+                Err(err) => err.into_service_error(),
+            };
+            match err {
+                TransactWriteItemsError::TransactionCanceledException(cancel) => {
+                    let codes = reason_codes(cancel.cancellation_reasons());
+                    if codes.first() == Some(&"ConditionalCheckFailed") {
+                        return Ok(Recorded::Duplicate);
+                    }
+                    if codes.get(2) == Some(&"ConditionalCheckFailed") && !late {
+                        late = true;
+                        continue;
+                    }
+                    if codes.contains(&"TransactionConflict") {
+                        conflict_backoff(attempt).await;
+                        continue;
+                    }
+                    return Err(Error::Internal(format!("record message cancelled: {codes:?}")));
+                }
+                TransactWriteItemsError::TransactionInProgressException(_) => {
+                    conflict_backoff(attempt).await;
+                }
+                other => return Err(internal("record message", other)),
+            }
+        }
+        Err(Error::Internal("record message: transaction kept conflicting".into()))
+    }
+
+    async fn apply_status(&self, channel: &Channel, u: &StatusUpdate) -> Result<StatusOutcome, Error> {
+        let rank = u.status.rank();
+        // Twice at most: a message recorded between our two writes is retried once.
+        for _ in 0..2 {
+            let key = keys::provider_message(&channel.id, &u.provider_message_id);
+            let mut e = Expr::default();
+            e.set("status", s(u.status.as_str())).set("status_rank", n(rank));
+            set_error(&mut e, "", u.error.as_ref());
+            let (sk, sr) = (e.name("message_sk"), e.name("status_rank"));
+            let value = e.value(n(rank));
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(keys::PK, s(key.pk.clone()))
+                .key(keys::SK, s(key.sk.clone()))
+                .update_expression(e.update_expression())
+                .set_expression_attribute_names(e.names())
+                .set_expression_attribute_values(e.values())
+                .condition_expression(format!(
+                    "attribute_exists({sk}) AND (attribute_not_exists({sr}) OR {sr} < {value})"
+                ))
+                .return_values(ReturnValue::AllNew)
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            let failed = match result {
+                Ok(out) => {
+                    let attrs = out.attributes.unwrap_or_default();
+                    let (Some(pk), Some(sk)) = (get_s(&attrs, "message_pk"), get_s(&attrs, "message_sk")) else {
+                        return Err(Error::Internal("provider message claim without message key".into()));
+                    };
+                    let moved = self
+                        .move_message(Key { pk: pk.to_owned(), sk: sk.to_owned() }, u.status, u.error.as_ref())
+                        .await?;
+                    if !moved {
+                        return Ok(StatusOutcome::Stale);
+                    }
+                    return Ok(StatusOutcome::Applied(MessageRef {
+                        message_id: get_s(&attrs, "message_id").unwrap_or_default().to_owned(),
+                        conversation_id: get_s(&attrs, "conversation_id").unwrap_or_default().to_owned(),
+                    }));
+                }
+                Err(err) => match err.into_service_error() {
+                    UpdateItemError::ConditionalCheckFailedException(c) => c.item,
+                    other => return Err(internal("apply status", other)),
+                },
+            };
+            if failed.as_ref().is_some_and(|old| old.contains_key("message_sk")) {
+                return Ok(StatusOutcome::Stale);
+            }
+            // Not recorded yet: keep the most advanced status until it is.
+            let mut k = Expr::default();
+            k.set(keys::ENTITY, s("provider_message"))
+                .set("tenant_id", s(channel.tenant_id.as_str()))
+                .set("pending_status", s(u.status.as_str()))
+                .set("pending_rank", n(rank));
+            set_error(&mut k, "pending_", u.error.as_ref());
+            let (sk, pr) = (k.name("message_sk"), k.name("pending_rank"));
+            let value = k.value(n(rank));
+            let kept = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(keys::PK, s(key.pk))
+                .key(keys::SK, s(key.sk))
+                .update_expression(k.update_expression())
+                .set_expression_attribute_names(k.names())
+                .set_expression_attribute_values(k.values())
+                .condition_expression(format!(
+                    "attribute_not_exists({sk}) AND (attribute_not_exists({pr}) OR {pr} < {value})"
+                ))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            match kept {
+                Ok(_) => return Ok(StatusOutcome::Kept),
+                Err(err) => match err.into_service_error() {
+                    UpdateItemError::ConditionalCheckFailedException(c)
+                        if c.item.as_ref().is_some_and(|old| old.contains_key("message_sk")) =>
+                    {
+                        continue;
+                    }
+                    UpdateItemError::ConditionalCheckFailedException(_) => return Ok(StatusOutcome::Stale),
+                    other => return Err(internal("keep status", other)),
+                },
+            }
+        }
+        Ok(StatusOutcome::Stale)
+    }
+
+    async fn apply_watermark(&self, channel: &Channel, w: &Watermark) -> Result<Vec<MessageRef>, Error> {
+        let conversation = conversation_id(&channel.id, &w.customer);
+        let pk = keys::messages_pk(&channel.tenant_id, &conversation);
+        let rank = w.status.rank();
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+            .filter_expression("direction = :out AND status_rank < :rank")
+            .expression_attribute_values(":pk", s(pk.clone()))
+            .expression_attribute_values(":lo", s(keys::MESSAGE_PREFIX))
+            // '~' sorts after every id character: includes every message at the watermark.
+            .expression_attribute_values(":hi", s(format!("{}{}#~", keys::MESSAGE_PREFIX, rfc3339(&w.watermark))))
+            .expression_attribute_values(":out", s(Direction::Outbound.as_str()))
+            .expression_attribute_values(":rank", n(rank))
+            .scan_index_forward(false)
+            .limit(WATERMARK_SCAN)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| internal("watermark query", e))?;
+        let mut moved = Vec::new();
+        for item in out.items() {
+            let (Some(sk), Some(id)) = (get_s(item, keys::SK), get_s(item, "id")) else { continue };
+            if get_n(item, "status_rank").is_some_and(|r| r >= i64::from(rank)) {
+                continue;
+            }
+            let key = Key { pk: pk.clone(), sk: sk.to_owned() };
+            if self.move_message(key, w.status, None).await? {
+                moved.push(MessageRef {
+                    message_id: id.to_owned(),
+                    conversation_id: conversation.clone(),
+                });
+            }
+        }
+        Ok(moved)
+    }
+
+    async fn record_system_message(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        text: &str,
+        error: Option<&DeliveryError>,
+        at: DateTime<Utc>,
+    ) -> Result<MessageRef, Error> {
+        let id = ulid::Ulid::new().to_string();
+        let when = rfc3339(&at);
+        let record = MessageRecord {
+            id: id.clone(),
+            tenant_id: tenant.to_string(),
+            conversation_id: conversation_id.to_owned(),
+            direction: Direction::System.as_str().into(),
+            kind: MessageKind::System.as_str().into(),
+            text: Some(text.to_owned()),
+            status: DeliveryStatus::Delivered.as_str().into(),
+            status_rank: DeliveryStatus::Delivered.rank(),
+            error_code: error.map(|e| e.code.clone()),
+            error_reason: error.map(|e| e.reason.clone()),
+            error_hint: error.map(|e| e.hint.clone()),
+            created_at: when.clone(),
+            received_at: when.clone(),
+            ..MessageRecord::default()
+        };
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(record.item(keys::message(tenant, conversation_id, &when, &id))?))
+            .send()
+            .await
+            .map_err(|e| internal("record system message", e))?;
+        Ok(MessageRef {
+            message_id: id,
+            conversation_id: conversation_id.to_owned(),
+        })
+    }
+}

@@ -1,0 +1,191 @@
+//! DynamoDB adapter: the chat table behind the store ports.
+//!
+//! Races and idempotency are settled by conditional writes; reads that decide correctness
+//! are consistent. SDK errors are turned into domain errors here and never leave.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::Error;
+use crate::adapters::keys::{self, Key};
+
+mod channels;
+mod conversations;
+mod inbound;
+
+/// Attempts of a transaction that conflicts with a concurrent one on the same items.
+const TRANSACTION_ATTEMPTS: u32 = 8;
+
+/// The chat table, reached through one shared client.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    /// Wraps a client (built once per process) and the table name from configuration.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn internal(context: &str, err: impl std::error::Error) -> Error {
+    Error::Internal(format!("{context}: {}", DisplayErrorContext(err)))
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn key_item(key: Key) -> HashMap<String, AttributeValue> {
+    HashMap::from([(keys::PK.to_owned(), s(key.pk)), (keys::SK.to_owned(), s(key.sk))])
+}
+
+fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn get_n(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Encodes the key a page stopped at (the caller's tenant always fixes the partition, so
+/// a cursor cannot reach into another tenant).
+fn encode_cursor(parts: &[&str]) -> String {
+    URL_SAFE_NO_PAD.encode(parts.join("\n"))
+}
+
+/// Decodes a cursor into `count` parts, the first starting with `prefix`.
+fn decode_cursor(cursor: &str, count: usize, prefix: &str) -> Result<Vec<String>, Error> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .map(|text| text.split('\n').map(str::to_owned).collect::<Vec<_>>())
+        .filter(|parts| parts.len() == count && parts[0].starts_with(prefix) && parts[0].len() > prefix.len())
+        .ok_or_else(|| Error::bad_request("invalid_cursor", "the cursor is not one this list returned"))
+}
+
+/// An update expression with generated `#n`/`:v` placeholders, so attribute names never
+/// collide with DynamoDB's reserved words.
+#[derive(Debug, Default)]
+struct Expr {
+    sets: Vec<String>,
+    adds: Vec<String>,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Expr {
+    fn name(&mut self, attribute: &str) -> String {
+        if let Some((alias, _)) = self.names.iter().find(|(_, a)| *a == attribute) {
+            return alias.clone();
+        }
+        let alias = format!("#n{}", self.names.len());
+        self.names.insert(alias.clone(), attribute.to_owned());
+        alias
+    }
+
+    fn value(&mut self, value: AttributeValue) -> String {
+        let alias = format!(":v{}", self.values.len());
+        self.values.insert(alias.clone(), value);
+        alias
+    }
+
+    fn set(&mut self, attribute: &str, value: AttributeValue) -> &mut Self {
+        let (n, v) = (self.name(attribute), self.value(value));
+        self.sets.push(format!("{n} = {v}"));
+        self
+    }
+
+    fn set_if_absent(&mut self, attribute: &str, value: AttributeValue) -> &mut Self {
+        let (n, v) = (self.name(attribute), self.value(value));
+        self.sets.push(format!("{n} = if_not_exists({n}, {v})"));
+        self
+    }
+
+    fn add(&mut self, attribute: &str, value: AttributeValue) -> &mut Self {
+        let (n, v) = (self.name(attribute), self.value(value));
+        self.adds.push(format!("{n} {v}"));
+        self
+    }
+
+    fn update_expression(&self) -> String {
+        let mut out = String::new();
+        if !self.sets.is_empty() {
+            out.push_str("SET ");
+            out.push_str(&self.sets.join(", "));
+        }
+        if !self.adds.is_empty() {
+            out.push_str(" ADD ");
+            out.push_str(&self.adds.join(", "));
+        }
+        out
+    }
+
+    fn names(&self) -> Option<HashMap<String, String>> {
+        (!self.names.is_empty()).then(|| self.names.clone())
+    }
+
+    fn values(&self) -> Option<HashMap<String, AttributeValue>> {
+        (!self.values.is_empty()).then(|| self.values.clone())
+    }
+}
+
+/// Why a transaction was cancelled, per item.
+fn reason_codes(reasons: &[CancellationReason]) -> Vec<&str> {
+    reasons.iter().map(|r| r.code().unwrap_or("None")).collect()
+}
+
+/// Backoff before retrying a conflicting transaction: 10 ms doubling, with jitter.
+async fn conflict_backoff(attempt: u32) {
+    let base = 10u64 << attempt.min(6);
+    let jitter = u64::from(ulid::Ulid::new().random() as u16) % base.max(1);
+    tokio::time::sleep(Duration::from_millis(base / 2 + jitter)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_refuses_other_prefixes() {
+        let c = encode_cursor(&["CHANNEL#01J"]);
+        assert_eq!(decode_cursor(&c, 1, keys::CHANNEL_PREFIX).unwrap(), vec!["CHANNEL#01J"]);
+        let foreign = encode_cursor(&["CUSTOMER#01J"]);
+        assert_eq!(
+            decode_cursor(&foreign, 1, keys::CHANNEL_PREFIX).unwrap_err().code(),
+            "invalid_cursor"
+        );
+        assert!(decode_cursor("!!!", 1, keys::CHANNEL_PREFIX).is_err());
+        assert!(decode_cursor(&c, 2, keys::CHANNEL_PREFIX).is_err());
+    }
+
+    #[test]
+    fn expressions_alias_every_name_once() {
+        let mut e = Expr::default();
+        e.set("status", s("open")).set_if_absent("created_at", s("t")).add("unread_count", n(1));
+        e.set("status", s("closed"));
+        assert_eq!(
+            e.update_expression(),
+            "SET #n0 = :v0, #n1 = if_not_exists(#n1, :v1), #n0 = :v3 ADD #n2 :v2"
+        );
+        assert_eq!(e.names().unwrap().len(), 3);
+    }
+}

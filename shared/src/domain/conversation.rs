@@ -1,0 +1,304 @@
+//! Customers, conversations and stored messages as the agent API shows them.
+//!
+//! A conversation is the thread between one channel and one customer: its id is derived
+//! from both, so parallel first messages from a new customer land in one conversation
+//! without a read. It is `open` while being worked and is reopened by the customer's next
+//! message after an agent closes it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::domain::channel::ChannelType;
+use crate::domain::ids::ChannelId;
+use crate::domain::message::{DeliveryError, DeliveryStatus, Direction, MessageKind};
+use crate::domain::time::serialize_rfc3339;
+use crate::domain::window::{Window, WindowPolicy};
+
+/// Longest conversation preview, in characters.
+pub const PREVIEW_CHARS: usize = 100;
+
+fn derived(prefix: &str, parts: &[&str]) -> String {
+    let mut hash = Sha256::new();
+    for p in parts {
+        hash.update(p.as_bytes());
+        hash.update([0u8]);
+    }
+    format!("{prefix}{}", &hex::encode(hash.finalize())[..24])
+}
+
+/// The customer id of a provider user on a channel (stable, derived).
+pub fn customer_id(channel: &ChannelId, external_id: &str) -> String {
+    derived("cu_", &["customer", channel.as_str(), external_id])
+}
+
+/// The conversation id of a provider user on a channel (stable, derived).
+pub fn conversation_id(channel: &ChannelId, external_id: &str) -> String {
+    derived("cv_", &["conversation", channel.as_str(), external_id])
+}
+
+/// A short preview: the text, else a placeholder for the kind.
+pub fn preview(kind: MessageKind, text: Option<&str>) -> String {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(t) => t.chars().take(PREVIEW_CHARS).collect(),
+        None => kind.preview().to_owned(),
+    }
+}
+
+/// `open` or `closed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationStatus {
+    /// Being worked.
+    Open,
+    /// Resolved; the next customer message reopens it.
+    Closed,
+}
+
+impl ConversationStatus {
+    /// Parses the API/stored name.
+    pub fn parse(v: &str) -> Option<Self> {
+        match v {
+            "open" => Some(Self::Open),
+            "closed" => Some(Self::Closed),
+            _ => None,
+        }
+    }
+
+    /// The API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
+}
+
+/// The customer as a conversation shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CustomerRef {
+    /// Our id.
+    pub id: String,
+    /// Profile name, when known.
+    pub name: Option<String>,
+    /// The provider's id (wa_id, PSID, IGSID, OpenID).
+    pub external_id: String,
+}
+
+/// A bot running on a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BotState {
+    /// Whether a bot is running.
+    pub active: bool,
+    /// Its name.
+    pub name: Option<String>,
+    /// Since when.
+    pub since: Option<String>,
+}
+
+/// A conversation (SPEC §5).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Conversation {
+    /// Id.
+    pub id: String,
+    /// Channel type.
+    pub channel: ChannelType,
+    /// Channel id.
+    pub channel_id: String,
+    /// open | closed.
+    pub status: ConversationStatus,
+    /// The customer.
+    pub customer: CustomerRef,
+    /// Assigned agent.
+    pub assignee: Option<String>,
+    /// Labels.
+    pub labels: Vec<String>,
+    /// What may be sent now.
+    pub window: Window,
+    /// Inbound messages since an agent last read the conversation.
+    pub unread_count: u32,
+    /// The latest message's time.
+    #[serde(serialize_with = "serialize_rfc3339")]
+    pub last_message_at: DateTime<Utc>,
+    /// The provider time of the customer's latest message (what the window counts from).
+    #[serde(serialize_with = "crate::domain::time::serialize_optional_rfc3339")]
+    pub last_inbound_at: Option<DateTime<Utc>>,
+    /// The latest message, shortened.
+    pub preview: String,
+    /// Bot state.
+    pub bot: BotState,
+}
+
+/// Media attached to a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MediaRef {
+    /// Our media record, once fetched into S3.
+    pub media_id: Option<String>,
+    /// Declared MIME type.
+    pub mime_type: Option<String>,
+    /// Size in bytes, once known.
+    pub size: Option<u64>,
+}
+
+/// A stored message (SPEC §5).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    /// Id.
+    pub id: String,
+    /// Conversation.
+    pub conversation_id: String,
+    /// inbound | outbound | system.
+    pub direction: Direction,
+    /// Normalized kind.
+    pub kind: MessageKind,
+    /// Text, caption, title or emoji.
+    pub text: Option<String>,
+    /// Media, if any.
+    pub media: Option<MediaRef>,
+    /// Delivery status. Inbound and system messages are `delivered` (they reached us).
+    pub status: DeliveryStatus,
+    /// The provider's id.
+    pub provider_message_id: Option<String>,
+    /// The provider id of the message this one replies or reacts to.
+    pub reply_to: Option<String>,
+    /// Why it failed.
+    pub error: Option<DeliveryError>,
+    /// The provider's time of the message (receive time when it gave none).
+    #[serde(serialize_with = "serialize_rfc3339")]
+    pub created_at: DateTime<Utc>,
+    /// The provider's own fragment.
+    pub raw: Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_ids_are_stable_and_distinct_per_channel() {
+        let a = ChannelId::parse("01A").unwrap();
+        let b = ChannelId::parse("01B").unwrap();
+        assert_eq!(conversation_id(&a, "15551234567"), conversation_id(&a, "15551234567"));
+        assert_ne!(conversation_id(&a, "15551234567"), conversation_id(&b, "15551234567"));
+        assert_ne!(customer_id(&a, "x"), conversation_id(&a, "x")[..].replace("cv_", "cu_"));
+        assert!(crate::domain::ids::ChannelId::parse(&conversation_id(&a, "x")).is_ok());
+    }
+
+    #[test]
+    fn preview_is_the_text_shortened_or_the_kind() {
+        assert_eq!(preview(MessageKind::Image, None), "[image]");
+        assert_eq!(preview(MessageKind::Text, Some(&"é".repeat(150))).chars().count(), 100);
+        assert_eq!(preview(MessageKind::Image, Some(" caption ")), "caption");
+    }
+}
+
+/// What is stored for a conversation; [`ConversationState::view`] adds the window at a
+/// given time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationState {
+    /// Id.
+    pub id: String,
+    /// Channel id.
+    pub channel_id: String,
+    /// The channel settings the window depends on.
+    pub policy: WindowPolicy,
+    /// open | closed.
+    pub status: ConversationStatus,
+    /// The customer.
+    pub customer: CustomerRef,
+    /// Assigned agent.
+    pub assignee: Option<String>,
+    /// Labels.
+    pub labels: Vec<String>,
+    /// Unread inbound messages.
+    pub unread_count: u32,
+    /// Latest message time.
+    pub last_message_at: DateTime<Utc>,
+    /// Provider time of the customer's latest message.
+    pub last_inbound_at: Option<DateTime<Utc>>,
+    /// Replies sent since (WeChat quota).
+    pub replies_since_inbound: u32,
+    /// Latest message, shortened.
+    pub preview: String,
+}
+
+impl ConversationState {
+    /// The conversation as the API shows it at `now`.
+    pub fn view(self, now: DateTime<Utc>) -> Conversation {
+        let window = self
+            .policy
+            .window_at(self.last_inbound_at, self.replies_since_inbound, now);
+        Conversation {
+            id: self.id,
+            channel: self.policy.channel_type,
+            channel_id: self.channel_id,
+            status: self.status,
+            customer: self.customer,
+            assignee: self.assignee,
+            labels: self.labels,
+            window,
+            unread_count: self.unread_count,
+            last_message_at: self.last_message_at,
+            last_inbound_at: self.last_inbound_at,
+            preview: self.preview,
+            bot: BotState {
+                active: false,
+                name: None,
+                since: None,
+            },
+        }
+    }
+}
+
+/// `GET /conversations` filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConversationFilter {
+    /// `status=open|closed`.
+    pub status: Option<ConversationStatus>,
+    /// `channel=whatsapp|messenger|instagram|wechat` (the type).
+    pub channel: Option<ChannelType>,
+    /// `channel_id=`.
+    pub channel_id: Option<ChannelId>,
+    /// `label=`.
+    pub label: Option<String>,
+    /// `assignee=` (an agent id).
+    pub assignee: Option<String>,
+}
+
+impl ConversationFilter {
+    /// Parses the query values; an unknown status or channel type is a 400.
+    pub fn parse(query: impl Fn(&str) -> Option<String>) -> Result<Self, crate::Error> {
+        let bad = |what: &str, allowed: &str| {
+            crate::Error::bad_request("invalid_filter", format!("{what} must be one of {allowed}"))
+        };
+        let text = |name: &str| query(name).filter(|v| !v.is_empty());
+        let status = match text("status") {
+            Some(s) => Some(ConversationStatus::parse(&s).ok_or_else(|| bad("status", "open, closed"))?),
+            None => None,
+        };
+        let channel = match text("channel") {
+            Some(c) => Some(
+                ChannelType::parse(&c).ok_or_else(|| bad("channel", "whatsapp, messenger, instagram, wechat"))?,
+            ),
+            None => None,
+        };
+        let channel_id = text("channel_id").map(|c| ChannelId::parse(&c)).transpose()?;
+        let short = |name: &str| -> Result<Option<String>, crate::Error> {
+            match text(name) {
+                Some(v) if v.chars().count() > 100 => Err(crate::Error::bad_request(
+                    "invalid_filter",
+                    format!("{name} is longer than 100 characters"),
+                )),
+                other => Ok(other),
+            }
+        };
+        Ok(Self {
+            status,
+            channel,
+            channel_id,
+            label: short("label")?,
+            assignee: short("assignee")?,
+        })
+    }
+}

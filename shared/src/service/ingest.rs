@@ -1,0 +1,265 @@
+//! Webhook ingest: every item of a parsed webhook, stored exactly once, statuses moved
+//! forward, events published.
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::Error;
+use crate::domain::channel::{Channel, ChannelType};
+use crate::domain::inbound::{ParsedWebhook, StatusUpdate, WebhookItem};
+use crate::domain::message::{DeliveryStatus, Direction};
+use crate::domain::time::rfc3339;
+use crate::ports::{
+    ChannelDirectory, DomainEvent, EventPublisher, InboundStore, MessageRef, Recorded,
+    StatusOutcome,
+};
+
+/// Conversations of one webhook processed at the same time (items of one customer stay in
+/// order, one after the other).
+const PARALLEL_CONVERSATIONS: usize = 8;
+
+/// What one webhook did, for the log and the tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    /// Messages stored now.
+    pub stored: usize,
+    /// Messages already stored before (re-deliveries).
+    pub duplicates: usize,
+    /// Statuses that moved a message forward.
+    pub statuses_applied: usize,
+    /// Statuses kept for a message not recorded yet.
+    pub statuses_kept: usize,
+    /// Statuses that changed nothing (old or repeated).
+    pub statuses_stale: usize,
+    /// Items for accounts no tenant has connected (or of another platform).
+    pub unrouted: usize,
+    /// Items acknowledged without storing (own echoes, other fields, missing ids).
+    pub skipped: usize,
+}
+
+impl IngestReport {
+    fn add(&mut self, other: &IngestReport) {
+        self.stored += other.stored;
+        self.duplicates += other.duplicates;
+        self.statuses_applied += other.statuses_applied;
+        self.statuses_kept += other.statuses_kept;
+        self.statuses_stale += other.statuses_stale;
+        self.unrouted += other.unrouted;
+        self.skipped += other.skipped;
+    }
+}
+
+/// The ports a webhook needs.
+pub struct IngestPorts<'a, D, S, P> {
+    /// Finds the channel of an account.
+    pub directory: &'a D,
+    /// Stores messages and statuses.
+    pub store: &'a S,
+    /// Publishes events.
+    pub publisher: &'a P,
+}
+
+/// Ingests a parsed Meta webhook: routes each account to its channel (which must be of
+/// `provider`'s type), stores every item, then publishes the events.
+///
+/// Items for accounts nobody connected are acknowledged and logged, not stored: the
+/// provider would otherwise retry them for days. Storage failures are errors (the caller
+/// answers 5xx so the provider retries; re-deliveries are deduplicated).
+pub async fn ingest_webhook<D, S, P>(
+    ports: IngestPorts<'_, D, S, P>,
+    provider: ChannelType,
+    parsed: ParsedWebhook,
+    now: DateTime<Utc>,
+) -> Result<IngestReport, Error>
+where
+    D: ChannelDirectory,
+    S: InboundStore,
+    P: EventPublisher,
+{
+    let mut report = IngestReport {
+        skipped: parsed.skipped.len(),
+        ..IngestReport::default()
+    };
+    for reason in &parsed.skipped {
+        info!(provider = %provider, reason = %reason, "webhook item skipped");
+    }
+    let mut events = Vec::new();
+    for account in parsed.accounts {
+        let routed = ports.directory.by_external_id(&account.external_id).await?;
+        let Some(routed) = routed.filter(|r| r.channel.channel_type == provider) else {
+            warn!(
+                provider = %provider,
+                items = account.items.len(),
+                "webhook for an account no tenant has connected; acknowledged, not stored"
+            );
+            report.unrouted += account.items.len();
+            continue;
+        };
+        let (r, e) = ingest_items(ports.store, &routed.channel, account.items, now).await?;
+        report.add(&r);
+        events.extend(e);
+    }
+    publish(ports.publisher, &events).await;
+    Ok(report)
+}
+
+/// Stores the items of one channel. Items of different customers run concurrently; items
+/// of one customer run in payload order.
+pub async fn ingest_items<S: InboundStore>(
+    store: &S,
+    channel: &Channel,
+    items: Vec<WebhookItem>,
+    now: DateTime<Utc>,
+) -> Result<(IngestReport, Vec<DomainEvent>), Error> {
+    let mut groups: Vec<(String, Vec<WebhookItem>)> = Vec::new();
+    for item in items {
+        let customer = match &item {
+            WebhookItem::Message(m) => &m.customer,
+            WebhookItem::Status(s) => &s.customer,
+            WebhookItem::Watermark(w) => &w.customer,
+        };
+        match groups.iter_mut().find(|(c, _)| c == customer) {
+            Some((_, group)) => group.push(item),
+            None => groups.push((customer.clone(), vec![item])),
+        }
+    }
+    let results: Vec<Result<(IngestReport, Vec<DomainEvent>), Error>> = stream::iter(groups)
+        .map(|(_, group)| async move {
+            let mut report = IngestReport::default();
+            let mut events = Vec::new();
+            for item in group {
+                ingest_item(store, channel, item, now, &mut report, &mut events).await?;
+            }
+            Ok((report, events))
+        })
+        .buffer_unordered(PARALLEL_CONVERSATIONS)
+        .collect()
+        .await;
+    let mut report = IngestReport::default();
+    let mut events = Vec::new();
+    for r in results {
+        let (r, e) = r?;
+        report.add(&r);
+        events.extend(e);
+    }
+    info!(
+        tenant = %channel.tenant_id,
+        channel_id = %channel.id,
+        stored = report.stored,
+        duplicates = report.duplicates,
+        statuses = report.statuses_applied,
+        "webhook ingested"
+    );
+    Ok((report, events))
+}
+
+async fn ingest_item<S: InboundStore>(
+    store: &S,
+    channel: &Channel,
+    item: WebhookItem,
+    now: DateTime<Utc>,
+    report: &mut IngestReport,
+    events: &mut Vec<DomainEvent>,
+) -> Result<(), Error> {
+    match item {
+        WebhookItem::Message(message) => match store.record_message(channel, &message, now).await? {
+            Recorded::Stored(at) => {
+                report.stored += 1;
+                events.push(DomainEvent {
+                    detail_type: "MessageReceived",
+                    detail: json!({
+                        "tenant_id": channel.tenant_id,
+                        "channel_id": channel.id,
+                        "channel": channel.channel_type,
+                        "conversation_id": at.conversation_id,
+                        "message_id": at.message_id,
+                        "direction": message.direction,
+                        "kind": message.kind,
+                        "provider_message_id": message.provider_message_id,
+                        "created_at": rfc3339(&message.timestamp.unwrap_or(now)),
+                    }),
+                });
+            }
+            Recorded::Duplicate => report.duplicates += 1,
+        },
+        WebhookItem::Status(update) => {
+            apply_status(store, channel, &update, now, report, events).await?;
+        }
+        WebhookItem::Watermark(watermark) => {
+            for mid in &watermark.mids {
+                let update = StatusUpdate {
+                    provider_message_id: mid.clone(),
+                    customer: watermark.customer.clone(),
+                    status: watermark.status,
+                    timestamp: Some(watermark.watermark),
+                    error: None,
+                    raw: serde_json::Value::Null,
+                };
+                apply_status(store, channel, &update, now, report, events).await?;
+            }
+            for at in store.apply_watermark(channel, &watermark).await? {
+                report.statuses_applied += 1;
+                events.push(status_event(channel, &at, watermark.status, None));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn apply_status<S: InboundStore>(
+    store: &S,
+    channel: &Channel,
+    update: &StatusUpdate,
+    now: DateTime<Utc>,
+    report: &mut IngestReport,
+    events: &mut Vec<DomainEvent>,
+) -> Result<(), Error> {
+    match store.apply_status(channel, update).await? {
+        StatusOutcome::Applied(at) => {
+            report.statuses_applied += 1;
+            let code = update.error.as_ref().map(|e| e.code.as_str());
+            events.push(status_event(channel, &at, update.status, code));
+            if update.status == DeliveryStatus::Failed {
+                let error = update.error.as_ref();
+                let text = match error {
+                    Some(e) => format!("Message not delivered: {} {}", e.reason, e.hint),
+                    None => "Message not delivered.".to_owned(),
+                };
+                store
+                    .record_system_message(&channel.tenant_id, &at.conversation_id, &text, error, now)
+                    .await?;
+            }
+        }
+        StatusOutcome::Kept => report.statuses_kept += 1,
+        StatusOutcome::Stale => report.statuses_stale += 1,
+    }
+    Ok(())
+}
+
+fn status_event(channel: &Channel, at: &MessageRef, status: DeliveryStatus, code: Option<&str>) -> DomainEvent {
+    DomainEvent {
+        detail_type: "MessageStatusChanged",
+        detail: json!({
+            "tenant_id": channel.tenant_id,
+            "channel_id": channel.id,
+            "conversation_id": at.conversation_id,
+            "message_id": at.message_id,
+            "direction": Direction::Outbound,
+            "status": status,
+            "error_code": code,
+        }),
+    }
+}
+
+/// Publishes events; a failure is logged, not returned: the messages are stored, and
+/// failing the webhook would not bring the events back (re-deliveries are deduplicated).
+pub async fn publish<P: EventPublisher>(publisher: &P, events: &[DomainEvent]) {
+    if events.is_empty() {
+        return;
+    }
+    if let Err(e) = publisher.publish(events).await {
+        tracing::error!(error = %e, count = events.len(), "domain events not published");
+    }
+}
