@@ -62,15 +62,14 @@ async fn credentials_are_stored_but_never_returned() {
         assert!(!text.contains("credentials"));
         assert!(!text.contains("access_token"));
     }
-    // Stored, for the senders to use.
+    // Stored in the routing record, for webhooks and senders to use.
     let dynamo = aws_sdk_dynamodb::Client::new(&stack().settings.sdk_config());
     let table = stack().template.local_name("ChatTable").unwrap();
-    let id = created.body["id"].as_str().unwrap();
     let item = dynamo
         .get_item()
         .table_name(table)
-        .key("pk", AttributeValue::S(format!("TENANT#{tenant}")))
-        .key("sk", AttributeValue::S(format!("CREDENTIALS#{id}")))
+        .key("pk", AttributeValue::S(format!("EXTERNAL#{external_id}")))
+        .key("sk", AttributeValue::S("EXTERNAL".to_owned()))
         .consistent_read(true)
         .send()
         .await

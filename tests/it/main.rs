@@ -2,5 +2,6 @@
 
 mod auth;
 mod channels;
+mod inbound;
 mod local_stack;
 mod webhooks;

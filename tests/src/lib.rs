@@ -159,3 +159,230 @@ pub async fn get(path: &str, bearer: Option<&str>) -> Reply {
 pub async fn post_json(path: &str, bearer: Option<&str>, body: &Value) -> Reply {
     call("POST", path, bearer, Some(body.to_string().into_bytes())).await
 }
+
+/// A connected channel of a test tenant.
+#[derive(Debug, Clone)]
+pub struct TestChannel {
+    /// The tenant.
+    pub tenant: String,
+    /// Our channel id.
+    pub id: String,
+    /// The provider account id.
+    pub external_id: String,
+    /// The WeChat token (signatures), for WeChat channels.
+    pub wechat_token: String,
+}
+
+impl TestChannel {
+    /// An admin token of the channel's tenant.
+    pub fn admin(&self) -> String {
+        token(&self.tenant, "admin")
+    }
+}
+
+/// Connects a channel of `kind` for a new tenant through the API.
+pub async fn connect(kind: &str) -> TestChannel {
+    connect_for(&unique_tenant(), kind, serde_json::json!({})).await
+}
+
+/// Connects a channel of `kind` for `tenant`, with extra fields merged into the body.
+pub async fn connect_for(tenant: &str, kind: &str, extra: Value) -> TestChannel {
+    let wechat_token = format!("wx-token-{}", ulid::Ulid::new());
+    let (external_id, credentials) = match kind {
+        "wechat" => (
+            format!("gh_{}", &ulid::Ulid::new().to_string().to_lowercase()[..12]),
+            serde_json::json!({"app_id": "wx123", "app_secret": "wx-secret", "token": wechat_token}),
+        ),
+        _ => (
+            unique_meta_id(),
+            serde_json::json!({"access_token": "EAAG-test"}),
+        ),
+    };
+    let mut body = serde_json::json!({
+        "type": kind, "external_id": external_id, "name": format!("{kind} test"), "credentials": credentials,
+    });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    let reply = post_json("/channels", Some(&token(tenant, "admin")), &body).await;
+    assert_eq!(reply.status, 201, "connect {kind}: {}", reply.text);
+    TestChannel {
+        tenant: tenant.to_owned(),
+        id: reply.body["id"].as_str().expect("channel id").to_owned(),
+        external_id,
+        wechat_token,
+    }
+}
+
+/// The fixture corpus folder.
+pub fn fixtures_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/webhooks")
+}
+
+/// Placeholder values for one rendering of a fixture.
+#[derive(Debug, Clone)]
+pub struct FixtureVars {
+    /// The business account id (phone_number_id / page / IG id / WeChat id).
+    pub account: String,
+    /// The customer id at the provider.
+    pub sender: String,
+    /// Unique part of provider message ids.
+    pub msg_id: String,
+    /// Epoch seconds of the message.
+    pub timestamp: i64,
+    /// Provider id of an earlier message that statuses refer to.
+    pub ref_id: String,
+}
+
+impl FixtureVars {
+    /// Fresh values for a channel, timestamped now.
+    pub fn new(channel: &TestChannel, wechat: bool) -> Self {
+        let u = ulid::Ulid::new();
+        Self {
+            account: channel.external_id.clone(),
+            sender: if wechat {
+                format!("oUser{}", &u.to_string()[..16])
+            } else {
+                unique_meta_id()
+            },
+            msg_id: if wechat {
+                format!("{}", u.0 % 10u128.pow(18))
+            } else {
+                u.to_string()
+            },
+            timestamp: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_secs() as i64,
+            ref_id: format!("wamid.REF{}", ulid::Ulid::new()),
+        }
+    }
+
+    /// Substitutes every placeholder.
+    pub fn render(&self, template: &str) -> String {
+        template
+            .replace("{{PHONE_NUMBER_ID}}", &self.account)
+            .replace("{{PAGE_ID}}", &self.account)
+            .replace("{{IG_ID}}", &self.account)
+            .replace("{{WECHAT_ID}}", &self.account)
+            .replace("{{WABA_ID}}", "102290129340398")
+            .replace("{{SENDER}}", &self.sender)
+            .replace("{{MSG_ID}}", &self.msg_id)
+            .replace("{{TIMESTAMP_MS}}", &(self.timestamp * 1000).to_string())
+            .replace("{{TIMESTAMP}}", &self.timestamp.to_string())
+            .replace("{{REF_ID}}", &self.ref_id)
+    }
+}
+
+/// A fixture's text.
+pub fn fixture(path: &str) -> String {
+    std::fs::read_to_string(fixtures_dir().join(path))
+        .unwrap_or_else(|e| panic!("fixture {path}: {e}"))
+}
+
+/// `X-Hub-Signature-256` of a body with the test stack's app secret.
+pub fn meta_signature(body: &[u8]) -> String {
+    shared::domain::meta::sign(META_APP_SECRET, body)
+}
+
+/// Posts a Meta webhook with the given signature header (or none).
+pub async fn post_meta_with(provider: &str, body: Vec<u8>, signature: Option<String>) -> Reply {
+    let client = reqwest::Client::new();
+    let mut request = client
+        .post(format!("{}/webhooks/{provider}", stack().base_url))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(sig) = signature {
+        request = request.header("x-hub-signature-256", sig);
+    }
+    let response = request.send().await.expect("dev server answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply { status, body, text }
+}
+
+/// Posts a correctly signed Meta webhook.
+pub async fn post_meta(provider: &str, body: &str) -> Reply {
+    let sig = meta_signature(body.as_bytes());
+    post_meta_with(provider, body.as_bytes().to_vec(), Some(sig)).await
+}
+
+/// The query string WeChat adds: timestamp, nonce and signature for a token.
+pub fn wechat_query(token: &str) -> String {
+    let timestamp = "1795512600";
+    let nonce = format!("{}", ulid::Ulid::new().0 % 1_000_000_000);
+    let signature = shared::domain::wechat::signature(token, timestamp, &nonce);
+    format!("timestamp={timestamp}&nonce={nonce}&signature={signature}")
+}
+
+/// Posts a signed WeChat message to a channel.
+pub async fn post_wechat(channel: &TestChannel, xml: &str) -> Reply {
+    let path = format!(
+        "/webhooks/wechat/{}?{}",
+        channel.id,
+        wechat_query(&channel.wechat_token)
+    );
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{}{path}", stack().base_url))
+        .header("content-type", "text/xml")
+        .body(xml.to_owned())
+        .send()
+        .await
+        .expect("dev server answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply { status, body, text }
+}
+
+/// Every conversation of a tenant (all pages).
+pub async fn all_conversations(tenant: &str) -> Vec<Value> {
+    let admin = token(tenant, "admin");
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/conversations?limit=100&cursor={c}"),
+            None => "/conversations?limit=100".to_owned(),
+        };
+        let reply = get(&path, Some(&admin)).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        out.extend(reply.body["items"].as_array().cloned().unwrap_or_default());
+        match reply.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+}
+
+/// Every message of a conversation (all pages, newest first).
+pub async fn all_messages(tenant: &str, conversation_id: &str) -> Vec<Value> {
+    let admin = token(tenant, "admin");
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let base = format!("/conversations/{conversation_id}/messages?limit=100");
+        let path = match &cursor {
+            Some(c) => format!("{base}&cursor={c}"),
+            None => base,
+        };
+        let reply = get(&path, Some(&admin)).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        out.extend(reply.body["items"].as_array().cloned().unwrap_or_default());
+        match reply.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+}
+
+/// Every message of every conversation of a tenant.
+pub async fn all_tenant_messages(tenant: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for c in all_conversations(tenant).await {
+        out.extend(all_messages(tenant, c["id"].as_str().expect("id")).await);
+    }
+    out
+}

@@ -9,8 +9,8 @@ use shared::Error;
 use shared::adapters::aws::{SharedCredentialsProvider, dynamodb_client, sdk_config};
 use shared::adapters::dynamo::DynamoStore;
 use shared::config::{Config, ConfigError, Source};
-use shared::http::{self, json, respond};
 use shared::domain::conversation::ConversationFilter;
+use shared::http::{self, json, respond};
 use shared::service::{channels, conversations};
 use tracing::{Instrument, info_span};
 
@@ -61,15 +61,24 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
         }
         "GET /conversations" => {
             let principal = http::principal(req)?;
-            let filter = ConversationFilter::parse(|name| http::query(req, name).map(str::to_owned))?;
+            let filter =
+                ConversationFilter::parse(|name| http::query(req, name).map(str::to_owned))?;
             let page = http::page_request(req)?;
-            let list = conversations::list_conversations(&app.store, &principal, &filter, &page, Utc::now()).await?;
+            let list = conversations::list_conversations(
+                &app.store,
+                &principal,
+                &filter,
+                &page,
+                Utc::now(),
+            )
+            .await?;
             Ok(json(StatusCode::OK, &list))
         }
         "GET /conversations/{id}" => {
             let principal = http::principal(req)?;
             let id = http::path_param(req, "id").unwrap_or_default();
-            let conversation = conversations::get_conversation(&app.store, &principal, id, Utc::now()).await?;
+            let conversation =
+                conversations::get_conversation(&app.store, &principal, id, Utc::now()).await?;
             Ok(json(StatusCode::OK, &conversation))
         }
         "GET /conversations/{id}/messages" => {

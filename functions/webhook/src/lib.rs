@@ -42,7 +42,10 @@ pub struct App {
 
 impl App {
     /// Builds the app from configuration (reads no environment itself).
-    pub fn from_source(env: &impl Source, credentials: SharedCredentialsProvider) -> Result<Self, ConfigError> {
+    pub fn from_source(
+        env: &impl Source,
+        credentials: SharedCredentialsProvider,
+    ) -> Result<Self, ConfigError> {
         let config = Config::from_source(env)?;
         let meta = MetaSettings::from_source(env)?;
         let bus = env.required("EVENT_BUS_NAME")?;
@@ -56,7 +59,9 @@ impl App {
         })
     }
 
-    fn ports(&self) -> IngestPorts<'_, CachedDirectory<DynamoStore>, DynamoStore, EventBridgePublisher> {
+    fn ports(
+        &self,
+    ) -> IngestPorts<'_, CachedDirectory<DynamoStore>, DynamoStore, EventBridgePublisher> {
         IngestPorts {
             directory: &self.directory,
             store: &self.store,
@@ -112,10 +117,16 @@ fn report_body(report: &IngestReport) -> serde_json::Value {
 }
 
 /// A Meta webhook: the signature is checked on the raw body before anything is parsed.
-async fn meta_message(app: &App, req: &Request, provider: ChannelType) -> Result<Response<Body>, Error> {
+async fn meta_message(
+    app: &App,
+    req: &Request,
+    provider: ChannelType,
+) -> Result<Response<Body>, Error> {
     let body: &[u8] = req.body().as_ref();
     if body.len() > MAX_META_BODY {
-        return Err(Error::PayloadTooLarge { limit: MAX_META_BODY });
+        return Err(Error::PayloadTooLarge {
+            limit: MAX_META_BODY,
+        });
     }
     let signature = req
         .headers()
@@ -130,9 +141,13 @@ async fn meta_message(app: &App, req: &Request, provider: ChannelType) -> Result
     Ok(http::json(StatusCode::OK, &report_body(&report)))
 }
 
-async fn wechat_channel(app: &App, req: &Request) -> Result<(shared::ports::RoutedChannel, String), Error> {
+async fn wechat_channel(
+    app: &App,
+    req: &Request,
+) -> Result<(shared::ports::RoutedChannel, String), Error> {
     let not_found = Error::NotFound { what: "channel" };
-    let Some(id) = http::path_param(req, "channel_id").and_then(|id| ChannelId::parse(id).ok()) else {
+    let Some(id) = http::path_param(req, "channel_id").and_then(|id| ChannelId::parse(id).ok())
+    else {
         return Err(not_found);
     };
     let routed = app
@@ -176,7 +191,9 @@ async fn wechat_message(app: &App, req: &Request) -> Result<Response<Body>, Erro
     }
     let body: &[u8] = req.body().as_ref();
     if body.len() > MAX_WECHAT_BODY {
-        return Err(Error::PayloadTooLarge { limit: MAX_WECHAT_BODY });
+        return Err(Error::PayloadTooLarge {
+            limit: MAX_WECHAT_BODY,
+        });
     }
     let parsed = wechat::parse_message(body)?;
     let channel = &routed.channel;
@@ -189,7 +206,11 @@ async fn wechat_message(app: &App, req: &Request) -> Result<Response<Body>, Erro
     }
     let (report, events) = ingest::ingest_items(&app.store, channel, items, Utc::now()).await?;
     ingest::publish(&app.publisher, &events).await;
-    info!(stored = report.stored, duplicates = report.duplicates, "wechat message ingested");
+    info!(
+        stored = report.stored,
+        duplicates = report.duplicates,
+        "wechat message ingested"
+    );
     Ok(http::text(StatusCode::OK, "success"))
 }
 
@@ -216,7 +237,8 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let credentials = SharedCredentialsProvider::new(Credentials::new("k", "s", None, None, "test"));
+        let credentials =
+            SharedCredentialsProvider::new(Credentials::new("k", "s", None, None, "test"));
         App::from_source(&env, credentials).expect("config")
     }
 
@@ -226,7 +248,10 @@ mod tests {
         let response = handle(&app(), req).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.body().as_ref(), b"1158201444");
-        assert_eq!(response.headers()["content-type"], "text/plain; charset=utf-8");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; charset=utf-8"
+        );
     }
 
     #[tokio::test]

@@ -70,8 +70,11 @@ impl<D> CachedDirectory<D> {
 
 impl<D: ChannelDirectory> ChannelDirectory for CachedDirectory<D> {
     async fn by_external_id(&self, external_id: &str) -> Result<Option<RoutedChannel>, Error> {
-        self.cached(format!("ext:{external_id}"), self.inner.by_external_id(external_id))
-            .await
+        self.cached(
+            format!("ext:{external_id}"),
+            self.inner.by_external_id(external_id),
+        )
+        .await
     }
 
     async fn by_id(&self, id: &ChannelId) -> Result<Option<RoutedChannel>, Error> {

@@ -54,7 +54,9 @@ impl EventPublisher for EventBridgePublisher {
             failed += out.failed_entry_count();
         }
         if failed > 0 {
-            return Err(Error::Internal(format!("{failed} events were refused by the bus")));
+            return Err(Error::Internal(format!(
+                "{failed} events were refused by the bus"
+            )));
         }
         Ok(())
     }

@@ -179,16 +179,30 @@ mod tests {
     fn derived_ids_are_stable_and_distinct_per_channel() {
         let a = ChannelId::parse("01A").unwrap();
         let b = ChannelId::parse("01B").unwrap();
-        assert_eq!(conversation_id(&a, "15551234567"), conversation_id(&a, "15551234567"));
-        assert_ne!(conversation_id(&a, "15551234567"), conversation_id(&b, "15551234567"));
-        assert_ne!(customer_id(&a, "x"), conversation_id(&a, "x")[..].replace("cv_", "cu_"));
+        assert_eq!(
+            conversation_id(&a, "15551234567"),
+            conversation_id(&a, "15551234567")
+        );
+        assert_ne!(
+            conversation_id(&a, "15551234567"),
+            conversation_id(&b, "15551234567")
+        );
+        assert_ne!(
+            customer_id(&a, "x"),
+            conversation_id(&a, "x")[..].replace("cv_", "cu_")
+        );
         assert!(crate::domain::ids::ChannelId::parse(&conversation_id(&a, "x")).is_ok());
     }
 
     #[test]
     fn preview_is_the_text_shortened_or_the_kind() {
         assert_eq!(preview(MessageKind::Image, None), "[image]");
-        assert_eq!(preview(MessageKind::Text, Some(&"é".repeat(150))).chars().count(), 100);
+        assert_eq!(
+            preview(MessageKind::Text, Some(&"é".repeat(150)))
+                .chars()
+                .count(),
+            100
+        );
         assert_eq!(preview(MessageKind::Image, Some(" caption ")), "caption");
     }
 }
@@ -274,16 +288,21 @@ impl ConversationFilter {
         };
         let text = |name: &str| query(name).filter(|v| !v.is_empty());
         let status = match text("status") {
-            Some(s) => Some(ConversationStatus::parse(&s).ok_or_else(|| bad("status", "open, closed"))?),
+            Some(s) => {
+                Some(ConversationStatus::parse(&s).ok_or_else(|| bad("status", "open, closed"))?)
+            }
             None => None,
         };
         let channel = match text("channel") {
             Some(c) => Some(
-                ChannelType::parse(&c).ok_or_else(|| bad("channel", "whatsapp, messenger, instagram, wechat"))?,
+                ChannelType::parse(&c)
+                    .ok_or_else(|| bad("channel", "whatsapp, messenger, instagram, wechat"))?,
             ),
             None => None,
         };
-        let channel_id = text("channel_id").map(|c| ChannelId::parse(&c)).transpose()?;
+        let channel_id = text("channel_id")
+            .map(|c| ChannelId::parse(&c))
+            .transpose()?;
         let short = |name: &str| -> Result<Option<String>, crate::Error> {
             match text(name) {
                 Some(v) if v.chars().count() > 100 => Err(crate::Error::bad_request(

@@ -112,7 +112,11 @@ pub struct ParsedWebhook {
 impl ParsedWebhook {
     /// Adds an item for an account, keeping payload order.
     pub fn push(&mut self, external_id: &str, item: WebhookItem) {
-        match self.accounts.iter_mut().find(|a| a.external_id == external_id) {
+        match self
+            .accounts
+            .iter_mut()
+            .find(|a| a.external_id == external_id)
+        {
             Some(account) => account.items.push(item),
             None => self.accounts.push(AccountItems {
                 external_id: external_id.to_owned(),

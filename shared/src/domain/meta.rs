@@ -69,16 +69,23 @@ fn text_of(v: &Value) -> Option<String> {
 }
 
 fn parse_root(body: &[u8]) -> Result<Value, Error> {
-    let root: Value = serde_json::from_slice(body)
-        .map_err(|e| Error::bad_request("invalid_json", format!("the webhook body is not JSON: {e}")))?;
+    let root: Value = serde_json::from_slice(body).map_err(|e| {
+        Error::bad_request("invalid_json", format!("the webhook body is not JSON: {e}"))
+    })?;
     if !root.is_object() {
-        return Err(Error::bad_request("invalid_json", "the webhook body is not a JSON object"));
+        return Err(Error::bad_request(
+            "invalid_json",
+            "the webhook body is not a JSON object",
+        ));
     }
     Ok(root)
 }
 
 fn entries(root: &Value) -> &[Value] {
-    root["entry"].as_array().map(Vec::as_slice).unwrap_or_default()
+    root["entry"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
 }
 
 /// Parses a WhatsApp Cloud API webhook (`object: whatsapp_business_account`): every entry,
@@ -88,7 +95,11 @@ pub fn parse_whatsapp(body: &[u8]) -> Result<ParsedWebhook, Error> {
     let root = parse_root(body)?;
     let mut out = ParsedWebhook::default();
     for entry in entries(&root) {
-        for change in entry["changes"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        for change in entry["changes"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
             if change["field"] != "messages" {
                 out.skipped.push("not a messages change");
                 continue;
@@ -98,23 +109,36 @@ pub fn parse_whatsapp(body: &[u8]) -> Result<ParsedWebhook, Error> {
                 out.skipped.push("no metadata.phone_number_id");
                 continue;
             };
-            let contacts = value["contacts"].as_array().map(Vec::as_slice).unwrap_or_default();
+            let contacts = value["contacts"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             let name_of = |wa_id: &str| {
                 contacts
                     .iter()
                     .find(|c| c["wa_id"] == wa_id)
                     .and_then(|c| text_of(&c["profile"]["name"]))
             };
-            for m in value["messages"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            for m in value["messages"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
                 match whatsapp_message(m, &name_of) {
                     Some(msg) => out.push(account, WebhookItem::Message(msg)),
                     None => out.skipped.push("message without id or sender"),
                 }
             }
-            for s in value["statuses"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            for s in value["statuses"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
                 match whatsapp_status(s) {
                     Some(st) => out.push(account, WebhookItem::Status(st)),
-                    None => out.skipped.push("status without id, recipient or known status"),
+                    None => out
+                        .skipped
+                        .push("status without id, recipient or known status"),
                 }
             }
         }
@@ -153,7 +177,12 @@ fn whatsapp_message(m: &Value, name_of: &dyn Fn(&str) -> Option<String>) -> Opti
                 .flatten()
                 .collect::<Vec<_>>()
                 .join(", ");
-            (MessageKind::Location, Some(label).filter(|s| !s.is_empty()), None, None)
+            (
+                MessageKind::Location,
+                Some(label).filter(|s| !s.is_empty()),
+                None,
+                None,
+            )
         }
         "contacts" => {
             let names = m["contacts"]
@@ -164,7 +193,12 @@ fn whatsapp_message(m: &Value, name_of: &dyn Fn(&str) -> Option<String>) -> Opti
                 .filter_map(|c| text_of(&c["name"]["formatted_name"]))
                 .collect::<Vec<_>>()
                 .join(", ");
-            (MessageKind::Contacts, Some(names).filter(|s| !s.is_empty()), None, None)
+            (
+                MessageKind::Contacts,
+                Some(names).filter(|s| !s.is_empty()),
+                None,
+                None,
+            )
         }
         "interactive" => {
             let i = &m["interactive"];
@@ -173,7 +207,12 @@ fn whatsapp_message(m: &Value, name_of: &dyn Fn(&str) -> Option<String>) -> Opti
                 .or_else(|| text_of(&i["nfm_reply"]["body"]));
             (MessageKind::Interactive, title, None, None)
         }
-        "button" => (MessageKind::Button, text_of(&m["button"]["text"]), None, None),
+        "button" => (
+            MessageKind::Button,
+            text_of(&m["button"]["text"]),
+            None,
+            None,
+        ),
         "reaction" => (
             MessageKind::Reaction,
             text_of(&m["reaction"]["emoji"]),
@@ -181,7 +220,12 @@ fn whatsapp_message(m: &Value, name_of: &dyn Fn(&str) -> Option<String>) -> Opti
             text_of(&m["reaction"]["message_id"]),
         ),
         "order" => (MessageKind::Order, text_of(&m["order"]["text"]), None, None),
-        "system" => (MessageKind::System, text_of(&m["system"]["body"]), None, None),
+        "system" => (
+            MessageKind::System,
+            text_of(&m["system"]["body"]),
+            None,
+            None,
+        ),
         _ => (MessageKind::Unsupported, None, None, None),
     };
     Some(InboundMessage {
@@ -234,11 +278,17 @@ pub fn parse_messaging(body: &[u8], own_app_id: Option<&str>) -> Result<ParsedWe
     let root = parse_root(body)?;
     let mut out = ParsedWebhook::default();
     for entry in entries(&root) {
-        let Some(account) = text_of(&entry["id"]).or_else(|| entry["id"].as_u64().map(|n| n.to_string())) else {
+        let Some(account) =
+            text_of(&entry["id"]).or_else(|| entry["id"].as_u64().map(|n| n.to_string()))
+        else {
             out.skipped.push("entry without id");
             continue;
         };
-        for event in entry["messaging"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        for event in entry["messaging"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
             match messaging_event(event, own_app_id) {
                 Ok(item) => out.push(&account, item),
                 Err(reason) => out.skipped.push(reason),
@@ -289,7 +339,10 @@ fn messaging_event(ev: &Value, own_app_id: Option<&str>) -> Result<WebhookItem, 
         if customer.is_empty() {
             return Err("echo without recipient");
         }
-        let attachments = m["attachments"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let attachments = m["attachments"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let (kind, media) = if m["is_deleted"] == true || m["is_unsupported"] == true {
             (MessageKind::Unsupported, None)
         } else if let Some(first) = attachments.first() {
@@ -312,14 +365,31 @@ fn messaging_event(ev: &Value, own_app_id: Option<&str>) -> Result<WebhookItem, 
         } else {
             (MessageKind::Unsupported, None)
         };
-        let reply_to = text_of(&m["reply_to"]["mid"]).or_else(|| text_of(&m["reply_to"]["story"]["id"]));
-        return Ok(message(mid, customer, direction, kind, text_of(&m["text"]), media, reply_to));
+        let reply_to =
+            text_of(&m["reply_to"]["mid"]).or_else(|| text_of(&m["reply_to"]["story"]["id"]));
+        return Ok(message(
+            mid,
+            customer,
+            direction,
+            kind,
+            text_of(&m["text"]),
+            media,
+            reply_to,
+        ));
     }
     if let Some(p) = ev.get("postback").filter(|p| p.is_object()) {
         // Messenger postbacks may have no mid: sender + timestamp identify a tap.
         let id = text_of(&p["mid"]).unwrap_or_else(|| format!("postback:{sender}:{stamp}"));
         let text = text_of(&p["title"]).or_else(|| text_of(&p["payload"]));
-        return Ok(message(id, sender, Direction::Inbound, MessageKind::Postback, text, None, None));
+        return Ok(message(
+            id,
+            sender,
+            Direction::Inbound,
+            MessageKind::Postback,
+            text,
+            None,
+            None,
+        ));
     }
     if let Some(r) = ev.get("reaction").filter(|r| r.is_object()) {
         let target = text_of(&r["mid"]);
@@ -332,15 +402,36 @@ fn messaging_event(ev: &Value, own_app_id: Option<&str>) -> Result<WebhookItem, 
             "unreact" => None,
             _ => text_of(&r["emoji"]).or_else(|| text_of(&r["reaction"])),
         };
-        return Ok(message(id, sender, Direction::Inbound, MessageKind::Reaction, text, None, target));
+        return Ok(message(
+            id,
+            sender,
+            Direction::Inbound,
+            MessageKind::Reaction,
+            text,
+            None,
+            target,
+        ));
     }
     if let Some(r) = ev.get("referral").filter(|r| r.is_object()) {
         let id = format!("referral:{sender}:{stamp}");
-        return Ok(message(id, sender, Direction::Inbound, MessageKind::Referral, text_of(&r["ref"]), None, None));
+        return Ok(message(
+            id,
+            sender,
+            Direction::Inbound,
+            MessageKind::Referral,
+            text_of(&r["ref"]),
+            None,
+            None,
+        ));
     }
-    for (field, status) in [("delivery", DeliveryStatus::Delivered), ("read", DeliveryStatus::Read)] {
+    for (field, status) in [
+        ("delivery", DeliveryStatus::Delivered),
+        ("read", DeliveryStatus::Read),
+    ] {
         if let Some(d) = ev.get(field).filter(|d| d.is_object()) {
-            let watermark = from_epoch_millis(&d["watermark"]).or(timestamp).ok_or("watermark without time")?;
+            let watermark = from_epoch_millis(&d["watermark"])
+                .or(timestamp)
+                .ok_or("watermark without time")?;
             // Messenger names delivered messages in `mids`; Instagram's read names one `mid`.
             let mut mids: Vec<String> = d["mids"]
                 .as_array()

@@ -12,19 +12,6 @@ pub fn serialize_rfc3339<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Resul
     s.serialize_str(&rfc3339(t))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_have_milliseconds_and_a_z() {
-        let t = DateTime::parse_from_rfc3339("2026-11-24T09:30:00.123456789+00:00")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(rfc3339(&t), "2026-11-24T09:30:00.123Z");
-    }
-}
-
 /// serde `serialize_with` for an optional [`rfc3339`] (`null` when absent).
 pub fn serialize_optional_rfc3339<S: serde::Serializer>(
     t: &Option<DateTime<Utc>>,
@@ -38,5 +25,20 @@ pub fn serialize_optional_rfc3339<S: serde::Serializer>(
 
 /// Parses a stored RFC 3339 time.
 pub fn parse_rfc3339(v: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(v).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(v)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_have_milliseconds_and_a_z() {
+        let t = DateTime::parse_from_rfc3339("2026-11-24T09:30:00.123456789+00:00")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(rfc3339(&t), "2026-11-24T09:30:00.123Z");
+    }
 }

@@ -9,7 +9,9 @@ use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 
 use crate::Error;
-use crate::domain::inbound::{InboundMedia, InboundMessage, ParsedWebhook, WebhookItem, from_epoch_seconds};
+use crate::domain::inbound::{
+    InboundMedia, InboundMessage, ParsedWebhook, WebhookItem, from_epoch_seconds,
+};
 use crate::domain::message::{Direction, MessageKind};
 
 /// Most fields a WeChat message may have (real ones have about ten).
@@ -37,7 +39,11 @@ pub fn verify_signature(
         return Err(unauthorized());
     };
     let expected = signature(token, timestamp, nonce);
-    if bool::from(expected.as_bytes().ct_eq(given.to_ascii_lowercase().as_bytes())) {
+    if bool::from(
+        expected
+            .as_bytes()
+            .ct_eq(given.to_ascii_lowercase().as_bytes()),
+    ) {
         Ok(())
     } else {
         Err(unauthorized())
@@ -81,7 +87,12 @@ pub fn parse_fields(body: &[u8]) -> Result<BTreeMap<String, String>, Error> {
                     return Err(bad_xml("the document must be one <xml> element"));
                 }
                 let name = start.name().as_ref().to_owned();
-                let key = path[1..].iter().chain(std::iter::once(&name)).cloned().collect::<Vec<_>>().join(".");
+                let key = path[1..]
+                    .iter()
+                    .chain(std::iter::once(&name))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(".");
                 fields.entry(key).or_insert_with(String::new);
             }
             Event::End(_) => {
@@ -116,7 +127,11 @@ pub fn parse_fields(body: &[u8]) -> Result<BTreeMap<String, String>, Error> {
                         "amp" => "&",
                         "apos" => "'",
                         "quot" => "\"",
-                        _ => return Err(bad_xml("entities other than the predefined ones are refused")),
+                        _ => {
+                            return Err(bad_xml(
+                                "entities other than the predefined ones are refused",
+                            ));
+                        }
                     }
                     .to_owned()
                 };
@@ -138,13 +153,21 @@ pub fn parse_fields(body: &[u8]) -> Result<BTreeMap<String, String>, Error> {
 }
 
 fn push_text(fields: &mut BTreeMap<String, String>, path: &[String], text: &str) {
-    fields.entry(path[1..].join(".")).or_default().push_str(text);
+    fields
+        .entry(path[1..].join("."))
+        .or_default()
+        .push_str(text);
 }
 
 /// Parses one pushed message or event. Unknown `MsgType`s are stored as `unsupported`.
 pub fn parse_message(body: &[u8]) -> Result<ParsedWebhook, Error> {
     let fields = parse_fields(body)?;
-    let get = |k: &str| fields.get(k).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let get = |k: &str| {
+        fields
+            .get(k)
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
     let account = get("ToUserName").ok_or_else(|| bad_xml("ToUserName is missing"))?;
     let customer = get("FromUserName").ok_or_else(|| bad_xml("FromUserName is missing"))?;
     let create_time = get("CreateTime").ok_or_else(|| bad_xml("CreateTime is missing"))?;
@@ -159,8 +182,16 @@ pub fn parse_message(body: &[u8]) -> Result<ParsedWebhook, Error> {
     let mut opens_window = true;
     let (kind, text, media) = match msg_type.as_str() {
         "text" => (MessageKind::Text, get("Content"), None),
-        "image" => (MessageKind::Image, None, media(get("MediaId"), get("PicUrl"))),
-        "voice" => (MessageKind::Audio, get("Recognition"), media(get("MediaId"), None)),
+        "image" => (
+            MessageKind::Image,
+            None,
+            media(get("MediaId"), get("PicUrl")),
+        ),
+        "voice" => (
+            MessageKind::Audio,
+            get("Recognition"),
+            media(get("MediaId"), None),
+        ),
         "video" | "shortvideo" => (MessageKind::Video, None, media(get("MediaId"), None)),
         "location" => (MessageKind::Location, get("Label"), None),
         "link" => (MessageKind::Link, get("Title").or_else(|| get("Url")), None),
@@ -172,7 +203,11 @@ pub fn parse_message(body: &[u8]) -> Result<ParsedWebhook, Error> {
                 event.to_ascii_lowercase().as_str(),
                 "subscribe" | "click" | "scan" | "view"
             );
-            (MessageKind::Event, Some(event).filter(|e| !e.is_empty()), None)
+            (
+                MessageKind::Event,
+                Some(event).filter(|e| !e.is_empty()),
+                None,
+            )
         }
         _ => (MessageKind::Unsupported, None, None),
     };
@@ -185,7 +220,12 @@ pub fn parse_message(body: &[u8]) -> Result<ParsedWebhook, Error> {
             get("Event").unwrap_or_default()
         ),
     };
-    let raw = Value::Object(fields.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect());
+    let raw = Value::Object(
+        fields
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    );
     let message = InboundMessage {
         provider_message_id: id,
         customer,
@@ -256,14 +296,23 @@ mod tests {
     fn doctype_and_custom_entities_are_refused() {
         let bomb = "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\">]>\
             <xml><Content>&lol;</Content></xml>";
-        assert_eq!(parse_fields(bomb.as_bytes()).unwrap_err().code(), "invalid_xml");
+        assert_eq!(
+            parse_fields(bomb.as_bytes()).unwrap_err().code(),
+            "invalid_xml"
+        );
         let custom = "<xml><Content>&lol;</Content></xml>";
         assert!(parse_fields(custom.as_bytes()).is_err());
     }
 
     #[test]
     fn truncated_or_foreign_documents_are_refused() {
-        for bad in ["<xml><Content>hi</Content>", "<html></html>", "", "<xml></xml><xml></xml>", "plain"] {
+        for bad in [
+            "<xml><Content>hi</Content>",
+            "<html></html>",
+            "",
+            "<xml></xml><xml></xml>",
+            "plain",
+        ] {
             assert!(parse_fields(bad.as_bytes()).is_err(), "{bad}");
         }
         assert!(parse_fields(&[0xff, 0xfe]).is_err());

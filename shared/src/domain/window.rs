@@ -133,7 +133,10 @@ mod tests {
         let p = policy(ChannelType::Whatsapp, 24, false);
         let last = t0();
         let just_before = last + Duration::hours(24) - Duration::milliseconds(1);
-        assert_eq!(p.window_at(Some(last), 0, just_before).mode, WindowMode::FreeForm);
+        assert_eq!(
+            p.window_at(Some(last), 0, just_before).mode,
+            WindowMode::FreeForm
+        );
         let at = p.window_at(Some(last), 0, last + Duration::hours(24));
         assert_eq!(at.mode, WindowMode::TemplateOnly);
         assert!(!at.open);
@@ -142,7 +145,10 @@ mod tests {
     #[test]
     fn whatsapp_without_any_customer_message_is_template_only() {
         let w = policy(ChannelType::Whatsapp, 24, false).window_at(None, 0, t0());
-        assert_eq!((w.open, w.mode, w.expires_at), (false, WindowMode::TemplateOnly, None));
+        assert_eq!(
+            (w.open, w.mode, w.expires_at),
+            (false, WindowMode::TemplateOnly, None)
+        );
     }
 
     #[test]

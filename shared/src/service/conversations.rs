@@ -16,7 +16,9 @@ pub async fn list_conversations(
     page: &PageRequest,
     now: DateTime<Utc>,
 ) -> Result<Page<Conversation>, Error> {
-    let states = reader.list_conversations(&principal.tenant_id, filter, page).await?;
+    let states = reader
+        .list_conversations(&principal.tenant_id, filter, page)
+        .await?;
     Ok(Page {
         items: states.items.into_iter().map(|s| s.view(now)).collect(),
         next_cursor: states.next_cursor,
@@ -34,7 +36,9 @@ pub async fn get_conversation(
         .get_conversation(&principal.tenant_id, id)
         .await?
         .map(|s| s.view(now))
-        .ok_or(Error::NotFound { what: "conversation" })
+        .ok_or(Error::NotFound {
+            what: "conversation",
+        })
 }
 
 /// A page of a conversation's messages, newest first (404 for another tenant's).
@@ -49,7 +53,9 @@ pub async fn list_messages(
         .await?
         .is_none()
     {
-        return Err(Error::NotFound { what: "conversation" });
+        return Err(Error::NotFound {
+            what: "conversation",
+        });
     }
     reader
         .list_messages(&principal.tenant_id, conversation_id, page)

@@ -164,26 +164,28 @@ async fn ingest_item<S: InboundStore>(
     events: &mut Vec<DomainEvent>,
 ) -> Result<(), Error> {
     match item {
-        WebhookItem::Message(message) => match store.record_message(channel, &message, now).await? {
-            Recorded::Stored(at) => {
-                report.stored += 1;
-                events.push(DomainEvent {
-                    detail_type: "MessageReceived",
-                    detail: json!({
-                        "tenant_id": channel.tenant_id,
-                        "channel_id": channel.id,
-                        "channel": channel.channel_type,
-                        "conversation_id": at.conversation_id,
-                        "message_id": at.message_id,
-                        "direction": message.direction,
-                        "kind": message.kind,
-                        "provider_message_id": message.provider_message_id,
-                        "created_at": rfc3339(&message.timestamp.unwrap_or(now)),
-                    }),
-                });
+        WebhookItem::Message(message) => {
+            match store.record_message(channel, &message, now).await? {
+                Recorded::Stored(at) => {
+                    report.stored += 1;
+                    events.push(DomainEvent {
+                        detail_type: "MessageReceived",
+                        detail: json!({
+                            "tenant_id": channel.tenant_id,
+                            "channel_id": channel.id,
+                            "channel": channel.channel_type,
+                            "conversation_id": at.conversation_id,
+                            "message_id": at.message_id,
+                            "direction": message.direction,
+                            "kind": message.kind,
+                            "provider_message_id": message.provider_message_id,
+                            "created_at": rfc3339(&message.timestamp.unwrap_or(now)),
+                        }),
+                    });
+                }
+                Recorded::Duplicate => report.duplicates += 1,
             }
-            Recorded::Duplicate => report.duplicates += 1,
-        },
+        }
         WebhookItem::Status(update) => {
             apply_status(store, channel, &update, now, report, events).await?;
         }
@@ -228,7 +230,13 @@ async fn apply_status<S: InboundStore>(
                     None => "Message not delivered.".to_owned(),
                 };
                 store
-                    .record_system_message(&channel.tenant_id, &at.conversation_id, &text, error, now)
+                    .record_system_message(
+                        &channel.tenant_id,
+                        &at.conversation_id,
+                        &text,
+                        error,
+                        now,
+                    )
                     .await?;
             }
         }
@@ -238,7 +246,12 @@ async fn apply_status<S: InboundStore>(
     Ok(())
 }
 
-fn status_event(channel: &Channel, at: &MessageRef, status: DeliveryStatus, code: Option<&str>) -> DomainEvent {
+fn status_event(
+    channel: &Channel,
+    at: &MessageRef,
+    status: DeliveryStatus,
+    code: Option<&str>,
+) -> DomainEvent {
     DomainEvent {
         detail_type: "MessageStatusChanged",
         detail: json!({

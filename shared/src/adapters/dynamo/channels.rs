@@ -17,7 +17,13 @@ use crate::domain::time::rfc3339;
 use crate::ports::{ChannelDirectory, ChannelStore, RoutedChannel};
 
 /// Credential attributes of a routing record.
-const CREDENTIAL_FIELDS: [&str; 5] = ["access_token", "app_secret", "app_id", "token", "encoding_aes_key"];
+const CREDENTIAL_FIELDS: [&str; 5] = [
+    "access_token",
+    "app_secret",
+    "app_id",
+    "token",
+    "encoding_aes_key",
+];
 
 /// The stored shape of a channel's public fields.
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,7 +57,8 @@ impl ChannelRecord {
     }
 
     fn into_channel(self) -> Result<Channel, Error> {
-        let corrupt = |what: &str| Error::Internal(format!("stored channel {} has a bad {what}", self.id));
+        let corrupt =
+            |what: &str| Error::Internal(format!("stored channel {} has a bad {what}", self.id));
         Ok(Channel {
             id: ChannelId::parse(&self.id).map_err(|_| corrupt("id"))?,
             tenant_id: TenantId::parse(&self.tenant_id).map_err(|_| corrupt("tenant_id"))?,
@@ -76,7 +83,11 @@ impl ChannelRecord {
     }
 }
 
-fn routing_item(channel: &Channel, credentials: &Credentials, key: Key) -> Result<HashMap<String, AttributeValue>, Error> {
+fn routing_item(
+    channel: &Channel,
+    credentials: &Credentials,
+    key: Key,
+) -> Result<HashMap<String, AttributeValue>, Error> {
     let mut item = ChannelRecord::from_channel(channel).item(key, "channel_route")?;
     let values = [
         &credentials.access_token,
@@ -102,7 +113,8 @@ fn routed_from_item(item: HashMap<String, AttributeValue>) -> Result<RoutedChann
         token: secret("token"),
         encoding_aes_key: secret("encoding_aes_key"),
     };
-    let record: ChannelRecord = serde_dynamo::from_item(item).map_err(|e| internal("decode channel route", e))?;
+    let record: ChannelRecord =
+        serde_dynamo::from_item(item).map_err(|e| internal("decode channel route", e))?;
     Ok(RoutedChannel {
         channel: record.into_channel()?,
         credentials,
@@ -127,7 +139,8 @@ impl DynamoStore {
 
 impl ChannelDirectory for DynamoStore {
     async fn by_external_id(&self, external_id: &str) -> Result<Option<RoutedChannel>, Error> {
-        self.routing_record(keys::channel_external_id(external_id)).await
+        self.routing_record(keys::channel_external_id(external_id))
+            .await
     }
 
     async fn by_id(&self, id: &ChannelId) -> Result<Option<RoutedChannel>, Error> {
@@ -136,10 +149,18 @@ impl ChannelDirectory for DynamoStore {
 }
 
 impl ChannelStore for DynamoStore {
-    async fn create_channel(&self, channel: &Channel, credentials: &Credentials) -> Result<(), Error> {
+    async fn create_channel(
+        &self,
+        channel: &Channel,
+        credentials: &Credentials,
+    ) -> Result<(), Error> {
         let record = ChannelRecord::from_channel(channel);
         let listed = record.item(keys::channel(&channel.tenant_id, &channel.id), "channel")?;
-        let claim = routing_item(channel, credentials, keys::channel_external_id(&channel.external_id))?;
+        let claim = routing_item(
+            channel,
+            credentials,
+            keys::channel_external_id(&channel.external_id),
+        )?;
         let route = routing_item(channel, credentials, keys::channel_route(&channel.id))?;
 
         let put = |item: HashMap<String, AttributeValue>| {
@@ -156,7 +177,9 @@ impl ChannelStore for DynamoStore {
             .table_name(&self.table)
             .key(keys::PK, s(tenant_key.pk))
             .key(keys::SK, s(tenant_key.sk))
-            .update_expression("SET #entity = :entity, created_at = if_not_exists(created_at, :now)")
+            .update_expression(
+                "SET #entity = :entity, created_at = if_not_exists(created_at, :now)",
+            )
             .expression_attribute_names("#entity", keys::ENTITY)
             .expression_attribute_values(":entity", s("tenant"))
             .expression_attribute_values(":now", s(rfc3339(&channel.created_at)))
@@ -190,12 +213,19 @@ impl ChannelStore for DynamoStore {
         }
     }
 
-    async fn list_channels(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<Channel>, Error> {
+    async fn list_channels(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<Channel>, Error> {
         let pk = keys::tenant(tenant).pk;
         let start = match &page.cursor {
             Some(cursor) => {
                 let sk = decode_cursor(cursor, 1, keys::CHANNEL_PREFIX)?.remove(0);
-                Some(HashMap::from([(keys::PK.to_owned(), s(pk.clone())), (keys::SK.to_owned(), s(sk))]))
+                Some(HashMap::from([
+                    (keys::PK.to_owned(), s(pk.clone())),
+                    (keys::SK.to_owned(), s(sk)),
+                ]))
             }
             None => None,
         };

@@ -59,10 +59,13 @@ struct ConversationRecord {
 
 impl ConversationRecord {
     fn into_state(self) -> Result<ConversationState, Error> {
-        let corrupt = |what: &str| Error::Internal(format!("stored conversation {} has a bad {what}", self.id));
+        let corrupt = |what: &str| {
+            Error::Internal(format!("stored conversation {} has a bad {what}", self.id))
+        };
         Ok(ConversationState {
             policy: WindowPolicy {
-                channel_type: ChannelType::parse(&self.channel_type).ok_or_else(|| corrupt("channel_type"))?,
+                channel_type: ChannelType::parse(&self.channel_type)
+                    .ok_or_else(|| corrupt("channel_type"))?,
                 window_hours: self.window_hours,
                 human_agent: self.human_agent,
             },
@@ -71,7 +74,8 @@ impl ConversationRecord {
                 .as_deref()
                 .and_then(ConversationStatus::parse)
                 .unwrap_or(ConversationStatus::Open),
-            last_message_at: parse_rfc3339(&self.last_message_at).ok_or_else(|| corrupt("last_message_at"))?,
+            last_message_at: parse_rfc3339(&self.last_message_at)
+                .ok_or_else(|| corrupt("last_message_at"))?,
             last_inbound_at: self.last_inbound_at.as_deref().and_then(parse_rfc3339),
             unread_count: u32::try_from(self.unread_count.max(0)).unwrap_or(u32::MAX),
             customer: CustomerRef {
@@ -100,12 +104,16 @@ fn named<T: serde::de::DeserializeOwned>(v: &str) -> Result<T, serde_json::Error
 }
 
 fn message_from(item: &HashMap<String, AttributeValue>) -> Result<Message, Error> {
-    let r: MessageRecord = serde_dynamo::from_item(item.clone()).map_err(|e| internal("decode message", e))?;
+    let r: MessageRecord =
+        serde_dynamo::from_item(item.clone()).map_err(|e| internal("decode message", e))?;
     let corrupt = |what: &str| Error::Internal(format!("stored message {} has a bad {what}", r.id));
     let direction: Direction = named(&r.direction).map_err(|_| corrupt("direction"))?;
     let kind: MessageKind = named(&r.kind).map_err(|_| corrupt("kind"))?;
     let status = DeliveryStatus::parse(&r.status).ok_or_else(|| corrupt("status"))?;
-    let has_media = r.media_id.is_some() || r.media_mime_type.is_some() || r.media_provider_id.is_some() || r.media_url.is_some();
+    let has_media = r.media_id.is_some()
+        || r.media_mime_type.is_some()
+        || r.media_provider_id.is_some()
+        || r.media_url.is_some();
     Ok(Message {
         media: has_media.then(|| MediaRef {
             media_id: r.media_id.clone(),
@@ -134,7 +142,13 @@ fn message_from(item: &HashMap<String, AttributeValue>) -> Result<Message, Error
     })
 }
 
-fn filter_expression(filter: &ConversationFilter) -> (Option<String>, HashMap<String, String>, HashMap<String, AttributeValue>) {
+fn filter_expression(
+    filter: &ConversationFilter,
+) -> (
+    Option<String>,
+    HashMap<String, String>,
+    HashMap<String, AttributeValue>,
+) {
     let mut parts = Vec::new();
     let mut names = HashMap::new();
     let mut values = HashMap::new();
@@ -162,7 +176,11 @@ fn filter_expression(filter: &ConversationFilter) -> (Option<String>, HashMap<St
     if let Some(assignee) = &filter.assignee {
         add("assignee", "=", assignee.clone());
     }
-    ((!parts.is_empty()).then(|| parts.join(" AND ")), names, values)
+    (
+        (!parts.is_empty()).then(|| parts.join(" AND ")),
+        names,
+        values,
+    )
 }
 
 impl ConversationReader for DynamoStore {
@@ -233,16 +251,26 @@ impl ConversationReader for DynamoStore {
                 let gsk = get_s(last, keys::GSI1_SK).unwrap_or_default();
                 Some(encode_cursor(&[sk, gsk]))
             }
-            None if !exhausted => start
-                .as_ref()
-                .and_then(|k| Some(encode_cursor(&[get_s(k, keys::SK)?, get_s(k, keys::GSI1_SK)?]))),
+            None if !exhausted => start.as_ref().and_then(|k| {
+                Some(encode_cursor(&[
+                    get_s(k, keys::SK)?,
+                    get_s(k, keys::GSI1_SK)?,
+                ]))
+            }),
             _ => None,
         };
-        let items = found.iter().map(conversation_from).collect::<Result<Vec<_>, _>>()?;
+        let items = found
+            .iter()
+            .map(conversation_from)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Page { items, next_cursor })
     }
 
-    async fn get_conversation(&self, tenant: &TenantId, id: &str) -> Result<Option<ConversationState>, Error> {
+    async fn get_conversation(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<ConversationState>, Error> {
         if !id.starts_with("cv_") || id.len() > 64 || id.contains('#') {
             return Ok(None);
         }
@@ -260,12 +288,20 @@ impl ConversationReader for DynamoStore {
         out.item.as_ref().map(conversation_from).transpose()
     }
 
-    async fn list_messages(&self, tenant: &TenantId, conversation_id: &str, page: &PageRequest) -> Result<Page<Message>, Error> {
+    async fn list_messages(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Message>, Error> {
         let pk = keys::messages_pk(tenant, conversation_id);
         let start = match &page.cursor {
             Some(c) => {
                 let sk = decode_cursor(c, 1, keys::MESSAGE_PREFIX)?.remove(0);
-                Some(HashMap::from([(keys::PK.to_owned(), s(pk.clone())), (keys::SK.to_owned(), s(sk))]))
+                Some(HashMap::from([
+                    (keys::PK.to_owned(), s(pk.clone())),
+                    (keys::SK.to_owned(), s(sk)),
+                ]))
             }
             None => None,
         };
@@ -283,7 +319,11 @@ impl ConversationReader for DynamoStore {
             .send()
             .await
             .map_err(|e| internal("list messages", e))?;
-        let items = out.items().iter().map(message_from).collect::<Result<Vec<_>, _>>()?;
+        let items = out
+            .items()
+            .iter()
+            .map(message_from)
+            .collect::<Result<Vec<_>, _>>()?;
         let next_cursor = out
             .last_evaluated_key()
             .and_then(|k| get_s(k, keys::SK))

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -101,7 +102,12 @@ fn set_error(e: &mut Expr, prefix: &str, error: Option<&DeliveryError>) {
     }
 }
 
-fn update(table: &str, key: Key, e: &Expr, condition: Option<String>) -> Result<TransactWriteItem, Error> {
+fn update(
+    table: &str,
+    key: Key,
+    e: &Expr,
+    condition: Option<String>,
+) -> Result<TransactWriteItem, Error> {
     let u = Update::builder()
         .table_name(table)
         .key(keys::PK, s(key.pk))
@@ -156,11 +162,19 @@ impl ConversationChange<'_> {
             e.set_if_absent("status", s("open"));
         }
         if self.late {
-            return update(table, keys::conversation(tenant, self.conversation_id), &e, None);
+            return update(
+                table,
+                keys::conversation(tenant, self.conversation_id),
+                &e,
+                None,
+            );
         }
         e.set("last_message_at", s(self.at))
             .set("preview", s(preview(m.kind, m.text.as_deref())))
-            .set(keys::GSI1_SK, s(keys::conversation_activity(self.at, self.conversation_id)));
+            .set(
+                keys::GSI1_SK,
+                s(keys::conversation_activity(self.at, self.conversation_id)),
+            );
         let guarded = if m.opens_window {
             e.set("last_inbound_at", s(self.at))
                 .set("replies_since_inbound", n(0));
@@ -170,13 +184,22 @@ impl ConversationChange<'_> {
         };
         let (name, value) = (e.name(guarded), e.value(s(self.at)));
         let condition = format!("attribute_not_exists({name}) OR {name} <= {value}");
-        update(table, keys::conversation(tenant, self.conversation_id), &e, Some(condition))
+        update(
+            table,
+            keys::conversation(tenant, self.conversation_id),
+            &e,
+            Some(condition),
+        )
     }
 }
 
 impl DynamoStore {
     /// After an outbound message is recorded: applies a status that arrived before it.
-    async fn settle_pending(&self, channel: &Channel, provider_message_id: &str) -> Result<(), Error> {
+    async fn settle_pending(
+        &self,
+        channel: &Channel,
+        provider_message_id: &str,
+    ) -> Result<(), Error> {
         let key = keys::provider_message(&channel.id, provider_message_id);
         let out = self
             .client
@@ -206,9 +229,15 @@ impl DynamoStore {
     }
 
     /// Moves one message item's status forward; `false` when it already was at or past it.
-    async fn move_message(&self, key: Key, status: DeliveryStatus, error: Option<&DeliveryError>) -> Result<bool, Error> {
+    async fn move_message(
+        &self,
+        key: Key,
+        status: DeliveryStatus,
+        error: Option<&DeliveryError>,
+    ) -> Result<bool, Error> {
         let mut e = Expr::default();
-        e.set("status", s(status.as_str())).set("status_rank", n(status.rank()));
+        e.set("status", s(status.as_str()))
+            .set("status_rank", n(status.rank()));
         set_error(&mut e, "", error);
         let (pk, rank) = (e.name(keys::PK), e.name("status_rank"));
         let value = e.value(n(status.rank()));
@@ -248,7 +277,11 @@ impl InboundStore for DynamoStore {
         let at = rfc3339(&m.timestamp.unwrap_or(received_at));
         let message_key = keys::message(tenant, &conversation, &at, &message_id);
         let outbound = m.direction == Direction::Outbound;
-        let status = if outbound { DeliveryStatus::Sent } else { DeliveryStatus::Delivered };
+        let status = if outbound {
+            DeliveryStatus::Sent
+        } else {
+            DeliveryStatus::Delivered
+        };
         let media = m.media.as_ref();
         let record = MessageRecord {
             id: message_id.clone(),
@@ -329,7 +362,11 @@ impl InboundStore for DynamoStore {
                 .client
                 .transact_write_items()
                 .transact_items(claim_write.clone())
-                .transact_items(TransactWriteItem::builder().put(message_put.clone()).build())
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .put(message_put.clone())
+                        .build(),
+                )
                 .transact_items(conversation_write)
                 .transact_items(customer_write.clone())
                 .send()
@@ -360,7 +397,9 @@ impl InboundStore for DynamoStore {
                         conflict_backoff(attempt).await;
                         continue;
                     }
-                    return Err(Error::Internal(format!("record message cancelled: {codes:?}")));
+                    return Err(Error::Internal(format!(
+                        "record message cancelled: {codes:?}"
+                    )));
                 }
                 TransactWriteItemsError::TransactionInProgressException(_) => {
                     conflict_backoff(attempt).await;
@@ -368,16 +407,23 @@ impl InboundStore for DynamoStore {
                 other => return Err(internal("record message", other)),
             }
         }
-        Err(Error::Internal("record message: transaction kept conflicting".into()))
+        Err(Error::Internal(
+            "record message: transaction kept conflicting".into(),
+        ))
     }
 
-    async fn apply_status(&self, channel: &Channel, u: &StatusUpdate) -> Result<StatusOutcome, Error> {
+    async fn apply_status(
+        &self,
+        channel: &Channel,
+        u: &StatusUpdate,
+    ) -> Result<StatusOutcome, Error> {
         let rank = u.status.rank();
         // Twice at most: a message recorded between our two writes is retried once.
         for _ in 0..2 {
             let key = keys::provider_message(&channel.id, &u.provider_message_id);
             let mut e = Expr::default();
-            e.set("status", s(u.status.as_str())).set("status_rank", n(rank));
+            e.set("status", s(u.status.as_str()))
+                .set("status_rank", n(rank));
             set_error(&mut e, "", u.error.as_ref());
             let (sk, sr) = (e.name("message_sk"), e.name("status_rank"));
             let value = e.value(n(rank));
@@ -394,24 +440,39 @@ impl InboundStore for DynamoStore {
                     "attribute_exists({sk}) AND (attribute_not_exists({sr}) OR {sr} < {value})"
                 ))
                 .return_values(ReturnValue::AllNew)
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .send()
                 .await;
             let failed = match result {
                 Ok(out) => {
                     let attrs = out.attributes.unwrap_or_default();
-                    let (Some(pk), Some(sk)) = (get_s(&attrs, "message_pk"), get_s(&attrs, "message_sk")) else {
-                        return Err(Error::Internal("provider message claim without message key".into()));
+                    let (Some(pk), Some(sk)) =
+                        (get_s(&attrs, "message_pk"), get_s(&attrs, "message_sk"))
+                    else {
+                        return Err(Error::Internal(
+                            "provider message claim without message key".into(),
+                        ));
                     };
                     let moved = self
-                        .move_message(Key { pk: pk.to_owned(), sk: sk.to_owned() }, u.status, u.error.as_ref())
+                        .move_message(
+                            Key {
+                                pk: pk.to_owned(),
+                                sk: sk.to_owned(),
+                            },
+                            u.status,
+                            u.error.as_ref(),
+                        )
                         .await?;
                     if !moved {
                         return Ok(StatusOutcome::Stale);
                     }
                     return Ok(StatusOutcome::Applied(MessageRef {
                         message_id: get_s(&attrs, "message_id").unwrap_or_default().to_owned(),
-                        conversation_id: get_s(&attrs, "conversation_id").unwrap_or_default().to_owned(),
+                        conversation_id: get_s(&attrs, "conversation_id")
+                            .unwrap_or_default()
+                            .to_owned(),
                     }));
                 }
                 Err(err) => match err.into_service_error() {
@@ -419,7 +480,10 @@ impl InboundStore for DynamoStore {
                     other => return Err(internal("apply status", other)),
                 },
             };
-            if failed.as_ref().is_some_and(|old| old.contains_key("message_sk")) {
+            if failed
+                .as_ref()
+                .is_some_and(|old| old.contains_key("message_sk"))
+            {
                 return Ok(StatusOutcome::Stale);
             }
             // Not recorded yet: keep the most advanced status until it is.
@@ -443,18 +507,24 @@ impl InboundStore for DynamoStore {
                 .condition_expression(format!(
                     "attribute_not_exists({sk}) AND (attribute_not_exists({pr}) OR {pr} < {value})"
                 ))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .send()
                 .await;
             match kept {
                 Ok(_) => return Ok(StatusOutcome::Kept),
                 Err(err) => match err.into_service_error() {
                     UpdateItemError::ConditionalCheckFailedException(c)
-                        if c.item.as_ref().is_some_and(|old| old.contains_key("message_sk")) =>
+                        if c.item
+                            .as_ref()
+                            .is_some_and(|old| old.contains_key("message_sk")) =>
                     {
                         continue;
                     }
-                    UpdateItemError::ConditionalCheckFailedException(_) => return Ok(StatusOutcome::Stale),
+                    UpdateItemError::ConditionalCheckFailedException(_) => {
+                        return Ok(StatusOutcome::Stale);
+                    }
                     other => return Err(internal("keep status", other)),
                 },
             }
@@ -462,7 +532,11 @@ impl InboundStore for DynamoStore {
         Ok(StatusOutcome::Stale)
     }
 
-    async fn apply_watermark(&self, channel: &Channel, w: &Watermark) -> Result<Vec<MessageRef>, Error> {
+    async fn apply_watermark(
+        &self,
+        channel: &Channel,
+        w: &Watermark,
+    ) -> Result<Vec<MessageRef>, Error> {
         let conversation = conversation_id(&channel.id, &w.customer);
         let pk = keys::messages_pk(&channel.tenant_id, &conversation);
         let rank = w.status.rank();
@@ -475,7 +549,14 @@ impl InboundStore for DynamoStore {
             .expression_attribute_values(":pk", s(pk.clone()))
             .expression_attribute_values(":lo", s(keys::MESSAGE_PREFIX))
             // '~' sorts after every id character: includes every message at the watermark.
-            .expression_attribute_values(":hi", s(format!("{}{}#~", keys::MESSAGE_PREFIX, rfc3339(&w.watermark))))
+            .expression_attribute_values(
+                ":hi",
+                s(format!(
+                    "{}{}#~",
+                    keys::MESSAGE_PREFIX,
+                    rfc3339(&w.watermark)
+                )),
+            )
             .expression_attribute_values(":out", s(Direction::Outbound.as_str()))
             .expression_attribute_values(":rank", n(rank))
             .scan_index_forward(false)
@@ -486,11 +567,16 @@ impl InboundStore for DynamoStore {
             .map_err(|e| internal("watermark query", e))?;
         let mut moved = Vec::new();
         for item in out.items() {
-            let (Some(sk), Some(id)) = (get_s(item, keys::SK), get_s(item, "id")) else { continue };
+            let (Some(sk), Some(id)) = (get_s(item, keys::SK), get_s(item, "id")) else {
+                continue;
+            };
             if get_n(item, "status_rank").is_some_and(|r| r >= i64::from(rank)) {
                 continue;
             }
-            let key = Key { pk: pk.clone(), sk: sk.to_owned() };
+            let key = Key {
+                pk: pk.clone(),
+                sk: sk.to_owned(),
+            };
             if self.move_message(key, w.status, None).await? {
                 moved.push(MessageRef {
                     message_id: id.to_owned(),
@@ -530,7 +616,12 @@ impl InboundStore for DynamoStore {
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(record.item(keys::message(tenant, conversation_id, &when, &id))?))
+            .set_item(Some(record.item(keys::message(
+                tenant,
+                conversation_id,
+                &when,
+                &id,
+            ))?))
             .send()
             .await
             .map_err(|e| internal("record system message", e))?;

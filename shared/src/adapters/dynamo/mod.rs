@@ -52,11 +52,16 @@ fn n(value: impl ToString) -> AttributeValue {
 }
 
 fn key_item(key: Key) -> HashMap<String, AttributeValue> {
-    HashMap::from([(keys::PK.to_owned(), s(key.pk)), (keys::SK.to_owned(), s(key.sk))])
+    HashMap::from([
+        (keys::PK.to_owned(), s(key.pk)),
+        (keys::SK.to_owned(), s(key.sk)),
+    ])
 }
 
 fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 fn get_n(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
@@ -78,8 +83,12 @@ fn decode_cursor(cursor: &str, count: usize, prefix: &str) -> Result<Vec<String>
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .map(|text| text.split('\n').map(str::to_owned).collect::<Vec<_>>())
-        .filter(|parts| parts.len() == count && parts[0].starts_with(prefix) && parts[0].len() > prefix.len())
-        .ok_or_else(|| Error::bad_request("invalid_cursor", "the cursor is not one this list returned"))
+        .filter(|parts| {
+            parts.len() == count && parts[0].starts_with(prefix) && parts[0].len() > prefix.len()
+        })
+        .ok_or_else(|| {
+            Error::bad_request("invalid_cursor", "the cursor is not one this list returned")
+        })
 }
 
 /// An update expression with generated `#n`/`:v` placeholders, so attribute names never
@@ -167,10 +176,15 @@ mod tests {
     #[test]
     fn cursor_round_trips_and_refuses_other_prefixes() {
         let c = encode_cursor(&["CHANNEL#01J"]);
-        assert_eq!(decode_cursor(&c, 1, keys::CHANNEL_PREFIX).unwrap(), vec!["CHANNEL#01J"]);
+        assert_eq!(
+            decode_cursor(&c, 1, keys::CHANNEL_PREFIX).unwrap(),
+            vec!["CHANNEL#01J"]
+        );
         let foreign = encode_cursor(&["CUSTOMER#01J"]);
         assert_eq!(
-            decode_cursor(&foreign, 1, keys::CHANNEL_PREFIX).unwrap_err().code(),
+            decode_cursor(&foreign, 1, keys::CHANNEL_PREFIX)
+                .unwrap_err()
+                .code(),
             "invalid_cursor"
         );
         assert!(decode_cursor("!!!", 1, keys::CHANNEL_PREFIX).is_err());
@@ -180,7 +194,9 @@ mod tests {
     #[test]
     fn expressions_alias_every_name_once() {
         let mut e = Expr::default();
-        e.set("status", s("open")).set_if_absent("created_at", s("t")).add("unread_count", n(1));
+        e.set("status", s("open"))
+            .set_if_absent("created_at", s("t"))
+            .add("unread_count", n(1));
         e.set("status", s("closed"));
         assert_eq!(
             e.update_expression(),
