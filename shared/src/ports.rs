@@ -99,6 +99,14 @@ pub trait InboundStore: Send + Sync {
         received_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<Recorded, Error>> + Send;
 
+    /// The status kept for a provider message id that arrived before the message was
+    /// recorded, if any (see [`StatusOutcome::Kept`]).
+    fn pending_status(
+        &self,
+        channel: &Channel,
+        provider_message_id: &str,
+    ) -> impl Future<Output = Result<Option<StatusUpdate>, Error>> + Send;
+
     /// Moves an outbound message's status forward (never back).
     fn apply_status(
         &self,

@@ -2,6 +2,8 @@
 
 mod auth;
 mod channels;
+mod hostile;
 mod inbound;
 mod local_stack;
+mod statuses;
 mod webhooks;

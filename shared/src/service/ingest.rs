@@ -182,6 +182,14 @@ async fn ingest_item<S: InboundStore>(
                             "created_at": rfc3339(&message.timestamp.unwrap_or(now)),
                         }),
                     });
+                    // A status may have arrived before this outbound message was recorded.
+                    if message.direction == Direction::Outbound
+                        && let Some(update) = store
+                            .pending_status(channel, &message.provider_message_id)
+                            .await?
+                    {
+                        apply_status(store, channel, &update, now, report, events).await?;
+                    }
                 }
                 Recorded::Duplicate => report.duplicates += 1,
             }

@@ -194,12 +194,12 @@ impl ConversationChange<'_> {
 }
 
 impl DynamoStore {
-    /// After an outbound message is recorded: applies a status that arrived before it.
-    async fn settle_pending(
+    /// The status kept on a provider message claim before the message was recorded.
+    async fn read_pending(
         &self,
         channel: &Channel,
         provider_message_id: &str,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<StatusUpdate>, Error> {
         let key = keys::provider_message(&channel.id, provider_message_id);
         let out = self
             .client
@@ -211,21 +211,22 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| internal("read pending status", e))?;
-        let Some(item) = out.item else { return Ok(()) };
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
         let Some(status) = get_s(&item, "pending_status").and_then(DeliveryStatus::parse) else {
-            return Ok(());
+            return Ok(None);
         };
         let error = get_s(&item, "pending_error_code")
             .map(|code| DeliveryError::explain(code, get_s(&item, "pending_error_reason")));
-        let update = StatusUpdate {
+        Ok(Some(StatusUpdate {
             provider_message_id: provider_message_id.to_owned(),
             customer: String::new(),
             status,
             timestamp: None,
             error,
             raw: serde_json::Value::Null,
-        };
-        self.apply_status(channel, &update).await.map(|_| ())
+        }))
     }
 
     /// Moves one message item's status forward; `false` when it already was at or past it.
@@ -373,9 +374,6 @@ impl InboundStore for DynamoStore {
                 .await;
             let err = match result {
                 Ok(_) => {
-                    if outbound {
-                        self.settle_pending(channel, &m.provider_message_id).await?;
-                    }
                     return Ok(Recorded::Stored(MessageRef {
                         message_id,
                         conversation_id: conversation,
@@ -410,6 +408,14 @@ impl InboundStore for DynamoStore {
         Err(Error::Internal(
             "record message: transaction kept conflicting".into(),
         ))
+    }
+
+    async fn pending_status(
+        &self,
+        channel: &Channel,
+        provider_message_id: &str,
+    ) -> Result<Option<StatusUpdate>, Error> {
+        self.read_pending(channel, provider_message_id).await
     }
 
     async fn apply_status(
