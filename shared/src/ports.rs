@@ -104,10 +104,12 @@ pub trait InboundStore: Send + Sync {
     fn pending_status(
         &self,
         channel: &Channel,
+        customer: &str,
         provider_message_id: &str,
     ) -> impl Future<Output = Result<Option<StatusUpdate>, Error>> + Send;
 
-    /// Moves an outbound message's status forward (never back).
+    /// Moves an outbound message's status forward (never back); a status for a message not
+    /// recorded yet is kept until it is.
     fn apply_status(
         &self,
         channel: &Channel,

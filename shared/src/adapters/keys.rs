@@ -114,12 +114,20 @@ pub fn message(tenant: &TenantId, conversation_id: &str, created_at: &str, id: &
     }
 }
 
-/// The provider message id of a channel: deduplicates deliveries and maps statuses to the
-/// message.
-pub fn provider_message(channel: &ChannelId, provider_message_id: &str) -> Key {
+/// Sort key prefix of provider message ids in a conversation's partition.
+pub const PROVIDER_MESSAGE_PREFIX: &str = "PID#";
+
+/// A provider message id (wamid, mid, MsgId) in its conversation: deduplicates deliveries
+/// (its conditional write) and holds the delivery status, so a status webhook is one
+/// conditional update on a key derived from the channel, the customer and that id.
+pub fn provider_message(
+    tenant: &TenantId,
+    conversation_id: &str,
+    provider_message_id: &str,
+) -> Key {
     Key {
-        pk: format!("PMSG#{channel}#{provider_message_id}"),
-        sk: "PMSG".to_owned(),
+        pk: messages_pk(tenant, conversation_id),
+        sk: format!("{PROVIDER_MESSAGE_PREFIX}{provider_message_id}"),
     }
 }
 

@@ -182,13 +182,18 @@ async fn ingest_item<S: InboundStore>(
                             "created_at": rfc3339(&message.timestamp.unwrap_or(now)),
                         }),
                     });
-                    // A status may have arrived before this outbound message was recorded.
+                    // A status may have arrived before this outbound message was recorded:
+                    // it is already on the message's provider id; announce it now.
                     if message.direction == Direction::Outbound
                         && let Some(update) = store
-                            .pending_status(channel, &message.provider_message_id)
+                            .pending_status(
+                                channel,
+                                &message.customer,
+                                &message.provider_message_id,
+                            )
                             .await?
                     {
-                        apply_status(store, channel, &update, now, report, events).await?;
+                        status_applied(store, channel, &at, &update, now, events).await?;
                     }
                 }
                 Recorded::Duplicate => report.duplicates += 1,
@@ -229,27 +234,34 @@ async fn apply_status<S: InboundStore>(
     match store.apply_status(channel, update).await? {
         StatusOutcome::Applied(at) => {
             report.statuses_applied += 1;
-            let code = update.error.as_ref().map(|e| e.code.as_str());
-            events.push(status_event(channel, &at, update.status, code));
-            if update.status == DeliveryStatus::Failed {
-                let error = update.error.as_ref();
-                let text = match error {
-                    Some(e) => format!("Message not delivered: {} {}", e.reason, e.hint),
-                    None => "Message not delivered.".to_owned(),
-                };
-                store
-                    .record_system_message(
-                        &channel.tenant_id,
-                        &at.conversation_id,
-                        &text,
-                        error,
-                        now,
-                    )
-                    .await?;
-            }
+            status_applied(store, channel, &at, update, now, events).await?;
         }
         StatusOutcome::Kept => report.statuses_kept += 1,
         StatusOutcome::Stale => report.statuses_stale += 1,
+    }
+    Ok(())
+}
+
+/// Announces a status that reached a message; a failure also becomes a system message.
+async fn status_applied<S: InboundStore>(
+    store: &S,
+    channel: &Channel,
+    at: &MessageRef,
+    update: &StatusUpdate,
+    now: DateTime<Utc>,
+    events: &mut Vec<DomainEvent>,
+) -> Result<(), Error> {
+    let code = update.error.as_ref().map(|e| e.code.as_str());
+    events.push(status_event(channel, at, update.status, code));
+    if update.status == DeliveryStatus::Failed {
+        let error = update.error.as_ref();
+        let text = match error {
+            Some(e) => format!("Message not delivered: {} {}", e.reason, e.hint),
+            None => "Message not delivered.".to_owned(),
+        };
+        store
+            .record_system_message(&channel.tenant_id, &at.conversation_id, &text, error, now)
+            .await?;
     }
     Ok(())
 }

@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use serde::Deserialize;
 
-use super::inbound::MessageRecord;
+use super::inbound::{MessageRecord, status_of};
 use super::{DynamoStore, decode_cursor, encode_cursor, get_s, internal, s};
 use crate::Error;
 use crate::adapters::keys;
@@ -319,15 +319,101 @@ impl ConversationReader for DynamoStore {
             .send()
             .await
             .map_err(|e| internal("list messages", e))?;
-        let items = out
+        let mut items = out
             .items()
             .iter()
             .map(message_from)
             .collect::<Result<Vec<_>, _>>()?;
+        self.merge_statuses(tenant, conversation_id, &mut items)
+            .await?;
         let next_cursor = out
             .last_evaluated_key()
             .and_then(|k| get_s(k, keys::SK))
             .map(|sk| encode_cursor(&[sk]));
         Ok(Page { items, next_cursor })
+    }
+}
+
+/// Most keys one BatchGetItem takes.
+const BATCH_GET_MAX: usize = 100;
+
+impl DynamoStore {
+    /// Outbound messages take their delivery status from their provider id item (where
+    /// status webhooks write it): one consistent batch read per page.
+    async fn merge_statuses(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        messages: &mut [Message],
+    ) -> Result<(), Error> {
+        let wanted: Vec<String> = messages
+            .iter()
+            .filter(|m| m.direction == Direction::Outbound)
+            .filter_map(|m| m.provider_message_id.clone())
+            .collect();
+        let mut found: HashMap<String, (DeliveryStatus, Option<DeliveryError>)> = HashMap::new();
+        for chunk in wanted.chunks(BATCH_GET_MAX) {
+            let mut request_keys: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|pid| {
+                    let k = keys::provider_message(tenant, conversation_id, pid);
+                    HashMap::from([
+                        (keys::PK.to_owned(), s(k.pk)),
+                        (keys::SK.to_owned(), s(k.sk)),
+                    ])
+                })
+                .collect();
+            // Unprocessed keys are retried a few times (throttling), then given up on: the
+            // message then shows its recorded status.
+            for _ in 0..5 {
+                if request_keys.is_empty() {
+                    break;
+                }
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut request_keys)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| internal("build batch get", e))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| internal("read statuses", e))?;
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                {
+                    let pid = get_s(item, keys::SK)
+                        .and_then(|sk| sk.strip_prefix(keys::PROVIDER_MESSAGE_PREFIX))
+                        .map(str::to_owned);
+                    if let (Some(pid), Some(status)) = (pid, status_of(item)) {
+                        found.insert(pid, status);
+                    }
+                }
+                request_keys = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .map(|k| k.keys().to_vec())
+                    .unwrap_or_default();
+            }
+        }
+        for m in messages.iter_mut() {
+            let Some((status, error)) = m
+                .provider_message_id
+                .as_ref()
+                .and_then(|pid| found.get(pid))
+            else {
+                continue;
+            };
+            if m.status.can_become(*status) {
+                m.status = *status;
+                m.error = error.clone().or(m.error.take());
+            }
+        }
+        Ok(())
     }
 }

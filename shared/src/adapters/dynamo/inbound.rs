@@ -4,10 +4,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -92,14 +89,6 @@ fn raw_text(raw: &serde_json::Value) -> Option<String> {
     } else {
         text
     })
-}
-
-fn set_error(e: &mut Expr, prefix: &str, error: Option<&DeliveryError>) {
-    if let Some(err) = error {
-        e.set(&format!("{prefix}error_code"), s(&err.code))
-            .set(&format!("{prefix}error_reason"), s(&err.reason))
-            .set(&format!("{prefix}error_hint"), s(&err.hint));
-    }
 }
 
 fn update(
@@ -193,75 +182,17 @@ impl ConversationChange<'_> {
     }
 }
 
-impl DynamoStore {
-    /// The status kept on a provider message claim before the message was recorded.
-    async fn read_pending(
-        &self,
-        channel: &Channel,
-        provider_message_id: &str,
-    ) -> Result<Option<StatusUpdate>, Error> {
-        let key = keys::provider_message(&channel.id, provider_message_id);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(key.pk))
-            .key(keys::SK, s(key.sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| internal("read pending status", e))?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
-        let Some(status) = get_s(&item, "pending_status").and_then(DeliveryStatus::parse) else {
-            return Ok(None);
-        };
-        let error = get_s(&item, "pending_error_code")
-            .map(|code| DeliveryError::explain(code, get_s(&item, "pending_error_reason")));
-        Ok(Some(StatusUpdate {
-            provider_message_id: provider_message_id.to_owned(),
-            customer: String::new(),
-            status,
-            timestamp: None,
-            error,
-            raw: serde_json::Value::Null,
-        }))
-    }
-
-    /// Moves one message item's status forward; `false` when it already was at or past it.
-    async fn move_message(
-        &self,
-        key: Key,
-        status: DeliveryStatus,
-        error: Option<&DeliveryError>,
-    ) -> Result<bool, Error> {
-        let mut e = Expr::default();
-        e.set("status", s(status.as_str()))
-            .set("status_rank", n(status.rank()));
-        set_error(&mut e, "", error);
-        let (pk, rank) = (e.name(keys::PK), e.name("status_rank"));
-        let value = e.value(n(status.rank()));
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(key.pk))
-            .key(keys::SK, s(key.sk))
-            .update_expression(e.update_expression())
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .condition_expression(format!("attribute_exists({pk}) AND {rank} < {value}"))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) => match err.into_service_error() {
-                UpdateItemError::ConditionalCheckFailedException(_) => Ok(false),
-                other => Err(internal("update message status", other)),
-            },
-        }
-    }
+/// A status kept on a provider message item, if any.
+pub(super) fn status_of(
+    item: &HashMap<String, AttributeValue>,
+) -> Option<(DeliveryStatus, Option<DeliveryError>)> {
+    let status = get_s(item, "status").and_then(DeliveryStatus::parse)?;
+    let error = get_s(item, "error_code").map(|code| DeliveryError {
+        code: code.to_owned(),
+        reason: get_s(item, "error_reason").unwrap_or_default().to_owned(),
+        hint: get_s(item, "error_hint").unwrap_or_default().to_owned(),
+    });
+    Some((status, error))
 }
 
 impl InboundStore for DynamoStore {
@@ -312,21 +243,18 @@ impl InboundStore for DynamoStore {
             .build()
             .map_err(|e| internal("build put", e))?;
 
-        // The provider id claim: exists once per channel + provider message id.
+        // The provider id item: one per conversation + provider message id. A status that
+        // arrived first may have created it already; only a message id makes it a duplicate.
         let mut claim = Expr::default();
         claim
             .set(keys::ENTITY, s("provider_message"))
-            .set("tenant_id", s(tenant.as_str()))
-            .set("conversation_id", s(&conversation))
             .set("message_id", s(&message_id))
-            .set("message_pk", s(&message_key.pk))
             .set("message_sk", s(&message_key.sk))
-            .set("status", s(status.as_str()))
-            .set("status_rank", n(status.rank()));
-        let claim_condition = format!("attribute_not_exists({})", claim.name("message_sk"));
+            .set("direction", s(m.direction.as_str()));
+        let claim_condition = format!("attribute_not_exists({})", claim.name("message_id"));
         let claim_write = update(
             &self.table,
-            keys::provider_message(&channel.id, &m.provider_message_id),
+            keys::provider_message(tenant, &conversation, &m.provider_message_id),
             &claim,
             Some(claim_condition),
         )?;
@@ -413,129 +341,84 @@ impl InboundStore for DynamoStore {
     async fn pending_status(
         &self,
         channel: &Channel,
+        customer: &str,
         provider_message_id: &str,
     ) -> Result<Option<StatusUpdate>, Error> {
-        self.read_pending(channel, provider_message_id).await
+        let conversation = conversation_id(&channel.id, customer);
+        let key = keys::provider_message(&channel.tenant_id, &conversation, provider_message_id);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(key.pk))
+            .key(keys::SK, s(key.sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| internal("read kept status", e))?;
+        let Some((status, error)) = out.item.as_ref().and_then(status_of) else {
+            return Ok(None);
+        };
+        Ok(Some(StatusUpdate {
+            provider_message_id: provider_message_id.to_owned(),
+            customer: customer.to_owned(),
+            status,
+            timestamp: None,
+            error,
+            raw: serde_json::Value::Null,
+        }))
     }
 
+    /// One conditional update, no read: the key comes from the channel, the customer and
+    /// the provider id. Creates the item when the message is not recorded yet (kept).
     async fn apply_status(
         &self,
         channel: &Channel,
         u: &StatusUpdate,
     ) -> Result<StatusOutcome, Error> {
+        let conversation = conversation_id(&channel.id, &u.customer);
+        let key = keys::provider_message(&channel.tenant_id, &conversation, &u.provider_message_id);
         let rank = u.status.rank();
-        // Twice at most: a message recorded between our two writes is retried once.
-        for _ in 0..2 {
-            let key = keys::provider_message(&channel.id, &u.provider_message_id);
-            let mut e = Expr::default();
-            e.set("status", s(u.status.as_str()))
-                .set("status_rank", n(rank));
-            set_error(&mut e, "", u.error.as_ref());
-            let (sk, sr) = (e.name("message_sk"), e.name("status_rank"));
-            let value = e.value(n(rank));
-            let result = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key(keys::PK, s(key.pk.clone()))
-                .key(keys::SK, s(key.sk.clone()))
-                .update_expression(e.update_expression())
-                .set_expression_attribute_names(e.names())
-                .set_expression_attribute_values(e.values())
-                .condition_expression(format!(
-                    "attribute_exists({sk}) AND (attribute_not_exists({sr}) OR {sr} < {value})"
-                ))
-                .return_values(ReturnValue::AllNew)
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .send()
-                .await;
-            let failed = match result {
-                Ok(out) => {
-                    let attrs = out.attributes.unwrap_or_default();
-                    let (Some(pk), Some(sk)) =
-                        (get_s(&attrs, "message_pk"), get_s(&attrs, "message_sk"))
-                    else {
-                        return Err(Error::Internal(
-                            "provider message claim without message key".into(),
-                        ));
-                    };
-                    let moved = self
-                        .move_message(
-                            Key {
-                                pk: pk.to_owned(),
-                                sk: sk.to_owned(),
-                            },
-                            u.status,
-                            u.error.as_ref(),
-                        )
-                        .await?;
-                    if !moved {
-                        return Ok(StatusOutcome::Stale);
-                    }
-                    return Ok(StatusOutcome::Applied(MessageRef {
-                        message_id: get_s(&attrs, "message_id").unwrap_or_default().to_owned(),
-                        conversation_id: get_s(&attrs, "conversation_id")
-                            .unwrap_or_default()
-                            .to_owned(),
-                    }));
-                }
-                Err(err) => match err.into_service_error() {
-                    UpdateItemError::ConditionalCheckFailedException(c) => c.item,
-                    other => return Err(internal("apply status", other)),
-                },
-            };
-            if failed
-                .as_ref()
-                .is_some_and(|old| old.contains_key("message_sk"))
-            {
-                return Ok(StatusOutcome::Stale);
-            }
-            // Not recorded yet: keep the most advanced status until it is.
-            let mut k = Expr::default();
-            k.set(keys::ENTITY, s("provider_message"))
-                .set("tenant_id", s(channel.tenant_id.as_str()))
-                .set("pending_status", s(u.status.as_str()))
-                .set("pending_rank", n(rank));
-            set_error(&mut k, "pending_", u.error.as_ref());
-            let (sk, pr) = (k.name("message_sk"), k.name("pending_rank"));
-            let value = k.value(n(rank));
-            let kept = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key(keys::PK, s(key.pk))
-                .key(keys::SK, s(key.sk))
-                .update_expression(k.update_expression())
-                .set_expression_attribute_names(k.names())
-                .set_expression_attribute_values(k.values())
-                .condition_expression(format!(
-                    "attribute_not_exists({sk}) AND (attribute_not_exists({pr}) OR {pr} < {value})"
-                ))
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .send()
-                .await;
-            match kept {
-                Ok(_) => return Ok(StatusOutcome::Kept),
-                Err(err) => match err.into_service_error() {
-                    UpdateItemError::ConditionalCheckFailedException(c)
-                        if c.item
-                            .as_ref()
-                            .is_some_and(|old| old.contains_key("message_sk")) =>
-                    {
-                        continue;
-                    }
-                    UpdateItemError::ConditionalCheckFailedException(_) => {
-                        return Ok(StatusOutcome::Stale);
-                    }
-                    other => return Err(internal("keep status", other)),
-                },
-            }
+        let mut e = Expr::default();
+        e.set(keys::ENTITY, s("provider_message"))
+            .set("status", s(u.status.as_str()))
+            .set("status_rank", n(rank));
+        if let Some(err) = &u.error {
+            e.set("error_code", s(&err.code))
+                .set("error_reason", s(&err.reason))
+                .set("error_hint", s(&err.hint));
         }
-        Ok(StatusOutcome::Stale)
+        let sr = e.name("status_rank");
+        let value = e.value(n(rank));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(key.pk))
+            .key(keys::SK, s(key.sk))
+            .update_expression(e.update_expression())
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .condition_expression(format!("attribute_not_exists({sr}) OR {sr} < {value}"))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let attrs = out.attributes.unwrap_or_default();
+                Ok(match get_s(&attrs, "message_id") {
+                    Some(id) => StatusOutcome::Applied(MessageRef {
+                        message_id: id.to_owned(),
+                        conversation_id: conversation,
+                    }),
+                    None => StatusOutcome::Kept,
+                })
+            }
+            Err(err) => match err.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(_) => Ok(StatusOutcome::Stale),
+                other => Err(internal("apply status", other)),
+            },
+        }
     }
 
     async fn apply_watermark(
@@ -545,14 +428,13 @@ impl InboundStore for DynamoStore {
     ) -> Result<Vec<MessageRef>, Error> {
         let conversation = conversation_id(&channel.id, &w.customer);
         let pk = keys::messages_pk(&channel.tenant_id, &conversation);
-        let rank = w.status.rank();
         let out = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
-            .filter_expression("direction = :out AND status_rank < :rank")
-            .expression_attribute_values(":pk", s(pk.clone()))
+            .filter_expression("direction = :out")
+            .expression_attribute_values(":pk", s(pk))
             .expression_attribute_values(":lo", s(keys::MESSAGE_PREFIX))
             // '~' sorts after every id character: includes every message at the watermark.
             .expression_attribute_values(
@@ -564,7 +446,6 @@ impl InboundStore for DynamoStore {
                 )),
             )
             .expression_attribute_values(":out", s(Direction::Outbound.as_str()))
-            .expression_attribute_values(":rank", n(rank))
             .scan_index_forward(false)
             .limit(WATERMARK_SCAN)
             .consistent_read(true)
@@ -573,21 +454,22 @@ impl InboundStore for DynamoStore {
             .map_err(|e| internal("watermark query", e))?;
         let mut moved = Vec::new();
         for item in out.items() {
-            let (Some(sk), Some(id)) = (get_s(item, keys::SK), get_s(item, "id")) else {
+            let Some(provider_id) = get_s(item, "provider_message_id") else {
                 continue;
             };
-            if get_n(item, "status_rank").is_some_and(|r| r >= i64::from(rank)) {
+            if get_n(item, "status_rank").is_some_and(|r| r >= i64::from(w.status.rank())) {
                 continue;
             }
-            let key = Key {
-                pk: pk.clone(),
-                sk: sk.to_owned(),
+            let update = StatusUpdate {
+                provider_message_id: provider_id.to_owned(),
+                customer: w.customer.clone(),
+                status: w.status,
+                timestamp: Some(w.watermark),
+                error: None,
+                raw: serde_json::Value::Null,
             };
-            if self.move_message(key, w.status, None).await? {
-                moved.push(MessageRef {
-                    message_id: id.to_owned(),
-                    conversation_id: conversation.clone(),
-                });
+            if let StatusOutcome::Applied(at) = self.apply_status(channel, &update).await? {
+                moved.push(at);
             }
         }
         Ok(moved)
