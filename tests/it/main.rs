@@ -2,6 +2,7 @@
 
 mod auth;
 mod channels;
+mod events;
 mod hostile;
 mod inbound;
 mod local_stack;
