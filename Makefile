@@ -14,7 +14,7 @@ TENANT ?= acme
 ROLE ?= admin
 SUB ?= agent-1
 
-.PHONY: dev test token deps fmt clippy lint unit clean
+.PHONY: dev test bench token deps fmt clean
 
 $(STAMP): infra/requirements.txt
 	python3 -m venv $(VENV)
@@ -35,6 +35,12 @@ test: $(STAMP)
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml
 	cargo test --workspace --locked
+
+## bench: handler CPU (criterion) and AWS requests per operation, with budgets
+bench: $(STAMP)
+	cargo bench --locked -p shared --bench ingest -- --warm-up-time 1 --measurement-time 3
+	python3 infra/bench_report.py "$$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+	cargo run --quiet --locked -p local-stack --bin bench_requests
 
 ## token: print a local agent JWT, e.g. `make token TENANT=acme ROLE=agent`
 token:

@@ -12,7 +12,8 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use shared::Error;
 use shared::adapters::aws::{
-    SharedCredentialsProvider, dynamodb_client, eventbridge_client, sdk_config,
+    DynamoDbClient, EventBridgeClient, SharedCredentialsProvider, dynamodb_client,
+    eventbridge_client, sdk_config,
 };
 use shared::adapters::cache::CachedDirectory;
 use shared::adapters::dynamo::DynamoStore;
@@ -47,14 +48,24 @@ impl App {
         credentials: SharedCredentialsProvider,
     ) -> Result<Self, ConfigError> {
         let config = Config::from_source(env)?;
+        let sdk = sdk_config(&config.aws, credentials);
+        Self::with_clients(env, dynamodb_client(&sdk), eventbridge_client(&sdk))
+    }
+
+    /// Builds the app around given clients (measurements attach interceptors to them).
+    pub fn with_clients(
+        env: &impl Source,
+        dynamo: DynamoDbClient,
+        events: EventBridgeClient,
+    ) -> Result<Self, ConfigError> {
+        let config = Config::from_source(env)?;
         let meta = MetaSettings::from_source(env)?;
         let bus = env.required("EVENT_BUS_NAME")?;
-        let sdk = sdk_config(&config.aws, credentials);
-        let store = DynamoStore::new(dynamodb_client(&sdk), config.table_name);
+        let store = DynamoStore::new(dynamo, config.table_name);
         Ok(Self {
             meta,
             directory: CachedDirectory::new(store.clone()),
-            publisher: EventBridgePublisher::new(eventbridge_client(&sdk), bus),
+            publisher: EventBridgePublisher::new(events, bus),
             store,
         })
     }

@@ -9,6 +9,7 @@ use aws_config::SdkConfig;
 use shared::config::{AwsSettings, DEFAULT_META_GRAPH_URL, DEFAULT_WECHAT_API_URL};
 
 pub mod bootstrap;
+pub mod counter;
 pub mod devserver;
 pub mod functions;
 pub mod moto;

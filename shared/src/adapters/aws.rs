@@ -32,9 +32,12 @@ pub fn environment_credentials() -> SharedCredentialsProvider {
     )
 }
 
+/// The DynamoDB client type.
+pub use aws_sdk_dynamodb::Client as DynamoDbClient;
+
 /// The DynamoDB client of a process (build once, clone freely).
-pub fn dynamodb_client(sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::new(sdk)
+pub fn dynamodb_client(sdk: &SdkConfig) -> DynamoDbClient {
+    DynamoDbClient::new(sdk)
 }
 
 pub use aws_config::SdkConfig;

@@ -1,0 +1,222 @@
+//! `make bench`, AWS requests per operation: the webhook handler over moto with an SDK
+//! interceptor counting every request it sends.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use lambda_http::Request;
+use local_stack::counter::RequestCounter;
+use local_stack::moto::Moto;
+use local_stack::template::{self, Template};
+use local_stack::{BoxError, LOCAL_REGION, LocalSettings, bootstrap};
+use serde_json::json;
+use shared::adapters::dynamo::DynamoStore;
+use shared::domain::channel::{Channel, ChannelType, Credentials, Secret};
+use shared::domain::ids::{ChannelId, TenantId};
+use shared::domain::inbound::{InboundMessage, WebhookItem};
+use shared::domain::message::{Direction, MessageKind};
+use shared::ports::ChannelStore;
+
+const APP_SECRET: &str = "bench-app-secret";
+
+fn event(path: &str, body: &str) -> Result<Request, BoxError> {
+    let signature = shared::domain::meta::sign(APP_SECRET, body.as_bytes());
+    let raw = json!({
+        "version": "2.0",
+        "routeKey": format!("POST {path}"),
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", "x-hub-signature-256": signature},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "bench", "domainName": "bench", "domainPrefix": "bench",
+            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
+            "requestId": ulid::Ulid::new().to_string(), "routeKey": format!("POST {path}"),
+            "stage": "$default", "time": "24/Nov/2026:00:00:00 +0000", "timeEpoch": 0
+        },
+        "body": body,
+        "isBase64Encoded": false
+    });
+    Ok(lambda_http::request::from_str(&raw.to_string())?)
+}
+
+fn whatsapp_text(phone_number_id: &str, customer: &str, wamid: &str) -> String {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550000000", "phone_number_id": phone_number_id},
+        "contacts": [{"profile": {"name": "Bench"}, "wa_id": customer}],
+        "messages": [{"from": customer, "id": wamid, "timestamp": Utc::now().timestamp().to_string(),
+                      "type": "text", "text": {"body": "hello"}}]}}]}]})
+    .to_string()
+}
+
+fn whatsapp_status(phone_number_id: &str, customer: &str, wamid: &str, status: &str) -> String {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550000000", "phone_number_id": phone_number_id},
+        "statuses": [{"id": wamid, "status": status, "timestamp": Utc::now().timestamp().to_string(),
+                      "recipient_id": customer}]}}]}]})
+    .to_string()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let moto = Moto::start(0)?;
+    let mut settings = LocalSettings::from_env(moto.endpoint())?;
+    settings
+        .overrides
+        .insert("META_APP_SECRET".into(), APP_SECRET.into());
+    let template = Template::load(&template::default_path(), LOCAL_REGION)?;
+    let sdk = settings.sdk_config();
+    bootstrap::create_resources(&template, &sdk).await?;
+
+    let function = template
+        .functions()?
+        .into_iter()
+        .find(|f| f.binary == "webhook")
+        .ok_or("no webhook function in template.yaml")?;
+    let mut env: HashMap<String, String> =
+        template.resolve_environment(&function, &settings.overrides)?;
+    env.extend(settings.lambda_environment());
+
+    let counter = RequestCounter::default();
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let events = aws_sdk_eventbridge::Client::from_conf(
+        aws_sdk_eventbridge::config::Builder::from(&sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let app = webhook::App::with_clients(&env, dynamo, events)?;
+
+    // A connected WhatsApp channel.
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        env["TABLE_NAME"].clone(),
+    );
+    let phone = "1065403522";
+    let channel = Channel {
+        id: ChannelId::generate(),
+        tenant_id: TenantId::parse("bench")?,
+        channel_type: ChannelType::Whatsapp,
+        external_id: phone.into(),
+        name: "bench".into(),
+        waba_id: None,
+        human_agent: false,
+        window_hours: 24,
+        created_at: Utc::now(),
+    };
+    let credentials = Credentials {
+        access_token: Some(Secret::new("x")),
+        ..Credentials::default()
+    };
+    store.create_channel(&channel, &credentials).await?;
+
+    let mut rows: Vec<(&str, Vec<String>, usize)> = Vec::new();
+    let send = |body: String| {
+        let app = &app;
+        async move {
+            let response = webhook::handle(app, event("/webhooks/whatsapp", &body)?).await;
+            if response.status() != 200 {
+                return Err(BoxError::from(format!(
+                    "webhook answered {}",
+                    response.status()
+                )));
+            }
+            Ok::<_, BoxError>(())
+        }
+    };
+    send(whatsapp_text(phone, "15551230001", "wamid.bench.cold")).await?;
+    rows.push((
+        "inbound text, first for the process (directory read)",
+        counter.take(),
+        3,
+    ));
+    send(whatsapp_text(phone, "15551230002", "wamid.bench.warm")).await?;
+    rows.push(("inbound text", counter.take(), 3));
+    send(whatsapp_text(phone, "15551230002", "wamid.bench.warm")).await?;
+    rows.push(("inbound text, re-delivered", counter.take(), 3));
+
+    // An outbound message recorded, then its status.
+    let outbound = InboundMessage {
+        provider_message_id: "wamid.bench.out".into(),
+        customer: "15551230002".into(),
+        customer_name: None,
+        direction: Direction::Outbound,
+        kind: MessageKind::Text,
+        text: Some("reply".into()),
+        media: None,
+        reply_to: None,
+        timestamp: Some(Utc::now()),
+        opens_window: false,
+        raw: serde_json::Value::Null,
+    };
+    shared::service::ingest::ingest_items(
+        &store,
+        &channel,
+        vec![WebhookItem::Message(outbound)],
+        Utc::now(),
+    )
+    .await?;
+    counter.take();
+    send(whatsapp_status(
+        phone,
+        "15551230002",
+        "wamid.bench.out",
+        "delivered",
+    ))
+    .await?;
+    rows.push(("status update, message exists", counter.take(), 2));
+    send(whatsapp_status(
+        phone,
+        "15551230002",
+        "wamid.bench.out",
+        "delivered",
+    ))
+    .await?;
+    rows.push(("status update, repeated (stale)", counter.take(), 2));
+    send(whatsapp_status(
+        phone,
+        "15551230002",
+        "wamid.bench.unknown",
+        "delivered",
+    ))
+    .await?;
+    rows.push((
+        "status update, message not recorded yet (kept)",
+        counter.take(),
+        2,
+    ));
+
+    println!("\nAWS requests per operation (webhook handler over moto, counted at the SDK)\n");
+    println!("| operation | requests | budget | result | sent |");
+    println!("|---|---|---|---|---|");
+    let mut failed = false;
+    for (name, sent, budget) in &rows {
+        let ok = sent.len() <= *budget;
+        failed |= !ok;
+        let reads = sent
+            .iter()
+            .filter(|op| {
+                op.starts_with("Get") || op.starts_with("Query") || op.starts_with("Batch")
+            })
+            .count();
+        println!(
+            "| {name} | {} | <= {budget} | {} | {} |",
+            sent.len(),
+            if ok { "pass" } else { "FAIL" },
+            if reads == 0 {
+                sent.join(", ")
+            } else {
+                format!("{} ({reads} read)", sent.join(", "))
+            },
+        );
+    }
+    drop(moto);
+    if failed {
+        return Err("an operation is over its request budget".into());
+    }
+    Ok(())
+}

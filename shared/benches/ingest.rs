@@ -1,0 +1,92 @@
+//! Handler CPU of the ingest path without I/O: verify the signature, parse, normalize.
+//! `make bench` runs it and prints the medians against the 200 µs budget.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::{Value, json};
+use shared::domain::{meta, wechat};
+
+const SECRET: &str = "bench-app-secret";
+
+fn render(template: &str) -> String {
+    template
+        .replace("{{PHONE_NUMBER_ID}}", "106540352242922")
+        .replace("{{PAGE_ID}}", "106540352242922")
+        .replace("{{WECHAT_ID}}", "gh_1a2b3c4d5e6f")
+        .replace("{{WABA_ID}}", "102290129340398")
+        .replace("{{SENDER}}", "15551234567")
+        .replace("{{MSG_ID}}", "ABCDEF0123456789")
+        .replace("{{TIMESTAMP_MS}}", "1795512600000")
+        .replace("{{TIMESTAMP}}", "1795512600")
+        .replace("{{REF_ID}}", "wamid.REF")
+}
+
+fn whatsapp_batch(n: usize) -> String {
+    let one: Value = serde_json::from_str(&render(include_str!(
+        "../../tests/fixtures/webhooks/whatsapp/text.json"
+    )))
+    .expect("fixture");
+    let template = one["entry"][0]["changes"][0]["value"]["messages"][0].clone();
+    let mut body = one.clone();
+    let messages: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut m = template.clone();
+            m["id"] = json!(format!("wamid.BATCH{i}"));
+            m
+        })
+        .collect();
+    body["entry"][0]["changes"][0]["value"]["messages"] = json!(messages);
+    body.to_string()
+}
+
+fn ingest(c: &mut Criterion) {
+    let wa_text = render(include_str!(
+        "../../tests/fixtures/webhooks/whatsapp/text.json"
+    ));
+    let wa_batch = whatsapp_batch(50);
+    let messenger = render(include_str!(
+        "../../tests/fixtures/webhooks/messenger/text.json"
+    ));
+    let wechat_xml = render(include_str!(
+        "../../tests/fixtures/webhooks/wechat/text.xml"
+    ));
+
+    for (name, body) in [
+        ("whatsapp_text", &wa_text),
+        ("whatsapp_batch_50", &wa_batch),
+    ] {
+        let signature = meta::sign(SECRET, body.as_bytes());
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                meta::verify_signature(SECRET, black_box(body.as_bytes()), Some(&signature))
+                    .unwrap();
+                black_box(meta::parse_whatsapp(body.as_bytes()).unwrap())
+            })
+        });
+    }
+    let signature = meta::sign(SECRET, messenger.as_bytes());
+    c.bench_function("messenger_text", |b| {
+        b.iter(|| {
+            meta::verify_signature(SECRET, black_box(messenger.as_bytes()), Some(&signature))
+                .unwrap();
+            black_box(meta::parse_messaging(messenger.as_bytes(), None).unwrap())
+        })
+    });
+    let wechat_signature = wechat::signature("token", "1795512600", "nonce");
+    c.bench_function("wechat_text_xml", |b| {
+        b.iter(|| {
+            wechat::verify_signature(
+                "token",
+                Some("1795512600"),
+                Some("nonce"),
+                Some(&wechat_signature),
+            )
+            .unwrap();
+            black_box(wechat::parse_message(black_box(wechat_xml.as_bytes())).unwrap())
+        })
+    });
+}
+
+criterion_group!(benches, ingest);
+criterion_main!(benches);
