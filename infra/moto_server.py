@@ -6,11 +6,12 @@ Prints `ready <port>` once it accepts connections, then serves until its parent 
 exits (checked twice a second), so a test run that dies never leaves an emulator behind.
 SIGTERM/SIGINT stop it too.
 
-Requests are handled one at a time. DynamoDB applies each conditional write and each
-transaction atomically; moto does not lock its tables between request threads, so two
-concurrent transactions could both pass the same condition. Serializing requests restores
-the isolation DynamoDB guarantees, so the race tests exercise our conditions rather than
-the emulator's own races. Connections stay keep-alive (the server is threaded).
+DynamoDB requests are handled one at a time. DynamoDB applies each conditional write and
+each transaction atomically; moto does not lock its tables between request threads, so two
+concurrent transactions could both pass the same condition. Serializing DynamoDB requests
+restores the isolation DynamoDB guarantees, so the race tests exercise our conditions
+rather than the emulator's own races. Other services (SQS long polls above all) are not
+serialized. Connections stay keep-alive (the server is threaded).
 """
 
 import os
@@ -27,6 +28,8 @@ def serialized(app):
     lock = threading.Lock()
 
     def handle(environ, start_response):
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            return app(environ, start_response)
         with lock:
             # Consume the body inside the lock: the work happens while iterating.
             return list(app(environ, start_response))

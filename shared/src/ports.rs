@@ -12,8 +12,10 @@ use crate::domain::channel::{Channel, Credentials};
 use crate::domain::conversation::{ConversationFilter, ConversationState, Message};
 use crate::domain::ids::{ChannelId, TenantId};
 use crate::domain::inbound::{InboundMessage, StatusUpdate, Watermark};
+use crate::domain::media::MediaRecord;
 use crate::domain::message::DeliveryError;
 use crate::domain::page::{Page, PageRequest};
+use crate::domain::sniff::Blob;
 
 /// Storage of connected channels.
 pub trait ChannelStore: Send + Sync {
@@ -173,4 +175,72 @@ pub struct DomainEvent {
 pub trait EventPublisher: Send + Sync {
     /// Publishes events (in batches the bus accepts).
     fn publish(&self, events: &[DomainEvent]) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// A presigned browser upload that the object store itself enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedUpload {
+    /// Where to POST.
+    pub url: String,
+    /// `POST`.
+    pub method: &'static str,
+    /// Form fields to send before the file.
+    pub fields: Vec<(String, String)>,
+    /// When the signature stops working.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Media records.
+pub trait MediaStore: Send + Sync {
+    /// Stores a new record.
+    fn create_media(&self, record: &MediaRecord) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// A record of the tenant, or `None` (also for another tenant's id).
+    fn get_media(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<MediaRecord>, Error>> + Send;
+
+    /// Settles a pending record (valid or rejected); `false` when it was not pending any
+    /// more (a re-delivered event), in which case nothing changes.
+    fn settle_media(
+        &self,
+        record: &MediaRecord,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+}
+
+/// The media bucket.
+pub trait ObjectStore: Send + Sync {
+    /// Ranged reader over one object.
+    type Blob: Blob;
+
+    /// A presigned POST for exactly `key`, of `content_type`, 1 to `max_size` bytes.
+    fn presign_upload(
+        &self,
+        key: &str,
+        content_type: &str,
+        max_size: u64,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<PresignedUpload, Error>> + Send;
+
+    /// Opens an object for ranged reads; `None` when it does not exist.
+    fn open(&self, key: &str) -> impl Future<Output = Result<Option<Self::Blob>, Error>> + Send;
+
+    /// Copies `from` to `to` and returns the SHA-256 (hex) the store computed.
+    fn copy_with_sha256(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> impl Future<Output = Result<String, Error>> + Send;
+
+    /// Deletes an object (absent is fine).
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// A short-lived download URL.
+    fn presign_download(
+        &self,
+        key: &str,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<String, Error>> + Send;
 }

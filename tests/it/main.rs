@@ -6,5 +6,6 @@ mod events;
 mod hostile;
 mod inbound;
 mod local_stack;
+mod media;
 mod statuses;
 mod webhooks;

@@ -78,6 +78,10 @@ fn start() -> TestStack {
                 .expect("template resources are created in moto");
             let server = DevServer::new(&server_template, &server_settings)
                 .expect("the dev server builds every function");
+            let _standin =
+                local_stack::standin::start(&server_settings.sdk_config(), server.event_rules())
+                    .await
+                    .expect("the event stand-in starts");
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind a loopback port");

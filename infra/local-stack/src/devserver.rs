@@ -21,7 +21,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value, json};
 use tracing::info;
 
-use crate::functions::{self, Handler};
+use crate::functions::{self, EventHandler, Handler};
 use crate::template::{LOCAL_ACCOUNT_ID, Template};
 use crate::{BoxError, LocalSettings, token};
 
@@ -98,16 +98,43 @@ fn decode(s: &str) -> String {
 pub struct DevServer {
     routes: Vec<Route>,
     jwt_secret: String,
+    event_rules: Vec<EventRule>,
+}
+
+/// An `EventBridgeRule` of a function: its resolved pattern and handler.
+#[derive(Clone)]
+pub struct EventRule {
+    /// `<logical id>-<n>`, for naming the local queue and rule.
+    pub name: String,
+    /// The event pattern, resolved to local names.
+    pub pattern: Value,
+    /// The function's event handler.
+    pub handler: EventHandler,
 }
 
 impl DevServer {
     /// Builds every function of the template with its local environment.
     pub fn new(template: &Template, settings: &LocalSettings) -> Result<Self, BoxError> {
         let mut routes = Vec::new();
+        let mut event_rules = Vec::new();
         for function in template.functions()? {
             let mut env = template.resolve_environment(&function, &settings.overrides)?;
             env.extend(settings.lambda_environment());
-            let handler = functions::build(&function.binary, &env)?;
+            let built = functions::build(&function.binary, &env)?;
+            for (i, pattern) in function.event_rules.iter().enumerate() {
+                let handler = built.event.clone().ok_or_else(|| {
+                    format!(
+                        "{} has an EventBridgeRule but no event handler",
+                        function.logical_id
+                    )
+                })?;
+                event_rules.push(EventRule {
+                    name: format!("{}-{i}", function.logical_id),
+                    pattern: template.resolve_deep(pattern)?,
+                    handler,
+                });
+            }
+            let handler = built.http;
             for r in &function.routes {
                 routes.push(Route {
                     method: r.method.clone(),
@@ -129,7 +156,13 @@ impl DevServer {
         Ok(Self {
             routes,
             jwt_secret: settings.jwt_secret.clone(),
+            event_rules,
         })
+    }
+
+    /// The functions' EventBridge rules, for the local stand-in.
+    pub fn event_rules(&self) -> Vec<EventRule> {
+        self.event_rules.clone()
     }
 
     fn find(&self, method: &Method, path: &str) -> Option<(&Route, HashMap<String, String>)> {

@@ -17,6 +17,22 @@ use crate::BoxError;
 pub type Handler =
     Arc<dyn Fn(Request) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync>;
 
+/// An EventBridge-triggered handler: event JSON in; `Err` means "retry".
+pub type EventHandler = Arc<
+    dyn Fn(serde_json::Value) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// What a binary serves: HTTP routes, and for some, EventBridge events (one app per
+/// binary, as in one Lambda process).
+pub struct Built {
+    /// The HTTP handler.
+    pub http: Handler,
+    /// The event handler, for functions with `EventBridgeRule` events.
+    pub event: Option<EventHandler>,
+}
+
 /// Credentials for the emulator (it checks none).
 pub fn local_credentials() -> SharedCredentialsProvider {
     SharedCredentialsProvider::new(Credentials::new(
@@ -38,18 +54,45 @@ where
     Arc::new(move |req| Box::pin(f(app.clone(), req)))
 }
 
-/// Builds the handler of a binary from its resolved environment.
-pub fn build(binary: &str, env: &HashMap<String, String>) -> Result<Handler, BoxError> {
+/// Builds the handlers of a binary from its resolved environment.
+pub fn build(binary: &str, env: &HashMap<String, String>) -> Result<Built, BoxError> {
     let fail = |e: shared::config::ConfigError| format!("function {binary}: {e}");
     Ok(match binary {
-        "chatroom" => wrap(
-            chatroom::App::from_source(env, local_credentials()).map_err(fail)?,
-            |app, req| async move { chatroom::handle(&app, req).await },
-        ),
-        "webhook" => wrap(
-            webhook::App::from_source(env, local_credentials()).map_err(fail)?,
-            |app, req| async move { webhook::handle(&app, req).await },
-        ),
+        "chatroom" => Built {
+            http: wrap(
+                chatroom::App::from_source(env, local_credentials()).map_err(fail)?,
+                |app, req| async move { chatroom::handle(&app, req).await },
+            ),
+            event: None,
+        },
+        "webhook" => Built {
+            http: wrap(
+                webhook::App::from_source(env, local_credentials()).map_err(fail)?,
+                |app, req| async move { webhook::handle(&app, req).await },
+            ),
+            event: None,
+        },
+        "media" => {
+            let app = Arc::new(media::App::from_source(env, local_credentials()).map_err(fail)?);
+            let http_app = app.clone();
+            let http: Handler = Arc::new(move |req| {
+                let app = http_app.clone();
+                Box::pin(async move { media::handle_http(&app, req).await })
+            });
+            let event: EventHandler = Arc::new(move |event| {
+                let app = app.clone();
+                Box::pin(async move {
+                    media::handle_event(&app, &event)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            });
+            Built {
+                http,
+                event: Some(event),
+            }
+        }
         other => {
             return Err(format!(
                 "template.yaml names a binary the dev server does not know: {other}"

@@ -112,6 +112,8 @@ pub struct FunctionSpec {
     pub environment: BTreeMap<String, Value>,
     /// `HttpApi` events.
     pub routes: Vec<RouteSpec>,
+    /// `EventBridgeRule` event patterns (on the default bus), unresolved.
+    pub event_rules: Vec<Value>,
 }
 
 /// One `HttpApi` event.
@@ -350,6 +352,32 @@ impl Template {
         Ok(Resolved::Text(text))
     }
 
+    /// Resolves every intrinsic inside a JSON value (event patterns, policies).
+    pub fn resolve_deep(&self, value: &Value) -> Result<Value, BoxError> {
+        Ok(match value {
+            Value::Object(m)
+                if m.len() == 1 && m.keys().all(|k| k == "Ref" || k.starts_with("Fn::")) =>
+            {
+                match self.resolve(value)? {
+                    Resolved::Text(s) => Value::String(s),
+                    Resolved::Secret => return Err("secret inside a structured value".into()),
+                }
+            }
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| Ok((k.clone(), self.resolve_deep(v)?)))
+                    .collect::<Result<_, BoxError>>()?,
+            ),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.resolve_deep(v))
+                    .collect::<Result<_, _>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+
     /// Every DynamoDB table with its local name.
     pub fn tables(&self) -> Result<Vec<TableSpec>, BoxError> {
         self.resources_of("AWS::DynamoDB::Table")
@@ -388,7 +416,11 @@ impl Template {
                     environment.extend(vars.clone());
                 }
                 let mut routes = Vec::new();
+                let mut event_rules = Vec::new();
                 if let Some(events) = r["Properties"]["Events"].as_object() {
+                    for event in events.values().filter(|e| e["Type"] == "EventBridgeRule") {
+                        event_rules.push(event["Properties"]["Pattern"].clone());
+                    }
                     for event in events.values().filter(|e| e["Type"] == "HttpApi") {
                         let p = &event["Properties"];
                         routes.push(RouteSpec {
@@ -406,6 +438,7 @@ impl Template {
                     binary,
                     environment,
                     routes,
+                    event_rules,
                 })
             })
             .collect()

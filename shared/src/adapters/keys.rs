@@ -131,6 +131,14 @@ pub fn provider_message(
     }
 }
 
+/// A media record, in its tenant's partition.
+pub fn media(tenant: &TenantId, id: &str) -> Key {
+    Key {
+        pk: tenant_pk(tenant),
+        sk: format!("MEDIA#{id}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

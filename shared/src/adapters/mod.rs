@@ -5,3 +5,4 @@ pub mod cache;
 pub mod dynamo;
 pub mod eventbridge;
 pub mod keys;
+pub mod s3;

@@ -386,3 +386,82 @@ mod tests {
         }
     }
 }
+
+/// Where an upload is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaStatus {
+    /// Waiting for the upload, or being checked.
+    Pending,
+    /// Checked by content and moved to the clean prefix.
+    Valid,
+    /// Refused (and deleted); `reason` says why.
+    Rejected,
+}
+
+impl MediaStatus {
+    /// The stored/API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Valid => "valid",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(v: &str) -> Option<Self> {
+        match v {
+            "pending" => Some(Self::Pending),
+            "valid" => Some(Self::Valid),
+            "rejected" => Some(Self::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// A media record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaRecord {
+    /// Id.
+    pub id: String,
+    /// Owner.
+    pub tenant_id: crate::domain::ids::TenantId,
+    /// Status.
+    pub status: MediaStatus,
+    /// Declared file name.
+    pub filename: String,
+    /// Declared (and, once valid, verified) MIME type.
+    pub mime_type: String,
+    /// Kind.
+    pub kind: MediaKind,
+    /// Declared size, then the real one once checked.
+    pub size: u64,
+    /// SHA-256 (hex) of the valid file.
+    pub sha256: Option<String>,
+    /// Why it was rejected: code.
+    pub reason_code: Option<String>,
+    /// Why it was rejected: sentence.
+    pub reason: Option<String>,
+    /// When it was created.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Object keys of an upload: received into quarantine, moved to clean once valid.
+pub fn quarantine_key(tenant: &crate::domain::ids::TenantId, id: &str) -> String {
+    format!("quarantine/{tenant}/{id}")
+}
+
+/// Where a valid file lives.
+pub fn clean_key(tenant: &crate::domain::ids::TenantId, id: &str) -> String {
+    format!("clean/{tenant}/{id}")
+}
+
+/// The tenant and media id of a quarantine key, if it is one of ours.
+pub fn parse_quarantine_key(key: &str) -> Option<(crate::domain::ids::TenantId, String)> {
+    let rest = key.strip_prefix("quarantine/")?;
+    let (tenant, id) = rest.split_once('/')?;
+    let tenant = crate::domain::ids::TenantId::parse(tenant).ok()?;
+    let id_ok = !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric());
+    id_ok.then(|| (tenant, id.to_owned()))
+}

@@ -3,3 +3,4 @@
 pub mod channels;
 pub mod conversations;
 pub mod ingest;
+pub mod media;

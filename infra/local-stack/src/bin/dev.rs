@@ -26,6 +26,8 @@ async fn run(moto: &Moto) -> Result<(), BoxError> {
     let template = Template::load(&template::default_path(), LOCAL_REGION)?;
     bootstrap::create_resources(&template, &settings.sdk_config()).await?;
     let server = DevServer::new(&template, &settings)?;
+    let _standin =
+        local_stack::standin::start(&settings.sdk_config(), server.event_rules()).await?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", settings.port))?;

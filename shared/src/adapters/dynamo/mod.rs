@@ -18,6 +18,7 @@ use crate::adapters::keys::{self, Key};
 mod channels;
 mod conversations;
 mod inbound;
+mod media;
 
 /// Attempts of a transaction that conflicts with a concurrent one on the same items.
 const TRANSACTION_ATTEMPTS: u32 = 8;

@@ -1,0 +1,103 @@
+//! What AWS delivers by event, delivered locally.
+//!
+//! moto routes EventBridge rules to SQS but never invokes a Lambda. For each function's
+//! `EventBridgeRule` this creates the same rule (same pattern, default bus) with a queue as
+//! target, and polls the queue: each message body is the event JSON EventBridge built,
+//! handed to the same handler Lambda runs. A handler error leaves the message for a retry,
+//! as EventBridge's retry policy would.
+
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_sqs::types::QueueAttributeName;
+use tracing::{error, info};
+
+use crate::BoxError;
+use crate::devserver::EventRule;
+
+/// Long-poll wait: deliveries arrive within about a second of the event.
+const WAIT_SECONDS: i32 = 1;
+/// Seconds before a message whose handler failed is delivered again.
+const RETRY_AFTER_SECONDS: &str = "2";
+
+/// Creates a queue and rule per event rule, then polls them until the task is dropped.
+pub async fn start(
+    sdk: &SdkConfig,
+    rules: Vec<EventRule>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, BoxError> {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let events = aws_sdk_eventbridge::Client::new(sdk);
+    let mut tasks = Vec::new();
+    for rule in rules {
+        let name = format!("standin-{}", rule.name).to_lowercase();
+        let queue = sqs
+            .create_queue()
+            .queue_name(&name)
+            .attributes(QueueAttributeName::VisibilityTimeout, RETRY_AFTER_SECONDS)
+            .send()
+            .await?;
+        let url = queue.queue_url().ok_or("queue without url")?.to_owned();
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await?;
+        let arn = attributes
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .ok_or("queue without arn")?
+            .clone();
+        events
+            .put_rule()
+            .name(&name)
+            .event_pattern(rule.pattern.to_string())
+            .send()
+            .await?;
+        events
+            .put_targets()
+            .rule(&name)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("standin")
+                    .arn(arn)
+                    .build()?,
+            )
+            .send()
+            .await?;
+        info!(rule = %rule.name, "event stand-in listening");
+        let sqs = sqs.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let received = sqs
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(WAIT_SECONDS)
+                    .send()
+                    .await;
+                let messages = match received {
+                    Ok(out) => out.messages.unwrap_or_default(),
+                    Err(e) => {
+                        error!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "stand-in cannot poll");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                for message in messages {
+                    let Some(body) = message.body() else { continue };
+                    let Ok(event) = serde_json::from_str::<serde_json::Value>(body) else { continue };
+                    match (rule.handler)(event).await {
+                        Ok(()) => {
+                            if let Some(handle) = message.receipt_handle() {
+                                let _ = sqs.delete_message().queue_url(&url).receipt_handle(handle).send().await;
+                            }
+                        }
+                        Err(e) => error!(rule = %rule.name, error = %e, "event handler failed; will retry"),
+                    }
+                }
+            }
+        }));
+    }
+    Ok(tasks)
+}

@@ -1,0 +1,144 @@
+//! Media records: one item per upload in the tenant's partition.
+
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use serde::{Deserialize, Serialize};
+
+use super::{DynamoStore, Expr, internal, key_item, n, s};
+use crate::Error;
+use crate::adapters::keys;
+use crate::domain::ids::TenantId;
+use crate::domain::media::{MediaKind, MediaRecord, MediaStatus, media_type};
+use crate::domain::time::{parse_rfc3339, rfc3339};
+use crate::ports::MediaStore;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct MediaItem {
+    id: String,
+    tenant_id: String,
+    status: String,
+    filename: String,
+    mime_type: String,
+    size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    created_at: String,
+}
+
+impl MediaItem {
+    fn into_record(self) -> Result<MediaRecord, Error> {
+        let corrupt =
+            |what: &str| Error::Internal(format!("stored media {} has a bad {what}", self.id));
+        let kind: MediaKind = media_type(&self.mime_type)
+            .ok_or_else(|| corrupt("mime_type"))?
+            .kind;
+        Ok(MediaRecord {
+            tenant_id: TenantId::parse(&self.tenant_id).map_err(|_| corrupt("tenant"))?,
+            status: MediaStatus::parse(&self.status).ok_or_else(|| corrupt("status"))?,
+            created_at: parse_rfc3339(&self.created_at).ok_or_else(|| corrupt("created_at"))?,
+            kind,
+            id: self.id,
+            filename: self.filename,
+            mime_type: self.mime_type,
+            size: self.size,
+            sha256: self.sha256,
+            reason_code: self.reason_code,
+            reason: self.reason,
+        })
+    }
+}
+
+impl MediaStore for DynamoStore {
+    async fn create_media(&self, r: &MediaRecord) -> Result<(), Error> {
+        let item = MediaItem {
+            id: r.id.clone(),
+            tenant_id: r.tenant_id.to_string(),
+            status: r.status.as_str().into(),
+            filename: r.filename.clone(),
+            mime_type: r.mime_type.clone(),
+            size: r.size,
+            sha256: None,
+            reason_code: None,
+            reason: None,
+            created_at: rfc3339(&r.created_at),
+        };
+        let mut item: std::collections::HashMap<_, _> =
+            serde_dynamo::to_item(item).map_err(|e| internal("encode media", e))?;
+        item.extend(key_item(keys::media(&r.tenant_id, &r.id)));
+        item.insert(keys::ENTITY.into(), s("media"));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| internal("create media", e))?;
+        Ok(())
+    }
+
+    async fn get_media(&self, tenant: &TenantId, id: &str) -> Result<Option<MediaRecord>, Error> {
+        if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Ok(None);
+        }
+        let key = keys::media(tenant, id);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(key.pk))
+            .key(keys::SK, s(key.sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| internal("get media", e))?;
+        out.item
+            .map(|item| {
+                serde_dynamo::from_item::<_, MediaItem>(item)
+                    .map_err(|e| internal("decode media", e))
+                    .and_then(MediaItem::into_record)
+            })
+            .transpose()
+    }
+
+    async fn settle_media(&self, r: &MediaRecord) -> Result<bool, Error> {
+        let key = keys::media(&r.tenant_id, &r.id);
+        let mut e = Expr::default();
+        e.set("status", s(r.status.as_str()))
+            .set("mime_type", s(&r.mime_type))
+            .set("size", n(r.size));
+        for (name, value) in [
+            ("sha256", &r.sha256),
+            ("reason_code", &r.reason_code),
+            ("reason", &r.reason),
+        ] {
+            if let Some(v) = value {
+                e.set(name, s(v));
+            }
+        }
+        let status = e.name("status");
+        let pending = e.value(s(MediaStatus::Pending.as_str()));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(key.pk))
+            .key(keys::SK, s(key.sk))
+            .update_expression(e.update_expression())
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .condition_expression(format!("{status} = {pending}"))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) => match err.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(_) => Ok(false),
+                other => Err(internal("settle media", other)),
+            },
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! S3 adapter: presigned POST uploads, ranged reads, checksum copies, presigned downloads.
+
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::types::ChecksumAlgorithm;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::Error;
+use crate::domain::sniff::Blob;
+use crate::ports::{ObjectStore, PresignedUpload};
+
+fn internal(context: &str, err: impl std::error::Error) -> Error {
+    Error::Internal(format!("{context}: {}", DisplayErrorContext(err)))
+}
+
+/// The media bucket through one shared client.
+#[derive(Debug, Clone)]
+pub struct S3Media {
+    client: Client,
+    bucket: String,
+    region: String,
+    /// Base URL uploads go to (`https://<bucket>.s3.<region>.amazonaws.com`, or the
+    /// emulator's `<endpoint>/<bucket>`).
+    upload_url: String,
+    credentials: SharedCredentialsProvider,
+}
+
+impl S3Media {
+    /// Wraps a client (built once per process) and the bucket.
+    pub fn new(
+        client: Client,
+        bucket: impl Into<String>,
+        region: impl Into<String>,
+        endpoint_url: Option<&str>,
+        credentials: SharedCredentialsProvider,
+    ) -> Self {
+        let bucket = bucket.into();
+        let region = region.into();
+        let upload_url = match endpoint_url {
+            Some(endpoint) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
+            None => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+        };
+        Self {
+            client,
+            bucket,
+            region,
+            upload_url,
+            credentials,
+        }
+    }
+}
+
+/// Ranged GETs over one object.
+#[derive(Debug)]
+pub struct S3Blob {
+    client: Client,
+    bucket: String,
+    key: String,
+    size: u64,
+}
+
+impl Blob for S3Blob {
+    fn len(&self) -> u64 {
+        self.size
+    }
+
+    async fn read_at(&mut self, offset: u64, len: u64) -> Result<Vec<u8>, Error> {
+        if len == 0 || offset >= self.size {
+            return Ok(Vec::new());
+        }
+        let last = (offset + len).min(self.size) - 1;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .range(format!("bytes={offset}-{last}"))
+            .send()
+            .await
+            .map_err(|e| internal("ranged get", e))?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::Internal(format!("read object body: {e}")))?;
+        Ok(bytes.to_vec())
+    }
+}
+
+impl ObjectStore for S3Media {
+    type Blob = S3Blob;
+
+    async fn presign_upload(
+        &self,
+        key: &str,
+        content_type: &str,
+        max_size: u64,
+        ttl: Duration,
+    ) -> Result<PresignedUpload, Error> {
+        let creds = self
+            .credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| Error::Internal(format!("credentials for signing: {e}")))?;
+        let now = SystemTime::now();
+        let at: DateTime<Utc> = now.into();
+        let expires_at =
+            at + chrono::Duration::from_std(ttl).map_err(|_| Error::Internal("ttl".into()))?;
+        let date = at.format("%Y%m%d").to_string();
+        let amz_date = at.format("%Y%m%dT%H%M%SZ").to_string();
+        let credential = format!(
+            "{}/{date}/{}/s3/aws4_request",
+            creds.access_key_id(),
+            self.region
+        );
+        let mut conditions = vec![
+            json!({"bucket": self.bucket}),
+            json!({"key": key}),
+            json!({"Content-Type": content_type}),
+            json!(["content-length-range", 1, max_size]),
+            json!({"x-amz-algorithm": "AWS4-HMAC-SHA256"}),
+            json!({"x-amz-credential": credential}),
+            json!({"x-amz-date": amz_date}),
+        ];
+        if let Some(token) = creds.session_token() {
+            conditions.push(json!({"x-amz-security-token": token}));
+        }
+        let policy = json!({
+            "expiration": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "conditions": conditions,
+        });
+        let policy = STANDARD.encode(policy.to_string());
+        let key_bytes = aws_sigv4::sign::v4::generate_signing_key(
+            creds.secret_access_key(),
+            now,
+            &self.region,
+            "s3",
+        );
+        let signature = aws_sigv4::sign::v4::calculate_signature(key_bytes, policy.as_bytes());
+        let mut fields = vec![
+            ("key".to_owned(), key.to_owned()),
+            ("Content-Type".to_owned(), content_type.to_owned()),
+            ("x-amz-algorithm".to_owned(), "AWS4-HMAC-SHA256".to_owned()),
+            ("x-amz-credential".to_owned(), credential),
+            ("x-amz-date".to_owned(), amz_date),
+        ];
+        if let Some(token) = creds.session_token() {
+            fields.push(("x-amz-security-token".to_owned(), token.to_owned()));
+        }
+        fields.push(("policy".to_owned(), policy));
+        fields.push(("x-amz-signature".to_owned(), signature));
+        Ok(PresignedUpload {
+            url: self.upload_url.clone(),
+            method: "POST",
+            fields,
+            expires_at,
+        })
+    }
+
+    async fn open(&self, key: &str) -> Result<Option<S3Blob>, Error> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await;
+        match head {
+            Ok(h) => Ok(Some(S3Blob {
+                client: self.client.clone(),
+                bucket: self.bucket.clone(),
+                key: key.to_owned(),
+                size: h
+                    .content_length()
+                    .and_then(|l| u64::try_from(l).ok())
+                    .unwrap_or(0),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(internal("head object", e)),
+        }
+    }
+
+    async fn copy_with_sha256(&self, from: &str, to: &str) -> Result<String, Error> {
+        let out = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to)
+            .copy_source(format!("{}/{from}", self.bucket))
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .send()
+            .await
+            .map_err(|e| internal("copy object", e))?;
+        let checksum = out
+            .copy_object_result()
+            .and_then(|r| r.checksum_sha256())
+            .ok_or_else(|| Error::Internal("copy returned no SHA-256 checksum".into()))?;
+        // A full-object checksum is the base64 digest; a composite one ends in "-<parts>".
+        let digest = STANDARD
+            .decode(checksum.split('-').next().unwrap_or_default())
+            .map_err(|_| Error::Internal("copy returned a malformed checksum".into()))?;
+        Ok(hex::encode(digest))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), Error> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| internal("delete object", e))?;
+        Ok(())
+    }
+
+    async fn presign_download(&self, key: &str, ttl: Duration) -> Result<String, Error> {
+        let config = PresigningConfig::expires_in(ttl)
+            .map_err(|e| Error::Internal(format!("presign: {e}")))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(|e| internal("presign download", e))?;
+        Ok(request.uri().to_owned())
+    }
+}

@@ -1,0 +1,247 @@
+//! The full media path over moto: declare → presigned POST → "Object Created" event →
+//! validation by content → GET /media/{id}; nothing bad reaches the clean prefix.
+
+use std::time::{Duration, Instant};
+
+use integration_tests::{get, post_json, stack, token, unique_tenant};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+fn png(padding: usize) -> Vec<u8> {
+    let mut f = b"\x89PNG\r\n\x1a\n".to_vec();
+    f.extend([0, 0, 0, 13]);
+    f.extend(b"IHDR");
+    f.extend(64u32.to_be_bytes());
+    f.extend(48u32.to_be_bytes());
+    f.extend([8, 2, 0, 0, 0, 0x12, 0x34, 0x56, 0x78]);
+    f.extend(((padding + 4) as u32).to_be_bytes());
+    f.extend(b"IDAT");
+    f.extend([0x78, 0x9c, 0x63, 0x00]);
+    f.extend(vec![0u8; padding]);
+    f.extend([0xde, 0xad, 0xbe, 0xef]);
+    f.extend([0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]);
+    f
+}
+
+/// Declares, uploads through the presigned form, and waits for the verdict.
+async fn upload(
+    tenant: &str,
+    filename: &str,
+    content_type: &str,
+    declared_size: usize,
+    bytes: Vec<u8>,
+) -> Value {
+    let admin = token(tenant, "agent");
+    let ticket = post_json(
+        "/media",
+        Some(&admin),
+        &json!({"filename": filename, "content_type": content_type, "size": declared_size}),
+    )
+    .await;
+    assert_eq!(ticket.status, 201, "{}", ticket.text);
+    assert_eq!(ticket.body["status"], "pending");
+    assert_eq!(ticket.body["upload"]["method"], "POST");
+    let fields = ticket.body["upload"]["fields"]
+        .as_object()
+        .expect("fields")
+        .clone();
+    for f in [
+        "key",
+        "policy",
+        "x-amz-signature",
+        "x-amz-credential",
+        "Content-Type",
+    ] {
+        assert!(fields.contains_key(f), "upload form has {f}");
+    }
+    assert!(fields["key"].as_str().unwrap().starts_with("quarantine/"));
+    let mut form = reqwest::multipart::Form::new();
+    for (k, v) in &fields {
+        form = form.text(k.clone(), v.as_str().unwrap().to_owned());
+    }
+    form = form.part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned()),
+    );
+    let url = ticket.body["upload"]["url"].as_str().unwrap();
+    let sent = reqwest::Client::new()
+        .post(url)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    assert!(
+        sent.status().is_success(),
+        "upload answered {}",
+        sent.status()
+    );
+
+    let id = ticket.body["media_id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = get(&format!("/media/{id}"), Some(&admin)).await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        if reply.body["status"] != "pending" || Instant::now() > deadline {
+            return reply.body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn clean_objects(tenant: &str) -> Vec<String> {
+    let sdk = stack().settings.sdk_config();
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = stack().template.local_name("MediaBucket").unwrap();
+    let mut keys = Vec::new();
+    for prefix in [format!("clean/{tenant}/"), format!("quarantine/{tenant}/")] {
+        let out = s3
+            .list_objects_v2()
+            .bucket(&bucket)
+            .prefix(&prefix)
+            .send()
+            .await
+            .unwrap();
+        keys.extend(
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+    }
+    keys
+}
+
+#[tokio::test]
+async fn a_valid_png_is_moved_to_clean_with_its_sha256_and_downloadable() {
+    let tenant = unique_tenant();
+    let bytes = png(2000);
+    let media = upload(
+        &tenant,
+        "photo.png",
+        "image/png",
+        bytes.len(),
+        bytes.clone(),
+    )
+    .await;
+    assert_eq!(media["status"], "valid", "{media}");
+    assert_eq!(media["kind"], "image");
+    assert_eq!(media["mime_type"], "image/png");
+    assert_eq!(media["size"], bytes.len());
+    assert_eq!(media["sha256"], hex::encode(Sha256::digest(&bytes)));
+    let url = media["download_url"].as_str().expect("a download link");
+    let downloaded = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+    assert_eq!(downloaded.as_ref(), bytes.as_slice());
+    let keys = clean_objects(&tenant).await;
+    assert_eq!(
+        keys,
+        vec![format!(
+            "clean/{tenant}/{}",
+            media["media_id"].as_str().unwrap()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn content_that_lies_is_rejected_deleted_and_never_reaches_clean() {
+    let tenant = unique_tenant();
+    // A PNG declared as a JPEG.
+    let mismatch = upload(&tenant, "photo.jpg", "image/jpeg", 3000, png(100)).await;
+    assert_eq!(
+        (
+            mismatch["status"].as_str(),
+            mismatch["reason_code"].as_str()
+        ),
+        (Some("rejected"), Some("content_mismatch"))
+    );
+    assert!(mismatch["reason"].as_str().unwrap().contains("PNG"));
+    assert!(mismatch["download_url"].is_null());
+    // A declared size that lies: 1 KB declared, 6 MB sent (the emulator does not enforce
+    // the form's content-length-range; the validator re-checks the real size).
+    let big = upload(&tenant, "big.png", "image/png", 1000, png(6 * 1024 * 1024)).await;
+    assert_eq!(big["reason_code"], "too_large");
+    // A truncated PNG.
+    let mut cut = png(500);
+    cut.truncate(300);
+    let truncated = upload(&tenant, "cut.png", "image/png", cut.len(), cut).await;
+    assert_eq!(truncated["reason_code"], "truncated");
+    assert!(
+        clean_objects(&tenant).await.is_empty(),
+        "nothing bad in clean/ and quarantine emptied"
+    );
+}
+
+#[tokio::test]
+async fn declared_uploads_are_checked_before_any_form_is_signed() {
+    let tenant = unique_tenant();
+    let agent = token(&tenant, "agent");
+    for (body, status, code) in [
+        (
+            json!({"filename": "p.heic", "content_type": "image/heic", "size": 10}),
+            422,
+            "heic_not_supported",
+        ),
+        (
+            json!({"filename": "p.png", "content_type": "image/jpeg", "size": 10}),
+            422,
+            "extension_mismatch",
+        ),
+        (
+            json!({"filename": "p.gif", "content_type": "image/gif", "size": 10}),
+            422,
+            "unsupported_type",
+        ),
+        (
+            json!({"filename": "v.mp4", "content_type": "video/mp4", "size": 17 * 1024 * 1024}),
+            422,
+            "too_large",
+        ),
+        (
+            json!({"filename": "../p.png", "content_type": "image/png", "size": 10}),
+            422,
+            "invalid_filename",
+        ),
+        (
+            json!({"filename": "p.png", "content_type": "image/png", "size": -1}),
+            422,
+            "invalid_body",
+        ),
+        (
+            json!({"filename": "p.png", "content_type": "image/png", "size": 10, "bucket": "x"}),
+            422,
+            "invalid_body",
+        ),
+    ] {
+        let reply = post_json("/media", Some(&agent), &body).await;
+        assert_eq!((reply.status, reply.code()), (status, code), "{body}");
+    }
+    assert_eq!(post_json("/media", None, &json!({})).await.status, 401);
+}
+
+#[tokio::test]
+async fn another_tenants_media_is_404() {
+    let tenant = unique_tenant();
+    let ticket = post_json(
+        "/media",
+        Some(&token(&tenant, "agent")),
+        &json!({"filename": "a.pdf", "content_type": "application/pdf", "size": 100}),
+    )
+    .await;
+    let id = ticket.body["media_id"].as_str().unwrap();
+    let reply = get(
+        &format!("/media/{id}"),
+        Some(&token(&unique_tenant(), "admin")),
+    )
+    .await;
+    assert_eq!((reply.status, reply.code()), (404, "not_found"));
+    let mine = get(&format!("/media/{id}"), Some(&token(&tenant, "agent"))).await;
+    assert_eq!(mine.body["status"], "pending");
+    assert_eq!(
+        get("/media/not-an-id", Some(&token(&tenant, "agent")))
+            .await
+            .status,
+        404
+    );
+}
