@@ -73,14 +73,17 @@ fn ingest(c: &mut Criterion) {
             black_box(meta::parse_messaging(messenger.as_bytes(), None).unwrap())
         })
     });
-    let wechat_signature = wechat::signature("token", "1795512600", "nonce");
+    let now = chrono::Utc::now();
+    let stamp = now.timestamp().to_string();
+    let wechat_signature = wechat::signature("token", &stamp, "nonce");
     c.bench_function("wechat_text_xml", |b| {
         b.iter(|| {
             wechat::verify_signature(
                 "token",
-                Some("1795512600"),
+                Some(&stamp),
                 Some("nonce"),
                 Some(&wechat_signature),
+                now,
             )
             .unwrap();
             black_box(wechat::parse_message(black_box(wechat_xml.as_bytes())).unwrap())

@@ -390,3 +390,78 @@ async fn wechat_message_is_answered_success_and_stored() {
     let messages = all_messages(&channel.tenant, c["id"].as_str().unwrap()).await;
     assert_eq!(messages[0]["provider_message_id"], vars.msg_id.as_str());
 }
+
+#[tokio::test]
+async fn older_messages_never_move_the_conversation_back() {
+    let channel = connect("messenger").await;
+    let base = FixtureVars::new(&channel, false);
+    // Newest first: a reply typed in Meta's inbox at T+10.
+    let mut echo = base.clone();
+    echo.timestamp += 10;
+    echo.msg_id = format!("{}E", base.msg_id);
+    assert_eq!(
+        post_meta(
+            "messenger",
+            &echo.render(&fixture("messenger/echo_other_app.json"))
+        )
+        .await
+        .status,
+        200
+    );
+    // Then, delivered late, the customer's message of T+5 and one of T+1.
+    for (offset, suffix) in [(5, "A"), (1, "B")] {
+        let mut inbound = base.clone();
+        inbound.timestamp += offset;
+        inbound.msg_id = format!("{}{suffix}", base.msg_id);
+        assert_eq!(
+            post_meta(
+                "messenger",
+                &inbound.render(&fixture("messenger/text.json"))
+            )
+            .await
+            .status,
+            200
+        );
+    }
+    let c = &all_conversations(&channel.tenant).await[0];
+    let at = |offset: i64| {
+        chrono::DateTime::from_timestamp(base.timestamp + offset, 0)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    assert_eq!(
+        c["last_message_at"],
+        at(10),
+        "the latest activity stays the reply"
+    );
+    assert_eq!(
+        c["last_inbound_at"],
+        at(5),
+        "the window counts from the newest customer message"
+    );
+    assert_eq!(c["unread_count"], 2);
+    assert_eq!(
+        all_messages(&channel.tenant, c["id"].as_str().unwrap())
+            .await
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_provider_time_in_the_future_is_replaced_by_the_receive_time() {
+    let channel = connect("whatsapp").await;
+    let mut vars = FixtureVars::new(&channel, false);
+    let now = vars.timestamp;
+    vars.timestamp += 400 * 24 * 3600;
+    assert_eq!(
+        post_meta("whatsapp", &vars.render(&fixture("whatsapp/text.json")))
+            .await
+            .status,
+        200
+    );
+    let c = &all_conversations(&channel.tenant).await[0];
+    let last =
+        chrono::DateTime::parse_from_rfc3339(c["last_inbound_at"].as_str().unwrap()).unwrap();
+    assert!((last.timestamp() - now).abs() < 60, "{last}");
+}

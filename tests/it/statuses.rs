@@ -60,10 +60,9 @@ async fn record_outbound(
     provider_id: &str,
 ) -> shared::ports::MessageRef {
     let item = WebhookItem::Message(outbound(customer, provider_id));
-    let (report, _) = ingest_items(&store(), channel, vec![item], Utc::now())
-        .await
-        .unwrap();
-    assert_eq!(report.stored, 1);
+    let ingested = ingest_items(&store(), channel, vec![item], Utc::now()).await;
+    assert!(ingested.error.is_none());
+    assert_eq!(ingested.report.stored, 1);
     let conversation = shared::domain::conversation::conversation_id(&channel.id, customer);
     let messages = all_messages(channel.tenant_id.as_str(), &conversation).await;
     let m = messages

@@ -314,9 +314,13 @@ pub async fn post_meta(provider: &str, body: &str) -> Reply {
 
 /// The query string WeChat adds: timestamp, nonce and signature for a token.
 pub fn wechat_query(token: &str) -> String {
-    let timestamp = "1795512600";
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        .to_string();
     let nonce = format!("{}", ulid::Ulid::new().0 % 1_000_000_000);
-    let signature = shared::domain::wechat::signature(token, timestamp, &nonce);
+    let signature = shared::domain::wechat::signature(token, &timestamp, &nonce);
     format!("timestamp={timestamp}&nonce={nonce}&signature={signature}")
 }
 

@@ -178,6 +178,7 @@ async fn wechat_channel(
         http::query(req, "timestamp"),
         http::query(req, "nonce"),
         http::query(req, "signature"),
+        Utc::now(),
     )?;
     Ok((routed, token))
 }
@@ -215,11 +216,14 @@ async fn wechat_message(app: &App, req: &Request) -> Result<Response<Body>, Erro
         }
         items.extend(account.items);
     }
-    let (report, events) = ingest::ingest_items(&app.store, channel, items, Utc::now()).await?;
-    ingest::publish(&app.publisher, &events).await;
+    let ingested = ingest::ingest_items(&app.store, channel, items, Utc::now()).await;
+    ingest::publish(&app.publisher, &ingested.events).await;
+    if let Some(e) = ingested.error {
+        return Err(e);
+    }
     info!(
-        stored = report.stored,
-        duplicates = report.duplicates,
+        stored = ingested.report.stored,
+        duplicates = ingested.report.duplicates,
         "wechat message ingested"
     );
     Ok(http::text(StatusCode::OK, "success"))

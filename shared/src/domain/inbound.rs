@@ -49,6 +49,29 @@ pub struct InboundMessage {
     pub raw: Value,
 }
 
+/// How far ahead of our clock a provider timestamp may be before it is not believed.
+pub const MAX_CLOCK_SKEW_SECONDS: i64 = 300;
+/// Longest provider message id or user id stored (real ones are under 100 characters).
+pub const MAX_PROVIDER_ID_LEN: usize = 256;
+
+impl InboundMessage {
+    /// The time the message counts from: the provider's timestamp, unless it is missing
+    /// or in the future beyond clock skew (which would keep a window open or push every
+    /// later message aside), in which case the receive time.
+    pub fn effective_time(&self, received_at: DateTime<Utc>) -> DateTime<Utc> {
+        match self.timestamp {
+            Some(t) if t <= received_at + chrono::Duration::seconds(MAX_CLOCK_SKEW_SECONDS) => t,
+            _ => received_at,
+        }
+    }
+}
+
+/// Whether ids taken from a webhook are short enough to store (and key) safely.
+pub fn ids_storable(ids: &[&str]) -> bool {
+    ids.iter()
+        .all(|id| !id.is_empty() && id.len() <= MAX_PROVIDER_ID_LEN)
+}
+
 /// A delivery status of one of our outbound messages.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusUpdate {
@@ -138,7 +161,7 @@ pub fn from_epoch_seconds(v: &Value) -> Option<DateTime<Utc>> {
         Value::Number(n) => n.as_i64()?,
         _ => return None,
     };
-    DateTime::from_timestamp(secs, 0)
+    DateTime::from_timestamp(secs, 0).filter(|t| t.timestamp() >= 0)
 }
 
 /// Epoch milliseconds (number or numeric string) → time.
@@ -148,5 +171,52 @@ pub fn from_epoch_millis(v: &Value) -> Option<DateTime<Utc>> {
         Value::Number(n) => n.as_i64()?,
         _ => return None,
     };
-    DateTime::from_timestamp_millis(ms)
+    DateTime::from_timestamp_millis(ms).filter(|t| t.timestamp() >= 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(timestamp: Option<DateTime<Utc>>) -> InboundMessage {
+        InboundMessage {
+            provider_message_id: "m".into(),
+            customer: "c".into(),
+            customer_name: None,
+            direction: crate::domain::message::Direction::Inbound,
+            kind: MessageKind::Text,
+            text: None,
+            media: None,
+            reply_to: None,
+            timestamp,
+            opens_window: true,
+            raw: Value::Null,
+        }
+    }
+
+    #[test]
+    fn future_or_missing_provider_times_fall_back_to_the_receive_time() {
+        let now = Utc::now();
+        let past = now - chrono::Duration::hours(2);
+        assert_eq!(message(Some(past)).effective_time(now), past);
+        assert_eq!(message(None).effective_time(now), now);
+        let far = now + chrono::Duration::days(365 * 8000);
+        assert_eq!(message(Some(far)).effective_time(now), now);
+        let skew = now + chrono::Duration::seconds(60);
+        assert_eq!(message(Some(skew)).effective_time(now), skew);
+    }
+
+    #[test]
+    fn absurd_epoch_values_are_not_times() {
+        assert!(from_epoch_seconds(&Value::String("-5".into())).is_none());
+        assert!(from_epoch_seconds(&Value::String("99999999999999999".into())).is_none());
+        assert!(from_epoch_millis(&serde_json::json!(1_795_512_600_000i64)).is_some());
+    }
+
+    #[test]
+    fn oversize_ids_are_not_storable() {
+        assert!(ids_storable(&["wamid.x", "15551234567"]));
+        assert!(!ids_storable(&["", "x"]));
+        assert!(!ids_storable(&[&"x".repeat(300)]));
+    }
 }

@@ -27,23 +27,35 @@ pub fn signature(token: &str, timestamp: &str, nonce: &str) -> String {
     hex::encode(Sha1::digest(parts.concat().as_bytes()))
 }
 
-/// Checks `signature` against the channel's token (constant time). Missing or wrong → 401.
+/// How far a signed request's timestamp may be from our clock: a captured URL stops
+/// working after this (the plaintext-mode signature does not cover the body).
+pub const MAX_TIMESTAMP_SKEW_SECONDS: i64 = 300;
+
+/// Checks `signature` against the channel's token (constant time) and that `timestamp` is
+/// within [`MAX_TIMESTAMP_SKEW_SECONDS`] of `now`. Missing, wrong or stale → 401.
 pub fn verify_signature(
     token: &str,
     timestamp: Option<&str>,
     nonce: Option<&str>,
     given: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), Error> {
-    let unauthorized = || Error::Unauthorized("the WeChat signature is missing or wrong".into());
+    let unauthorized =
+        || Error::Unauthorized("the WeChat signature is missing, wrong or stale".into());
     let (Some(timestamp), Some(nonce), Some(given)) = (timestamp, nonce, given) else {
         return Err(unauthorized());
     };
+    let fresh = timestamp
+        .parse::<i64>()
+        .is_ok_and(|t| (t - now.timestamp()).abs() <= MAX_TIMESTAMP_SKEW_SECONDS);
     let expected = signature(token, timestamp, nonce);
-    if bool::from(
-        expected
-            .as_bytes()
-            .ct_eq(given.to_ascii_lowercase().as_bytes()),
-    ) {
+    if fresh
+        && bool::from(
+            expected
+                .as_bytes()
+                .ct_eq(given.to_ascii_lowercase().as_bytes()),
+        )
+    {
         Ok(())
     } else {
         Err(unauthorized())
@@ -261,15 +273,18 @@ mod tests {
     }
 
     #[test]
-    fn signature_is_sha1_of_the_sorted_parts() {
-        // sorted: "1409659813", "1409659813nonce"... computed independently below.
-        let sig = signature("token", "1409659813", "nonce");
-        let mut parts = ["token", "1409659813", "nonce"];
+    fn signature_is_sha1_of_the_sorted_parts_and_must_be_fresh() {
+        let now = chrono::Utc::now();
+        let ts = now.timestamp().to_string();
+        let sig = signature("token", &ts, "nonce");
+        let mut parts = ["token", ts.as_str(), "nonce"];
         parts.sort();
         assert_eq!(sig, hex::encode(Sha1::digest(parts.concat())));
-        assert!(verify_signature("token", Some("1409659813"), Some("nonce"), Some(&sig)).is_ok());
-        assert!(verify_signature("other", Some("1409659813"), Some("nonce"), Some(&sig)).is_err());
-        assert!(verify_signature("token", None, Some("nonce"), Some(&sig)).is_err());
+        assert!(verify_signature("token", Some(&ts), Some("nonce"), Some(&sig), now).is_ok());
+        assert!(verify_signature("other", Some(&ts), Some("nonce"), Some(&sig), now).is_err());
+        assert!(verify_signature("token", None, Some("nonce"), Some(&sig), now).is_err());
+        let later = now + chrono::Duration::seconds(MAX_TIMESTAMP_SKEW_SECONDS + 1);
+        assert!(verify_signature("token", Some(&ts), Some("nonce"), Some(&sig), later).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use tracing::{info, warn};
 
 use crate::Error;
 use crate::domain::channel::{Channel, ChannelType};
-use crate::domain::inbound::{ParsedWebhook, StatusUpdate, WebhookItem};
+use crate::domain::inbound::{ParsedWebhook, StatusUpdate, WebhookItem, ids_storable};
 use crate::domain::message::{DeliveryStatus, Direction};
 use crate::domain::time::rfc3339;
 use crate::ports::{
@@ -87,7 +87,13 @@ where
     }
     let mut events = Vec::new();
     for account in parsed.accounts {
-        let routed = ports.directory.by_external_id(&account.external_id).await?;
+        let routed = match ports.directory.by_external_id(&account.external_id).await {
+            Ok(r) => r,
+            Err(e) => {
+                publish(ports.publisher, &events).await;
+                return Err(e);
+            }
+        };
         let Some(routed) = routed.filter(|r| r.channel.channel_type == provider) else {
             warn!(
                 provider = %provider,
@@ -97,12 +103,29 @@ where
             report.unrouted += account.items.len();
             continue;
         };
-        let (r, e) = ingest_items(ports.store, &routed.channel, account.items, now).await?;
-        report.add(&r);
-        events.extend(e);
+        let ingested = ingest_items(ports.store, &routed.channel, account.items, now).await;
+        report.add(&ingested.report);
+        events.extend(ingested.events);
+        if let Some(e) = ingested.error {
+            // What was stored is announced; the provider's retry stores the rest.
+            publish(ports.publisher, &events).await;
+            return Err(e);
+        }
     }
     publish(ports.publisher, &events).await;
     Ok(report)
+}
+
+/// What storing one channel's items did. When `error` is set, the items before it in each
+/// customer's order were stored and their `events` are here to publish.
+#[derive(Debug, Default)]
+pub struct Ingested {
+    /// Counts.
+    pub report: IngestReport,
+    /// Events of what was stored.
+    pub events: Vec<DomainEvent>,
+    /// The first storage failure, if any (a retry can help).
+    pub error: Option<Error>,
 }
 
 /// Stores the items of one channel. Items of different customers run concurrently; items
@@ -112,37 +135,58 @@ pub async fn ingest_items<S: InboundStore>(
     channel: &Channel,
     items: Vec<WebhookItem>,
     now: DateTime<Utc>,
-) -> Result<(IngestReport, Vec<DomainEvent>), Error> {
+) -> Ingested {
     let mut groups: Vec<(String, Vec<WebhookItem>)> = Vec::new();
+    let mut oversize = 0;
     for item in items {
-        let customer = match &item {
-            WebhookItem::Message(m) => &m.customer,
-            WebhookItem::Status(s) => &s.customer,
-            WebhookItem::Watermark(w) => &w.customer,
+        let (customer, id) = match &item {
+            WebhookItem::Message(m) => (&m.customer, m.provider_message_id.as_str()),
+            WebhookItem::Status(s) => (&s.customer, s.provider_message_id.as_str()),
+            WebhookItem::Watermark(w) => (&w.customer, "watermark"),
         };
+        if !ids_storable(&[customer, id]) {
+            warn!(channel_id = %channel.id, "webhook item with an empty or oversize id; acknowledged, not stored");
+            oversize += 1;
+            continue;
+        }
         match groups.iter_mut().find(|(c, _)| c == customer) {
             Some((_, group)) => group.push(item),
             None => groups.push((customer.clone(), vec![item])),
         }
     }
-    let results: Vec<Result<(IngestReport, Vec<DomainEvent>), Error>> = stream::iter(groups)
+    let results: Vec<Ingested> = stream::iter(groups)
         .map(|(_, group)| async move {
-            let mut report = IngestReport::default();
-            let mut events = Vec::new();
+            let mut done = Ingested::default();
             for item in group {
-                ingest_item(store, channel, item, now, &mut report, &mut events).await?;
+                if let Err(e) = ingest_item(
+                    store,
+                    channel,
+                    item,
+                    now,
+                    &mut done.report,
+                    &mut done.events,
+                )
+                .await
+                {
+                    done.error = Some(e);
+                    break;
+                }
             }
-            Ok((report, events))
+            done
         })
         .buffer_unordered(PARALLEL_CONVERSATIONS)
         .collect()
         .await;
-    let mut report = IngestReport::default();
+    let mut report = IngestReport {
+        skipped: oversize,
+        ..IngestReport::default()
+    };
     let mut events = Vec::new();
+    let mut error = None;
     for r in results {
-        let (r, e) = r?;
-        report.add(&r);
-        events.extend(e);
+        report.add(&r.report);
+        events.extend(r.events);
+        error = error.or(r.error);
     }
     info!(
         tenant = %channel.tenant_id,
@@ -152,7 +196,11 @@ pub async fn ingest_items<S: InboundStore>(
         statuses = report.statuses_applied,
         "webhook ingested"
     );
-    Ok((report, events))
+    Ingested {
+        report,
+        events,
+        error,
+    }
 }
 
 async fn ingest_item<S: InboundStore>(
@@ -179,7 +227,7 @@ async fn ingest_item<S: InboundStore>(
                             "direction": message.direction,
                             "kind": message.kind,
                             "provider_message_id": message.provider_message_id,
-                            "created_at": rfc3339(&message.timestamp.unwrap_or(now)),
+                            "created_at": rfc3339(&message.effective_time(now)),
                         }),
                     });
                     // A status may have arrived before this outbound message was recorded:

@@ -153,13 +153,16 @@ async fn main() -> Result<(), BoxError> {
         opens_window: false,
         raw: serde_json::Value::Null,
     };
-    shared::service::ingest::ingest_items(
+    let ingested = shared::service::ingest::ingest_items(
         &store,
         &channel,
         vec![WebhookItem::Message(outbound)],
         Utc::now(),
     )
-    .await?;
+    .await;
+    if let Some(e) = ingested.error {
+        return Err(e.into());
+    }
     counter.take();
     send(whatsapp_status(
         phone,

@@ -338,21 +338,16 @@ impl ConversationReader for DynamoStore {
 const BATCH_GET_MAX: usize = 100;
 
 impl DynamoStore {
-    /// Outbound messages take their delivery status from their provider id item (where
-    /// status webhooks write it): one consistent batch read per page.
-    async fn merge_statuses(
+    /// The statuses kept on provider id items of a conversation (one consistent batch
+    /// read per 100 ids).
+    pub(super) async fn provider_statuses(
         &self,
         tenant: &TenantId,
         conversation_id: &str,
-        messages: &mut [Message],
-    ) -> Result<(), Error> {
-        let wanted: Vec<String> = messages
-            .iter()
-            .filter(|m| m.direction == Direction::Outbound)
-            .filter_map(|m| m.provider_message_id.clone())
-            .collect();
-        let mut found: HashMap<String, (DeliveryStatus, Option<DeliveryError>)> = HashMap::new();
-        for chunk in wanted.chunks(BATCH_GET_MAX) {
+        provider_ids: &[String],
+    ) -> Result<HashMap<String, (DeliveryStatus, Option<DeliveryError>)>, Error> {
+        let mut found = HashMap::new();
+        for chunk in provider_ids.chunks(BATCH_GET_MAX) {
             let mut request_keys: Vec<HashMap<String, AttributeValue>> = chunk
                 .iter()
                 .map(|pid| {
@@ -381,12 +376,8 @@ impl DynamoStore {
                     .send()
                     .await
                     .map_err(|e| internal("read statuses", e))?;
-                for item in out
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .map(Vec::as_slice)
-                    .unwrap_or_default()
-                {
+                let items = out.responses().and_then(|r| r.get(&self.table));
+                for item in items.map(Vec::as_slice).unwrap_or_default() {
                     let pid = get_s(item, keys::SK)
                         .and_then(|sk| sk.strip_prefix(keys::PROVIDER_MESSAGE_PREFIX))
                         .map(str::to_owned);
@@ -401,6 +392,28 @@ impl DynamoStore {
                     .unwrap_or_default();
             }
         }
+        Ok(found)
+    }
+
+    /// Outbound messages take their delivery status from their provider id item (where
+    /// status webhooks write it): one consistent batch read per page.
+    async fn merge_statuses(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        messages: &mut [Message],
+    ) -> Result<(), Error> {
+        let wanted: Vec<String> = messages
+            .iter()
+            .filter(|m| m.direction == Direction::Outbound)
+            .filter_map(|m| m.provider_message_id.clone())
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let found = self
+            .provider_statuses(tenant, conversation_id, &wanted)
+            .await?;
         for m in messages.iter_mut() {
             let Some((status, error)) = m
                 .provider_message_id

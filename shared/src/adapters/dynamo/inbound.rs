@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    DynamoStore, Expr, TRANSACTION_ATTEMPTS, conflict_backoff, get_n, get_s, internal, key_item, n,
+    DynamoStore, Expr, TRANSACTION_ATTEMPTS, conflict_backoff, get_s, internal, key_item, n,
     reason_codes, s,
 };
 use crate::Error;
@@ -117,8 +117,30 @@ struct ConversationChange<'a> {
     conversation_id: &'a str,
     customer_id: &'a str,
     at: &'a str,
-    /// The message is older than what the conversation shows: count it, move nothing.
-    late: bool,
+    stage: Stage,
+}
+
+/// How much of the conversation a message may move. Messages arrive out of order: one
+/// older than what the conversation shows must not move it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Newest message: last activity, preview, list order (and the window if it opens it).
+    Full,
+    /// Newer customer message than the window's, older than the latest activity.
+    WindowOnly,
+    /// Older than both: counted, nothing moved.
+    CountOnly,
+}
+
+impl Stage {
+    /// The next, smaller stage after the conversation refused this one.
+    fn next(self, opens_window: bool) -> Option<Self> {
+        match self {
+            Self::Full if opens_window => Some(Self::WindowOnly),
+            Self::Full | Self::WindowOnly => Some(Self::CountOnly),
+            Self::CountOnly => None,
+        }
+    }
 }
 
 impl ConversationChange<'_> {
@@ -150,35 +172,28 @@ impl ConversationChange<'_> {
         } else {
             e.set_if_absent("status", s("open"));
         }
-        if self.late {
-            return update(
-                table,
-                keys::conversation(tenant, self.conversation_id),
-                &e,
-                None,
-            );
+        let key = keys::conversation(tenant, self.conversation_id);
+        let newer_than = |e: &mut Expr, attribute: &str| {
+            let (name, value) = (e.name(attribute), e.value(s(self.at)));
+            format!("(attribute_not_exists({name}) OR {name} <= {value})")
+        };
+        let mut conditions = Vec::new();
+        if self.stage == Stage::Full {
+            e.set("last_message_at", s(self.at))
+                .set("preview", s(preview(m.kind, m.text.as_deref())))
+                .set(
+                    keys::GSI1_SK,
+                    s(keys::conversation_activity(self.at, self.conversation_id)),
+                );
+            conditions.push(newer_than(&mut e, "last_message_at"));
         }
-        e.set("last_message_at", s(self.at))
-            .set("preview", s(preview(m.kind, m.text.as_deref())))
-            .set(
-                keys::GSI1_SK,
-                s(keys::conversation_activity(self.at, self.conversation_id)),
-            );
-        let guarded = if m.opens_window {
+        if m.opens_window && self.stage != Stage::CountOnly {
             e.set("last_inbound_at", s(self.at))
                 .set("replies_since_inbound", n(0));
-            "last_inbound_at"
-        } else {
-            "last_message_at"
-        };
-        let (name, value) = (e.name(guarded), e.value(s(self.at)));
-        let condition = format!("attribute_not_exists({name}) OR {name} <= {value}");
-        update(
-            table,
-            keys::conversation(tenant, self.conversation_id),
-            &e,
-            Some(condition),
-        )
+            conditions.push(newer_than(&mut e, "last_inbound_at"));
+        }
+        let condition = (!conditions.is_empty()).then(|| conditions.join(" AND "));
+        update(table, key, &e, condition)
     }
 }
 
@@ -206,7 +221,7 @@ impl InboundStore for DynamoStore {
         let conversation = conversation_id(&channel.id, &m.customer);
         let customer = customer_id(&channel.id, &m.customer);
         let message_id = ulid::Ulid::new().to_string();
-        let at = rfc3339(&m.timestamp.unwrap_or(received_at));
+        let at = rfc3339(&m.effective_time(received_at));
         let message_key = keys::message(tenant, &conversation, &at, &message_id);
         let outbound = m.direction == Direction::Outbound;
         let status = if outbound {
@@ -275,7 +290,7 @@ impl InboundStore for DynamoStore {
         }
         let customer_write = update(&self.table, keys::customer(tenant, &customer), &cust, None)?;
 
-        let mut late = false;
+        let mut stage = Stage::Full;
         for attempt in 0..TRANSACTION_ATTEMPTS {
             let conversation_write = ConversationChange {
                 channel,
@@ -283,10 +298,10 @@ impl InboundStore for DynamoStore {
                 conversation_id: &conversation,
                 customer_id: &customer,
                 at: &at,
-                late,
+                stage,
             }
             .write(&self.table)?;
-            // Order matters: index 0 failing means "already stored", index 2 "late".
+            // Order matters: index 0 failing means "already stored", index 2 "older".
             let result = self
                 .client
                 .transact_write_items()
@@ -315,9 +330,18 @@ impl InboundStore for DynamoStore {
                     if codes.first() == Some(&"ConditionalCheckFailed") {
                         return Ok(Recorded::Duplicate);
                     }
-                    if codes.get(2) == Some(&"ConditionalCheckFailed") && !late {
-                        late = true;
-                        continue;
+                    if codes.get(2) == Some(&"ConditionalCheckFailed") {
+                        match stage.next(m.opens_window) {
+                            Some(next) => {
+                                stage = next;
+                                continue;
+                            }
+                            None => {
+                                return Err(Error::Internal(
+                                    "conversation refused an unconditional update".into(),
+                                ));
+                            }
+                        }
                     }
                     if codes.contains(&"TransactionConflict") {
                         conflict_backoff(attempt).await;
@@ -452,16 +476,26 @@ impl InboundStore for DynamoStore {
             .send()
             .await
             .map_err(|e| internal("watermark query", e))?;
+        let candidates: Vec<String> = out
+            .items()
+            .iter()
+            .filter_map(|item| get_s(item, "provider_message_id").map(str::to_owned))
+            .collect();
+        // Statuses live on the provider id items: skip messages already at or past the
+        // watermark's status, and failed ones (a watermark is not a read receipt for a
+        // message that never arrived).
+        let current = self
+            .provider_statuses(&channel.tenant_id, &conversation, &candidates)
+            .await?;
         let mut moved = Vec::new();
-        for item in out.items() {
-            let Some(provider_id) = get_s(item, "provider_message_id") else {
-                continue;
-            };
-            if get_n(item, "status_rank").is_some_and(|r| r >= i64::from(w.status.rank())) {
+        for provider_id in candidates {
+            if let Some((status, _)) = current.get(&provider_id)
+                && (status.rank() >= w.status.rank() || *status == DeliveryStatus::Failed)
+            {
                 continue;
             }
             let update = StatusUpdate {
-                provider_message_id: provider_id.to_owned(),
+                provider_message_id: provider_id,
                 customer: w.customer.clone(),
                 status: w.status,
                 timestamp: Some(w.watermark),

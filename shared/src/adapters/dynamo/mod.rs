@@ -65,27 +65,33 @@ fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'
         .map(String::as_str)
 }
 
-fn get_n(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-}
-
 /// Encodes the key a page stopped at (the caller's tenant always fixes the partition, so
 /// a cursor cannot reach into another tenant).
 fn encode_cursor(parts: &[&str]) -> String {
     URL_SAFE_NO_PAD.encode(parts.join("\n"))
 }
 
-/// Decodes a cursor into `count` parts, the first starting with `prefix`.
+/// Longest cursor accepted (keys are at most a few hundred bytes).
+const MAX_CURSOR_LEN: usize = 1024;
+
+/// Decodes a cursor into `count` non-empty parts, the first starting with `prefix`.
 fn decode_cursor(cursor: &str, count: usize, prefix: &str) -> Result<Vec<String>, Error> {
+    if cursor.len() > MAX_CURSOR_LEN {
+        return Err(Error::bad_request(
+            "invalid_cursor",
+            "the cursor is not one this list returned",
+        ));
+    }
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .map(|text| text.split('\n').map(str::to_owned).collect::<Vec<_>>())
         .filter(|parts| {
-            parts.len() == count && parts[0].starts_with(prefix) && parts[0].len() > prefix.len()
+            parts.len() == count
+                && parts[0].starts_with(prefix)
+                && parts[0].len() > prefix.len()
+                && parts.iter().all(|p| !p.is_empty() && p.len() <= 512)
         })
         .ok_or_else(|| {
             Error::bad_request("invalid_cursor", "the cursor is not one this list returned")
