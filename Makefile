@@ -36,11 +36,12 @@ test: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
 	cargo test --workspace --locked
 
-## bench: handler CPU (criterion) and AWS requests per operation, with budgets
+## bench: handler CPU (criterion), AWS requests per operation, media validation memory
 bench: $(STAMP)
 	cargo bench --locked -p shared --bench ingest -- --warm-up-time 1 --measurement-time 3
 	python3 infra/bench_report.py "$$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 	cargo run --quiet --locked -p local-stack --bin bench_requests
+	cargo run --quiet --locked -p local-stack --bin bench_media
 
 ## token: print a local agent JWT, e.g. `make token TENANT=acme ROLE=agent`
 token:
