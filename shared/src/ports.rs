@@ -215,6 +215,9 @@ pub trait ObjectStore: Send + Sync {
     /// Ranged reader over one object.
     type Blob: Blob;
 
+    /// Part-by-part writer of one object.
+    type Writer: ObjectWriter;
+
     /// A presigned POST for exactly `key`, of `content_type`, 1 to `max_size` bytes.
     fn presign_upload(
         &self,
@@ -237,10 +240,78 @@ pub trait ObjectStore: Send + Sync {
     /// Deletes an object (absent is fine).
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), Error>> + Send;
 
+    /// A writer for a new object of `content_type` at `key`.
+    fn writer(&self, key: &str, content_type: &str) -> Self::Writer;
+
     /// A short-lived download URL.
     fn presign_download(
         &self,
         key: &str,
         ttl: std::time::Duration,
     ) -> impl Future<Output = Result<String, Error>> + Send;
+}
+
+/// A response body read in chunks.
+pub trait FetchBody: Send {
+    /// The `Content-Type` the server sent.
+    fn content_type(&self) -> Option<&str>;
+
+    /// The `Content-Length` the server sent.
+    fn declared_len(&self) -> Option<u64>;
+
+    /// The next chunk, `None` at the end; `Err` is a reason for the agent.
+    fn next_chunk(&mut self) -> impl Future<Output = Result<Option<Vec<u8>>, String>> + Send;
+}
+
+/// Fetching provider media (behind an SSRF guard).
+pub trait MediaFetcher: Send + Sync {
+    /// The body type.
+    type Body: FetchBody;
+
+    /// A GET; `Err` is a reason the media is unavailable.
+    fn get(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+    ) -> impl Future<Output = Result<Self::Body, String>> + Send;
+}
+
+/// Writes one object in parts, never holding more than a part in memory.
+pub trait ObjectWriter: Send {
+    /// Appends bytes.
+    fn write(&mut self, chunk: &[u8]) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Completes the object; returns its size.
+    fn finish(self) -> impl Future<Output = Result<u64, Error>> + Send;
+
+    /// Gives up (best effort).
+    fn abort(self) -> impl Future<Output = ()> + Send;
+}
+
+/// What became of a message's media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaLink {
+    /// Fetched into the bucket as this media record (validated next).
+    Fetched {
+        /// The media record.
+        media_id: String,
+    },
+    /// Could not be fetched; the agent sees why.
+    Unavailable {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Linking a stored message to its media.
+pub trait MessageMedia: Send + Sync {
+    /// Records what became of a message's media.
+    fn link_media(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        created_at: &str,
+        message_id: &str,
+        link: &MediaLink,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 }

@@ -245,3 +245,116 @@ async fn another_tenants_media_is_404() {
         404
     );
 }
+
+// ---------- customer media fetched from the provider ----------
+
+use integration_tests::{
+    FixtureVars, all_conversations, all_messages, connect, fixture, post_meta, sandbox_put,
+    sandbox_url,
+};
+
+fn jpeg() -> Vec<u8> {
+    let mut f = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
+    f.extend(b"JFIF\0");
+    f.extend([1, 1, 0, 0, 1, 0, 1, 0, 0]);
+    f.extend(vec![0x55; 500]);
+    f.extend([0xFF, 0xD9]);
+    f
+}
+
+/// Waits until the only message of the tenant's only conversation has settled media.
+async fn settled_media(tenant: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let conversations = all_conversations(tenant).await;
+        if let Some(c) = conversations.first() {
+            let messages = all_messages(tenant, c["id"].as_str().unwrap()).await;
+            let media = messages[0]["media"].clone();
+            if media["status"] != "fetching" || Instant::now() > deadline {
+                return media;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn media_record(tenant: &str, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = get(&format!("/media/{id}"), Some(&token(tenant, "agent"))).await;
+        if reply.body["status"] != "pending" || Instant::now() > deadline {
+            return reply.body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_whatsapp_image_is_fetched_through_the_graph_api_validated_and_linked() {
+    let channel = connect("whatsapp").await;
+    let vars = FixtureVars::new(&channel, false);
+    let body: Value = serde_json::from_str(&vars.render(&fixture("whatsapp/image.json"))).unwrap();
+    let media_id = format!("img{}", vars.msg_id);
+    let bytes = jpeg();
+    sandbox_put(&media_id, bytes.clone(), "image/jpeg");
+    let mut body = body;
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["image"]["id"] = json!(media_id);
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["image"]["sha256"] =
+        json!(hex::encode(Sha256::digest(&bytes)));
+    assert_eq!(post_meta("whatsapp", &body.to_string()).await.status, 200);
+
+    let media = settled_media(&channel.tenant).await;
+    assert_eq!(media["status"], "fetched", "{media}");
+    let id = media["media_id"]
+        .as_str()
+        .expect("linked to a media record");
+    let record = media_record(&channel.tenant, id).await;
+    assert_eq!(record["status"], "valid", "{record}");
+    assert_eq!(record["mime_type"], "image/jpeg");
+    assert_eq!(record["sha256"], hex::encode(Sha256::digest(&bytes)));
+}
+
+#[tokio::test]
+async fn media_the_provider_no_longer_has_is_marked_unavailable_with_a_reason() {
+    let channel = connect("whatsapp").await;
+    let vars = FixtureVars::new(&channel, false);
+    let mut body: Value =
+        serde_json::from_str(&vars.render(&fixture("whatsapp/image.json"))).unwrap();
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["image"]["id"] =
+        json!(format!("gone{}", vars.msg_id));
+    assert_eq!(post_meta("whatsapp", &body.to_string()).await.status, 200);
+    let media = settled_media(&channel.tenant).await;
+    assert_eq!(media["status"], "unavailable", "{media}");
+    assert!(media["reason"].as_str().unwrap().contains("404"), "{media}");
+}
+
+#[tokio::test]
+async fn messenger_attachments_are_fetched_only_from_allowed_hosts() {
+    // From the sandbox (an allowed host here): fetched and validated.
+    let channel = connect("messenger").await;
+    let vars = FixtureVars::new(&channel, false);
+    let file_id = format!("att{}", vars.msg_id);
+    sandbox_put(&file_id, jpeg(), "image/jpeg");
+    let mut body: Value =
+        serde_json::from_str(&vars.render(&fixture("messenger/attachments_image.json"))).unwrap();
+    body["entry"][0]["messaging"][0]["message"]["attachments"][0]["payload"]["url"] =
+        json!(format!("{}/files/{file_id}", sandbox_url()));
+    assert_eq!(post_meta("messenger", &body.to_string()).await.status, 200);
+    let media = settled_media(&channel.tenant).await;
+    assert_eq!(media["status"], "fetched", "{media}");
+    assert_eq!(
+        media_record(&channel.tenant, media["media_id"].as_str().unwrap()).await["status"],
+        "valid"
+    );
+
+    // An internal address is never fetched.
+    let other = connect("messenger").await;
+    let vars = FixtureVars::new(&other, false);
+    let mut body: Value =
+        serde_json::from_str(&vars.render(&fixture("messenger/attachments_image.json"))).unwrap();
+    body["entry"][0]["messaging"][0]["message"]["attachments"][0]["payload"]["url"] =
+        json!("https://169.254.169.254/latest/meta-data/");
+    assert_eq!(post_meta("messenger", &body.to_string()).await.status, 200);
+    let media = settled_media(&other.tenant).await;
+    assert_eq!(media["status"], "unavailable", "{media}");
+}

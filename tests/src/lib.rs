@@ -27,6 +27,8 @@ pub const META_VERIFY_TOKEN: &str = "test-verify-token";
 pub struct TestStack {
     /// `http://127.0.0.1:<port>` of the dev server.
     pub base_url: String,
+    /// `http://127.0.0.1:<port>` of the provider sandbox.
+    pub sandbox_url: String,
     /// The settings the functions were built with.
     pub settings: LocalSettings,
     /// The parsed template.
@@ -45,8 +47,95 @@ pub fn stack() -> &'static TestStack {
     })
 }
 
+/// Files the provider sandbox serves: id → (bytes, MIME type).
+type SandboxFiles = std::sync::Mutex<std::collections::HashMap<String, (Vec<u8>, String)>>;
+
+static SANDBOX_MEDIA: OnceLock<SandboxFiles> = OnceLock::new();
+
+fn sandbox_media() -> &'static std::sync::Mutex<std::collections::HashMap<String, (Vec<u8>, String)>>
+{
+    SANDBOX_MEDIA.get_or_init(Default::default)
+}
+
+/// Makes the provider sandbox serve a file: `GET {graph}/{id}` answers like the Graph API
+/// (url, mime_type, sha256, file_size) and `GET /files/{id}` returns the bytes; both need
+/// the channel's bearer token, as Meta's do.
+pub fn sandbox_put(id: &str, bytes: Vec<u8>, mime: &str) {
+    sandbox_media()
+        .lock()
+        .expect("sandbox media")
+        .insert(id.to_owned(), (bytes, mime.to_owned()));
+}
+
+/// The sandbox's base URL.
+pub fn sandbox_url() -> String {
+    stack().sandbox_url.clone()
+}
+
+async fn sandbox(listener: tokio::net::TcpListener) {
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let authorized = |h: &HeaderMap| {
+        h.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer EAAG-test")
+    };
+    let app = axum::Router::new()
+        .route(
+            "/graph/{id}",
+            get(move |State(base): State<String>, Path(id): Path<String>, h: HeaderMap| async move {
+                if !authorized(&h) {
+                    return (StatusCode::UNAUTHORIZED, "{}".to_owned()).into_response();
+                }
+                let found = sandbox_media().lock().expect("sandbox").get(&id).cloned();
+                match found {
+                    Some((bytes, mime)) => {
+                        use sha2::Digest;
+                        let body = serde_json::json!({
+                            "url": format!("{base}/files/{id}"), "mime_type": mime,
+                            "sha256": hex::encode(sha2::Sha256::digest(&bytes)), "file_size": bytes.len(),
+                            "id": id, "messaging_product": "whatsapp"
+                        });
+                        ([("content-type", "application/json")], body.to_string()).into_response()
+                    }
+                    None => (StatusCode::NOT_FOUND, r#"{"error":{"message":"Unsupported get request","code":100}}"#.to_owned()).into_response(),
+                }
+            }),
+        )
+        .route(
+            "/files/{id}",
+            get(|Path(id): Path<String>| async move {
+                let found = sandbox_media().lock().expect("sandbox").get(&id).cloned();
+                match found {
+                    Some((bytes, mime)) => ([("content-type", mime)], bytes).into_response(),
+                    None => StatusCode::NOT_FOUND.into_response(),
+                }
+            }),
+        )
+        .with_state(base);
+    axum::serve(listener, app).await.expect("sandbox serves");
+}
+
 fn start() -> TestStack {
     let moto = Moto::start(0).expect("moto starts (run through `make test`, which installs it)");
+    let (sandbox_tx, sandbox_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("sandbox runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind sandbox");
+            sandbox_tx
+                .send(listener.local_addr().expect("addr"))
+                .expect("harness waits");
+            sandbox(listener).await;
+        });
+    });
+    let sandbox_url = format!("http://{}", sandbox_rx.recv().expect("sandbox starts"));
     let settings = LocalSettings {
         port: 0,
         aws_endpoint: moto.endpoint(),
@@ -54,8 +143,11 @@ fn start() -> TestStack {
         overrides: [
             ("META_APP_SECRET", META_APP_SECRET),
             ("META_VERIFY_TOKEN", META_VERIFY_TOKEN),
-            ("META_GRAPH_URL", "http://127.0.0.1:9/graph"),
+            ("META_GRAPH_URL", &format!("{sandbox_url}/graph")),
             ("WECHAT_API_URL", "http://127.0.0.1:9/wechat"),
+            ("MEDIA_FETCH_ALLOW_LOOPBACK", "true"),
+            // Only the sandbox: fixture URLs pointing at Meta's CDN are refused at once.
+            ("MEDIA_FETCH_ALLOWED_HOSTS", "localhost"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -96,6 +188,7 @@ fn start() -> TestStack {
     let addr = rx.recv().expect("dev server starts");
     TestStack {
         base_url: format!("http://{addr}"),
+        sandbox_url,
         settings,
         template,
         _moto: moto,

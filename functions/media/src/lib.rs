@@ -3,7 +3,8 @@
 //! - HTTP `POST /media` (declared checks, presigned POST into quarantine) and
 //!   `GET /media/{id}` (status, reason, and a download link once valid).
 //! - EventBridge: S3 "Object Created" in quarantine → validate by content, move to clean
-//!   or delete.
+//!   or delete; `MessageReceived` with media → fetch the customer's file from the provider
+//!   (behind an SSRF guard) into quarantine, where the same validation follows.
 //!
 //! [`handle_http`] and [`handle_event`] are what Lambda runs and what the dev server, the
 //! local event stand-in and the tests call.
@@ -14,19 +15,26 @@ use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use shared::Error;
 use shared::adapters::aws::{SharedCredentialsProvider, dynamodb_client, sdk_config};
+use shared::adapters::cache::CachedDirectory;
 use shared::adapters::dynamo::DynamoStore;
+use shared::adapters::eventbridge::SOURCE;
+use shared::adapters::fetch::GuardedFetcher;
 use shared::adapters::s3::S3Media;
-use shared::config::{Config, ConfigError, Source};
+use shared::config::{Config, ConfigError, DEFAULT_META_GRAPH_URL, Source};
+use shared::domain::fetch::FetchPolicy;
 use shared::http::{self, json, respond};
-use shared::service::media::{self, Validation};
+use shared::service::media::{self, FetchPorts, InboundMediaEvent, Validation};
 use tracing::{Instrument, info_span, warn};
 
 /// Clients and settings, built once per process.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct App {
     store: DynamoStore,
+    directory: CachedDirectory<DynamoStore>,
     objects: S3Media,
+    fetcher: GuardedFetcher,
     bucket: String,
+    graph_url: String,
 }
 
 impl App {
@@ -43,8 +51,25 @@ impl App {
                 .force_path_style(config.aws.endpoint_url.is_some())
                 .build(),
         );
+        let mut policy = FetchPolicy::default();
+        if let Some(hosts) = env.optional("MEDIA_FETCH_ALLOWED_HOSTS") {
+            policy.allowed_hosts = hosts
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect();
+        }
+        policy.allow_loopback = env
+            .optional("MEDIA_FETCH_ALLOW_LOOPBACK")
+            .is_some_and(|v| v == "true");
+        let fetcher = GuardedFetcher::new(policy).map_err(|reason| ConfigError::Invalid {
+            name: "MEDIA_FETCH_ALLOWED_HOSTS",
+            reason,
+        })?;
+        let store = DynamoStore::new(dynamodb_client(&sdk), config.table_name);
         Ok(Self {
-            store: DynamoStore::new(dynamodb_client(&sdk), config.table_name),
+            directory: CachedDirectory::new(store.clone()),
+            store,
             objects: S3Media::new(
                 s3,
                 bucket.clone(),
@@ -52,7 +77,11 @@ impl App {
                 config.aws.endpoint_url.as_deref(),
                 credentials,
             ),
+            fetcher,
             bucket,
+            graph_url: env
+                .optional("META_GRAPH_URL")
+                .unwrap_or_else(|| DEFAULT_META_GRAPH_URL.to_owned()),
         })
     }
 }
@@ -90,34 +119,58 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
     }
 }
 
-/// Handles one EventBridge event (S3 "Object Created"). Returns `Err` only when a retry
-/// can help (storage unavailable); events for other buckets or shapes are ignored.
-pub async fn handle_event(app: &App, event: &Value) -> Result<Validation, Error> {
+/// Handles one EventBridge event: S3 "Object Created" (validate the upload) or
+/// `MessageReceived` with media (fetch the customer's file). Returns the outcome; `Err`
+/// only when a retry can help (storage unavailable). Other events are ignored.
+pub async fn handle_event(app: &App, event: &Value) -> Result<&'static str, Error> {
+    let span = info_span!("event", function = "media", id = %event["id"].as_str().unwrap_or("-"));
+    match (event["source"].as_str(), event["detail-type"].as_str()) {
+        (Some("aws.s3"), Some("Object Created")) => validate_event(app, event)
+            .instrument(span)
+            .await
+            .map(|v| v.outcome),
+        (Some(SOURCE), Some("MessageReceived")) if event["detail"]["has_media"] == true => {
+            let Ok(detail) = serde_json::from_value::<InboundMediaEvent>(event["detail"].clone())
+            else {
+                warn!("MessageReceived event without the expected fields; ignored");
+                return Ok("ignored");
+            };
+            let ports = FetchPorts {
+                directory: &app.directory,
+                media: &app.store,
+                objects: &app.objects,
+                fetcher: &app.fetcher,
+                links: &app.store,
+            };
+            media::fetch_inbound(ports, &app.graph_url, &detail, Utc::now())
+                .instrument(span)
+                .await
+        }
+        _ => Ok("ignored"),
+    }
+}
+
+/// Validates the object an S3 "Object Created" event names (events for other buckets or
+/// shapes are ignored).
+pub async fn validate_event(app: &App, event: &Value) -> Result<Validation, Error> {
     let detail = &event["detail"];
+    let ignored = Validation {
+        outcome: "ignored",
+        code: None,
+        bytes_read: 0,
+        reads: 0,
+    };
     let (Some(bucket), Some(key)) = (
         detail["bucket"]["name"].as_str(),
         detail["object"]["key"].as_str(),
     ) else {
         warn!("event without bucket and key; ignored");
-        return Ok(Validation {
-            outcome: "ignored",
-            code: None,
-            bytes_read: 0,
-            reads: 0,
-        });
+        return Ok(ignored);
     };
     if event["detail-type"] != "Object Created" || bucket != app.bucket {
-        return Ok(Validation {
-            outcome: "ignored",
-            code: None,
-            bytes_read: 0,
-            reads: 0,
-        });
+        return Ok(ignored);
     }
-    let span = info_span!("event", function = "media", id = %event["id"].as_str().unwrap_or("-"));
-    media::validate_upload(&app.store, &app.objects, key)
-        .instrument(span)
-        .await
+    media::validate_upload(&app.store, &app.objects, key).await
 }
 
 /// Turns an HTTP response into the API Gateway payload 2.0 response JSON.

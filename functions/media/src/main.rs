@@ -21,8 +21,8 @@ async fn main() -> Result<(), Error> {
             let response = media::handle_http(app, req).await;
             return Ok::<Value, Error>(media::to_api_gateway_response(response));
         }
-        let validation = media::handle_event(app, &payload).await?;
-        Ok(serde_json::json!({"outcome": validation.outcome}))
+        let outcome = media::handle_event(app, &payload).await?;
+        Ok(serde_json::json!({"outcome": outcome}))
     }))
     .await
 }

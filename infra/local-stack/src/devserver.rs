@@ -108,6 +108,8 @@ pub struct EventRule {
     pub name: String,
     /// The event pattern, resolved to local names.
     pub pattern: Value,
+    /// The bus (`None`: the default bus, where S3 events go).
+    pub bus: Option<String>,
     /// The function's event handler.
     pub handler: EventHandler,
 }
@@ -121,7 +123,7 @@ impl DevServer {
             let mut env = template.resolve_environment(&function, &settings.overrides)?;
             env.extend(settings.lambda_environment());
             let built = functions::build(&function.binary, &env)?;
-            for (i, pattern) in function.event_rules.iter().enumerate() {
+            for (i, (pattern, bus)) in function.event_rules.iter().enumerate() {
                 let handler = built.event.clone().ok_or_else(|| {
                     format!(
                         "{} has an EventBridgeRule but no event handler",
@@ -131,6 +133,15 @@ impl DevServer {
                 event_rules.push(EventRule {
                     name: format!("{}-{i}", function.logical_id),
                     pattern: template.resolve_deep(pattern)?,
+                    bus: match bus {
+                        Some(b) => match template.resolve(b)? {
+                            crate::template::Resolved::Text(name) => Some(name),
+                            crate::template::Resolved::Secret => {
+                                return Err("bus named by a secret".into());
+                            }
+                        },
+                        None => None,
+                    },
                     handler,
                 });
             }

@@ -33,7 +33,8 @@ pub struct LocalSettings {
     /// `DEV_JWT_SECRET` (default `dev-jwt-secret`).
     pub jwt_secret: String,
     /// Values for variables the template takes from secrets or deploy parameters:
-    /// `META_APP_SECRET`, `META_VERIFY_TOKEN`, `META_GRAPH_URL`, `WECHAT_API_URL`.
+    /// `META_APP_SECRET`, `META_VERIFY_TOKEN`, `META_GRAPH_URL`, `WECHAT_API_URL`, and the
+    /// media fetch policy (loopback allowed for the provider sandbox).
     pub overrides: HashMap<String, String>,
 }
 

@@ -51,12 +51,14 @@ pub async fn start(
         events
             .put_rule()
             .name(&name)
+            .set_event_bus_name(rule.bus.clone())
             .event_pattern(rule.pattern.to_string())
             .send()
             .await?;
         events
             .put_targets()
             .rule(&name)
+            .set_event_bus_name(rule.bus.clone())
             .targets(
                 aws_sdk_eventbridge::types::Target::builder()
                     .id("standin")

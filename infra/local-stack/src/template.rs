@@ -112,8 +112,8 @@ pub struct FunctionSpec {
     pub environment: BTreeMap<String, Value>,
     /// `HttpApi` events.
     pub routes: Vec<RouteSpec>,
-    /// `EventBridgeRule` event patterns (on the default bus), unresolved.
-    pub event_rules: Vec<Value>,
+    /// `EventBridgeRule` events: `(pattern, EventBusName)`, unresolved (no bus: default).
+    pub event_rules: Vec<(Value, Option<Value>)>,
 }
 
 /// One `HttpApi` event.
@@ -419,7 +419,8 @@ impl Template {
                 let mut event_rules = Vec::new();
                 if let Some(events) = r["Properties"]["Events"].as_object() {
                     for event in events.values().filter(|e| e["Type"] == "EventBridgeRule") {
-                        event_rules.push(event["Properties"]["Pattern"].clone());
+                        let p = &event["Properties"];
+                        event_rules.push((p["Pattern"].clone(), p.get("EventBusName").cloned()));
                     }
                     for event in events.values().filter(|e| e["Type"] == "HttpApi") {
                         let p = &event["Properties"];

@@ -4,5 +4,6 @@ pub mod aws;
 pub mod cache;
 pub mod dynamo;
 pub mod eventbridge;
+pub mod fetch;
 pub mod keys;
 pub mod s3;

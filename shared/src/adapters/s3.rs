@@ -6,7 +6,8 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::presigning::PresigningConfig;
-use aws_sdk_s3::types::ChecksumAlgorithm;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
@@ -14,7 +15,7 @@ use serde_json::json;
 
 use crate::Error;
 use crate::domain::sniff::Blob;
-use crate::ports::{ObjectStore, PresignedUpload};
+use crate::ports::{ObjectStore, ObjectWriter, PresignedUpload};
 
 fn internal(context: &str, err: impl std::error::Error) -> Error {
     Error::Internal(format!("{context}: {}", DisplayErrorContext(err)))
@@ -94,8 +95,132 @@ impl Blob for S3Blob {
     }
 }
 
+/// Size of one multipart part (S3's minimum is 5 MiB).
+const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// Writes an object: one PutObject when it fits in a part, else a multipart upload.
+#[derive(Debug)]
+pub struct S3Writer {
+    client: Client,
+    bucket: String,
+    key: String,
+    content_type: String,
+    buffer: Vec<u8>,
+    upload_id: Option<String>,
+    parts: Vec<CompletedPart>,
+    written: u64,
+}
+
+impl S3Writer {
+    async fn flush_part(&mut self) -> Result<(), Error> {
+        if self.upload_id.is_none() {
+            let created = self
+                .client
+                .create_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .content_type(&self.content_type)
+                .send()
+                .await
+                .map_err(|e| internal("start multipart upload", e))?;
+            self.upload_id = created.upload_id().map(str::to_owned);
+        }
+        let number = i32::try_from(self.parts.len() + 1)
+            .map_err(|_| Error::Internal("too many parts".into()))?;
+        let body = std::mem::take(&mut self.buffer);
+        let part = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .set_upload_id(self.upload_id.clone())
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| internal("upload part", e))?;
+        self.parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(part.e_tag().map(str::to_owned))
+                .build(),
+        );
+        Ok(())
+    }
+}
+
+impl ObjectWriter for S3Writer {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        self.buffer.extend_from_slice(chunk);
+        self.written += chunk.len() as u64;
+        if self.buffer.len() >= PART_SIZE {
+            self.flush_part().await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self) -> Result<u64, Error> {
+        if self.upload_id.is_none() {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .content_type(&self.content_type)
+                .body(ByteStream::from(std::mem::take(&mut self.buffer)))
+                .send()
+                .await
+                .map_err(|e| internal("put object", e))?;
+            return Ok(self.written);
+        }
+        if !self.buffer.is_empty() {
+            self.flush_part().await?;
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .set_upload_id(self.upload_id.clone())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(self.parts.clone()))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| internal("complete multipart upload", e))?;
+        Ok(self.written)
+    }
+
+    async fn abort(self) {
+        if let Some(id) = &self.upload_id {
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .upload_id(id)
+                .send()
+                .await;
+        }
+    }
+}
+
 impl ObjectStore for S3Media {
     type Blob = S3Blob;
+    type Writer = S3Writer;
+
+    fn writer(&self, key: &str, content_type: &str) -> S3Writer {
+        S3Writer {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            content_type: content_type.to_owned(),
+            buffer: Vec::new(),
+            upload_id: None,
+            parts: Vec::new(),
+            written: 0,
+        }
+    }
 
     async fn presign_upload(
         &self,

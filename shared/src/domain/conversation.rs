@@ -139,6 +139,13 @@ pub struct MediaRef {
     pub mime_type: Option<String>,
     /// Size in bytes, once known.
     pub size: Option<u64>,
+    /// Customer media: `fetching` from the provider, `fetched` (see `GET /media/{media_id}`)
+    /// or `unavailable` (with `reason`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Why it is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A stored message (SPEC §5).

@@ -51,6 +51,9 @@ impl MediaKind {
     }
 }
 
+/// Largest media a customer may send us (providers allow up to 100 MB documents).
+pub const INBOUND_MAX_SIZE: u64 = 100 * MB;
+
 /// Largest static sticker.
 pub const STATIC_STICKER_MAX: u64 = 100 * KB;
 /// Sticker dimensions.
@@ -445,6 +448,19 @@ pub struct MediaRecord {
     pub reason: Option<String>,
     /// When it was created.
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Sent by a customer (fetched from the provider) rather than uploaded by an agent.
+    pub inbound: bool,
+}
+
+impl MediaRecord {
+    /// The size limit its content is checked against.
+    pub fn max_size(&self) -> u64 {
+        if self.inbound {
+            INBOUND_MAX_SIZE
+        } else {
+            self.kind.max_size()
+        }
+    }
 }
 
 /// Object keys of an upload: received into quarantine, moved to clean once valid.

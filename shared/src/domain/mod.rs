@@ -4,6 +4,7 @@ pub mod auth;
 pub mod channel;
 pub mod conversation;
 pub mod error;
+pub mod fetch;
 pub mod ids;
 pub mod inbound;
 pub mod media;

@@ -266,15 +266,18 @@ fn describe(m: Magic) -> &'static str {
 
 /// Inspects content against the declared type. `Ok(Err(_))` is a verdict (reject);
 /// `Err(_)` is a read failure (worth a retry).
+/// `max_size` is the kind's limit for uploads ([`MediaKind::max_size`]); media customers
+/// sent may be larger ([`crate::domain::media::INBOUND_MAX_SIZE`]).
 pub async fn inspect<B: Blob>(
     reader: &mut ChunkedReader<B>,
     declared: &MediaType,
+    max_size: u64,
 ) -> Result<Result<Inspection, Rejection>, Error> {
     let size = reader.len();
     if size == 0 {
         return reject("empty_file", "the file is empty");
     }
-    let max = declared.kind.max_size();
+    let max = max_size;
     if size > max {
         return reject(
             "too_large",

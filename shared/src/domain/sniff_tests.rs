@@ -227,8 +227,12 @@ fn check(bytes: Vec<u8>, declared: &str) -> Result<Inspection, Rejection> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    rt.block_on(inspect(&mut reader, mime(declared)))
-        .expect("no read error")
+    rt.block_on(inspect(
+        &mut reader,
+        mime(declared),
+        mime(declared).kind.max_size(),
+    ))
+    .expect("no read error")
 }
 
 fn rejected(bytes: Vec<u8>, declared: &str) -> &'static str {
@@ -322,7 +326,7 @@ fn deciding_an_mp4_with_moov_at_the_end_reads_headers_not_the_media() {
         .build()
         .unwrap();
     let verdict = rt
-        .block_on(inspect(&mut reader, mime("video/mp4")))
+        .block_on(inspect(&mut reader, mime("video/mp4"), 16 * 1024 * 1024))
         .unwrap();
     assert!(verdict.is_ok());
     assert!(

@@ -228,6 +228,14 @@ async fn ingest_item<S: InboundStore>(
                             "kind": message.kind,
                             "provider_message_id": message.provider_message_id,
                             "created_at": rfc3339(&message.effective_time(now)),
+                            "has_media": message.media.is_some(),
+                            "media": message.media.as_ref().map(|m| json!({
+                                "provider_media_id": m.provider_media_id,
+                                "url": m.url,
+                                "mime_type": m.mime_type,
+                                "sha256": m.sha256,
+                                "filename": m.filename,
+                            })),
                         }),
                     });
                     // A status may have arrived before this outbound message was recorded:

@@ -82,6 +82,7 @@ pub async fn create_upload(
         reason_code: None,
         reason: None,
         created_at: now,
+        inbound: false,
     };
     store.create_media(&record).await?;
     let key = quarantine_key(&principal.tenant_id, &id);
@@ -213,7 +214,7 @@ pub async fn validate_upload(
     let declared = media_type(&record.mime_type)
         .ok_or_else(|| Error::Internal(format!("media {id} has an unknown declared type")))?;
     let mut reader = ChunkedReader::new(blob);
-    let verdict = inspect(&mut reader, declared).await?;
+    let verdict = inspect(&mut reader, declared, record.max_size()).await?;
     let (bytes_read, reads) = (reader.bytes_fetched, reader.reads);
     record.size = reader.len();
     let outcome = match verdict {
@@ -256,4 +257,303 @@ pub async fn validate_upload(
         "upload validated"
     );
     Ok(outcome)
+}
+
+/// The media part of a `MessageReceived` event.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EventMedia {
+    /// WhatsApp/WeChat media id.
+    pub provider_media_id: Option<String>,
+    /// Messenger/Instagram attachment URL.
+    pub url: Option<String>,
+    /// Declared MIME type.
+    pub mime_type: Option<String>,
+    /// WhatsApp's SHA-256 of the file.
+    pub sha256: Option<String>,
+    /// Declared file name.
+    pub filename: Option<String>,
+}
+
+/// A `MessageReceived` event carrying media.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InboundMediaEvent {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Channel.
+    pub channel_id: String,
+    /// Conversation.
+    pub conversation_id: String,
+    /// Message.
+    pub message_id: String,
+    /// Message time (part of its key).
+    pub created_at: String,
+    /// The media.
+    pub media: EventMedia,
+}
+
+/// The ports fetching inbound media uses.
+pub struct FetchPorts<'a, D, M, O, F, L> {
+    /// Channels (for credentials).
+    pub directory: &'a D,
+    /// Media records.
+    pub media: &'a M,
+    /// The bucket.
+    pub objects: &'a O,
+    /// The guarded HTTP client.
+    pub fetcher: &'a F,
+    /// Message ↔ media links.
+    pub links: &'a L,
+}
+
+async fn read_small<B: crate::ports::FetchBody>(
+    body: &mut B,
+    cap: usize,
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next_chunk().await? {
+        out.extend_from_slice(&chunk);
+        if out.len() > cap {
+            return Err("the provider's answer is too large".into());
+        }
+    }
+    Ok(out)
+}
+
+/// Fetches a customer's media into quarantine at once (provider URLs expire within
+/// minutes), where the upload validator checks it like any upload, and links it to the
+/// message. A failure marks the message's media `unavailable` with a reason; it is never
+/// an error for the webhook (this runs on the event, after the webhook answered).
+#[allow(clippy::too_many_lines)]
+pub async fn fetch_inbound<D, M, O, F, L>(
+    ports: FetchPorts<'_, D, M, O, F, L>,
+    graph_url: &str,
+    event: &InboundMediaEvent,
+    now: DateTime<Utc>,
+) -> Result<&'static str, Error>
+where
+    D: crate::ports::ChannelDirectory,
+    M: MediaStore,
+    O: ObjectStore,
+    F: crate::ports::MediaFetcher,
+    L: crate::ports::MessageMedia,
+{
+    use crate::domain::channel::ChannelType;
+    use crate::domain::ids::{ChannelId, TenantId};
+    use crate::domain::media::INBOUND_MAX_SIZE;
+    use crate::ports::{FetchBody, MediaLink, ObjectWriter};
+    use sha2::Digest;
+
+    let (Ok(tenant), Ok(channel_id)) = (
+        TenantId::parse(&event.tenant_id),
+        ChannelId::parse(&event.channel_id),
+    ) else {
+        return Ok("ignored");
+    };
+    let Some(routed) = ports
+        .directory
+        .by_id(&channel_id)
+        .await?
+        .filter(|r| r.channel.tenant_id == tenant)
+    else {
+        warn!(channel_id = %channel_id, "media event for an unknown channel; ignored");
+        return Ok("ignored");
+    };
+    let tenant_ref = &tenant;
+    let link = |l: MediaLink| async move {
+        ports
+            .links
+            .link_media(
+                tenant_ref,
+                &event.conversation_id,
+                &event.created_at,
+                &event.message_id,
+                &l,
+            )
+            .await
+    };
+    let unavailable = |reason: String| MediaLink::Unavailable { reason };
+    let token = routed
+        .credentials
+        .access_token
+        .as_ref()
+        .map(|t| t.expose().to_owned());
+
+    // Where the bytes are, and what the provider says about them.
+    let mut mime = event.media.mime_type.clone();
+    let mut expected_sha256 = event.media.sha256.clone();
+    let (url, bearer) = match routed.channel.channel_type {
+        ChannelType::Whatsapp => {
+            let Some(media_id) = event.media.provider_media_id.as_deref() else {
+                link(unavailable("the message named no media id".into())).await?;
+                return Ok("unavailable");
+            };
+            let lookup = format!("{}/{}", graph_url.trim_end_matches('/'), media_id);
+            let answer = match ports.fetcher.get(&lookup, token.as_deref()).await {
+                Ok(mut body) => read_small(&mut body, 64 * 1024).await,
+                Err(reason) => Err(reason),
+            };
+            let meta: serde_json::Value = match answer.and_then(|b| {
+                serde_json::from_slice(&b)
+                    .map_err(|_| "the Graph API answer is not JSON".to_owned())
+            }) {
+                Ok(v) => v,
+                Err(reason) => {
+                    link(unavailable(format!(
+                        "WhatsApp media lookup failed: {reason}"
+                    )))
+                    .await?;
+                    return Ok("unavailable");
+                }
+            };
+            let Some(url) = meta["url"].as_str().map(str::to_owned) else {
+                link(unavailable("the Graph API gave no media URL".into())).await?;
+                return Ok("unavailable");
+            };
+            mime = mime.or_else(|| meta["mime_type"].as_str().map(str::to_owned));
+            // The lookup describes the file behind the URL: it wins over the webhook's copy.
+            expected_sha256 = meta["sha256"]
+                .as_str()
+                .map(str::to_owned)
+                .or(expected_sha256);
+            (url, token.clone())
+        }
+        ChannelType::Messenger | ChannelType::Instagram => match event.media.url.clone() {
+            Some(url) => (url, None),
+            None => {
+                link(unavailable("the message carried no attachment URL".into())).await?;
+                return Ok("unavailable");
+            }
+        },
+        ChannelType::Wechat => {
+            link(unavailable(
+                "WeChat media is not fetched yet; ask the customer to resend it on another channel"
+                    .into(),
+            ))
+            .await?;
+            return Ok("unavailable");
+        }
+    };
+
+    let mut body = match ports.fetcher.get(&url, bearer.as_deref()).await {
+        Ok(body) => body,
+        Err(reason) => {
+            link(unavailable(format!("the download failed: {reason}"))).await?;
+            return Ok("unavailable");
+        }
+    };
+    let mime = mime
+        .or_else(|| body.content_type().map(str::to_owned))
+        .unwrap_or_default();
+    let Some(declared) = media_type(&mime) else {
+        link(unavailable(format!(
+            "the customer sent a {mime:?} file, a type the chatroom does not accept"
+        )))
+        .await?;
+        return Ok("unavailable");
+    };
+    if body.declared_len().is_some_and(|l| l > INBOUND_MAX_SIZE) {
+        link(unavailable("the file is larger than 100 MB".into())).await?;
+        return Ok("unavailable");
+    }
+
+    let id = ulid::Ulid::new().to_string();
+    let filename = event
+        .media
+        .filename
+        .clone()
+        .filter(|f| !f.is_empty() && f.len() <= 255 && !f.contains(['/', '\\']))
+        .unwrap_or_else(|| format!("{id}.{}", declared.extensions[0]));
+    let mut record = MediaRecord {
+        id: id.clone(),
+        tenant_id: tenant.clone(),
+        status: MediaStatus::Pending,
+        filename,
+        mime_type: declared.mime.to_owned(),
+        kind: declared.kind,
+        size: 0,
+        sha256: None,
+        reason_code: None,
+        reason: None,
+        created_at: now,
+        inbound: true,
+    };
+    ports.media.create_media(&record).await?;
+    let key = quarantine_key(&tenant, &id);
+    let mut writer = ports.objects.writer(&key, declared.mime);
+    let mut hasher = sha2::Sha256::new();
+    let mut total: u64 = 0;
+    let failure = loop {
+        match body.next_chunk().await {
+            Ok(Some(chunk)) => {
+                total += chunk.len() as u64;
+                if total > INBOUND_MAX_SIZE {
+                    break Some("the file is larger than 100 MB".to_owned());
+                }
+                hasher.update(&chunk);
+                writer.write(&chunk).await?;
+            }
+            Ok(None) => break None,
+            Err(reason) => break Some(reason),
+        }
+    };
+    let digest = hasher.finalize();
+    let failure = failure.or_else(|| match &expected_sha256 {
+        Some(expected) if !sha256_matches(expected, &digest) => {
+            Some("the downloaded file does not match the provider's SHA-256".to_owned())
+        }
+        _ => None,
+    });
+    if let Some(reason) = failure {
+        writer.abort().await;
+        record.status = MediaStatus::Rejected;
+        record.reason_code = Some("fetch_failed".into());
+        record.reason = Some(reason.clone());
+        ports.media.settle_media(&record).await?;
+        link(unavailable(reason)).await?;
+        return Ok("unavailable");
+    }
+    writer.finish().await?;
+    link(MediaLink::Fetched {
+        media_id: id.clone(),
+    })
+    .await?;
+    info!(tenant = %tenant, media_id = %id, bytes = total, "customer media fetched");
+    Ok("fetched")
+}
+
+/// Whether a provider's SHA-256 (hex or base64) names these digest bytes.
+fn sha256_matches(expected: &str, digest: &[u8]) -> bool {
+    use base64::Engine;
+    let expected = expected.trim();
+    let decoded = if expected.len() == 64 {
+        hex::decode(expected).ok()
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(expected)
+            .ok()
+    };
+    decoded.is_some_and(|d| d == digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_hashes_match_in_hex_or_base64() {
+        use base64::Engine;
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(b"hello");
+        assert!(sha256_matches(&hex::encode(digest), &digest));
+        assert!(sha256_matches(&hex::encode(digest).to_uppercase(), &digest));
+        assert!(sha256_matches(
+            &base64::engine::general_purpose::STANDARD.encode(digest),
+            &digest
+        ));
+        assert!(!sha256_matches("abc", &digest));
+        assert!(!sha256_matches(
+            &hex::encode(sha2::Sha256::digest(b"other")),
+            &digest
+        ));
+    }
 }

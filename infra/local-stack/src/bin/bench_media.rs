@@ -90,7 +90,7 @@ async fn validate(env: HashMap<String, String>) -> Result<(), BoxError> {
         "resources": [], "detail": {"version": "0", "bucket": {"name": env["MEDIA_BUCKET"]},
         "object": {"key": quarantine_key(&TenantId::parse("bench")?, "01BENCHMP4"), "size": SIZE}}
     });
-    let validation = media::handle_event(&app, &event).await?;
+    let validation = media::validate_event(&app, &event).await?;
     println!(
         "{} {} {} {}",
         validation.outcome,
@@ -138,6 +138,7 @@ async fn main() -> Result<(), BoxError> {
         reason_code: None,
         reason: None,
         created_at: Utc::now(),
+        inbound: false,
     })
     .await?;
     let s3 = aws_sdk_s3::Client::from_conf(

@@ -119,6 +119,8 @@ fn message_from(item: &HashMap<String, AttributeValue>) -> Result<Message, Error
             media_id: r.media_id.clone(),
             mime_type: r.media_mime_type.clone(),
             size: r.media_size,
+            status: r.media_status.clone(),
+            reason: r.media_reason.clone(),
         }),
         error: r.error_code.clone().map(|code| DeliveryError {
             code,

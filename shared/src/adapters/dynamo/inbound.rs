@@ -51,6 +51,10 @@ pub(super) struct MessageRecord {
     pub media_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_filename: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_reason: Option<String>,
     pub status: String,
     pub status_rank: u8,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -242,6 +246,7 @@ impl InboundStore for DynamoStore {
             media_url: media.and_then(|x| x.url.clone()),
             media_sha256: media.and_then(|x| x.sha256.clone()),
             media_filename: media.and_then(|x| x.filename.clone()),
+            media_status: media.map(|_| "fetching".to_owned()),
             status: status.as_str().into(),
             status_rank: status.rank(),
             provider_message_id: Some(m.provider_message_id.clone()),
@@ -551,5 +556,43 @@ impl InboundStore for DynamoStore {
             message_id: id,
             conversation_id: conversation_id.to_owned(),
         })
+    }
+}
+
+impl crate::ports::MessageMedia for DynamoStore {
+    async fn link_media(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        created_at: &str,
+        message_id: &str,
+        link: &crate::ports::MediaLink,
+    ) -> Result<(), Error> {
+        let key = keys::message(tenant, conversation_id, created_at, message_id);
+        let mut e = Expr::default();
+        match link {
+            crate::ports::MediaLink::Fetched { media_id } => {
+                e.set("media_id", s(media_id))
+                    .set("media_status", s("fetched"));
+            }
+            crate::ports::MediaLink::Unavailable { reason } => {
+                e.set("media_status", s("unavailable"))
+                    .set("media_reason", s(reason));
+            }
+        }
+        let pk = e.name(keys::PK);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(key.pk))
+            .key(keys::SK, s(key.sk))
+            .update_expression(e.update_expression())
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .condition_expression(format!("attribute_exists({pk})"))
+            .send()
+            .await
+            .map_err(|err| internal("link message media", err))?;
+        Ok(())
     }
 }

@@ -26,6 +26,8 @@ struct MediaItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
     created_at: String,
+    #[serde(default)]
+    inbound: bool,
 }
 
 impl MediaItem {
@@ -47,6 +49,7 @@ impl MediaItem {
             sha256: self.sha256,
             reason_code: self.reason_code,
             reason: self.reason,
+            inbound: self.inbound,
         })
     }
 }
@@ -64,6 +67,7 @@ impl MediaStore for DynamoStore {
             reason_code: None,
             reason: None,
             created_at: rfc3339(&r.created_at),
+            inbound: r.inbound,
         };
         let mut item: std::collections::HashMap<_, _> =
             serde_dynamo::to_item(item).map_err(|e| internal("encode media", e))?;
