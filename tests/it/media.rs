@@ -358,3 +358,42 @@ async fn messenger_attachments_are_fetched_only_from_allowed_hosts() {
     let media = settled_media(&other.tenant).await;
     assert_eq!(media["status"], "unavailable", "{media}");
 }
+
+#[tokio::test]
+async fn a_wechat_image_is_fetched_with_the_account_access_token() {
+    let channel = connect("wechat").await;
+    let vars = FixtureVars::new(&channel, true);
+    let media_id = format!("wxm{}", vars.msg_id);
+    sandbox_put(&media_id, jpeg(), "image/jpeg");
+    let xml = vars.render(&fixture("wechat/image.xml"));
+    let start = xml.find("<MediaId>").expect("MediaId");
+    let end = xml.find("</MediaId>").expect("MediaId end");
+    let xml = format!(
+        "{}<MediaId><![CDATA[{media_id}]]>{}",
+        &xml[..start],
+        &xml[end..]
+    );
+    let reply = integration_tests::post_wechat(&channel, &xml).await;
+    assert_eq!(reply.text, "success");
+    let media = settled_media(&channel.tenant).await;
+    assert_eq!(media["status"], "fetched", "{media}");
+    assert_eq!(
+        media_record(&channel.tenant, media["media_id"].as_str().unwrap()).await["status"],
+        "valid"
+    );
+}
+
+#[tokio::test]
+async fn wechat_media_it_no_longer_has_is_unavailable_with_its_error() {
+    let channel = connect("wechat").await;
+    let vars = FixtureVars::new(&channel, true);
+    let reply =
+        integration_tests::post_wechat(&channel, &vars.render(&fixture("wechat/image.xml"))).await;
+    assert_eq!(reply.text, "success");
+    let media = settled_media(&channel.tenant).await;
+    assert_eq!(media["status"], "unavailable", "{media}");
+    assert!(
+        media["reason"].as_str().unwrap().contains("40007"),
+        "{media}"
+    );
+}

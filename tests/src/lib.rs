@@ -113,6 +113,33 @@ async fn sandbox(listener: tokio::net::TcpListener) {
                 }
             }),
         )
+        .route(
+            "/wechat/cgi-bin/token",
+            get(|axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+                let ok = q.get("appid").map(String::as_str) == Some("wx123")
+                    && q.get("secret").map(String::as_str) == Some("wx-secret");
+                if ok {
+                    r#"{"access_token":"wx-sandbox-token","expires_in":7200}"#
+                } else {
+                    r#"{"errcode":40125,"errmsg":"invalid appsecret"}"#
+                }
+            }),
+        )
+        .route(
+            "/wechat/cgi-bin/media/get",
+            get(|axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+                let media = q.get("media_id").cloned().unwrap_or_default();
+                let found = sandbox_media().lock().expect("sandbox").get(&media).cloned();
+                match (q.get("access_token").map(String::as_str), found) {
+                    (Some("wx-sandbox-token"), Some((bytes, mime))) => ([("content-type", mime)], bytes).into_response(),
+                    _ => (
+                        [("content-type", "text/plain".to_owned())],
+                        br#"{"errcode":40007,"errmsg":"invalid media_id"}"#.to_vec(),
+                    )
+                        .into_response(),
+                }
+            }),
+        )
         .with_state(base);
     axum::serve(listener, app).await.expect("sandbox serves");
 }
@@ -144,7 +171,7 @@ fn start() -> TestStack {
             ("META_APP_SECRET", META_APP_SECRET),
             ("META_VERIFY_TOKEN", META_VERIFY_TOKEN),
             ("META_GRAPH_URL", &format!("{sandbox_url}/graph")),
-            ("WECHAT_API_URL", "http://127.0.0.1:9/wechat"),
+            ("WECHAT_API_URL", &format!("{sandbox_url}/wechat")),
             ("MEDIA_FETCH_ALLOW_LOOPBACK", "true"),
             // Only the sandbox: fixture URLs pointing at Meta's CDN are refused at once.
             ("MEDIA_FETCH_ALLOWED_HOSTS", "localhost"),

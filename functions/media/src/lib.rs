@@ -20,10 +20,10 @@ use shared::adapters::dynamo::DynamoStore;
 use shared::adapters::eventbridge::SOURCE;
 use shared::adapters::fetch::GuardedFetcher;
 use shared::adapters::s3::S3Media;
-use shared::config::{Config, ConfigError, DEFAULT_META_GRAPH_URL, Source};
+use shared::config::{Config, ConfigError, DEFAULT_META_GRAPH_URL, DEFAULT_WECHAT_API_URL, Source};
 use shared::domain::fetch::FetchPolicy;
 use shared::http::{self, json, respond};
-use shared::service::media::{self, FetchPorts, InboundMediaEvent, Validation};
+use shared::service::media::{self, FetchPorts, InboundMediaEvent, ProviderUrls, Validation};
 use tracing::{Instrument, info_span, warn};
 
 /// Clients and settings, built once per process.
@@ -34,7 +34,7 @@ pub struct App {
     objects: S3Media,
     fetcher: GuardedFetcher,
     bucket: String,
-    graph_url: String,
+    urls: ProviderUrls,
 }
 
 impl App {
@@ -79,9 +79,14 @@ impl App {
             ),
             fetcher,
             bucket,
-            graph_url: env
-                .optional("META_GRAPH_URL")
-                .unwrap_or_else(|| DEFAULT_META_GRAPH_URL.to_owned()),
+            urls: ProviderUrls {
+                graph: env
+                    .optional("META_GRAPH_URL")
+                    .unwrap_or_else(|| DEFAULT_META_GRAPH_URL.to_owned()),
+                wechat: env
+                    .optional("WECHAT_API_URL")
+                    .unwrap_or_else(|| DEFAULT_WECHAT_API_URL.to_owned()),
+            },
         })
     }
 }
@@ -142,7 +147,7 @@ pub async fn handle_event(app: &App, event: &Value) -> Result<&'static str, Erro
                 fetcher: &app.fetcher,
                 links: &app.store,
             };
-            media::fetch_inbound(ports, &app.graph_url, &detail, Utc::now())
+            media::fetch_inbound(ports, &app.urls, &detail, Utc::now())
                 .instrument(span)
                 .await
         }

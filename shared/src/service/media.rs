@@ -291,6 +291,15 @@ pub struct InboundMediaEvent {
     pub media: EventMedia,
 }
 
+/// Provider API base URLs (`META_GRAPH_URL`, `WECHAT_API_URL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderUrls {
+    /// Graph API base, with the version.
+    pub graph: String,
+    /// WeChat API base.
+    pub wechat: String,
+}
+
 /// The ports fetching inbound media uses.
 pub struct FetchPorts<'a, D, M, O, F, L> {
     /// Channels (for credentials).
@@ -326,7 +335,7 @@ async fn read_small<B: crate::ports::FetchBody>(
 #[allow(clippy::too_many_lines)]
 pub async fn fetch_inbound<D, M, O, F, L>(
     ports: FetchPorts<'_, D, M, O, F, L>,
-    graph_url: &str,
+    urls: &ProviderUrls,
     event: &InboundMediaEvent,
     now: DateTime<Utc>,
 ) -> Result<&'static str, Error>
@@ -387,7 +396,7 @@ where
                 link(unavailable("the message named no media id".into())).await?;
                 return Ok("unavailable");
             };
-            let lookup = format!("{}/{}", graph_url.trim_end_matches('/'), media_id);
+            let lookup = format!("{}/{}", urls.graph.trim_end_matches('/'), media_id);
             let answer = match ports.fetcher.get(&lookup, token.as_deref()).await {
                 Ok(mut body) => read_small(&mut body, 64 * 1024).await,
                 Err(reason) => Err(reason),
@@ -425,12 +434,43 @@ where
             }
         },
         ChannelType::Wechat => {
-            link(unavailable(
-                "WeChat media is not fetched yet; ask the customer to resend it on another channel"
-                    .into(),
-            ))
-            .await?;
-            return Ok("unavailable");
+            let credentials = &routed.credentials;
+            let (Some(media_id), Some(app_id), Some(secret)) = (
+                event.media.provider_media_id.as_deref(),
+                credentials.app_id.as_ref(),
+                credentials.app_secret.as_ref(),
+            ) else {
+                link(unavailable(
+                    "the message named no media id, or the channel has no app credentials".into(),
+                ))
+                .await?;
+                return Ok("unavailable");
+            };
+            let base = urls.wechat.trim_end_matches('/');
+            let token_url = format!(
+                "{base}/cgi-bin/token?grant_type=client_credential&appid={}&secret={}",
+                app_id.expose(),
+                secret.expose()
+            );
+            let answer = match ports.fetcher.get(&token_url, None).await {
+                Ok(mut body) => read_small(&mut body, 16 * 1024).await,
+                Err(reason) => Err(reason),
+            };
+            let token = answer
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["access_token"].as_str().map(str::to_owned));
+            let Some(token) = token else {
+                link(unavailable(
+                    "WeChat refused the account's AppID/AppSecret (no access token)".into(),
+                ))
+                .await?;
+                return Ok("unavailable");
+            };
+            (
+                format!("{base}/cgi-bin/media/get?access_token={token}&media_id={media_id}"),
+                None,
+            )
         }
     };
 
@@ -441,6 +481,23 @@ where
             return Ok("unavailable");
         }
     };
+    // WeChat answers errors (expired media, bad token) as JSON with a 200.
+    if routed.channel.channel_type == ChannelType::Wechat
+        && body
+            .content_type()
+            .is_some_and(|c| c.starts_with("application/json") || c.starts_with("text/plain"))
+    {
+        let answer = read_small(&mut body, 16 * 1024).await.unwrap_or_default();
+        let message = serde_json::from_slice::<serde_json::Value>(&answer)
+            .ok()
+            .map(|v| format!("{} {}", v["errcode"], v["errmsg"].as_str().unwrap_or("")))
+            .unwrap_or_else(|| "no file in the answer".into());
+        link(unavailable(format!(
+            "WeChat could not give the media: {message}"
+        )))
+        .await?;
+        return Ok("unavailable");
+    }
     let mime = mime
         .or_else(|| body.content_type().map(str::to_owned))
         .unwrap_or_default();
