@@ -230,11 +230,13 @@ pub trait ObjectStore: Send + Sync {
     /// Opens an object for ranged reads; `None` when it does not exist.
     fn open(&self, key: &str) -> impl Future<Output = Result<Option<Self::Blob>, Error>> + Send;
 
-    /// Copies `from` to `to` and returns the SHA-256 (hex) the store computed.
+    /// Copies `from` (only if still at `version`, when given) to `to` and returns the
+    /// SHA-256 (hex) the store computed. A replaced object is a `Conflict`.
     fn copy_with_sha256(
         &self,
         from: &str,
         to: &str,
+        version: Option<&str>,
     ) -> impl Future<Output = Result<String, Error>> + Send;
 
     /// Deletes an object (absent is fine).

@@ -15,7 +15,7 @@ use crate::domain::fetch::FetchPolicy;
 use crate::ports::{FetchBody, MediaFetcher};
 
 /// Whole-request time cap (connect, headers and body).
-pub const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 /// Most redirects followed.
 const MAX_REDIRECTS: usize = 3;
 
@@ -61,6 +61,8 @@ impl GuardedFetcher {
                     attempt.error("redirect to a URL that is not a provider media host")
                 }
             }))
+            // A proxy would resolve names itself, around the guarded resolver.
+            .no_proxy()
             .timeout(FETCH_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             .build()

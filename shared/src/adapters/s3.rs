@@ -65,11 +65,24 @@ pub struct S3Blob {
     bucket: String,
     key: String,
     size: u64,
+    etag: Option<String>,
+}
+
+/// The object changed while it was read (a 412 on a pinned read or copy).
+fn changed() -> Error {
+    Error::conflict(
+        "object_changed",
+        "the object was replaced while it was being checked",
+    )
 }
 
 impl Blob for S3Blob {
     fn len(&self) -> u64 {
         self.size
+    }
+
+    fn version(&self) -> Option<&str> {
+        self.etag.as_deref()
     }
 
     async fn read_at(&mut self, offset: u64, len: u64) -> Result<Vec<u8>, Error> {
@@ -83,9 +96,16 @@ impl Blob for S3Blob {
             .bucket(&self.bucket)
             .key(&self.key)
             .range(format!("bytes={offset}-{last}"))
+            .set_if_match(self.etag.clone())
             .send()
             .await
-            .map_err(|e| internal("ranged get", e))?;
+            .map_err(|e| {
+                if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) {
+                    changed()
+                } else {
+                    internal("ranged get", e)
+                }
+            })?;
         let bytes = out
             .body
             .collect()
@@ -160,6 +180,20 @@ impl ObjectWriter for S3Writer {
     }
 
     async fn finish(mut self) -> Result<u64, Error> {
+        let result = self.complete().await;
+        if result.is_err() {
+            self.abort_upload().await;
+        }
+        result
+    }
+
+    async fn abort(self) {
+        self.abort_upload().await;
+    }
+}
+
+impl S3Writer {
+    async fn complete(&mut self) -> Result<u64, Error> {
         if self.upload_id.is_none() {
             self.client
                 .put_object()
@@ -191,7 +225,7 @@ impl ObjectWriter for S3Writer {
         Ok(self.written)
     }
 
-    async fn abort(self) {
+    async fn abort_upload(&self) {
         if let Some(id) = &self.upload_id {
             let _ = self
                 .client
@@ -306,23 +340,36 @@ impl ObjectStore for S3Media {
                     .content_length()
                     .and_then(|l| u64::try_from(l).ok())
                     .unwrap_or(0),
+                etag: h.e_tag().map(str::to_owned),
             })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(internal("head object", e)),
         }
     }
 
-    async fn copy_with_sha256(&self, from: &str, to: &str) -> Result<String, Error> {
+    async fn copy_with_sha256(
+        &self,
+        from: &str,
+        to: &str,
+        version: Option<&str>,
+    ) -> Result<String, Error> {
         let out = self
             .client
             .copy_object()
             .bucket(&self.bucket)
             .key(to)
             .copy_source(format!("{}/{from}", self.bucket))
+            .set_copy_source_if_match(version.map(str::to_owned))
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .send()
             .await
-            .map_err(|e| internal("copy object", e))?;
+            .map_err(|e| {
+                if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) {
+                    changed()
+                } else {
+                    internal("copy object", e)
+                }
+            })?;
         let checksum = out
             .copy_object_result()
             .and_then(|r| r.checksum_sha256())

@@ -67,6 +67,13 @@ pub fn is_internal(ip: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00
                 || (s[0] & 0xffc0) == 0xfe80
+                // Site-local (deprecated), NAT64, 6to4 and Teredo can all reach IPv4
+                // space, internal addresses included; IPv4-compatible addresses too.
+                || (s[0] & 0xffc0) == 0xfec0
+                || (s[0] == 0x64 && s[1] == 0xff9b)
+                || s[0] == 0x2002
+                || (s[0] == 0x2001 && s[1] == 0)
+                || s[..6].iter().all(|x| *x == 0)
         }
     }
 }
@@ -173,6 +180,11 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "2001:0:4136:e378::1",
+            "::10.0.0.1",
+            "fec0::1",
         ] {
             assert!(!p.address_allowed(ip.parse().unwrap()), "{ip}");
         }

@@ -17,8 +17,8 @@ pub const CHUNK: u64 = 64 * 1024;
 const CACHED_CHUNKS: usize = 8;
 /// Largest `moov` box or ZIP central directory read to decide.
 const MAX_INDEX: u64 = 8 * 1024 * 1024;
-/// Most top-level MP4 boxes walked.
-const MAX_BOXES: usize = 1024;
+/// Most MP4 boxes walked at one level.
+const MAX_BOXES: usize = 256;
 /// Most entries in an Office document.
 const MAX_ZIP_ENTRIES: usize = 5_000;
 /// Most bytes an Office document may expand to.
@@ -42,6 +42,12 @@ pub trait Blob: Send {
         offset: u64,
         len: u64,
     ) -> impl Future<Output = Result<Vec<u8>, Error>> + Send;
+
+    /// The version read (an ETag): reads and the final copy are pinned to it, so an
+    /// object replaced while it is being checked is never promoted.
+    fn version(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// A blob in memory.
@@ -94,6 +100,28 @@ impl<B: Blob> ChunkedReader<B> {
     /// Whether the blob is empty.
     pub fn is_empty(&self) -> bool {
         self.blob.is_empty()
+    }
+
+    /// The version being read.
+    pub fn version(&self) -> Option<&str> {
+        self.blob.version()
+    }
+
+    /// A few bytes: from the cache when their chunk is there, else read directly (box
+    /// headers far apart must not cost a chunk each).
+    pub async fn peek(&mut self, offset: u64, len: u64) -> Result<Vec<u8>, Error> {
+        let base = offset - offset % CHUNK;
+        if self.chunks.iter().any(|(b, _)| *b == base) && offset + len <= base + CHUNK {
+            return self.read(offset, len).await;
+        }
+        let len = len.min(self.len().saturating_sub(offset));
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        self.reads += 1;
+        let bytes = self.blob.read_at(offset, len).await?;
+        self.bytes_fetched += bytes.len() as u64;
+        Ok(bytes)
     }
 
     /// Up to `len` bytes at `offset` (fewer at the end), through the chunk cache. Spans
@@ -300,27 +328,16 @@ pub async fn inspect<B: Blob>(
         animated: false,
     };
     // Media that also carries a ZIP directory at its end is a polyglot.
-    let media_magic = matches!(
-        found,
-        Magic::Jpeg
-            | Magic::Png
-            | Magic::Webp
-            | Magic::Iso
-            | Magic::Ogg
-            | Magic::Mp3
-            | Magic::Aac
-            | Magic::Amr
-    );
-    if media_magic && contains(&tail, b"PK\x05\x06") {
+    if found != Magic::Zip && contains(&tail, b"PK\x05\x06") {
         return reject(
             "polyglot",
-            "the file is also a ZIP archive; export it again from a plain image or media tool",
+            "the file is also a ZIP archive; export it again from a plain tool",
         );
     }
     let verdict: Result<Inspection, Rejection> = match found {
         Magic::Jpeg => {
             let end = tail.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
-            if end < 2 || tail[..end].ends_with(&[0xFF, 0xD9]) {
+            if end >= 2 && tail[..end].ends_with(&[0xFF, 0xD9]) {
                 Ok(inspection("image/jpeg"))
             } else {
                 return reject(
@@ -413,14 +430,7 @@ pub async fn inspect<B: Blob>(
         },
         Magic::Unknown => {
             if declared.mime == "text/plain" {
-                let sample = &head[..head.len().min(8192)];
-                let text_ok = !sample.contains(&0)
-                    && match std::str::from_utf8(sample) {
-                        Ok(_) => true,
-                        // A multi-byte character cut by the sample's end is fine.
-                        Err(e) => e.error_len().is_none() && (size as usize) > sample.len(),
-                    };
-                if text_ok {
+                if text_ok(reader).await? {
                     Ok(inspection("text/plain"))
                 } else {
                     return reject("content_mismatch", "the file is not UTF-8 text");
@@ -447,6 +457,31 @@ pub async fn inspect<B: Blob>(
             })
         }
     }))
+}
+
+/// Whether the whole file is UTF-8 text without NUL bytes (read chunk by chunk; a text
+/// file is at most a document's 16 MB).
+async fn text_ok<B: Blob>(reader: &mut ChunkedReader<B>) -> Result<bool, Error> {
+    let size = reader.len();
+    let mut carry: Vec<u8> = Vec::new();
+    let mut at = 0;
+    while at < size {
+        let mut chunk = std::mem::take(&mut carry);
+        chunk.extend(reader.read(at, CHUNK).await?);
+        at += CHUNK;
+        if chunk.contains(&0) {
+            return Ok(false);
+        }
+        match std::str::from_utf8(&chunk) {
+            Ok(_) => {}
+            // A character cut at the chunk's end continues in the next one.
+            Err(e) if e.error_len().is_none() && at < size => {
+                carry = chunk[e.valid_up_to()..].to_vec();
+            }
+            Err(_) => return Ok(false),
+        }
+    }
+    Ok(carry.is_empty())
 }
 
 fn webp(
@@ -530,11 +565,12 @@ fn children(data: &[u8]) -> Option<Vec<([u8; 4], &[u8])>> {
             1 => (16, usize::try_from(be64(data, at + 8)?).ok()?),
             n => (8, n),
         };
-        if size < header || at + size > data.len() {
+        let end = at.checked_add(size).filter(|&e| e <= data.len())?;
+        if size < header {
             return None;
         }
-        out.push((kind, &data[at + header..at + size]));
-        at += size;
+        out.push((kind, &data[at + header..end]));
+        at = end;
         if out.len() > MAX_BOXES {
             return None;
         }
@@ -579,7 +615,7 @@ async fn iso<B: Blob>(
         if walked > MAX_BOXES {
             return reject("corrupt", "the file has too many top-level boxes");
         }
-        let h = reader.read(at, 16).await?;
+        let h = reader.peek(at, 16).await?;
         let (Some(size32), Some(kind)) = (be32(&h, 0), h.get(4..8)) else {
             return reject(
                 "truncated",

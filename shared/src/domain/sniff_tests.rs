@@ -805,6 +805,37 @@ fn hostile_files_are_rejected_with_their_reason() {
             "image/jpeg",
             "heic_not_supported",
         ),
+        (
+            "moov with a wrapping 64-bit box size",
+            {
+                let mut inner = boxed(b"free", &[]);
+                inner.extend([0, 0, 0, 1]);
+                inner.extend(b"trak");
+                inner.extend((u64::MAX - 7).to_be_bytes());
+                inner.extend([0u8; 16]);
+                [ftyp(b"isom", &[b"isom"]), boxed(b"moov", &inner)].concat()
+            },
+            "video/mp4",
+            "corrupt",
+        ),
+        (
+            "text with a binary tail after 8 KB",
+            [vec![b'a'; 70 * 1024], vec![0x7f, b'E', b'L', b'F', 0, 0]].concat(),
+            "text/plain",
+            "content_mismatch",
+        ),
+        (
+            "pdf with a zip appended",
+            [pdf(true), office("word/document.xml", &[])].concat(),
+            "application/pdf",
+            "polyglot",
+        ),
+        (
+            "jpeg whose last 64 KB are zeros",
+            [jpeg()[..100].to_vec(), vec![0u8; 70 * 1024]].concat(),
+            "image/jpeg",
+            "truncated",
+        ),
     ];
     assert!(cases.len() >= 50, "{} hostile files", cases.len());
     for (label, bytes, declared, code) in cases {

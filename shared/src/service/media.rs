@@ -214,13 +214,25 @@ pub async fn validate_upload(
     let declared = media_type(&record.mime_type)
         .ok_or_else(|| Error::Internal(format!("media {id} has an unknown declared type")))?;
     let mut reader = ChunkedReader::new(blob);
-    let verdict = inspect(&mut reader, declared, record.max_size()).await?;
+    // A re-upload through the same form while this runs fires its own event: this check
+    // stops as soon as it sees the object changed, and never promotes a newer version.
+    let verdict = match inspect(&mut reader, declared, record.max_size()).await {
+        Err(Error::Conflict { .. }) => return Ok(Validation::ignored()),
+        other => other?,
+    };
+    let version = reader.version().map(str::to_owned);
     let (bytes_read, reads) = (reader.bytes_fetched, reader.reads);
     record.size = reader.len();
     let outcome = match verdict {
         Ok(found) => {
             let clean = clean_key(&tenant, &id);
-            let sha256 = objects.copy_with_sha256(key, &clean).await?;
+            let sha256 = match objects
+                .copy_with_sha256(key, &clean, version.as_deref())
+                .await
+            {
+                Err(Error::Conflict { .. }) => return Ok(Validation::ignored()),
+                other => other?,
+            };
             record.status = MediaStatus::Valid;
             record.mime_type = found.mime.to_owned();
             record.sha256 = Some(sha256);
@@ -547,7 +559,10 @@ where
                     break Some("the file is larger than 100 MB".to_owned());
                 }
                 hasher.update(&chunk);
-                writer.write(&chunk).await?;
+                if let Err(e) = writer.write(&chunk).await {
+                    writer.abort().await;
+                    return Err(e);
+                }
             }
             Ok(None) => break None,
             Err(reason) => break Some(reason),
