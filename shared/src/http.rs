@@ -9,7 +9,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::{error, warn};
+use tracing::{Instrument, error, info_span, warn};
 
 use crate::Error;
 use crate::domain::auth::Principal;
@@ -94,6 +94,22 @@ fn with_content_type(status: StatusCode, body: Body, content_type: &'static str)
 /// Turns a handler's result into the response, whatever it was.
 pub fn respond(result: Result<Response<Body>, Error>) -> Response<Body> {
     result.unwrap_or_else(|e| error_response(&e))
+}
+
+/// Runs a function's router for one request inside a span naming the function, API
+/// Gateway's request id and the route; every error becomes its response.
+pub async fn serve<'r, F, Fut>(function: &'static str, req: &'r Request, route: F) -> Response<Body>
+where
+    F: FnOnce(&'r Request) -> Fut,
+    Fut: std::future::Future<Output = Result<Response<Body>, Error>>,
+{
+    let span = info_span!(
+        "request",
+        function,
+        request_id = %request_id(req),
+        route = %route_key(req),
+    );
+    respond(route(req).instrument(span).await)
 }
 
 fn context(

@@ -10,9 +10,8 @@ use shared::adapters::aws::{SharedCredentialsProvider, dynamodb_client, sdk_conf
 use shared::adapters::dynamo::DynamoStore;
 use shared::config::{Config, ConfigError, Source};
 use shared::domain::conversation::ConversationFilter;
-use shared::http::{self, json, respond};
+use shared::http::{self, json};
 use shared::service::{channels, conversations};
-use tracing::{Instrument, info_span};
 
 /// Clients and settings, built once per process.
 #[derive(Debug, Clone)]
@@ -37,15 +36,7 @@ impl App {
 
 /// Handles one API Gateway request. Never fails: every error is a response.
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
-    let span = info_span!(
-        "request",
-        function = "chatroom",
-        request_id = %http::request_id(&req),
-        route = %http::route_key(&req),
-    );
-    async move { respond(route(app, &req).await) }
-        .instrument(span)
-        .await
+    http::serve("chatroom", &req, |req| route(app, req)).await
 }
 
 async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {

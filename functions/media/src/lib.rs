@@ -22,7 +22,7 @@ use shared::adapters::fetch::GuardedFetcher;
 use shared::adapters::s3::S3Media;
 use shared::config::{Config, ConfigError, DEFAULT_META_GRAPH_URL, DEFAULT_WECHAT_API_URL, Source};
 use shared::domain::fetch::FetchPolicy;
-use shared::http::{self, json, respond};
+use shared::http::{self, json};
 use shared::service::media::{self, FetchPorts, InboundMediaEvent, ProviderUrls, Validation};
 use tracing::{Instrument, info_span, warn};
 
@@ -93,15 +93,7 @@ impl App {
 
 /// Handles one API Gateway request. Never fails: every error is a response.
 pub async fn handle_http(app: &App, req: Request) -> Response<Body> {
-    let span = info_span!(
-        "request",
-        function = "media",
-        request_id = %http::request_id(&req),
-        route = %http::route_key(&req),
-    );
-    async move { respond(route(app, &req).await) }
-        .instrument(span)
-        .await
+    http::serve("media", &req, |req| route(app, req)).await
 }
 
 async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {

@@ -22,10 +22,10 @@ use shared::config::{Config, ConfigError, MetaSettings, Source};
 use shared::domain::channel::ChannelType;
 use shared::domain::ids::ChannelId;
 use shared::domain::{meta, wechat};
-use shared::http::{self, respond};
+use shared::http;
 use shared::ports::ChannelDirectory;
 use shared::service::ingest::{self, IngestPorts, IngestReport};
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, warn};
 
 /// Largest Meta webhook accepted (Meta batches up to 1000 updates in one POST).
 pub const MAX_META_BODY: usize = 4 * 1024 * 1024;
@@ -49,19 +49,24 @@ impl App {
     ) -> Result<Self, ConfigError> {
         let config = Config::from_source(env)?;
         let sdk = sdk_config(&config.aws, credentials);
-        Self::with_clients(env, dynamodb_client(&sdk), eventbridge_client(&sdk))
+        Self::with_clients(
+            env,
+            &config,
+            dynamodb_client(&sdk),
+            eventbridge_client(&sdk),
+        )
     }
 
     /// Builds the app around given clients (measurements attach interceptors to them).
     pub fn with_clients(
         env: &impl Source,
+        config: &Config,
         dynamo: DynamoDbClient,
         events: EventBridgeClient,
     ) -> Result<Self, ConfigError> {
-        let config = Config::from_source(env)?;
         let meta = MetaSettings::from_source(env)?;
         let bus = env.required("EVENT_BUS_NAME")?;
-        let store = DynamoStore::new(dynamo, config.table_name);
+        let store = DynamoStore::new(dynamo, config.table_name.clone());
         Ok(Self {
             meta,
             directory: CachedDirectory::new(store.clone()),
@@ -83,15 +88,7 @@ impl App {
 
 /// Handles one API Gateway request. Never fails: every error is a response.
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
-    let span = info_span!(
-        "request",
-        function = "webhook",
-        request_id = %http::request_id(&req),
-        route = %http::route_key(&req),
-    );
-    async move { respond(route(app, &req).await) }
-        .instrument(span)
-        .await
+    http::serve("webhook", &req, |req| route(app, req)).await
 }
 
 async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {

@@ -137,6 +137,7 @@ pub async fn ingest_items<S: InboundStore>(
     now: DateTime<Utc>,
 ) -> Ingested {
     let mut groups: Vec<(String, Vec<WebhookItem>)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut oversize = 0;
     for item in items {
         let (customer, id) = match &item {
@@ -149,9 +150,13 @@ pub async fn ingest_items<S: InboundStore>(
             oversize += 1;
             continue;
         }
-        match groups.iter_mut().find(|(c, _)| c == customer) {
-            Some((_, group)) => group.push(item),
-            None => groups.push((customer.clone(), vec![item])),
+        // Batches hold up to 1000 items: find a customer's group through an index.
+        match index.get(customer) {
+            Some(&at) => groups[at].1.push(item),
+            None => {
+                index.insert(customer.clone(), groups.len());
+                groups.push((customer.clone(), vec![item]));
+            }
         }
     }
     let results: Vec<Ingested> = stream::iter(groups)

@@ -89,7 +89,8 @@ async fn main() -> Result<(), BoxError> {
             .interceptor(counter.clone())
             .build(),
     );
-    let app = webhook::App::with_clients(&env, dynamo, events)?;
+    let config = shared::config::Config::from_source(&env)?;
+    let app = webhook::App::with_clients(&env, &config, dynamo, events)?;
 
     // A connected WhatsApp channel.
     let store = DynamoStore::new(

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{DynamoStore, decode_cursor, encode_cursor, get_s, internal, key_item, s};
+use super::{DynamoStore, get_s, internal, key_item, s};
 use crate::Error;
 use crate::adapters::keys::{self, Key};
 use crate::domain::channel::{Channel, ChannelType, Credentials, Secret};
@@ -123,17 +123,10 @@ fn routed_from_item(item: HashMap<String, AttributeValue>) -> Result<RoutedChann
 
 impl DynamoStore {
     async fn routing_record(&self, key: Key) -> Result<Option<RoutedChannel>, Error> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(key.pk))
-            .key(keys::SK, s(key.sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| internal("get channel route", e))?;
-        out.item.map(routed_from_item).transpose()
+        self.get_consistent(key, "get channel route")
+            .await?
+            .map(routed_from_item)
+            .transpose()
     }
 }
 
@@ -218,43 +211,23 @@ impl ChannelStore for DynamoStore {
         tenant: &TenantId,
         page: &PageRequest,
     ) -> Result<Page<Channel>, Error> {
-        let pk = keys::tenant(tenant).pk;
-        let start = match &page.cursor {
-            Some(cursor) => {
-                let sk = decode_cursor(cursor, 1, keys::CHANNEL_PREFIX)?.remove(0);
-                Some(HashMap::from([
-                    (keys::PK.to_owned(), s(pk.clone())),
-                    (keys::SK.to_owned(), s(sk)),
-                ]))
-            }
-            None => None,
-        };
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(pk))
-            .expression_attribute_values(":prefix", s(keys::CHANNEL_PREFIX))
-            .set_exclusive_start_key(start)
-            .limit(i32::from(page.limit))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| internal("list channels", e))?;
-        let items = out
-            .items()
-            .iter()
+        let (items, next_cursor) = self
+            .query_prefix(
+                keys::tenant(tenant).pk,
+                keys::CHANNEL_PREFIX,
+                page,
+                false,
+                "list channels",
+            )
+            .await?;
+        let items = items
+            .into_iter()
             .map(|item| {
-                serde_dynamo::from_item::<_, ChannelRecord>(item.clone())
+                serde_dynamo::from_item::<_, ChannelRecord>(item)
                     .map_err(|e| internal("decode channel", e))
                     .and_then(ChannelRecord::into_channel)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = out
-            .last_evaluated_key()
-            .and_then(|k| get_s(k, keys::SK))
-            .map(|sk| encode_cursor(&[sk]));
         Ok(Page { items, next_cursor })
     }
 }

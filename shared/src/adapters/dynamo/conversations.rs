@@ -276,18 +276,11 @@ impl ConversationReader for DynamoStore {
         if !id.starts_with("cv_") || id.len() > 64 || id.contains('#') {
             return Ok(None);
         }
-        let key = keys::conversation(tenant, id);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(key.pk))
-            .key(keys::SK, s(key.sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| internal("get conversation", e))?;
-        out.item.as_ref().map(conversation_from).transpose()
+        self.get_consistent(keys::conversation(tenant, id), "get conversation")
+            .await?
+            .as_ref()
+            .map(conversation_from)
+            .transpose()
     }
 
     async fn list_messages(
@@ -296,42 +289,21 @@ impl ConversationReader for DynamoStore {
         conversation_id: &str,
         page: &PageRequest,
     ) -> Result<Page<Message>, Error> {
-        let pk = keys::messages_pk(tenant, conversation_id);
-        let start = match &page.cursor {
-            Some(c) => {
-                let sk = decode_cursor(c, 1, keys::MESSAGE_PREFIX)?.remove(0);
-                Some(HashMap::from([
-                    (keys::PK.to_owned(), s(pk.clone())),
-                    (keys::SK.to_owned(), s(sk)),
-                ]))
-            }
-            None => None,
-        };
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(pk))
-            .expression_attribute_values(":prefix", s(keys::MESSAGE_PREFIX))
-            .set_exclusive_start_key(start)
-            .scan_index_forward(false)
-            .limit(i32::from(page.limit))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| internal("list messages", e))?;
-        let mut items = out
-            .items()
+        let (items, next_cursor) = self
+            .query_prefix(
+                keys::messages_pk(tenant, conversation_id),
+                keys::MESSAGE_PREFIX,
+                page,
+                true,
+                "list messages",
+            )
+            .await?;
+        let mut items = items
             .iter()
             .map(message_from)
             .collect::<Result<Vec<_>, _>>()?;
         self.merge_statuses(tenant, conversation_id, &mut items)
             .await?;
-        let next_cursor = out
-            .last_evaluated_key()
-            .and_then(|k| get_s(k, keys::SK))
-            .map(|sk| encode_cursor(&[sk]));
         Ok(Page { items, next_cursor })
     }
 }

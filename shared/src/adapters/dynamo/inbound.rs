@@ -375,17 +375,8 @@ impl InboundStore for DynamoStore {
     ) -> Result<Option<StatusUpdate>, Error> {
         let conversation = conversation_id(&channel.id, customer);
         let key = keys::provider_message(&channel.tenant_id, &conversation, provider_message_id);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(key.pk))
-            .key(keys::SK, s(key.sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| internal("read kept status", e))?;
-        let Some((status, error)) = out.item.as_ref().and_then(status_of) else {
+        let item = self.get_consistent(key, "read kept status").await?;
+        let Some((status, error)) = item.as_ref().and_then(status_of) else {
             return Ok(None);
         };
         Ok(Some(StatusUpdate {

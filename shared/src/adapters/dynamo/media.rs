@@ -88,18 +88,8 @@ impl MediaStore for DynamoStore {
         if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Ok(None);
         }
-        let key = keys::media(tenant, id);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(key.pk))
-            .key(keys::SK, s(key.sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| internal("get media", e))?;
-        out.item
+        self.get_consistent(keys::media(tenant, id), "get media")
+            .await?
             .map(|item| {
                 serde_dynamo::from_item::<_, MediaItem>(item)
                     .map_err(|e| internal("decode media", e))

@@ -65,6 +65,68 @@ fn get_s<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'
         .map(String::as_str)
 }
 
+impl DynamoStore {
+    /// One item by key, read consistently (the reads that decide something).
+    async fn get_consistent(
+        &self,
+        key: Key,
+        context: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, Error> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(key.pk))
+            .key(keys::SK, s(key.sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| internal(context, e))?;
+        Ok(out.item)
+    }
+
+    /// One page of the items of `pk` whose sort key starts with `prefix`, read
+    /// consistently, with the cursor of the next page.
+    async fn query_prefix(
+        &self,
+        pk: String,
+        prefix: &str,
+        page: &crate::domain::page::PageRequest,
+        newest_first: bool,
+        context: &str,
+    ) -> Result<(Vec<HashMap<String, AttributeValue>>, Option<String>), Error> {
+        let start = match &page.cursor {
+            Some(cursor) => {
+                let sk = decode_cursor(cursor, 1, prefix)?.remove(0);
+                Some(HashMap::from([
+                    (keys::PK.to_owned(), s(pk.clone())),
+                    (keys::SK.to_owned(), s(sk)),
+                ]))
+            }
+            None => None,
+        };
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":prefix", s(prefix))
+            .set_exclusive_start_key(start)
+            .scan_index_forward(!newest_first)
+            .limit(i32::from(page.limit))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| internal(context, e))?;
+        let next_cursor = out
+            .last_evaluated_key()
+            .and_then(|k| get_s(k, keys::SK))
+            .map(|sk| encode_cursor(&[sk]));
+        Ok((out.items.unwrap_or_default(), next_cursor))
+    }
+}
+
 /// Encodes the key a page stopped at (the caller's tenant always fixes the partition, so
 /// a cursor cannot reach into another tenant).
 fn encode_cursor(parts: &[&str]) -> String {
