@@ -19,7 +19,8 @@ use crate::domain::window::{Window, WindowPolicy};
 /// Longest conversation preview, in characters.
 pub const PREVIEW_CHARS: usize = 100;
 
-fn derived(prefix: &str, parts: &[&str]) -> String {
+/// A stable id: `prefix` and 24 hex digits of a hash of the parts.
+pub fn derived_id(prefix: &str, parts: &[&str]) -> String {
     let mut hash = Sha256::new();
     for p in parts {
         hash.update(p.as_bytes());
@@ -30,12 +31,12 @@ fn derived(prefix: &str, parts: &[&str]) -> String {
 
 /// The customer id of a provider user on a channel (stable, derived).
 pub fn customer_id(channel: &ChannelId, external_id: &str) -> String {
-    derived("cu_", &["customer", channel.as_str(), external_id])
+    derived_id("cu_", &["customer", channel.as_str(), external_id])
 }
 
 /// The conversation id of a provider user on a channel (stable, derived).
 pub fn conversation_id(channel: &ChannelId, external_id: &str) -> String {
-    derived("cv_", &["conversation", channel.as_str(), external_id])
+    derived_id("cv_", &["conversation", channel.as_str(), external_id])
 }
 
 /// A short preview: the text, else a placeholder for the kind.

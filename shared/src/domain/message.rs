@@ -242,6 +242,30 @@ impl DeliveryError {
                 "The template is disabled.",
                 "Use another approved template.",
             ),
+            "190" => (
+                "The channel's access token is invalid or has expired.",
+                "Reconnect the channel with a new access token.",
+            ),
+            "10" | "200" | "230" => (
+                "The app lacks the permission this message needs.",
+                "Check the app's permissions for this channel (for example Human Agent).",
+            ),
+            "551" | "2018001" | "40003" => (
+                "The customer cannot receive messages from this account now.",
+                "Wait for the customer to write again.",
+            ),
+            "2018278" => (
+                "The message was outside the allowed messaging window.",
+                "Wait for the customer to write again.",
+            ),
+            "outcome_unknown" => (
+                "The provider did not answer in time; it may have accepted the message.",
+                "Do not resend yet: the status will update when the provider reports it.",
+            ),
+            "retries_exhausted" => (
+                "The provider kept failing temporarily (rate limit or outage).",
+                "Send it again in a few minutes.",
+            ),
             "45015" => (
                 "WeChat's reply window has passed since the customer last wrote.",
                 "Wait for the customer to write again.",

@@ -1,0 +1,614 @@
+//! Outbound messages: what an agent asks to send, whether the platform allows it now, the
+//! provider request for each channel, and what the provider's answer means (SPEC §4–5).
+//!
+//! Everything here is pure: the service in [`crate::service::outbound`] does the I/O.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::Error;
+use crate::domain::channel::ChannelType;
+use crate::domain::media::MediaKind;
+use crate::domain::message::{DeliveryError, MessageKind};
+use crate::domain::template::TemplateCall;
+use crate::domain::window::{WECHAT_REPLIES_PER_MESSAGE, Window, WindowMode};
+
+/// Longest text message (WhatsApp's limit; Messenger's is 2000, checked per channel).
+pub const MAX_TEXT_CHARS: usize = 4096;
+/// Longest Messenger/Instagram text.
+pub const MAX_MESSENGER_TEXT_CHARS: usize = 2000;
+/// Longest media caption.
+pub const MAX_CAPTION_CHARS: usize = 1024;
+/// Longest `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// The kinds an agent can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboundKind {
+    /// Text (emoji included).
+    Text,
+    /// WEBP sticker.
+    Sticker,
+    /// JPEG/PNG image.
+    Image,
+    /// MP4/3GP video.
+    Video,
+    /// Audio or voice note.
+    Audio,
+    /// Document.
+    File,
+    /// WhatsApp template.
+    Template,
+}
+
+impl OutboundKind {
+    /// The media kind it needs, if it is a media message.
+    pub fn media_kind(self) -> Option<MediaKind> {
+        match self {
+            Self::Sticker => Some(MediaKind::Sticker),
+            Self::Image => Some(MediaKind::Image),
+            Self::Video => Some(MediaKind::Video),
+            Self::Audio => Some(MediaKind::Audio),
+            Self::File => Some(MediaKind::Document),
+            Self::Text | Self::Template => None,
+        }
+    }
+
+    /// The stored message kind.
+    pub fn message_kind(self) -> MessageKind {
+        match self {
+            Self::Text => MessageKind::Text,
+            Self::Sticker => MessageKind::Sticker,
+            Self::Image => MessageKind::Image,
+            Self::Video => MessageKind::Video,
+            Self::Audio => MessageKind::Audio,
+            Self::File => MessageKind::File,
+            Self::Template => MessageKind::Template,
+        }
+    }
+
+    /// Media the provider delivers without a caption: a text goes out as a second message.
+    fn drops_caption(self) -> bool {
+        matches!(self, Self::Audio | Self::Sticker)
+    }
+}
+
+/// `POST /conversations/{id}/messages`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendMessage {
+    /// What to send.
+    pub kind: OutboundKind,
+    /// Text of a text message; with media, its caption (or a follow-up text for audio).
+    pub text: Option<String>,
+    /// A `valid` media record (media kinds).
+    pub media_id: Option<String>,
+    /// Caption of an image, video or file.
+    pub caption: Option<String>,
+    /// Template and parameters (kind `template`).
+    pub template: Option<TemplateCall>,
+}
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error::validation("invalid_message", message)
+}
+
+fn non_blank(v: &Option<String>) -> Option<&str> {
+    v.as_deref().filter(|t| !t.trim().is_empty())
+}
+
+/// One provider message of a send: most sends are one, audio or a sticker with text two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// A text message.
+    Text(String),
+    /// A media message with an optional caption.
+    Media {
+        /// Outbound kind (image, sticker, …).
+        kind: OutboundKind,
+        /// Caption, for kinds that carry one.
+        caption: Option<String>,
+    },
+    /// A template message.
+    Template(TemplateCall),
+}
+
+impl Part {
+    /// The stored kind.
+    pub fn message_kind(&self) -> MessageKind {
+        match self {
+            Self::Text(_) => MessageKind::Text,
+            Self::Media { kind, .. } => kind.message_kind(),
+            Self::Template(_) => MessageKind::Template,
+        }
+    }
+
+    /// The text the conversation shows (caption for media).
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Self::Text(t) => Some(t),
+            Self::Media { caption, .. } => caption.as_deref(),
+            Self::Template(_) => None,
+        }
+    }
+}
+
+impl SendMessage {
+    /// Checks the fields against the kind and returns the provider messages to send, in
+    /// order (media first when its text cannot travel as a caption).
+    pub fn parts(&self) -> Result<Vec<Part>, Error> {
+        let text = non_blank(&self.text);
+        let caption = non_blank(&self.caption);
+        let long = |t: &str, max: usize, what: &str| -> Result<(), Error> {
+            if t.chars().count() > max {
+                return Err(invalid(format!("{what} is longer than {max} characters")));
+            }
+            Ok(())
+        };
+        match self.kind {
+            OutboundKind::Text => {
+                if self.media_id.is_some() || self.caption.is_some() || self.template.is_some() {
+                    return Err(invalid("a text message takes only text"));
+                }
+                let text = text.ok_or_else(|| invalid("text is required"))?;
+                long(text, MAX_TEXT_CHARS, "text")?;
+                Ok(vec![Part::Text(text.to_owned())])
+            }
+            OutboundKind::Template => {
+                if self.media_id.is_some() || self.text.is_some() || self.caption.is_some() {
+                    return Err(invalid("a template message takes only template"));
+                }
+                let call = self
+                    .template
+                    .clone()
+                    .ok_or_else(|| invalid("template {name, language, parameters} is required"))?;
+                Ok(vec![Part::Template(call)])
+            }
+            kind => {
+                if self.template.is_some() {
+                    return Err(invalid("template is only for kind template"));
+                }
+                if non_blank(&self.media_id).is_none() {
+                    return Err(invalid(format!(
+                        "media_id is required for {}",
+                        kind.message_kind().as_str()
+                    )));
+                }
+                if text.is_some() && caption.is_some() {
+                    return Err(invalid("give either text or caption, not both"));
+                }
+                let words = caption.or(text);
+                if kind.drops_caption() {
+                    if let Some(t) = words {
+                        long(t, MAX_TEXT_CHARS, "text")?;
+                    }
+                    let mut parts = vec![Part::Media {
+                        kind,
+                        caption: None,
+                    }];
+                    parts.extend(words.map(|t| Part::Text(t.to_owned())));
+                    return Ok(parts);
+                }
+                if let Some(t) = words {
+                    long(t, MAX_CAPTION_CHARS, "caption")?;
+                }
+                Ok(vec![Part::Media {
+                    kind,
+                    caption: words.map(str::to_owned),
+                }])
+            }
+        }
+    }
+}
+
+/// Checks an `Idempotency-Key` header value.
+pub fn check_idempotency_key(key: &str) -> Result<(), Error> {
+    let ok = !key.is_empty()
+        && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
+        && key.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1-255 visible ASCII characters",
+        ))
+    }
+}
+
+/// Who is sending: the HUMAN_AGENT tag is for people only (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// An agent through the API.
+    Agent,
+    /// A bot or automation.
+    Bot,
+}
+
+/// How a send goes out, decided from the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// A reply inside the window (`messaging_type: RESPONSE` on Messenger).
+    Response,
+    /// Messenger/Instagram 24 h–7 d: `MESSAGE_TAG` + `HUMAN_AGENT`.
+    HumanAgent,
+    /// A WhatsApp template (allowed whatever the window).
+    Template,
+}
+
+/// Whether the channel can carry this kind at all.
+pub fn check_supported(channel: ChannelType, part: &Part) -> Result<(), Error> {
+    let unsupported = |what: &str| {
+        Err(Error::validation(
+            "kind_not_supported",
+            format!("{channel} cannot receive {what} messages"),
+        ))
+    };
+    match (channel, part) {
+        (ChannelType::Whatsapp, _) => Ok(()),
+        (_, Part::Template(_)) => Err(Error::validation(
+            "template_not_supported",
+            "message templates exist only for WhatsApp",
+        )),
+        (
+            ChannelType::Wechat,
+            Part::Media {
+                kind: OutboundKind::Sticker,
+                ..
+            },
+        ) => unsupported("sticker"),
+        (
+            ChannelType::Wechat,
+            Part::Media {
+                kind: OutboundKind::File,
+                ..
+            },
+        ) => unsupported("file"),
+        (ChannelType::Messenger | ChannelType::Instagram, Part::Text(t))
+            if t.chars().count() > MAX_MESSENGER_TEXT_CHARS =>
+        {
+            Err(invalid(format!(
+                "{channel} texts are at most {MAX_MESSENGER_TEXT_CHARS} characters"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Decides whether `parts` may be sent now and how (SPEC §4). A refusal is a 422 that says
+/// what the agent can do instead.
+pub fn authorize(
+    channel: ChannelType,
+    window: &Window,
+    replies_since_inbound: u32,
+    parts: &[Part],
+    sender: Sender,
+) -> Result<Delivery, Error> {
+    for part in parts {
+        check_supported(channel, part)?;
+    }
+    if matches!(parts, [Part::Template(_)]) {
+        return Ok(Delivery::Template);
+    }
+    match window.mode {
+        WindowMode::FreeForm => {
+            let count = u32::try_from(parts.len()).unwrap_or(u32::MAX);
+            if channel == ChannelType::Wechat
+                && replies_since_inbound.saturating_add(count) > WECHAT_REPLIES_PER_MESSAGE
+            {
+                return Err(Error::validation(
+                    "window_closed",
+                    format!(
+                        "WeChat allows {WECHAT_REPLIES_PER_MESSAGE} replies per customer message; {} left",
+                        WECHAT_REPLIES_PER_MESSAGE.saturating_sub(replies_since_inbound)
+                    ),
+                ));
+            }
+            Ok(Delivery::Response)
+        }
+        WindowMode::HumanAgent if sender == Sender::Agent => Ok(Delivery::HumanAgent),
+        WindowMode::HumanAgent => Err(Error::validation(
+            "window_closed",
+            "more than 24 hours since the customer wrote: only a human agent may answer now",
+        )),
+        WindowMode::TemplateOnly => Err(Error::validation(
+            "template_required",
+            "more than 24 hours since the customer wrote: send an approved template",
+        )),
+        WindowMode::Closed => Err(Error::validation(
+            "window_closed",
+            match channel {
+                ChannelType::Wechat if window.expires_at.is_none() && replies_since_inbound > 0 => {
+                    "the customer must write again before more replies can be sent"
+                }
+                _ => "the customer service window is closed: wait for the customer to write",
+            },
+        )),
+    }
+}
+
+/// A part resolved for the wire: media as a link (Meta) or an uploaded id (WeChat).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Content<'a> {
+    /// Text.
+    Text(&'a str),
+    /// Media.
+    Media {
+        /// Kind.
+        kind: OutboundKind,
+        /// Short-lived HTTPS link (Meta) or WeChat media id.
+        source: &'a str,
+        /// Caption.
+        caption: Option<&'a str>,
+        /// File name (documents).
+        filename: &'a str,
+    },
+    /// WhatsApp template.
+    Template {
+        /// Name.
+        name: &'a str,
+        /// Language code.
+        language: &'a str,
+        /// Filled components.
+        components: Vec<Value>,
+    },
+}
+
+/// The body of WhatsApp Cloud API `POST /{phone_number_id}/messages`. `reference` comes back
+/// in status webhooks (`biz_opaque_callback_data`), which reconciles an unknown outcome.
+pub fn whatsapp_body(to: &str, content: &Content<'_>, reference: &str) -> Value {
+    let mut body = json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "biz_opaque_callback_data": reference,
+    });
+    let (kind, object) = match content {
+        Content::Text(t) => ("text", json!({"preview_url": false, "body": t})),
+        Content::Media {
+            kind,
+            source,
+            caption,
+            filename,
+        } => {
+            let name = match kind {
+                OutboundKind::Image => "image",
+                OutboundKind::Video => "video",
+                OutboundKind::Audio => "audio",
+                OutboundKind::Sticker => "sticker",
+                _ => "document",
+            };
+            let mut object = json!({"link": source});
+            if let Some(c) = caption {
+                object["caption"] = json!(c);
+            }
+            if *kind == OutboundKind::File {
+                object["filename"] = json!(filename);
+            }
+            (name, object)
+        }
+        Content::Template {
+            name,
+            language,
+            components,
+        } => (
+            "template",
+            json!({"name": name, "language": {"code": language}, "components": components}),
+        ),
+    };
+    body["type"] = json!(kind);
+    body[kind] = object;
+    body
+}
+
+/// The body of Messenger/Instagram `POST /{page_id|ig_id}/messages`.
+pub fn messenger_body(
+    to: &str,
+    content: &Content<'_>,
+    delivery: Delivery,
+    reference: &str,
+) -> Value {
+    let message = match content {
+        Content::Text(t) => json!({"text": t}),
+        Content::Media { kind, source, .. } => {
+            let kind = match kind {
+                OutboundKind::Image | OutboundKind::Sticker => "image",
+                OutboundKind::Video => "video",
+                OutboundKind::Audio => "audio",
+                _ => "file",
+            };
+            json!({"attachment": {"type": kind, "payload": {"url": source, "is_reusable": false}}})
+        }
+        // Refused before (templates are WhatsApp-only); kept total for the type.
+        Content::Template { name, .. } => json!({"text": name}),
+    };
+    let mut body = json!({"recipient": {"id": to}, "message": message});
+    body["message"]["metadata"] = json!(reference);
+    match delivery {
+        Delivery::HumanAgent => {
+            body["messaging_type"] = json!("MESSAGE_TAG");
+            body["tag"] = json!("HUMAN_AGENT");
+        }
+        Delivery::Response | Delivery::Template => body["messaging_type"] = json!("RESPONSE"),
+    }
+    body
+}
+
+/// The WeChat media type an outbound kind is uploaded as.
+pub fn wechat_media_type(kind: OutboundKind) -> &'static str {
+    match kind {
+        OutboundKind::Audio => "voice",
+        OutboundKind::Video => "video",
+        _ => "image",
+    }
+}
+
+/// The body of WeChat `cgi-bin/message/custom/send`.
+pub fn wechat_body(to: &str, content: &Content<'_>) -> Value {
+    match content {
+        Content::Media { kind, source, .. } => {
+            let t = wechat_media_type(*kind);
+            let mut body = json!({"touser": to, "msgtype": t});
+            body[t] = json!({"media_id": source});
+            body
+        }
+        Content::Text(t) => json!({"touser": to, "msgtype": "text", "text": {"content": t}}),
+        Content::Template { name, .. } => {
+            json!({"touser": to, "msgtype": "text", "text": {"content": name}})
+        }
+    }
+}
+
+/// What one provider call came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attempt {
+    /// Accepted, with the provider's message id (WeChat gives none).
+    Accepted(Option<String>),
+    /// Failed for now: try again (after at least `after` when the provider said).
+    Retry {
+        /// The provider's code (or `http_<status>`).
+        code: String,
+        /// `Retry-After`.
+        after: Option<Duration>,
+    },
+    /// WeChat: the access token is invalid or expired; fetch a new one and try again.
+    RefreshToken,
+    /// Failed for good.
+    Failed(DeliveryError),
+    /// The provider may have accepted it (timeout after the request was sent, or an answer
+    /// we cannot read): never re-sent blindly, reconciled by status webhooks.
+    Unknown,
+}
+
+/// Graph error codes worth retrying (throttling and temporary failures).
+const GRAPH_TRANSIENT: &[i64] = &[1, 2, 4, 17, 32, 613, 80007, 130429, 131000, 131016, 131056];
+
+/// Reads a Graph API answer (WhatsApp, Messenger, Instagram).
+pub fn classify_graph(status: u16, body: &[u8], retry_after: Option<Duration>) -> Attempt {
+    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if (200..300).contains(&status) {
+        let id = json["messages"][0]["id"]
+            .as_str()
+            .or_else(|| json["message_id"].as_str());
+        return match id {
+            Some(id) => Attempt::Accepted(Some(id.to_owned())),
+            None => Attempt::Unknown,
+        };
+    }
+    let error = &json["error"];
+    let code = error["code"].as_i64();
+    let transient = status == 429
+        || status >= 500
+        || error["is_transient"].as_bool() == Some(true)
+        || code.is_some_and(|c| GRAPH_TRANSIENT.contains(&c));
+    let code_text = code.map_or_else(|| format!("http_{status}"), |c| c.to_string());
+    if transient {
+        return Attempt::Retry {
+            code: code_text,
+            after: retry_after,
+        };
+    }
+    let title = error["error_data"]["details"]
+        .as_str()
+        .or_else(|| error["message"].as_str());
+    Attempt::Failed(DeliveryError::explain(&code_text, title))
+}
+
+/// Reads a WeChat API answer (HTTP 200 with `errcode`).
+pub fn classify_wechat(status: u16, body: &[u8]) -> Attempt {
+    if status == 429 || status >= 500 {
+        return Attempt::Retry {
+            code: format!("http_{status}"),
+            after: None,
+        };
+    }
+    let json: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) if (200..300).contains(&status) => return Attempt::Unknown,
+        Err(_) => {
+            return Attempt::Failed(DeliveryError::explain(&format!("http_{status}"), None));
+        }
+    };
+    match json["errcode"].as_i64().unwrap_or(0) {
+        0 if (200..300).contains(&status) => Attempt::Accepted(None),
+        0 => Attempt::Failed(DeliveryError::explain(&format!("http_{status}"), None)),
+        -1 => Attempt::Retry {
+            code: "-1".into(),
+            after: None,
+        },
+        40001 | 40014 | 42001 => Attempt::RefreshToken,
+        code => Attempt::Failed(DeliveryError::explain(
+            &code.to_string(),
+            json["errmsg"].as_str(),
+        )),
+    }
+}
+
+/// Parses `Retry-After`: delay seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or_default(),
+    )
+}
+
+/// Bounded exponential backoff with jitter, honouring `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Provider calls per part, first one included.
+    pub attempts: u32,
+    /// First backoff.
+    pub base: Duration,
+    /// Largest backoff.
+    pub cap: Duration,
+    /// Longest single wait accepted (a longer `Retry-After` ends the send as failed, since
+    /// the agent is waiting for the answer).
+    pub max_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 4,
+            base: Duration::from_millis(250),
+            cap: Duration::from_secs(4),
+            max_wait: Duration::from_secs(8),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (0 = first retry), or `None` when no retry is
+    /// left. `jitter` in `[0, 1)` spreads clients apart: half the backoff is fixed, half
+    /// random.
+    pub fn delay(
+        &self,
+        retry: u32,
+        retry_after: Option<Duration>,
+        jitter: f64,
+    ) -> Option<Duration> {
+        if retry + 1 >= self.attempts {
+            return None;
+        }
+        let exp = self
+            .base
+            .saturating_mul(1u32.checked_shl(retry).unwrap_or(u32::MAX))
+            .min(self.cap);
+        let backoff = exp / 2 + exp.mul_f64(jitter.clamp(0.0, 1.0) / 2.0);
+        let wait = retry_after.map_or(backoff, |r| r.max(backoff));
+        (wait <= self.max_wait).then_some(wait)
+    }
+}
+
+#[cfg(test)]
+#[path = "outbound_tests.rs"]
+mod tests;
