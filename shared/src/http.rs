@@ -163,12 +163,9 @@ pub fn page_request(req: &Request) -> Result<PageRequest, Error> {
     PageRequest::parse(query(req, "limit"), query(req, "cursor"))
 }
 
-/// Parses a JSON body into `T` (whose unknown fields are refused by `deny_unknown_fields`).
-///
-/// The body is read as JSON whatever `Content-Type` says (curl's `-d` sends a form type).
-/// Oversize → 413, empty or malformed JSON → 400 `invalid_json`, well-formed JSON of the
-/// wrong shape → 422 `invalid_body`.
-pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, Error> {
+/// The request body as a JSON object: 413 when too large, 400 when not JSON, 422 when
+/// not an object.
+pub fn json_value(req: &Request) -> Result<serde_json::Value, Error> {
     let bytes: &[u8] = req.body().as_ref();
     if bytes.len() > MAX_JSON_BODY {
         return Err(Error::PayloadTooLarge {
@@ -190,7 +187,22 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, Error> {
             "the body must be a JSON object",
         ));
     }
+    Ok(value)
+}
+
+/// The request body as `T` (see [`json_value`]); fields that do not fit are a 422.
+pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, Error> {
+    from_json(json_value(req)?)
+}
+
+/// A JSON object as `T`; fields that do not fit are a 422.
+pub fn from_json<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Error> {
     serde_json::from_value(value).map_err(|e| Error::validation("invalid_body", e.to_string()))
+}
+
+/// A request header as text, if present and visible ASCII.
+pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
 #[cfg(test)]

@@ -317,3 +317,158 @@ pub trait MessageMedia: Send + Sync {
         link: &MediaLink,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 }
+
+/// One outbound message being accepted (`pending`), before it goes to the provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingMessage {
+    /// Message id.
+    pub id: String,
+    /// Its time (RFC 3339 with milliseconds): orders the parts of one send.
+    pub created_at: String,
+    /// Stored kind.
+    pub kind: crate::domain::message::MessageKind,
+    /// Text or caption shown in the conversation.
+    pub text: Option<String>,
+    /// The media record sent, with its type and size.
+    pub media: Option<(String, String, u64)>,
+    /// Template name, language and parameters (kept in `raw` for audit).
+    pub raw: serde_json::Value,
+}
+
+/// Everything the pending write needs, decided before any write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboundBatch {
+    /// The channel sending.
+    pub channel: Channel,
+    /// Conversation id.
+    pub conversation_id: String,
+    /// The customer's provider id.
+    pub customer: String,
+    /// Agent (the token's `sub`), recorded on the messages.
+    pub agent_id: String,
+    /// The messages, in send order.
+    pub messages: Vec<PendingMessage>,
+    /// `Idempotency-Key` and a hash of the request it came with.
+    pub idempotency: Option<(String, String)>,
+    /// WeChat: the most replies the conversation may have had before these (quota).
+    pub reply_budget: Option<u32>,
+    /// Business-initiated: create the conversation (and customer) when absent, reopen it.
+    pub start: bool,
+}
+
+/// The result of accepting a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acceptance {
+    /// Stored as pending: send them now.
+    Accepted,
+    /// The `Idempotency-Key` was used before for the same request: these messages
+    /// (`created_at`, id) are the answer and nothing is sent again.
+    Replay(Vec<(String, String)>),
+}
+
+/// What one provider call came to, for the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Accepted by the provider, with its id when it gives one.
+    Sent(Option<String>),
+    /// Failed for good (also after retries ran out).
+    Failed(DeliveryError),
+    /// The provider may have it; status webhooks will tell.
+    Unknown,
+}
+
+/// Storing outbound messages: accepted as pending, then settled once.
+pub trait OutboundStore: Send + Sync {
+    /// Stores pending messages with the conversation's activity (and WeChat reply count),
+    /// atomically, once per `Idempotency-Key`.
+    fn accept(
+        &self,
+        batch: &OutboundBatch,
+    ) -> impl Future<Output = Result<Acceptance, Error>> + Send;
+
+    /// Records what the provider said about one message: `sent` with its provider id
+    /// (mapped back for status webhooks), or `failed` with a system message.
+    fn settle(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        message: &PendingMessage,
+        outcome: &SendOutcome,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Messages by (`created_at`, id), with their current status.
+    fn messages(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        refs: &[(String, String)],
+    ) -> impl Future<Output = Result<Vec<Message>, Error>> + Send;
+}
+
+/// Stored WhatsApp templates.
+pub trait TemplateStore: Send + Sync {
+    /// Stores a template (replacing one with the same id).
+    fn put_template(
+        &self,
+        tenant: &TenantId,
+        template: &crate::domain::template::Template,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// One template, or `None`.
+    fn get_template(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<crate::domain::template::Template>, Error>> + Send;
+
+    /// One page of the tenant's templates.
+    fn list_templates(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<crate::domain::template::Template>, Error>> + Send;
+
+    /// Deletes a template (absent is fine).
+    fn delete_template(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// A channel provider's send API (Graph API, WeChat API).
+pub trait ProviderApi: Send + Sync {
+    /// One send call; the answer classified (never retried here).
+    fn send(
+        &self,
+        channel: &RoutedChannel,
+        body: &serde_json::Value,
+    ) -> impl Future<Output = crate::domain::outbound::Attempt> + Send;
+
+    /// WeChat: uploads a file as temporary media and returns its media id.
+    fn upload_wechat_media(
+        &self,
+        channel: &RoutedChannel,
+        media_type: &str,
+        filename: &str,
+        mime: &str,
+        bytes: Vec<u8>,
+    ) -> impl Future<Output = Result<String, crate::domain::outbound::Attempt>> + Send;
+
+    /// Creates a template at Meta: its id, status and category.
+    fn create_template(
+        &self,
+        channel: &RoutedChannel,
+        waba_id: &str,
+        body: &serde_json::Value,
+    ) -> impl Future<Output = Result<(String, String, Option<String>), Error>> + Send;
+
+    /// Deletes a template (every language of the name) at Meta.
+    fn delete_template(
+        &self,
+        channel: &RoutedChannel,
+        waba_id: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}

@@ -1,4 +1,4 @@
-//! `chatroom`: the agent API (health, channels, conversations and messages).
+//! `chatroom`: the agent API (health, channels, conversations and messages, templates).
 //!
 //! [`handle`] is what Lambda runs and what the dev server and tests call.
 
@@ -7,16 +7,20 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use shared::Error;
 use shared::adapters::aws::{SharedCredentialsProvider, dynamodb_client, sdk_config};
+use shared::adapters::cache::CachedDirectory;
 use shared::adapters::dynamo::DynamoStore;
-use shared::config::{Config, ConfigError, Source};
+use shared::adapters::provider::ProviderClient;
+use shared::config::{Config, ConfigError, DEFAULT_META_GRAPH_URL, DEFAULT_WECHAT_API_URL, Source};
 use shared::domain::conversation::ConversationFilter;
 use shared::http::{self, json};
-use shared::service::{channels, conversations};
+use shared::service::{channels, conversations, templates};
 
 /// Clients and settings, built once per process.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct App {
     store: DynamoStore,
+    directory: CachedDirectory<DynamoStore>,
+    provider: ProviderClient,
 }
 
 impl App {
@@ -27,9 +31,22 @@ impl App {
     ) -> Result<Self, ConfigError> {
         let config = Config::from_source(env)?;
         let sdk = sdk_config(&config.aws, credentials);
-        let dynamo = dynamodb_client(&sdk);
+        let store = DynamoStore::new(dynamodb_client(&sdk), config.table_name);
+        let graph = env
+            .optional("META_GRAPH_URL")
+            .unwrap_or_else(|| DEFAULT_META_GRAPH_URL.to_owned());
+        let wechat = env
+            .optional("WECHAT_API_URL")
+            .unwrap_or_else(|| DEFAULT_WECHAT_API_URL.to_owned());
+        let provider =
+            ProviderClient::new(&graph, &wechat).map_err(|reason| ConfigError::Invalid {
+                name: "META_GRAPH_URL",
+                reason,
+            })?;
         Ok(Self {
-            store: DynamoStore::new(dynamo, config.table_name),
+            directory: CachedDirectory::new(store.clone()),
+            store,
+            provider,
         })
     }
 }
@@ -84,6 +101,37 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
             let page = http::page_request(req)?;
             let channels = channels::list_channels(&app.store, &principal, &page).await?;
             Ok(json(StatusCode::OK, &channels))
+        }
+        "GET /templates" => {
+            let principal = http::principal(req)?;
+            let page = http::page_request(req)?;
+            let list = templates::list_templates(&app.store, &principal, &page).await?;
+            Ok(json(StatusCode::OK, &list))
+        }
+        "POST /templates" => {
+            let principal = http::principal(req)?;
+            principal.require_admin()?;
+            let body = http::json_body(req)?;
+            let template = templates::create_template(
+                &app.store,
+                &app.directory,
+                &app.provider,
+                &principal,
+                body,
+                Utc::now(),
+            )
+            .await?;
+            Ok(json(StatusCode::CREATED, &template))
+        }
+        "DELETE /templates/{id}" => {
+            let principal = http::principal(req)?;
+            let id = http::path_param(req, "id").unwrap_or_default();
+            templates::delete_template(&app.store, &app.directory, &app.provider, &principal, id)
+                .await?;
+            Ok(Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .body(Body::Empty)
+                .map_err(|e| Error::Internal(e.to_string()))?)
         }
         _ => Err(Error::NotFound { what: "route" }),
     }

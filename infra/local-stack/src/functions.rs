@@ -72,6 +72,13 @@ pub fn build(binary: &str, env: &HashMap<String, String>) -> Result<Built, BoxEr
             ),
             event: None,
         },
+        "outbound" => Built {
+            http: wrap(
+                outbound::App::from_source(env, local_credentials()).map_err(fail)?,
+                |app, req| async move { outbound::handle(&app, req).await },
+            ),
+            event: None,
+        },
         "media" => {
             let app = Arc::new(media::App::from_source(env, local_credentials()).map_err(fail)?);
             let http_app = app.clone();

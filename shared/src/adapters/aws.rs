@@ -48,3 +48,13 @@ pub use aws_sdk_eventbridge::Client as EventBridgeClient;
 pub fn eventbridge_client(sdk: &SdkConfig) -> EventBridgeClient {
     EventBridgeClient::new(sdk)
 }
+
+/// The S3 client of a process; path-style addressing when an endpoint override (the local
+/// emulator) is set.
+pub fn s3_client(sdk: &SdkConfig, settings: &AwsSettings) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(settings.endpoint_url.is_some())
+            .build(),
+    )
+}

@@ -139,6 +139,26 @@ pub fn media(tenant: &TenantId, id: &str) -> Key {
     }
 }
 
+/// An `Idempotency-Key` of a send, in its conversation's partition (the key is hashed, so
+/// any visible characters may be used).
+pub fn idempotency(tenant: &TenantId, conversation_id: &str, key_hash: &str) -> Key {
+    Key {
+        pk: messages_pk(tenant, conversation_id),
+        sk: format!("IDEM#{key_hash}"),
+    }
+}
+
+/// Sort key prefix of a tenant's templates.
+pub const TEMPLATE_PREFIX: &str = "TEMPLATE#";
+
+/// A WhatsApp template, in its tenant's partition.
+pub fn template(tenant: &TenantId, id: &str) -> Key {
+    Key {
+        pk: tenant_pk(tenant),
+        sk: format!("{TEMPLATE_PREFIX}{id}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

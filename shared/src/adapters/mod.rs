@@ -6,4 +6,5 @@ pub mod dynamo;
 pub mod eventbridge;
 pub mod fetch;
 pub mod keys;
+pub mod provider;
 pub mod s3;

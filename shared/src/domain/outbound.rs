@@ -278,6 +278,44 @@ pub fn check_supported(channel: ChannelType, part: &Part) -> Result<(), Error> {
     }
 }
 
+/// WeChat temporary media limits: voice is AMR or MP3 up to 2 MB, video up to 10 MB.
+const WECHAT_VOICE_MAX: u64 = 2 * 1024 * 1024;
+const WECHAT_VIDEO_MAX: u64 = 10 * 1024 * 1024;
+
+/// Checks that a media record fits the kind asked for and the channel's own limits.
+pub fn check_media(
+    channel: ChannelType,
+    kind: OutboundKind,
+    media: &crate::domain::media::MediaRecord,
+) -> Result<(), Error> {
+    let wanted = kind.media_kind();
+    if wanted != Some(media.kind) {
+        return Err(Error::validation(
+            "media_kind_mismatch",
+            format!(
+                "media_id is a {} file, not {}",
+                media.kind.as_str(),
+                kind.message_kind().as_str()
+            ),
+        ));
+    }
+    let refuse = |why: &str| Err(Error::validation("media_not_supported", why.to_owned()));
+    match (channel, media.kind) {
+        (ChannelType::Wechat, MediaKind::Audio)
+            if !matches!(media.mime_type.as_str(), "audio/amr" | "audio/mpeg") =>
+        {
+            refuse("WeChat voice messages must be AMR or MP3")
+        }
+        (ChannelType::Wechat, MediaKind::Audio) if media.size > WECHAT_VOICE_MAX => {
+            refuse("WeChat voice messages are at most 2 MB")
+        }
+        (ChannelType::Wechat, MediaKind::Video) if media.size > WECHAT_VIDEO_MAX => {
+            refuse("WeChat videos are at most 10 MB")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Decides whether `parts` may be sent now and how (SPEC §4). A refusal is a 422 that says
 /// what the agent can do instead.
 pub fn authorize(

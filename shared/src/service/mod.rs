@@ -4,3 +4,5 @@ pub mod channels;
 pub mod conversations;
 pub mod ingest;
 pub mod media;
+pub mod outbound;
+pub mod templates;

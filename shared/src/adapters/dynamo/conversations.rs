@@ -103,7 +103,7 @@ fn named<T: serde::de::DeserializeOwned>(v: &str) -> Result<T, serde_json::Error
     serde_json::from_value(serde_json::Value::String(v.to_owned()))
 }
 
-fn message_from(item: &HashMap<String, AttributeValue>) -> Result<Message, Error> {
+pub(super) fn message_from(item: &HashMap<String, AttributeValue>) -> Result<Message, Error> {
     let r: MessageRecord =
         serde_dynamo::from_item(item.clone()).map_err(|e| internal("decode message", e))?;
     let corrupt = |what: &str| Error::Internal(format!("stored message {} has a bad {what}", r.id));
@@ -371,7 +371,7 @@ impl DynamoStore {
 
     /// Outbound messages take their delivery status from their provider id item (where
     /// status webhooks write it): one consistent batch read per page.
-    async fn merge_statuses(
+    pub(super) async fn merge_statuses(
         &self,
         tenant: &TenantId,
         conversation_id: &str,

@@ -4,13 +4,13 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
     DynamoStore, Expr, TRANSACTION_ATTEMPTS, conflict_backoff, get_s, internal, key_item, n,
-    reason_codes, s,
+    reason_codes, s, update,
 };
 use crate::Error;
 use crate::adapters::keys::{self, Key};
@@ -67,6 +67,9 @@ pub(super) struct MessageRecord {
     pub error_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_hint: Option<String>,
+    /// The agent who sent an outbound message through the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_by: Option<String>,
     pub created_at: String,
     pub received_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,7 +77,7 @@ pub(super) struct MessageRecord {
 }
 
 impl MessageRecord {
-    fn item(&self, key: Key) -> Result<HashMap<String, AttributeValue>, Error> {
+    pub(super) fn item(&self, key: Key) -> Result<HashMap<String, AttributeValue>, Error> {
         let mut item: HashMap<String, AttributeValue> =
             serde_dynamo::to_item(self).map_err(|e| internal("encode message", e))?;
         item.extend(key_item(key));
@@ -83,7 +86,7 @@ impl MessageRecord {
     }
 }
 
-fn raw_text(raw: &serde_json::Value) -> Option<String> {
+pub(super) fn raw_text(raw: &serde_json::Value) -> Option<String> {
     if raw.is_null() {
         return None;
     }
@@ -93,25 +96,6 @@ fn raw_text(raw: &serde_json::Value) -> Option<String> {
     } else {
         text
     })
-}
-
-fn update(
-    table: &str,
-    key: Key,
-    e: &Expr,
-    condition: Option<String>,
-) -> Result<TransactWriteItem, Error> {
-    let u = Update::builder()
-        .table_name(table)
-        .key(keys::PK, s(key.pk))
-        .key(keys::SK, s(key.sk))
-        .update_expression(e.update_expression())
-        .set_expression_attribute_names(e.names())
-        .set_expression_attribute_values(e.values())
-        .set_condition_expression(condition)
-        .build()
-        .map_err(|err| internal("build update", err))?;
-    Ok(TransactWriteItem::builder().update(u).build())
 }
 
 /// What to do with the conversation for one message.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
+use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason, TransactWriteItem, Update};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -19,6 +19,8 @@ mod channels;
 mod conversations;
 mod inbound;
 mod media;
+mod outbound;
+mod templates;
 
 /// Attempts of a transaction that conflicts with a concurrent one on the same items.
 const TRANSACTION_ATTEMPTS: u32 = 8;
@@ -227,6 +229,26 @@ impl Expr {
 }
 
 /// Why a transaction was cancelled, per item.
+/// One `Update` of a transaction, from an expression and an optional condition.
+fn update(
+    table: &str,
+    key: Key,
+    e: &Expr,
+    condition: Option<String>,
+) -> Result<TransactWriteItem, Error> {
+    let u = Update::builder()
+        .table_name(table)
+        .key(keys::PK, s(key.pk))
+        .key(keys::SK, s(key.sk))
+        .update_expression(e.update_expression())
+        .set_expression_attribute_names(e.names())
+        .set_expression_attribute_values(e.values())
+        .set_condition_expression(condition)
+        .build()
+        .map_err(|err| internal("build update", err))?;
+    Ok(TransactWriteItem::builder().update(u).build())
+}
+
 fn reason_codes(reasons: &[CancellationReason]) -> Vec<&str> {
     reasons.iter().map(|r| r.code().unwrap_or("None")).collect()
 }

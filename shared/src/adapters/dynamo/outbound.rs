@@ -1,0 +1,477 @@
+//! Outbound messages: one transaction accepts a send (messages, conversation activity,
+//! WeChat reply count, idempotency key), one write settles each message.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
+use chrono::{DateTime, Utc};
+
+use super::conversations::message_from;
+use super::inbound::{MessageRecord, raw_text};
+use super::{
+    DynamoStore, Expr, TRANSACTION_ATTEMPTS, conflict_backoff, get_s, internal, key_item, n,
+    reason_codes, s, update,
+};
+use crate::Error;
+use crate::adapters::keys;
+use crate::domain::conversation::{Message, customer_id, preview};
+use crate::domain::ids::TenantId;
+use crate::domain::message::{DeliveryError, DeliveryStatus, Direction, MessageKind};
+use crate::domain::time::rfc3339;
+use crate::ports::{Acceptance, OutboundBatch, OutboundStore, PendingMessage, SendOutcome};
+
+/// What a `ConditionalCheckFailed` at each position of the accept transaction means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Idempotency,
+    Message,
+    Conversation,
+    Customer,
+}
+
+fn put(table: &str, item: HashMap<String, AttributeValue>) -> Result<TransactWriteItem, Error> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk)")
+        .build()
+        .map_err(|e| internal("build put", e))?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+fn message_ref(m: &PendingMessage) -> String {
+    format!("{}#{}", m.created_at, m.id)
+}
+
+impl DynamoStore {
+    fn conversation_write(&self, b: &OutboundBatch) -> Result<TransactWriteItem, Error> {
+        let c = &b.channel;
+        let tenant = &c.tenant_id;
+        let last = b
+            .messages
+            .last()
+            .ok_or_else(|| Error::Internal("an outbound batch has no message".into()))?;
+        let mut e = Expr::default();
+        e.set("last_message_at", s(&last.created_at))
+            .set("preview", s(preview(last.kind, last.text.as_deref())))
+            .set(
+                keys::GSI1_SK,
+                s(keys::conversation_activity(
+                    &last.created_at,
+                    &b.conversation_id,
+                )),
+            )
+            // The agent answering has seen the customer's messages.
+            .set("unread_count", n(0));
+        let pk = e.name(keys::PK);
+        let mut conditions = Vec::new();
+        if b.start {
+            e.set(keys::ENTITY, s("conversation"))
+                .set("id", s(&b.conversation_id))
+                .set("tenant_id", s(tenant.as_str()))
+                .set("channel_id", s(c.id.as_str()))
+                .set("channel_type", s(c.channel_type.as_str()))
+                .set("window_hours", n(c.window_hours))
+                .set("human_agent", AttributeValue::Bool(c.human_agent))
+                .set("customer_id", s(customer_id(&c.id, &b.customer)))
+                .set("customer_external_id", s(&b.customer))
+                .set(keys::GSI1_PK, s(keys::conversations_by_activity(tenant)))
+                .set("status", s("open"))
+                .set_if_absent("created_at", s(&last.created_at))
+                .set_if_absent("labels", AttributeValue::L(Vec::new()));
+        } else {
+            conditions.push(format!("attribute_exists({pk})"));
+        }
+        if let Some(budget) = b.reply_budget {
+            let count = u32::try_from(b.messages.len()).unwrap_or(u32::MAX);
+            let name = e.name("replies_since_inbound");
+            let max = e.value(n(budget));
+            conditions.push(format!("(attribute_not_exists({name}) OR {name} <= {max})"));
+            e.add("replies_since_inbound", n(count));
+        }
+        let condition = (!conditions.is_empty()).then(|| conditions.join(" AND "));
+        update(
+            &self.table,
+            keys::conversation(tenant, &b.conversation_id),
+            &e,
+            condition,
+        )
+    }
+
+    fn customer_write(&self, b: &OutboundBatch) -> Result<TransactWriteItem, Error> {
+        let c = &b.channel;
+        let id = customer_id(&c.id, &b.customer);
+        let mut e = Expr::default();
+        e.set(keys::ENTITY, s("customer"))
+            .set("id", s(&id))
+            .set("tenant_id", s(c.tenant_id.as_str()))
+            .set("channel_id", s(c.id.as_str()))
+            .set("channel_type", s(c.channel_type.as_str()))
+            .set("external_id", s(&b.customer))
+            .set_if_absent(
+                "created_at",
+                s(b.messages.first().map_or("", |m| m.created_at.as_str())),
+            );
+        update(&self.table, keys::customer(&c.tenant_id, &id), &e, None)
+    }
+
+    async fn replay(
+        &self,
+        b: &OutboundBatch,
+        hash: &str,
+        key: keys::Key,
+    ) -> Result<Acceptance, Error> {
+        let item = self
+            .get_consistent(key, "read idempotency key")
+            .await?
+            .ok_or_else(|| Error::Internal("idempotency key vanished".into()))?;
+        if get_s(&item, "request_hash") != Some(hash) {
+            return Err(Error::validation(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different message",
+            ));
+        }
+        let refs = item
+            .get("messages")
+            .and_then(|v| v.as_l().ok())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|v| v.as_s().ok())
+                    .filter_map(|r| r.rsplit_once('#'))
+                    .map(|(at, id)| (at.to_owned(), id.to_owned()))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        debug_assert!(!b.messages.is_empty());
+        Ok(Acceptance::Replay(refs))
+    }
+
+    async fn update_message(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        m: &PendingMessage,
+        e: &mut Expr,
+        below_rank: u8,
+    ) -> Result<(), Error> {
+        let key = keys::message(tenant, conversation_id, &m.created_at, &m.id);
+        let rank = e.name("status_rank");
+        let limit = e.value(n(below_rank));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(key.pk))
+            .key(keys::SK, s(key.sk))
+            .update_expression(e.update_expression())
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .condition_expression(format!("{rank} < {limit}"))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.into_service_error() {
+                // Settled before (a retried settle): nothing to do.
+                aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_) => Ok(()),
+                other => Err(internal("settle message", other)),
+            },
+        }
+    }
+
+    async fn transact_settle(&self, items: Vec<TransactWriteItem>) -> Result<(), Error> {
+        for attempt in 0..TRANSACTION_ATTEMPTS {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            match result.map_err(aws_sdk_dynamodb::error::SdkError::into_service_error) {
+                Ok(_) => return Ok(()),
+                Err(TransactWriteItemsError::TransactionCanceledException(cancel)) => {
+                    let codes = reason_codes(cancel.cancellation_reasons());
+                    if codes.first() == Some(&"ConditionalCheckFailed") {
+                        // The message was settled before: a retried settle changes nothing.
+                        return Ok(());
+                    }
+                    if !codes.contains(&"TransactionConflict") {
+                        return Err(Error::Internal(format!("settle cancelled: {codes:?}")));
+                    }
+                    conflict_backoff(attempt).await;
+                }
+                Err(TransactWriteItemsError::TransactionInProgressException(_)) => {
+                    conflict_backoff(attempt).await;
+                }
+                Err(other) => return Err(internal("settle message", other)),
+            }
+        }
+        Err(Error::Internal(
+            "settle: transaction kept conflicting".into(),
+        ))
+    }
+}
+
+impl OutboundStore for DynamoStore {
+    async fn accept(&self, b: &OutboundBatch) -> Result<Acceptance, Error> {
+        let tenant = &b.channel.tenant_id;
+        let mut items = Vec::new();
+        let mut slots = Vec::new();
+        let mut idempotency = None;
+        if let Some((key, hash)) = &b.idempotency {
+            let k = keys::idempotency(tenant, &b.conversation_id, key);
+            let mut item = key_item(k.clone());
+            item.insert(keys::ENTITY.into(), s("idempotency"));
+            item.insert("request_hash".into(), s(hash));
+            item.insert(
+                "messages".into(),
+                AttributeValue::L(b.messages.iter().map(|m| s(message_ref(m))).collect()),
+            );
+            items.push(put(&self.table, item)?);
+            slots.push(Slot::Idempotency);
+            idempotency = Some((hash, k));
+        }
+        for m in &b.messages {
+            let pending = DeliveryStatus::Pending;
+            let record = MessageRecord {
+                id: m.id.clone(),
+                tenant_id: tenant.to_string(),
+                conversation_id: b.conversation_id.clone(),
+                direction: Direction::Outbound.as_str().into(),
+                kind: m.kind.as_str().into(),
+                text: m.text.clone(),
+                media_id: m.media.as_ref().map(|x| x.0.clone()),
+                media_mime_type: m.media.as_ref().map(|x| x.1.clone()),
+                media_size: m.media.as_ref().map(|x| x.2),
+                status: pending.as_str().into(),
+                status_rank: pending.rank(),
+                sent_by: Some(b.agent_id.clone()),
+                created_at: m.created_at.clone(),
+                received_at: m.created_at.clone(),
+                raw: raw_text(&m.raw),
+                ..MessageRecord::default()
+            };
+            let key = keys::message(tenant, &b.conversation_id, &m.created_at, &m.id);
+            items.push(put(&self.table, record.item(key)?)?);
+            slots.push(Slot::Message);
+        }
+        items.push(self.conversation_write(b)?);
+        slots.push(Slot::Conversation);
+        if b.start {
+            items.push(self.customer_write(b)?);
+            slots.push(Slot::Customer);
+        }
+        for attempt in 0..TRANSACTION_ATTEMPTS {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(Acceptance::Accepted),
+                Err(err) => err.into_service_error(),
+            };
+            match err {
+                TransactWriteItemsError::TransactionCanceledException(cancel) => {
+                    let codes = reason_codes(cancel.cancellation_reasons());
+                    let failed = codes
+                        .iter()
+                        .position(|c| *c == "ConditionalCheckFailed")
+                        .and_then(|i| slots.get(i));
+                    match failed {
+                        Some(Slot::Idempotency) => {
+                            let (hash, key) = idempotency
+                                .clone()
+                                .ok_or_else(|| Error::Internal("no idempotency slot".into()))?;
+                            return self.replay(b, hash, key).await;
+                        }
+                        Some(Slot::Conversation) if b.reply_budget.is_some() && b.start => {
+                            return Err(quota_spent());
+                        }
+                        Some(Slot::Conversation) => {
+                            // Either gone (deleted) or, on WeChat, the quota was spent by a
+                            // parallel send: tell which with the condition that held.
+                            let key = keys::conversation(tenant, &b.conversation_id);
+                            return Err(
+                                match self.get_consistent(key, "read conversation").await? {
+                                    None => Error::NotFound {
+                                        what: "conversation",
+                                    },
+                                    Some(_) => quota_spent(),
+                                },
+                            );
+                        }
+                        Some(Slot::Message | Slot::Customer) | None => {}
+                    }
+                    if codes.contains(&"TransactionConflict") {
+                        conflict_backoff(attempt).await;
+                        continue;
+                    }
+                    return Err(Error::Internal(format!("accept send cancelled: {codes:?}")));
+                }
+                TransactWriteItemsError::TransactionInProgressException(_) => {
+                    conflict_backoff(attempt).await;
+                }
+                other => return Err(internal("accept send", other)),
+            }
+        }
+        Err(Error::Internal(
+            "accept send: transaction kept conflicting".into(),
+        ))
+    }
+
+    async fn settle(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        m: &PendingMessage,
+        outcome: &SendOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let key = keys::message(tenant, conversation_id, &m.created_at, &m.id);
+        match outcome {
+            SendOutcome::Sent(provider_id) => {
+                let sent = DeliveryStatus::Sent;
+                let mut e = Expr::default();
+                e.set("status", s(sent.as_str()))
+                    .set("status_rank", n(sent.rank()))
+                    .set("sent_at", s(rfc3339(&at)));
+                let Some(pid) = provider_id else {
+                    return self
+                        .update_message(tenant, conversation_id, m, &mut e, sent.rank())
+                        .await;
+                };
+                e.set("provider_message_id", s(pid));
+                let rank = e.name("status_rank");
+                let limit = e.value(n(sent.rank()));
+                let message = update(
+                    &self.table,
+                    key.clone(),
+                    &e,
+                    Some(format!("{rank} < {limit}")),
+                )?;
+                // The provider id item maps status webhooks back to this message. A status
+                // that arrived before this write stays (it is later than `sent`).
+                let mut p = Expr::default();
+                p.set(keys::ENTITY, s("provider_message"))
+                    .set("message_id", s(&m.id))
+                    .set("message_sk", s(&key.sk))
+                    .set("direction", s(Direction::Outbound.as_str()))
+                    .set_if_absent("status", s(sent.as_str()))
+                    .set_if_absent("status_rank", n(sent.rank()));
+                let mid = p.name("message_id");
+                let value = p.value(s(&m.id));
+                let mapping = update(
+                    &self.table,
+                    keys::provider_message(tenant, conversation_id, pid),
+                    &p,
+                    Some(format!("attribute_not_exists({mid}) OR {mid} = {value}")),
+                )?;
+                self.transact_settle(vec![message, mapping]).await
+            }
+            SendOutcome::Failed(error) => {
+                let failed = DeliveryStatus::Failed;
+                let mut e = Expr::default();
+                e.set("status", s(failed.as_str()))
+                    .set("status_rank", n(failed.rank()))
+                    .set("error_code", s(&error.code))
+                    .set("error_reason", s(&error.reason))
+                    .set("error_hint", s(&error.hint));
+                let rank = e.name("status_rank");
+                let limit = e.value(n(DeliveryStatus::Sent.rank()));
+                let message = update(&self.table, key, &e, Some(format!("{rank} < {limit}")))?;
+                let note = system_note(tenant, conversation_id, m, error, at)?;
+                self.transact_settle(vec![message, put(&self.table, note)?])
+                    .await
+            }
+            SendOutcome::Unknown => {
+                let unknown = DeliveryError::explain("outcome_unknown", None);
+                let mut e = Expr::default();
+                e.set("error_code", s(&unknown.code))
+                    .set("error_reason", s(&unknown.reason))
+                    .set("error_hint", s(&unknown.hint));
+                self.update_message(tenant, conversation_id, m, &mut e, 1)
+                    .await
+            }
+        }
+    }
+
+    async fn messages(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        refs: &[(String, String)],
+    ) -> Result<Vec<Message>, Error> {
+        if refs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let request = KeysAndAttributes::builder()
+            .set_keys(Some(
+                refs.iter()
+                    .map(|(at, id)| key_item(keys::message(tenant, conversation_id, at, id)))
+                    .collect(),
+            ))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| internal("build batch get", e))?;
+        let out = self
+            .client
+            .batch_get_item()
+            .request_items(&self.table, request)
+            .send()
+            .await
+            .map_err(|e| internal("read sent messages", e))?;
+        let items = out
+            .responses()
+            .and_then(|r| r.get(&self.table))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut found = items
+            .iter()
+            .map(message_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.merge_statuses(tenant, conversation_id, &mut found)
+            .await?;
+        found.sort_by_key(|m| refs.iter().position(|(_, id)| *id == m.id));
+        Ok(found)
+    }
+}
+
+fn quota_spent() -> Error {
+    Error::validation(
+        "window_closed",
+        "WeChat allows 5 replies per customer message; they were used by other sends",
+    )
+}
+
+/// The agent-facing note that a message was not delivered (never sent to the customer).
+fn system_note(
+    tenant: &TenantId,
+    conversation_id: &str,
+    m: &PendingMessage,
+    error: &DeliveryError,
+    at: DateTime<Utc>,
+) -> Result<HashMap<String, AttributeValue>, Error> {
+    // Ordered right after the failed message's time at the earliest.
+    let when = rfc3339(&at).max(m.created_at.clone());
+    let id = ulid::Ulid::new().to_string();
+    let record = MessageRecord {
+        id: id.clone(),
+        tenant_id: tenant.to_string(),
+        conversation_id: conversation_id.to_owned(),
+        direction: Direction::System.as_str().into(),
+        kind: MessageKind::System.as_str().into(),
+        text: Some(format!("Message not delivered: {}", error.reason)),
+        status: DeliveryStatus::Delivered.as_str().into(),
+        status_rank: DeliveryStatus::Delivered.rank(),
+        error_code: Some(error.code.clone()),
+        error_reason: Some(error.reason.clone()),
+        error_hint: Some(error.hint.clone()),
+        created_at: when.clone(),
+        received_at: when.clone(),
+        ..MessageRecord::default()
+    };
+    record.item(keys::message(tenant, conversation_id, &when, &id))
+}

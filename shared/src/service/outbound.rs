@@ -1,0 +1,572 @@
+//! Sending to customers: check the window and the kind, accept the messages as `pending`
+//! (once per `Idempotency-Key`), send each through the channel's provider with bounded
+//! retries, and record `sent` with the provider id or `failed` with the reason and fix.
+
+use chrono::{DateTime, Duration as Span, Utc};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+use crate::domain::auth::Principal;
+use crate::domain::channel::ChannelType;
+use crate::domain::conversation::{Conversation, MediaRef, Message, conversation_id};
+use crate::domain::ids::{ChannelId, TenantId};
+use crate::domain::media::{MediaRecord, MediaStatus, clean_key};
+use crate::domain::message::{DeliveryError, DeliveryStatus, Direction};
+use crate::domain::outbound::{
+    Attempt, Content, Delivery, Part, RetryPolicy, SendMessage, Sender, authorize,
+    check_idempotency_key, check_media, messenger_body, wechat_body, wechat_media_type,
+    whatsapp_body,
+};
+use crate::domain::sniff::Blob;
+use crate::domain::template::{Template, TemplateCall, template_id};
+use crate::domain::time::rfc3339;
+use crate::domain::window::WECHAT_REPLIES_PER_MESSAGE;
+use crate::ports::{
+    Acceptance, ChannelDirectory, ConversationReader, MediaStore, ObjectStore, OutboundBatch,
+    OutboundStore, PendingMessage, ProviderApi, RoutedChannel, SendOutcome, TemplateStore,
+};
+
+/// How long a presigned media link given to Meta stays valid (it fetches at send time).
+const MEDIA_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// What sending needs from the outside world.
+pub struct SendPorts<'a, S, D, P, O> {
+    /// Conversations, messages, media records and templates.
+    pub store: &'a S,
+    /// Channels with credentials.
+    pub directory: &'a D,
+    /// The providers' APIs.
+    pub provider: &'a P,
+    /// The media bucket.
+    pub objects: &'a O,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+}
+
+/// A send request with what identifies it for idempotency.
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    /// The message.
+    pub message: SendMessage,
+    /// `Idempotency-Key`, if given.
+    pub idempotency_key: Option<String>,
+    /// A hash of the request body (a reused key with another body is refused).
+    pub body_hash: String,
+}
+
+/// `POST /conversations`: a business-initiated conversation, started with a template.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartConversation {
+    /// The WhatsApp channel.
+    pub channel_id: String,
+    /// The customer's phone number (digits, optional `+`).
+    pub to: String,
+    /// The template.
+    pub template: Option<TemplateCall>,
+}
+
+/// SHA-256 hex of a request body or key.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn jitter() -> f64 {
+    f64::from(ulid::Ulid::new().random() as u16) / 65536.0
+}
+
+/// The message as accepted, before the provider answered.
+fn pending_view(conversation_id: &str, m: &PendingMessage) -> Message {
+    Message {
+        id: m.id.clone(),
+        conversation_id: conversation_id.to_owned(),
+        direction: Direction::Outbound,
+        kind: m.kind,
+        text: m.text.clone(),
+        media: m.media.as_ref().map(|(id, mime, size)| MediaRef {
+            media_id: Some(id.clone()),
+            mime_type: Some(mime.clone()),
+            size: Some(*size),
+            status: None,
+            reason: None,
+        }),
+        status: DeliveryStatus::Pending,
+        provider_message_id: None,
+        reply_to: None,
+        error: None,
+        created_at: crate::domain::time::parse_rfc3339(&m.created_at).unwrap_or_default(),
+        raw: m.raw.clone(),
+    }
+}
+
+/// The channel of a conversation, with its credentials; it must still be the tenant's.
+async fn routed_channel(
+    directory: &impl ChannelDirectory,
+    tenant: &TenantId,
+    channel_id: &str,
+) -> Result<RoutedChannel, Error> {
+    let id = ChannelId::parse(channel_id)?;
+    match directory.by_id(&id).await? {
+        Some(r) if r.channel.tenant_id == *tenant => Ok(r),
+        _ => Err(Error::NotFound { what: "channel" }),
+    }
+}
+
+/// Resolved media and template of the parts, checked before anything is written.
+struct Resolved {
+    media: Option<MediaRecord>,
+    template: Option<Template>,
+}
+
+async fn resolve<S>(
+    store: &S,
+    tenant: &TenantId,
+    channel: &RoutedChannel,
+    request: &SendMessage,
+    parts: &[Part],
+) -> Result<Resolved, Error>
+where
+    S: MediaStore + TemplateStore,
+{
+    let mut resolved = Resolved {
+        media: None,
+        template: None,
+    };
+    for part in parts {
+        match part {
+            Part::Media { kind, .. } => {
+                let id = request.media_id.as_deref().unwrap_or_default().trim();
+                let record = store
+                    .get_media(tenant, id)
+                    .await?
+                    .filter(|r| !r.inbound || r.status == MediaStatus::Valid)
+                    .ok_or_else(|| {
+                        Error::validation("unknown_media", "no media with this media_id")
+                    })?;
+                match record.status {
+                    MediaStatus::Valid => {}
+                    MediaStatus::Pending => {
+                        return Err(Error::validation(
+                            "media_not_ready",
+                            "the media is still being uploaded or checked; send it once GET /media/{id} says valid",
+                        ));
+                    }
+                    MediaStatus::Rejected => {
+                        return Err(Error::validation(
+                            "media_rejected",
+                            format!(
+                                "the media was rejected: {}",
+                                record.reason.as_deref().unwrap_or("invalid file")
+                            ),
+                        ));
+                    }
+                }
+                check_media(channel.channel.channel_type, *kind, &record)?;
+                resolved.media = Some(record);
+            }
+            Part::Template(call) => {
+                let id = template_id(&channel.channel.id, &call.name, &call.language);
+                let template = store.get_template(tenant, &id).await?.ok_or_else(|| {
+                    Error::validation(
+                        "unknown_template",
+                        format!(
+                            "no template {} in language {} for this channel",
+                            call.name, call.language
+                        ),
+                    )
+                })?;
+                template.check_sendable(call)?;
+                resolved.template = Some(template);
+            }
+            Part::Text(_) => {}
+        }
+    }
+    Ok(resolved)
+}
+
+/// The pending messages of a send: ids, and times 1 ms apart so the parts keep their order.
+fn pending_messages(
+    parts: &[Part],
+    resolved: &Resolved,
+    now: DateTime<Utc>,
+) -> Vec<PendingMessage> {
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let at = now + Span::milliseconds(i64::try_from(i).unwrap_or(0));
+            let (text, raw) = match part {
+                Part::Template(call) => (
+                    resolved
+                        .template
+                        .as_ref()
+                        .map(|t| t.rendered_body(&call.parameters)),
+                    serde_json::json!({"template": call}),
+                ),
+                other => (other.text().map(str::to_owned), serde_json::Value::Null),
+            };
+            PendingMessage {
+                id: ulid::Ulid::new().to_string(),
+                created_at: rfc3339(&at),
+                kind: part.message_kind(),
+                text,
+                media: match part {
+                    Part::Media { .. } => resolved
+                        .media
+                        .as_ref()
+                        .map(|m| (m.id.clone(), m.mime_type.clone(), m.size)),
+                    _ => None,
+                },
+                raw,
+            }
+        })
+        .collect()
+}
+
+/// Sends one provider request with bounded, jittered retries of transient failures.
+pub async fn deliver(
+    provider: &impl ProviderApi,
+    channel: &RoutedChannel,
+    body: &serde_json::Value,
+    retry: RetryPolicy,
+) -> SendOutcome {
+    let mut retries = 0;
+    loop {
+        match provider.send(channel, body).await {
+            Attempt::Accepted(id) => return SendOutcome::Sent(id),
+            Attempt::Failed(error) => return SendOutcome::Failed(error),
+            Attempt::Unknown => return SendOutcome::Unknown,
+            Attempt::RefreshToken => {
+                return SendOutcome::Failed(DeliveryError::explain("42001", None));
+            }
+            Attempt::Retry { code, after } => match retry.delay(retries, after, jitter()) {
+                Some(wait) => {
+                    tokio::time::sleep(wait).await;
+                    retries += 1;
+                }
+                None => return SendOutcome::Failed(exhausted(&code, retries + 1)),
+            },
+        }
+    }
+}
+
+fn exhausted(code: &str, attempts: u32) -> DeliveryError {
+    let base = DeliveryError::explain("retries_exhausted", None);
+    DeliveryError {
+        code: code.to_owned(),
+        reason: format!("{} ({attempts} attempts)", base.reason),
+        hint: base.hint,
+    }
+}
+
+/// Where and how the accepted messages of one send go.
+struct Plan<'a> {
+    channel: &'a RoutedChannel,
+    conversation_id: &'a str,
+    customer: &'a str,
+    resolved: &'a Resolved,
+    delivery: Delivery,
+}
+
+/// The wire body of one part; media is linked (Meta) or uploaded first (WeChat).
+async fn wire_body<P, O>(
+    provider: &P,
+    objects: &O,
+    plan: &Plan<'_>,
+    part: &Part,
+    reference: &str,
+) -> Result<serde_json::Value, SendOutcome>
+where
+    P: ProviderApi,
+    O: ObjectStore,
+{
+    let (channel, resolved, customer) = (plan.channel, plan.resolved, plan.customer);
+    let channel_type = channel.channel.channel_type;
+    let source;
+    let components;
+    let content = match part {
+        Part::Text(t) => Content::Text(t),
+        Part::Template(call) => {
+            let template = resolved
+                .template
+                .as_ref()
+                .ok_or_else(|| SendOutcome::Failed(DeliveryError::explain("132001", None)))?;
+            components = template.send_components(&call.parameters);
+            Content::Template {
+                name: &call.name,
+                language: &call.language,
+                components: components.clone(),
+            }
+        }
+        Part::Media { kind, caption } => {
+            let media = resolved
+                .media
+                .as_ref()
+                .ok_or_else(|| SendOutcome::Failed(DeliveryError::explain("131053", None)))?;
+            let key = clean_key(&media.tenant_id, &media.id);
+            source = if channel_type == ChannelType::Wechat {
+                let bytes = read_all(objects, &key).await?;
+                match provider
+                    .upload_wechat_media(
+                        channel,
+                        wechat_media_type(*kind),
+                        &media.filename,
+                        &media.mime_type,
+                        bytes,
+                    )
+                    .await
+                {
+                    Ok(id) => id,
+                    Err(Attempt::Failed(e)) => return Err(SendOutcome::Failed(e)),
+                    Err(Attempt::Retry { code, .. }) => {
+                        return Err(SendOutcome::Failed(exhausted(&code, 1)));
+                    }
+                    Err(_) => {
+                        return Err(SendOutcome::Failed(DeliveryError::explain("131053", None)));
+                    }
+                }
+            } else {
+                objects
+                    .presign_download(&key, MEDIA_LINK_TTL)
+                    .await
+                    .map_err(|_| SendOutcome::Failed(DeliveryError::explain("131053", None)))?
+            };
+            Content::Media {
+                kind: *kind,
+                source: &source,
+                caption: caption.as_deref(),
+                filename: &media.filename,
+            }
+        }
+    };
+    Ok(match channel_type {
+        ChannelType::Whatsapp => whatsapp_body(customer, &content, reference),
+        ChannelType::Messenger | ChannelType::Instagram => {
+            messenger_body(customer, &content, plan.delivery, reference)
+        }
+        ChannelType::Wechat => wechat_body(customer, &content),
+    })
+}
+
+async fn read_all(objects: &impl ObjectStore, key: &str) -> Result<Vec<u8>, SendOutcome> {
+    let unreachable = || SendOutcome::Failed(DeliveryError::explain("131053", None));
+    let mut blob = objects
+        .open(key)
+        .await
+        .map_err(|_| unreachable())?
+        .ok_or_else(unreachable)?;
+    let len = blob.len();
+    blob.read_at(0, len).await.map_err(|_| unreachable())
+}
+
+/// Sends the accepted messages one after the other and settles each.
+async fn send_accepted<S, D, P, O>(
+    ports: &SendPorts<'_, S, D, P, O>,
+    plan: &Plan<'_>,
+    parts: &[Part],
+    pending: &[PendingMessage],
+) -> Result<(), Error>
+where
+    S: OutboundStore,
+    P: ProviderApi,
+    O: ObjectStore,
+{
+    let tenant = &plan.channel.channel.tenant_id;
+    for (part, message) in parts.iter().zip(pending) {
+        let reference = format!("{}#{}", message.created_at, message.id);
+        let outcome = match wire_body(ports.provider, ports.objects, plan, part, &reference).await {
+            Ok(body) => deliver(ports.provider, plan.channel, &body, ports.retry).await,
+            Err(outcome) => outcome,
+        };
+        tracing::info!(
+            message_id = %message.id,
+            outcome = match &outcome {
+                SendOutcome::Sent(_) => "sent",
+                SendOutcome::Failed(_) => "failed",
+                SendOutcome::Unknown => "outcome_unknown",
+            },
+            "outbound message settled"
+        );
+        ports
+            .store
+            .settle(tenant, plan.conversation_id, message, &outcome, Utc::now())
+            .await?;
+    }
+    Ok(())
+}
+
+/// `POST /conversations/{id}/messages`: the accepted messages (`pending`) in send order,
+/// or the earlier ones for a repeated `Idempotency-Key`.
+pub async fn send_message<S, D, P, O>(
+    ports: &SendPorts<'_, S, D, P, O>,
+    principal: &Principal,
+    conversation_id: &str,
+    request: SendRequest,
+    sender: Sender,
+    now: DateTime<Utc>,
+) -> Result<Vec<Message>, Error>
+where
+    S: OutboundStore + ConversationReader + MediaStore + TemplateStore,
+    D: ChannelDirectory,
+    P: ProviderApi,
+    O: ObjectStore,
+{
+    let parts = request.message.parts()?;
+    if let Some(key) = &request.idempotency_key {
+        check_idempotency_key(key)?;
+    }
+    let tenant = &principal.tenant_id;
+    let conversation = ports
+        .store
+        .get_conversation(tenant, conversation_id)
+        .await?
+        .ok_or(Error::NotFound {
+            what: "conversation",
+        })?;
+    let channel = routed_channel(ports.directory, tenant, &conversation.channel_id).await?;
+    let window = conversation.policy.window_at(
+        conversation.last_inbound_at,
+        conversation.replies_since_inbound,
+        now,
+    );
+    let delivery = authorize(
+        channel.channel.channel_type,
+        &window,
+        conversation.replies_since_inbound,
+        &parts,
+        sender,
+    )?;
+    let resolved = resolve(ports.store, tenant, &channel, &request.message, &parts).await?;
+    let pending = pending_messages(&parts, &resolved, now);
+    let customer = conversation.customer.external_id.clone();
+    let batch = OutboundBatch {
+        channel: channel.channel.clone(),
+        conversation_id: conversation.id.clone(),
+        customer: customer.clone(),
+        agent_id: principal.agent_id.to_string(),
+        messages: pending.clone(),
+        idempotency: request.idempotency_key.as_ref().map(|k| {
+            (
+                digest(k.as_bytes())[..32].to_owned(),
+                request.body_hash.clone(),
+            )
+        }),
+        reply_budget: (channel.channel.channel_type == ChannelType::Wechat
+            && delivery != Delivery::Template)
+            .then(|| {
+                WECHAT_REPLIES_PER_MESSAGE
+                    .saturating_sub(u32::try_from(pending.len()).unwrap_or(u32::MAX))
+            }),
+        start: false,
+    };
+    if let Acceptance::Replay(refs) = ports.store.accept(&batch).await? {
+        return ports.store.messages(tenant, &conversation.id, &refs).await;
+    }
+    let plan = Plan {
+        channel: &channel,
+        conversation_id: &conversation.id,
+        customer: &customer,
+        resolved: &resolved,
+        delivery,
+    };
+    send_accepted(ports, &plan, &parts, &pending).await?;
+    Ok(pending
+        .iter()
+        .map(|m| pending_view(&conversation.id, m))
+        .collect())
+}
+
+/// A WhatsApp number as the Cloud API takes it: digits only, 6 to 20 of them.
+fn whatsapp_number(to: &str) -> Result<String, Error> {
+    let digits = to.trim().trim_start_matches('+');
+    if (6..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(digits.to_owned())
+    } else {
+        Err(Error::validation(
+            "invalid_recipient",
+            "to must be a phone number in international format, digits only (e.g. 15551234567)",
+        ))
+    }
+}
+
+/// `POST /conversations`: starts (or resumes) a conversation with a template. Returns the
+/// conversation and the accepted template message.
+pub async fn start_conversation<S, D, P, O>(
+    ports: &SendPorts<'_, S, D, P, O>,
+    principal: &Principal,
+    request: StartConversation,
+    idempotency: (Option<String>, String),
+    now: DateTime<Utc>,
+) -> Result<(Conversation, Vec<Message>), Error>
+where
+    S: OutboundStore + ConversationReader + MediaStore + TemplateStore,
+    D: ChannelDirectory,
+    P: ProviderApi,
+    O: ObjectStore,
+{
+    let Some(call) = request.template.clone() else {
+        return Err(Error::validation(
+            "template_required",
+            "a business-initiated conversation starts only with a template",
+        ));
+    };
+    if let Some(key) = &idempotency.0 {
+        check_idempotency_key(key)?;
+    }
+    let tenant = &principal.tenant_id;
+    let channel = routed_channel(ports.directory, tenant, &request.channel_id).await?;
+    if channel.channel.channel_type != ChannelType::Whatsapp {
+        return Err(Error::validation(
+            "template_not_supported",
+            "message templates exist only for WhatsApp: other channels wait for the customer to write",
+        ));
+    }
+    let customer = whatsapp_number(&request.to)?;
+    let parts = vec![Part::Template(call)];
+    let message = SendMessage {
+        kind: crate::domain::outbound::OutboundKind::Template,
+        text: None,
+        media_id: None,
+        caption: None,
+        template: request.template,
+    };
+    let resolved = resolve(ports.store, tenant, &channel, &message, &parts).await?;
+    let pending = pending_messages(&parts, &resolved, now);
+    let id = conversation_id(&channel.channel.id, &customer);
+    let batch = OutboundBatch {
+        channel: channel.channel.clone(),
+        conversation_id: id.clone(),
+        customer: customer.clone(),
+        agent_id: principal.agent_id.to_string(),
+        messages: pending.clone(),
+        idempotency: idempotency
+            .0
+            .as_ref()
+            .map(|k| (digest(k.as_bytes())[..32].to_owned(), idempotency.1.clone())),
+        reply_budget: None,
+        start: true,
+    };
+    let accepted = ports.store.accept(&batch).await?;
+    let messages = match accepted {
+        Acceptance::Replay(refs) => ports.store.messages(tenant, &id, &refs).await?,
+        Acceptance::Accepted => {
+            let plan = Plan {
+                channel: &channel,
+                conversation_id: &id,
+                customer: &customer,
+                resolved: &resolved,
+                delivery: Delivery::Template,
+            };
+            send_accepted(ports, &plan, &parts, &pending).await?;
+            pending.iter().map(|m| pending_view(&id, m)).collect()
+        }
+    };
+    let conversation = ports
+        .store
+        .get_conversation(tenant, &id)
+        .await?
+        .ok_or_else(|| Error::Internal("started conversation is missing".into()))?
+        .view(now);
+    Ok((conversation, messages))
+}
