@@ -64,7 +64,6 @@ impl DynamoStore {
             )
             // The agent answering has seen the customer's messages.
             .set("unread_count", n(0));
-        let pk = e.name(keys::PK);
         let mut conditions = Vec::new();
         if b.start {
             e.set(keys::ENTITY, s("conversation"))
@@ -81,6 +80,7 @@ impl DynamoStore {
                 .set_if_absent("created_at", s(&last.created_at))
                 .set_if_absent("labels", AttributeValue::L(Vec::new()));
         } else {
+            let pk = e.name(keys::PK);
             conditions.push(format!("attribute_exists({pk})"));
         }
         if let Some(budget) = b.reply_budget {
