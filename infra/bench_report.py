@@ -9,6 +9,7 @@ BUDGETS_US = {
     "messenger_text": 200.0,
     "wechat_text_xml": 200.0,
     "whatsapp_batch_50": None,
+    "outbound_send_text": None,
 }
 
 
@@ -25,6 +26,9 @@ def main() -> int:
             failed = True
             continue
         median_us = json.loads(path.read_text())["median"]["point_estimate"] / 1000.0
+        if name == "outbound_send_text":
+            print(f"| {name} (outbound: parse, window, provider body, answer) | {median_us:.1f} µs | — | — |")
+            continue
         if budget is None:
             print(f"| {name} | {median_us:.1f} µs ({median_us / 50:.1f} µs/message) | — | — |")
             continue

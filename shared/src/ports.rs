@@ -118,6 +118,16 @@ pub trait InboundStore: Send + Sync {
         update: &StatusUpdate,
     ) -> impl Future<Output = Result<StatusOutcome, Error>> + Send;
 
+    /// Maps a kept status's provider id to our message named by the reference it carried
+    /// (a send whose outcome was unknown): the message gets its provider id and `sent`.
+    /// `None` when the reference names no message of the conversation, or one already
+    /// mapped.
+    fn link_outbound(
+        &self,
+        channel: &Channel,
+        update: &StatusUpdate,
+    ) -> impl Future<Output = Result<Option<MessageRef>, Error>> + Send;
+
     /// Moves every outbound message to the customer up to the watermark forward.
     fn apply_watermark(
         &self,

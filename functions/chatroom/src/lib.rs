@@ -39,10 +39,11 @@ impl App {
             .optional("WECHAT_API_URL")
             .unwrap_or_else(|| DEFAULT_WECHAT_API_URL.to_owned());
         let provider =
-            ProviderClient::new(&graph, &wechat).map_err(|reason| ConfigError::Invalid {
-                name: "META_GRAPH_URL",
-                reason,
-            })?;
+            ProviderClient::new(&graph, &wechat, shared::adapters::provider::CALL_TIMEOUT)
+                .map_err(|reason| ConfigError::Invalid {
+                    name: "META_GRAPH_URL",
+                    reason,
+                })?;
         Ok(Self {
             directory: CachedDirectory::new(store.clone()),
             store,

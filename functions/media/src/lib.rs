@@ -46,11 +46,7 @@ impl App {
         let config = Config::from_source(env)?;
         let bucket = env.required("MEDIA_BUCKET")?;
         let sdk = sdk_config(&config.aws, credentials.clone());
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(config.aws.endpoint_url.is_some())
-                .build(),
-        );
+        let s3 = shared::adapters::aws::s3_client(&sdk, &config.aws);
         let mut policy = FetchPolicy::default();
         if let Some(hosts) = env.optional("MEDIA_FETCH_ALLOWED_HOSTS") {
             policy.allowed_hosts = hosts

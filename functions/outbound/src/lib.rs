@@ -15,10 +15,12 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use shared::Error;
-use shared::adapters::aws::{SharedCredentialsProvider, dynamodb_client, s3_client, sdk_config};
+use shared::adapters::aws::{
+    DynamoDbClient, SharedCredentialsProvider, dynamodb_client, s3_client, sdk_config,
+};
 use shared::adapters::cache::CachedDirectory;
 use shared::adapters::dynamo::DynamoStore;
-use shared::adapters::provider::ProviderClient;
+use shared::adapters::provider::{CALL_TIMEOUT, ProviderClient};
 use shared::adapters::s3::S3Media;
 use shared::config::{Config, ConfigError, DEFAULT_META_GRAPH_URL, DEFAULT_WECHAT_API_URL, Source};
 use shared::domain::outbound::{RetryPolicy, SendMessage, Sender};
@@ -42,33 +44,60 @@ impl App {
         credentials: SharedCredentialsProvider,
     ) -> Result<Self, ConfigError> {
         let config = Config::from_source(env)?;
-        let bucket = env.required("MEDIA_BUCKET")?;
         let sdk = sdk_config(&config.aws, credentials.clone());
-        let store = DynamoStore::new(dynamodb_client(&sdk), config.table_name);
+        Self::with_clients(
+            env,
+            &config,
+            dynamodb_client(&sdk),
+            s3_client(&sdk, &config.aws),
+            credentials,
+        )
+    }
+
+    /// Builds the app around given clients (measurements attach interceptors to them).
+    pub fn with_clients(
+        env: &impl Source,
+        config: &Config,
+        dynamo: DynamoDbClient,
+        s3: aws_sdk_s3::Client,
+        credentials: SharedCredentialsProvider,
+    ) -> Result<Self, ConfigError> {
+        let bucket = env.required("MEDIA_BUCKET")?;
+        let store = DynamoStore::new(dynamo, config.table_name.clone());
         let graph = env
             .optional("META_GRAPH_URL")
             .unwrap_or_else(|| DEFAULT_META_GRAPH_URL.to_owned());
         let wechat = env
             .optional("WECHAT_API_URL")
             .unwrap_or_else(|| DEFAULT_WECHAT_API_URL.to_owned());
-        let provider =
-            ProviderClient::new(&graph, &wechat).map_err(|reason| ConfigError::Invalid {
+        let millis = |name: &'static str| -> Result<Option<Duration>, ConfigError> {
+            env.optional(name)
+                .map(|v| {
+                    v.parse()
+                        .map(Duration::from_millis)
+                        .map_err(|_| ConfigError::Invalid {
+                            name,
+                            reason: "must be a number of milliseconds".into(),
+                        })
+                })
+                .transpose()
+        };
+        let timeout = millis("OUTBOUND_CALL_TIMEOUT_MS")?.unwrap_or(CALL_TIMEOUT);
+        let provider = ProviderClient::new(&graph, &wechat, timeout).map_err(|reason| {
+            ConfigError::Invalid {
                 name: "META_GRAPH_URL",
                 reason,
-            })?;
+            }
+        })?;
         let mut retry = RetryPolicy::default();
-        if let Some(ms) = env.optional("OUTBOUND_RETRY_BASE_MS") {
-            let ms: u64 = ms.parse().map_err(|_| ConfigError::Invalid {
-                name: "OUTBOUND_RETRY_BASE_MS",
-                reason: "must be a number of milliseconds".into(),
-            })?;
-            retry.base = Duration::from_millis(ms);
+        if let Some(base) = millis("OUTBOUND_RETRY_BASE_MS")? {
+            retry.base = base;
         }
         Ok(Self {
             directory: CachedDirectory::new(store.clone()),
             store,
             objects: S3Media::new(
-                s3_client(&sdk, &config.aws),
+                s3,
                 bucket,
                 config.aws.region.clone(),
                 config.aws.endpoint_url.as_deref(),

@@ -17,8 +17,8 @@ use crate::ports::{ProviderApi, RoutedChannel};
 
 /// Time to connect; a request that never connected was not sent and may be retried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Whole-call cap; a call cut after connecting has an unknown outcome.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default whole-call cap; a call cut after connecting has an unknown outcome.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// A WeChat token is renewed this long before WeChat says it expires.
 const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 
@@ -36,11 +36,11 @@ pub struct ProviderClient {
 type TokenError = Attempt;
 
 impl ProviderClient {
-    /// Builds the client (base URLs without a trailing slash).
-    pub fn new(graph_url: &str, wechat_url: &str) -> Result<Self, String> {
+    /// Builds the client: base URLs, and the cap on one call.
+    pub fn new(graph_url: &str, wechat_url: &str, call_timeout: Duration) -> Result<Self, String> {
         let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(CALL_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT.min(call_timeout))
+            .timeout(call_timeout)
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .build()

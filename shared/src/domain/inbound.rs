@@ -87,6 +87,18 @@ pub struct StatusUpdate {
     pub error: Option<DeliveryError>,
     /// The provider's fragment (with `conversation` and `pricing` objects), for audit.
     pub raw: Value,
+    /// Our own reference sent with the message (WhatsApp `biz_opaque_callback_data`): the
+    /// message's time and id, which maps a status back to a message whose send had an
+    /// unknown outcome (see [`parse_reference`]).
+    pub reference: Option<(String, String)>,
+}
+
+/// Reads a reference we put on an outbound message: `<created_at>#<message id>`.
+pub fn parse_reference(value: &str) -> Option<(String, String)> {
+    let (at, id) = value.split_once('#')?;
+    let at_ok = crate::domain::time::parse_rfc3339(at).is_some() && at.len() <= 40;
+    let id_ok = !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric());
+    (at_ok && id_ok).then(|| (at.to_owned(), id.to_owned()))
 }
 
 /// Messenger/Instagram: everything sent to `customer` up to `watermark` is delivered/read.

@@ -268,6 +268,9 @@ fn whatsapp_status(s: &Value) -> Option<StatusUpdate> {
         timestamp: from_epoch_seconds(&s["timestamp"]),
         error,
         raw: s.clone(),
+        reference: s["biz_opaque_callback_data"]
+            .as_str()
+            .and_then(crate::domain::inbound::parse_reference),
     })
 }
 

@@ -272,6 +272,7 @@ async fn ingest_item<S: InboundStore>(
                     timestamp: Some(watermark.watermark),
                     error: None,
                     raw: serde_json::Value::Null,
+                    reference: None,
                 };
                 apply_status(store, channel, &update, now, report, events).await?;
             }
@@ -297,7 +298,14 @@ async fn apply_status<S: InboundStore>(
             report.statuses_applied += 1;
             status_applied(store, channel, &at, update, now, events).await?;
         }
-        StatusOutcome::Kept => report.statuses_kept += 1,
+        // A status for a send whose outcome was unknown carries our reference: map it.
+        StatusOutcome::Kept => match store.link_outbound(channel, update).await? {
+            Some(at) => {
+                report.statuses_applied += 1;
+                status_applied(store, channel, &at, update, now, events).await?;
+            }
+            None => report.statuses_kept += 1,
+        },
         StatusOutcome::Stale => report.statuses_stale += 1,
     }
     Ok(())

@@ -370,6 +370,7 @@ impl InboundStore for DynamoStore {
             timestamp: None,
             error,
             raw: serde_json::Value::Null,
+            reference: None,
         }))
     }
 
@@ -422,6 +423,68 @@ impl InboundStore for DynamoStore {
                 UpdateItemError::ConditionalCheckFailedException(_) => Ok(StatusOutcome::Stale),
                 other => Err(internal("apply status", other)),
             },
+        }
+    }
+
+    async fn link_outbound(
+        &self,
+        channel: &Channel,
+        u: &StatusUpdate,
+    ) -> Result<Option<MessageRef>, Error> {
+        let Some((created_at, message_id)) = &u.reference else {
+            return Ok(None);
+        };
+        let tenant = &channel.tenant_id;
+        let conversation = conversation_id(&channel.id, &u.customer);
+        let message_key = keys::message(tenant, &conversation, created_at, message_id);
+        let sent = DeliveryStatus::Sent;
+        let mut m = Expr::default();
+        m.set("provider_message_id", s(&u.provider_message_id))
+            .set("status", s(sent.as_str()))
+            .set("status_rank", n(sent.rank()))
+            .remove("error_code")
+            .remove("error_reason")
+            .remove("error_hint");
+        let (pk, pid, dir) = (
+            m.name(keys::PK),
+            m.name("provider_message_id"),
+            m.name("direction"),
+        );
+        let outbound = m.value(s(Direction::Outbound.as_str()));
+        let message = update(
+            &self.table,
+            message_key.clone(),
+            &m,
+            Some(format!(
+                "attribute_exists({pk}) AND attribute_not_exists({pid}) AND {dir} = {outbound}"
+            )),
+        )?;
+        let mut p = Expr::default();
+        p.set("message_id", s(message_id))
+            .set("message_sk", s(&message_key.sk))
+            .set("direction", s(Direction::Outbound.as_str()));
+        let mid = p.name("message_id");
+        let mapping = update(
+            &self.table,
+            keys::provider_message(tenant, &conversation, &u.provider_message_id),
+            &p,
+            Some(format!("attribute_not_exists({mid})")),
+        )?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(message)
+            .transact_items(mapping)
+            .send()
+            .await;
+        match result.map_err(aws_sdk_dynamodb::error::SdkError::into_service_error) {
+            Ok(_) => Ok(Some(MessageRef {
+                message_id: message_id.clone(),
+                conversation_id: conversation,
+            })),
+            // Not ours, already mapped, or mapped by a parallel delivery: nothing to do.
+            Err(TransactWriteItemsError::TransactionCanceledException(_)) => Ok(None),
+            Err(other) => Err(internal("link outbound message", other)),
         }
     }
 
@@ -481,6 +544,7 @@ impl InboundStore for DynamoStore {
                 timestamp: Some(w.watermark),
                 error: None,
                 raw: serde_json::Value::Null,
+                reference: None,
             };
             if let StatusOutcome::Applied(at) = self.apply_status(channel, &update).await? {
                 moved.push(at);

@@ -168,6 +168,7 @@ fn decode_cursor(cursor: &str, count: usize, prefix: &str) -> Result<Vec<String>
 struct Expr {
     sets: Vec<String>,
     adds: Vec<String>,
+    removes: Vec<String>,
     names: HashMap<String, String>,
     values: HashMap<String, AttributeValue>,
 }
@@ -200,6 +201,13 @@ impl Expr {
         self
     }
 
+    /// Removes an attribute.
+    fn remove(&mut self, attribute: &str) -> &mut Self {
+        let n = self.name(attribute);
+        self.removes.push(n);
+        self
+    }
+
     fn add(&mut self, attribute: &str, value: AttributeValue) -> &mut Self {
         let (n, v) = (self.name(attribute), self.value(value));
         self.adds.push(format!("{n} {v}"));
@@ -215,6 +223,10 @@ impl Expr {
         if !self.adds.is_empty() {
             out.push_str(" ADD ");
             out.push_str(&self.adds.join(", "));
+        }
+        if !self.removes.is_empty() {
+            out.push_str(" REMOVE ");
+            out.push_str(&self.removes.join(", "));
         }
         out
     }
