@@ -439,6 +439,15 @@ pub trait TemplateStore: Send + Sync {
         page: &PageRequest,
     ) -> impl Future<Output = Result<Page<crate::domain::template::Template>, Error>> + Send;
 
+    /// Applies Meta's review decision to the template with Meta's id `provider_template_id`;
+    /// `false` when no tenant has such a template.
+    fn set_template_status(
+        &self,
+        provider_template_id: &str,
+        status: crate::domain::template::TemplateStatus,
+        reason: Option<&str>,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
     /// Deletes a template (absent is fine).
     fn delete_template(
         &self,

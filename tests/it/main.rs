@@ -7,5 +7,6 @@ mod hostile;
 mod inbound;
 mod local_stack;
 mod media;
+mod outbound;
 mod statuses;
 mod webhooks;

@@ -1,6 +1,6 @@
 //! Test harness: one local stack per test process — moto on a free loopback port, the
-//! template's resources, and the dev server — shared by every test, each of which uses its
-//! own tenant so they run in parallel.
+//! template's resources, the provider sandbox and the dev server — shared by every test,
+//! each of which uses its own tenant (and provider accounts) so they run in parallel.
 //!
 //! The dev server runs on its own runtime thread so it outlives any single test's runtime.
 //! Moto stops by itself when the test process exits (its launcher watches its parent).
@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 use local_stack::devserver::DevServer;
 use local_stack::moto::Moto;
+use local_stack::sandbox::{ChaosSettings, Fault, Sandbox, SandboxConfig};
 use local_stack::template::{self, Template};
 use local_stack::token::{AgentClaims, mint};
 use local_stack::{LOCAL_REGION, LocalSettings, bootstrap};
@@ -29,6 +30,8 @@ pub struct TestStack {
     pub base_url: String,
     /// `http://127.0.0.1:<port>` of the provider sandbox.
     pub sandbox_url: String,
+    /// The provider sandbox (shares its state with the one serving).
+    pub sandbox: Sandbox,
     /// The settings the functions were built with.
     pub settings: LocalSettings,
     /// The parsed template.
@@ -47,24 +50,17 @@ pub fn stack() -> &'static TestStack {
     })
 }
 
-/// Files the provider sandbox serves: id → (bytes, MIME type).
-type SandboxFiles = std::sync::Mutex<std::collections::HashMap<String, (Vec<u8>, String)>>;
-
-static SANDBOX_MEDIA: OnceLock<SandboxFiles> = OnceLock::new();
-
-fn sandbox_media() -> &'static std::sync::Mutex<std::collections::HashMap<String, (Vec<u8>, String)>>
-{
-    SANDBOX_MEDIA.get_or_init(Default::default)
+/// The provider sandbox of the stack (Graph API and WeChat API on loopback): its outbox,
+/// failure injection and webhooks, called directly.
+pub fn sandbox() -> &'static Sandbox {
+    &stack().sandbox
 }
 
 /// Makes the provider sandbox serve a file: `GET {graph}/{id}` answers like the Graph API
-/// (url, mime_type, sha256, file_size) and `GET /files/{id}` returns the bytes; both need
-/// the channel's bearer token, as Meta's do.
+/// (url, mime_type, sha256, file_size; it needs the channel's bearer token, as Meta's
+/// does), `GET /files/{id}` and WeChat's `media/get` return the bytes.
 pub fn sandbox_put(id: &str, bytes: Vec<u8>, mime: &str) {
-    sandbox_media()
-        .lock()
-        .expect("sandbox media")
-        .insert(id.to_owned(), (bytes, mime.to_owned()));
+    sandbox().put_file(id, bytes, mime);
 }
 
 /// The sandbox's base URL.
@@ -72,80 +68,47 @@ pub fn sandbox_url() -> String {
     stack().sandbox_url.clone()
 }
 
-async fn sandbox(listener: tokio::net::TcpListener) {
-    use axum::extract::{Path, State};
-    use axum::http::{HeaderMap, StatusCode};
-    use axum::response::IntoResponse;
-    use axum::routing::get;
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let authorized = |h: &HeaderMap| {
-        h.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer EAAG-test")
-    };
-    let app = axum::Router::new()
-        .route(
-            "/graph/{id}",
-            get(move |State(base): State<String>, Path(id): Path<String>, h: HeaderMap| async move {
-                if !authorized(&h) {
-                    return (StatusCode::UNAUTHORIZED, "{}".to_owned()).into_response();
-                }
-                let found = sandbox_media().lock().expect("sandbox").get(&id).cloned();
-                match found {
-                    Some((bytes, mime)) => {
-                        use sha2::Digest;
-                        let body = serde_json::json!({
-                            "url": format!("{base}/files/{id}"), "mime_type": mime,
-                            "sha256": hex::encode(sha2::Sha256::digest(&bytes)), "file_size": bytes.len(),
-                            "id": id, "messaging_product": "whatsapp"
-                        });
-                        ([("content-type", "application/json")], body.to_string()).into_response()
-                    }
-                    None => (StatusCode::NOT_FOUND, r#"{"error":{"message":"Unsupported get request","code":100}}"#.to_owned()).into_response(),
-                }
-            }),
+/// The send calls the sandbox recorded for an account (phone_number_id, page / Instagram
+/// id, WeChat appid), oldest first, as the JSON `GET /sandbox/outbox` gives.
+pub fn sandbox_outbox(account: &str) -> Vec<Value> {
+    sandbox()
+        .outbox(Some(account), None)
+        .iter()
+        .map(|item| serde_json::to_value(item).expect("an outbox item is JSON"))
+        .collect()
+}
+
+/// Queues failures for the next send calls to an account, in the JSON form of
+/// `POST /sandbox/fail` (`{"status":429,"retry_after":1}`, `{"errcode":45015}`,
+/// `{"delay_ms":3000}`, …).
+pub fn sandbox_fail(account: &str, next: Vec<Value>) {
+    let faults = next
+        .iter()
+        .map(|f| Fault::parse(f).unwrap_or_else(|e| panic!("fault {f}: {e}")));
+    sandbox().fail_next(account, faults.collect::<Vec<_>>());
+}
+
+/// Makes sends to an account fail at random with a seed; both rates zero turns it off.
+pub fn sandbox_chaos(account: &str, transient_rate: f64, permanent_rate: f64, seed: u64) {
+    sandbox()
+        .set_chaos(
+            account,
+            ChaosSettings {
+                transient_rate,
+                permanent_rate,
+                seed,
+            },
         )
-        .route(
-            "/files/{id}",
-            get(|Path(id): Path<String>| async move {
-                let found = sandbox_media().lock().expect("sandbox").get(&id).cloned();
-                match found {
-                    Some((bytes, mime)) => ([("content-type", mime)], bytes).into_response(),
-                    None => StatusCode::NOT_FOUND.into_response(),
-                }
-            }),
-        )
-        .route(
-            "/wechat/cgi-bin/token",
-            get(|axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>| async move {
-                let ok = q.get("appid").map(String::as_str) == Some("wx123")
-                    && q.get("secret").map(String::as_str) == Some("wx-secret");
-                if ok {
-                    r#"{"access_token":"wx-sandbox-token","expires_in":7200}"#
-                } else {
-                    r#"{"errcode":40125,"errmsg":"invalid appsecret"}"#
-                }
-            }),
-        )
-        .route(
-            "/wechat/cgi-bin/media/get",
-            get(|axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>| async move {
-                let media = q.get("media_id").cloned().unwrap_or_default();
-                let found = sandbox_media().lock().expect("sandbox").get(&media).cloned();
-                match (q.get("access_token").map(String::as_str), found) {
-                    (Some("wx-sandbox-token"), Some((bytes, mime))) => ([("content-type", mime)], bytes).into_response(),
-                    _ => (
-                        [("content-type", "text/plain".to_owned())],
-                        br#"{"errcode":40007,"errmsg":"invalid media_id"}"#.to_vec(),
-                    )
-                        .into_response(),
-                }
-            }),
-        )
-        .with_state(base);
-    axum::serve(listener, app).await.expect("sandbox serves");
+        .expect("chaos rates are 0..=1");
 }
 
 fn start() -> TestStack {
     let moto = Moto::start(0).expect("moto starts (run through `make test`, which installs it)");
+    let sandbox = Sandbox::new(SandboxConfig {
+        meta_app_secret: META_APP_SECRET.to_owned(),
+        ..SandboxConfig::default()
+    });
+    let serving = sandbox.clone();
     let (sandbox_tx, sandbox_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -159,7 +122,7 @@ fn start() -> TestStack {
             sandbox_tx
                 .send(listener.local_addr().expect("addr"))
                 .expect("harness waits");
-            sandbox(listener).await;
+            serving.serve(listener).await.expect("sandbox serves");
         });
     });
     let sandbox_url = format!("http://{}", sandbox_rx.recv().expect("sandbox starts"));
@@ -175,6 +138,11 @@ fn start() -> TestStack {
             ("MEDIA_FETCH_ALLOW_LOOPBACK", "true"),
             // Only the sandbox: fixture URLs pointing at Meta's CDN are refused at once.
             ("MEDIA_FETCH_ALLOWED_HOSTS", "localhost"),
+            // Below the sandbox's injected delays (`{"delay_ms": 2500}`) so timeouts are
+            // testable; far above its normal answer time.
+            ("OUTBOUND_CALL_TIMEOUT_MS", "2000"),
+            // Retries of injected transient failures back off from 20 ms, not 250 ms.
+            ("OUTBOUND_RETRY_BASE_MS", "20"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -213,9 +181,12 @@ fn start() -> TestStack {
         });
     });
     let addr = rx.recv().expect("dev server starts");
+    // The sandbox started first (the functions need its URL): now it learns the dev server's.
+    sandbox.set_webhook_base(format!("http://{addr}"));
     TestStack {
         base_url: format!("http://{addr}"),
         sandbox_url,
+        sandbox,
         settings,
         template,
         _moto: moto,

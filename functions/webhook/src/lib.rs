@@ -25,6 +25,7 @@ use shared::domain::{meta, wechat};
 use shared::http;
 use shared::ports::ChannelDirectory;
 use shared::service::ingest::{self, IngestPorts, IngestReport};
+use shared::service::templates;
 use tracing::{info, warn};
 
 /// Largest Meta webhook accepted (Meta batches up to 1000 updates in one POST).
@@ -145,8 +146,15 @@ async fn meta_message(
         ChannelType::Whatsapp => meta::parse_whatsapp(body)?,
         _ => meta::parse_messaging(body, app.meta.app_id.as_deref())?,
     };
+    let mut parsed = parsed;
+    let template_updates = std::mem::take(&mut parsed.template_updates);
     let report = ingest::ingest_webhook(app.ports(), provider, parsed, Utc::now()).await?;
-    Ok(http::json(StatusCode::OK, &report_body(&report)))
+    let mut body = report_body(&report);
+    if !template_updates.is_empty() {
+        let applied = templates::apply_status_updates(&app.store, &template_updates).await?;
+        body["templates"] = serde_json::json!(applied);
+    }
+    Ok(http::json(StatusCode::OK, &body))
 }
 
 async fn wechat_channel(

@@ -13,6 +13,7 @@ pub mod counter;
 pub mod devserver;
 pub mod functions;
 pub mod moto;
+pub mod sandbox;
 pub mod standin;
 pub mod template;
 pub mod token;

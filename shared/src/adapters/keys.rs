@@ -148,6 +148,14 @@ pub fn idempotency(tenant: &TenantId, conversation_id: &str, key_hash: &str) -> 
     }
 }
 
+/// Where a template with Meta's id lives (status webhooks name only that id).
+pub fn provider_template(provider_template_id: &str) -> Key {
+    Key {
+        pk: format!("PTEMPLATE#{provider_template_id}"),
+        sk: "PTEMPLATE".to_owned(),
+    }
+}
+
 /// Sort key prefix of a tenant's templates.
 pub const TEMPLATE_PREFIX: &str = "TEMPLATE#";
 

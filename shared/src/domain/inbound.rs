@@ -134,11 +134,24 @@ pub struct AccountItems {
     pub items: Vec<WebhookItem>,
 }
 
+/// Meta's review decision on a WhatsApp template (`message_template_status_update`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateStatusUpdate {
+    /// Meta's template id.
+    pub provider_template_id: String,
+    /// `APPROVED`, `REJECTED`, `PAUSED`, `DISABLED`, …
+    pub status: String,
+    /// Meta's reason (`NONE` when there is none).
+    pub reason: Option<String>,
+}
+
 /// A whole webhook, normalized.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ParsedWebhook {
     /// Items grouped by account, in payload order.
     pub accounts: Vec<AccountItems>,
+    /// Template review decisions (addressed to a business account, not a number).
+    pub template_updates: Vec<TemplateStatusUpdate>,
     /// Items acknowledged without storing (our own echoes, other webhook fields, items
     /// without the ids needed to store them), with the reason, for the log.
     pub skipped: Vec<&'static str>,

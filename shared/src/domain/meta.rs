@@ -6,7 +6,7 @@ use subtle::ConstantTimeEq;
 use crate::Error;
 use crate::domain::inbound::{
     InboundMedia, InboundMessage, ParsedWebhook, StatusUpdate, Watermark, WebhookItem,
-    from_epoch_millis, from_epoch_seconds,
+    from_epoch_millis, from_epoch_seconds, ids_storable,
 };
 use crate::domain::message::{DeliveryError, DeliveryStatus, Direction, MessageKind};
 
@@ -89,8 +89,8 @@ fn entries(root: &Value) -> &[Value] {
 }
 
 /// Parses a WhatsApp Cloud API webhook (`object: whatsapp_business_account`): every entry,
-/// change, message and status. Unknown message types become `unsupported`; other change
-/// fields (template updates, account alerts) are skipped.
+/// change, message and status, and template review decisions. Unknown message types become
+/// `unsupported`; other change fields (account alerts, …) are skipped.
 pub fn parse_whatsapp(body: &[u8]) -> Result<ParsedWebhook, Error> {
     let root = parse_root(body)?;
     let mut out = ParsedWebhook::default();
@@ -100,6 +100,25 @@ pub fn parse_whatsapp(body: &[u8]) -> Result<ParsedWebhook, Error> {
             .map(Vec::as_slice)
             .unwrap_or_default()
         {
+            if change["field"] == "message_template_status_update" {
+                let value = &change["value"];
+                let id = text_of(&value["message_template_id"])
+                    .or_else(|| value["message_template_id"].as_u64().map(|n| n.to_string()));
+                match (id, text_of(&value["event"])) {
+                    (Some(provider_template_id), Some(status))
+                        if ids_storable(&[&provider_template_id]) =>
+                    {
+                        out.template_updates
+                            .push(crate::domain::inbound::TemplateStatusUpdate {
+                                provider_template_id,
+                                status,
+                                reason: text_of(&value["reason"]).filter(|r| r != "NONE"),
+                            });
+                    }
+                    _ => out.skipped.push("template update without id or event"),
+                }
+                continue;
+            }
             if change["field"] != "messages" {
                 out.skipped.push("not a messages change");
                 continue;
@@ -458,6 +477,43 @@ fn messaging_event(ev: &Value, own_app_id: Option<&str>) -> Result<WebhookItem, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn template_review_decisions_are_read_with_their_reason() {
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1020","time":1,"changes":[
+            {"field":"message_template_status_update","value":{"event":"REJECTED","message_template_id":1689556908129832,
+             "message_template_name":"promo","message_template_language":"en_US","reason":"INVALID_FORMAT"}},
+            {"field":"message_template_status_update","value":{"event":"APPROVED","message_template_id":"77","reason":"NONE"}},
+            {"field":"message_template_status_update","value":{"reason":"NONE"}}]}]}"#;
+        let parsed = parse_whatsapp(body).unwrap();
+        assert_eq!(parsed.template_updates.len(), 2);
+        assert_eq!(
+            parsed.template_updates[0].provider_template_id,
+            "1689556908129832"
+        );
+        assert_eq!(
+            parsed.template_updates[0].reason.as_deref(),
+            Some("INVALID_FORMAT")
+        );
+        assert_eq!(parsed.template_updates[1].reason, None);
+        assert_eq!(parsed.skipped.len(), 1);
+    }
+
+    #[test]
+    fn a_status_carries_our_reference_back() {
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{
+            "metadata":{"phone_number_id":"10"},"statuses":[{"id":"wamid.A","status":"sent","timestamp":"1",
+            "recipient_id":"155","biz_opaque_callback_data":"2026-11-24T09:00:00.000Z#01JABC"}]}}]}]}"#;
+        let parsed = parse_whatsapp(body).unwrap();
+        let WebhookItem::Status(s) = &parsed.accounts[0].items[0] else {
+            panic!("a status")
+        };
+        assert_eq!(
+            s.reference,
+            Some(("2026-11-24T09:00:00.000Z".to_owned(), "01JABC".to_owned()))
+        );
+        assert_eq!(crate::domain::inbound::parse_reference("not#a ref"), None);
+    }
 
     #[test]
     fn matching_handshake_echoes_the_challenge() {

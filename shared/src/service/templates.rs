@@ -119,3 +119,22 @@ pub async fn delete_template(
         .await?;
     store.delete_template(&principal.tenant_id, id).await
 }
+
+/// Applies Meta's `message_template_status_update` decisions; returns how many templates
+/// changed (decisions about templates nobody here created are ignored).
+pub async fn apply_status_updates(
+    store: &impl TemplateStore,
+    updates: &[crate::domain::inbound::TemplateStatusUpdate],
+) -> Result<usize, Error> {
+    let mut applied = 0;
+    for u in updates {
+        let status = TemplateStatus::parse(&u.status);
+        if store
+            .set_template_status(&u.provider_template_id, status, u.reason.as_deref())
+            .await?
+        {
+            applied += 1;
+        }
+    }
+    Ok(applied)
+}

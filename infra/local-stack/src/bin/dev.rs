@@ -1,8 +1,13 @@
-//! `make dev`: moto, the template's resources, and the dev server on 127.0.0.1:$PORT.
+//! `make dev`: moto, the template's resources, the provider sandbox on
+//! 127.0.0.1:$SANDBOX_PORT (default 3100) and the dev server on 127.0.0.1:$PORT.
 //! Ctrl-C stops everything it started.
+//!
+//! The functions call the sandbox instead of Meta and WeChat unless `META_GRAPH_URL` /
+//! `WECHAT_API_URL` are set.
 
 use local_stack::devserver::DevServer;
 use local_stack::moto::Moto;
+use local_stack::sandbox::{Sandbox, SandboxConfig};
 use local_stack::template::{self, Template};
 use local_stack::{BoxError, LOCAL_REGION, LocalSettings, bootstrap};
 
@@ -21,8 +26,39 @@ async fn main() -> Result<(), BoxError> {
     result
 }
 
+/// Default port of the provider sandbox.
+const DEFAULT_SANDBOX_PORT: u16 = 3100;
+
 async fn run(moto: &Moto) -> Result<(), BoxError> {
-    let settings = LocalSettings::from_env(moto.endpoint())?;
+    let mut settings = LocalSettings::from_env(moto.endpoint())?;
+    let sandbox_port = std::env::var("SANDBOX_PORT")
+        .ok()
+        .map(|p| p.parse::<u16>())
+        .transpose()
+        .map_err(|_| "SANDBOX_PORT must be a port number")?
+        .unwrap_or(DEFAULT_SANDBOX_PORT);
+    let sandbox_listener = tokio::net::TcpListener::bind(("127.0.0.1", sandbox_port))
+        .await
+        .map_err(|e| {
+            format!("cannot listen on 127.0.0.1:{sandbox_port} for the provider sandbox (set SANDBOX_PORT): {e}")
+        })?;
+    let sandbox_url = format!("http://{}", sandbox_listener.local_addr()?);
+    let providers = use_sandbox(&mut settings, &sandbox_url);
+    let sandbox = Sandbox::new(SandboxConfig {
+        meta_app_secret: settings
+            .overrides
+            .get("META_APP_SECRET")
+            .cloned()
+            .unwrap_or_default(),
+        ..SandboxConfig::default()
+    });
+    let serving = sandbox.clone();
+    tokio::spawn(async move {
+        if let Err(e) = serving.serve(sandbox_listener).await {
+            tracing::error!(error = %e, "the provider sandbox stopped");
+        }
+    });
+
     let template = Template::load(&template::default_path(), LOCAL_REGION)?;
     bootstrap::create_resources(&template, &settings.sdk_config()).await?;
     let server = DevServer::new(&template, &settings)?;
@@ -31,12 +67,18 @@ async fn run(moto: &Moto) -> Result<(), BoxError> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", settings.port))?;
+    let port = listener.local_addr()?.port();
+    sandbox.set_webhook_base(format!("http://127.0.0.1:{port}"));
     eprintln!(
         "\nchatroom dev server: http://127.0.0.1:{port}   (AWS emulator: {aws})\n\
          try: curl http://127.0.0.1:{port}/health\n\
          token: make token TENANT=acme ROLE=admin\n\
+         provider sandbox: {sandbox_url}   ({providers})\n\
+         chat as a customer (connect a WhatsApp channel with that phone_number_id first):\n  \
+         curl -XPOST {sandbox_url}/sandbox/customer-message \\\n    \
+         -d '{{\"channel\":\"whatsapp\",\"account\":\"<phone_number_id>\",\"from\":\"15550001111\",\"name\":\"Ana\",\"text\":\"hi\"}}'\n\
+         what was sent: curl {sandbox_url}/sandbox/outbox\n\
          Ctrl-C stops everything.\n",
-        port = settings.port,
         aws = moto.endpoint()
     );
     server
@@ -44,4 +86,38 @@ async fn run(moto: &Moto) -> Result<(), BoxError> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
+}
+
+/// Points the provider URLs the environment leaves unset at the sandbox (and lets media
+/// be fetched from it on loopback); says which providers the functions will call.
+fn use_sandbox(settings: &mut LocalSettings, sandbox_url: &str) -> String {
+    let mut used = Vec::new();
+    for (name, path, provider) in [
+        ("META_GRAPH_URL", "graph", "Graph API"),
+        ("WECHAT_API_URL", "wechat", "WeChat API"),
+    ] {
+        if std::env::var_os(name).is_none() {
+            settings
+                .overrides
+                .insert(name.to_owned(), format!("{sandbox_url}/{path}"));
+            used.push(provider);
+        }
+    }
+    for name in ["MEDIA_FETCH_ALLOW_LOOPBACK", "MEDIA_FETCH_ALLOWED_HOSTS"] {
+        if let Ok(value) = std::env::var(name) {
+            settings.overrides.insert(name.to_owned(), value);
+        }
+    }
+    if !used.is_empty() {
+        // The sandbox serves media over plain http on loopback; the provider hosts stay
+        // allowed too.
+        settings
+            .overrides
+            .entry("MEDIA_FETCH_ALLOW_LOOPBACK".to_owned())
+            .or_insert_with(|| "true".to_owned());
+    }
+    match used.as_slice() {
+        [] => "not used: META_GRAPH_URL and WECHAT_API_URL are set".to_owned(),
+        used => format!("stands in for the {}", used.join(" and ")),
+    }
 }

@@ -1,12 +1,21 @@
-//! WhatsApp templates, one item each in the tenant's partition.
+//! WhatsApp templates, one item each in the tenant's partition, plus a pointer from Meta's
+//! template id (status webhooks carry only that id).
 
-use super::{DynamoStore, internal, key_item, s};
+use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem};
+
+use super::{DynamoStore, Expr, get_s, internal, key_item, s};
 use crate::Error;
 use crate::adapters::keys;
 use crate::domain::ids::TenantId;
 use crate::domain::page::{Page, PageRequest};
-use crate::domain::template::Template;
+use crate::domain::template::{Template, TemplateStatus};
 use crate::ports::TemplateStore;
+
+fn decode(
+    item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> Result<Template, Error> {
+    serde_dynamo::from_item(item).map_err(|e| internal("decode template", e))
+}
 
 impl TemplateStore for DynamoStore {
     async fn put_template(&self, tenant: &TenantId, template: &Template) -> Result<(), Error> {
@@ -14,10 +23,25 @@ impl TemplateStore for DynamoStore {
             serde_dynamo::to_item(template).map_err(|e| internal("encode template", e))?;
         item.extend(key_item(keys::template(tenant, &template.id)));
         item.insert(keys::ENTITY.into(), s("template"));
+        let put = |item| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+                .map_err(|e| internal("build put", e))
+        };
+        let mut writes = vec![put(item)?];
+        if let Some(pid) = &template.provider_template_id {
+            let mut pointer = key_item(keys::provider_template(pid));
+            pointer.insert(keys::ENTITY.into(), s("provider_template"));
+            pointer.insert("tenant_id".into(), s(tenant.as_str()));
+            pointer.insert("template_id".into(), s(&template.id));
+            writes.push(put(pointer)?);
+        }
         self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
+            .transact_write_items()
+            .set_transact_items(Some(writes))
             .send()
             .await
             .map_err(|e| internal("store template", e))?;
@@ -27,7 +51,7 @@ impl TemplateStore for DynamoStore {
     async fn get_template(&self, tenant: &TenantId, id: &str) -> Result<Option<Template>, Error> {
         self.get_consistent(keys::template(tenant, id), "read template")
             .await?
-            .map(|item| serde_dynamo::from_item(item).map_err(|e| internal("decode template", e)))
+            .map(decode)
             .transpose()
     }
 
@@ -47,18 +71,78 @@ impl TemplateStore for DynamoStore {
             .await?;
         let items = items
             .into_iter()
-            .map(|item| serde_dynamo::from_item(item).map_err(|e| internal("decode template", e)))
-            .collect::<Result<Vec<Template>, _>>()?;
+            .map(decode)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Page { items, next_cursor })
     }
 
-    async fn delete_template(&self, tenant: &TenantId, id: &str) -> Result<(), Error> {
-        let key = keys::template(tenant, id);
-        self.client
-            .delete_item()
+    async fn set_template_status(
+        &self,
+        provider_template_id: &str,
+        status: TemplateStatus,
+        reason: Option<&str>,
+    ) -> Result<bool, Error> {
+        let Some(pointer) = self
+            .get_consistent(
+                keys::provider_template(provider_template_id),
+                "read template pointer",
+            )
+            .await?
+        else {
+            return Ok(false);
+        };
+        let (Some(tenant), Some(id)) =
+            (get_s(&pointer, "tenant_id"), get_s(&pointer, "template_id"))
+        else {
+            return Ok(false);
+        };
+        let tenant = TenantId::parse(tenant)?;
+        let key = keys::template(&tenant, id);
+        let mut e = Expr::default();
+        e.set("status", s(status.as_str()));
+        match reason {
+            Some(r) => e.set("reason", s(r)),
+            None => e.remove("reason"),
+        };
+        let pk = e.name(keys::PK);
+        let result = self
+            .client
+            .update_item()
             .table_name(&self.table)
             .key(keys::PK, s(key.pk))
             .key(keys::SK, s(key.sk))
+            .update_expression(e.update_expression())
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .condition_expression(format!("attribute_exists({pk})"))
+            .send()
+            .await;
+        match result.map_err(aws_sdk_dynamodb::error::SdkError::into_service_error) {
+            Ok(_) => Ok(true),
+            Err(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
+            Err(other) => Err(internal("update template status", other)),
+        }
+    }
+
+    async fn delete_template(&self, tenant: &TenantId, id: &str) -> Result<(), Error> {
+        let Some(template) = self.get_template(tenant, id).await? else {
+            return Ok(());
+        };
+        let delete = |key: keys::Key| {
+            Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(key_item(key)))
+                .build()
+                .map(|d| TransactWriteItem::builder().delete(d).build())
+                .map_err(|e| internal("build delete", e))
+        };
+        let mut writes = vec![delete(keys::template(tenant, id))?];
+        if let Some(pid) = &template.provider_template_id {
+            writes.push(delete(keys::provider_template(pid))?);
+        }
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
             .send()
             .await
             .map_err(|e| internal("delete template", e))?;
