@@ -59,6 +59,14 @@ pub trait ChannelDirectory: Send + Sync {
         &self,
         id: &ChannelId,
     ) -> impl Future<Output = Result<Option<RoutedChannel>, Error>> + Send;
+
+    /// The channel with our id if it is at hand without a request (a cache).
+    fn known_by_id(&self, _id: &ChannelId) -> Option<RoutedChannel> {
+        None
+    }
+
+    /// Keeps a channel read along with something else (a cache).
+    fn remember(&self, _channel: &RoutedChannel) {}
 }
 
 /// Where a stored message lives.
@@ -406,6 +414,15 @@ pub trait OutboundStore: Send + Sync {
         outcome: &SendOutcome,
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// A conversation and, when `route` is given, its channel's routing record, in one
+    /// request (each `None` when absent).
+    fn conversation_for_send(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        route: Option<&ChannelId>,
+    ) -> impl Future<Output = Result<(Option<ConversationState>, Option<RoutedChannel>), Error>> + Send;
 
     /// Messages by (`created_at`, id), with their current status.
     fn messages(

@@ -1082,3 +1082,29 @@ async fn a_thousand_sends_through_failures_end_sent_or_failed_and_none_twice() {
     }
     assert_eq!(accepted(&channel.external_id).await.len(), delivered.len());
 }
+
+#[tokio::test]
+async fn another_tenants_or_an_unknown_conversation_is_404_and_nothing_is_sent() {
+    let channel = connect("whatsapp").await;
+    let (conversation, _) = customer_wrote(&channel, "whatsapp", 1).await;
+    let stranger = connect("whatsapp").await;
+    let body = json!({"kind": "text", "text": "hi"});
+    for id in [
+        conversation.as_str(),
+        "cv_nope",
+        "cv_01JDX3M5Q8ZJ6Y7K2W9V4T1R0S_0123456789abcdef01234567",
+    ] {
+        let reply = send(&stranger, id, body.clone(), None).await;
+        assert_eq!((reply.status, reply.code()), (404, "not_found"), "{id}");
+    }
+    let reply = send(
+        &channel,
+        &conversation,
+        json!({"kind": "text", "text": "hi", "extra": 1}),
+        None,
+    )
+    .await;
+    assert_eq!((reply.status, reply.code()), (422, "invalid_body"));
+    assert!(outbox(&channel.external_id).await.is_empty());
+    assert!(outbox(&stranger.external_id).await.is_empty());
+}

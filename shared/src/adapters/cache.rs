@@ -80,4 +80,12 @@ impl<D: ChannelDirectory> ChannelDirectory for CachedDirectory<D> {
     async fn by_id(&self, id: &ChannelId) -> Result<Option<RoutedChannel>, Error> {
         self.cached(format!("id:{id}"), self.inner.by_id(id)).await
     }
+
+    fn known_by_id(&self, id: &ChannelId) -> Option<RoutedChannel> {
+        self.get(&format!("id:{id}"))
+    }
+
+    fn remember(&self, channel: &RoutedChannel) {
+        self.put(format!("id:{}", channel.channel.id), channel);
+    }
 }

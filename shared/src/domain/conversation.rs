@@ -34,9 +34,23 @@ pub fn customer_id(channel: &ChannelId, external_id: &str) -> String {
     derived_id("cu_", &["customer", channel.as_str(), external_id])
 }
 
-/// The conversation id of a provider user on a channel (stable, derived).
+/// The conversation id of a provider user on a channel (stable, derived): `cv_`, the
+/// channel id, `_`, and a hash. Carrying the channel lets a send read the conversation and
+/// the channel's routing record in one request.
 pub fn conversation_id(channel: &ChannelId, external_id: &str) -> String {
-    derived_id("cv_", &["conversation", channel.as_str(), external_id])
+    let hash = derived_id("", &["conversation", channel.as_str(), external_id]);
+    format!("cv_{channel}_{hash}")
+}
+
+/// The channel a conversation id names (see [`conversation_id`]); `None` for anything that
+/// is not one.
+pub fn channel_of_conversation(id: &str) -> Option<ChannelId> {
+    let (channel, hash) = id.strip_prefix("cv_")?.rsplit_once('_')?;
+    let hash_ok = hash.len() == 24 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hash_ok {
+        return None;
+    }
+    ChannelId::parse(channel).ok()
 }
 
 /// A short preview: the text, else a placeholder for the kind.
@@ -200,6 +214,27 @@ mod tests {
             conversation_id(&a, "x")[..].replace("cv_", "cu_")
         );
         assert!(crate::domain::ids::ChannelId::parse(&conversation_id(&a, "x")).is_ok());
+        assert!(conversation_id(&a, "x").len() <= 64);
+    }
+
+    #[test]
+    fn conversation_ids_name_their_channel() {
+        let a = ChannelId::parse("01JDX3M5Q8ZJ6Y7K2W9V4T1R0S").unwrap();
+        assert_eq!(
+            channel_of_conversation(&conversation_id(&a, "155")),
+            Some(a.clone())
+        );
+        let odd = ChannelId::parse("ch_with_underscores").unwrap();
+        assert_eq!(
+            channel_of_conversation(&conversation_id(&odd, "155")),
+            Some(odd)
+        );
+        assert_eq!(channel_of_conversation("cv_nope"), None);
+        assert_eq!(channel_of_conversation("cv_01A_notahash"), None);
+        assert_eq!(
+            channel_of_conversation("xx_01A_0123456789abcdef01234567"),
+            None
+        );
     }
 
     #[test]

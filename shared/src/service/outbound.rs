@@ -9,7 +9,9 @@ use sha2::{Digest, Sha256};
 use crate::Error;
 use crate::domain::auth::Principal;
 use crate::domain::channel::ChannelType;
-use crate::domain::conversation::{Conversation, MediaRef, Message, conversation_id};
+use crate::domain::conversation::{
+    Conversation, MediaRef, Message, channel_of_conversation, conversation_id,
+};
 use crate::domain::ids::{ChannelId, TenantId};
 use crate::domain::media::{MediaRecord, MediaStatus, clean_key};
 use crate::domain::message::{DeliveryError, DeliveryStatus, Direction};
@@ -417,14 +419,31 @@ where
         check_idempotency_key(key)?;
     }
     let tenant = &principal.tenant_id;
-    let conversation = ports
+    let not_found = || Error::NotFound {
+        what: "conversation",
+    };
+    // The id names the channel: the conversation and (unless cached) the channel's routing
+    // record come in one request.
+    let channel_id = channel_of_conversation(conversation_id).ok_or_else(not_found)?;
+    let known = ports.directory.known_by_id(&channel_id);
+    let (conversation, fetched) = ports
         .store
-        .get_conversation(tenant, conversation_id)
-        .await?
-        .ok_or(Error::NotFound {
-            what: "conversation",
-        })?;
-    let channel = routed_channel(ports.directory, tenant, &conversation.channel_id).await?;
+        .conversation_for_send(
+            tenant,
+            conversation_id,
+            known.is_none().then_some(&channel_id),
+        )
+        .await?;
+    let conversation = conversation.ok_or_else(not_found)?;
+    if let Some(routed) = &fetched {
+        ports.directory.remember(routed);
+    }
+    let channel = known
+        .or(fetched)
+        .filter(|r| {
+            r.channel.tenant_id == *tenant && r.channel.id.as_str() == conversation.channel_id
+        })
+        .ok_or(Error::NotFound { what: "channel" })?;
     let window = conversation.policy.window_at(
         conversation.last_inbound_at,
         conversation.replies_since_inbound,

@@ -1,5 +1,6 @@
-//! `make bench`, AWS requests per operation: the webhook handler over moto with an SDK
-//! interceptor counting every request it sends.
+//! `make bench`, AWS requests per operation: the webhook and outbound handlers over moto
+//! with an SDK interceptor counting every request they send (the outbound function talks
+//! to the provider sandbox).
 
 use std::collections::HashMap;
 
@@ -58,6 +59,31 @@ fn whatsapp_status(phone_number_id: &str, customer: &str, wamid: &str, status: &
     .to_string()
 }
 
+/// An agent's `POST /conversations/{id}/messages`, as API Gateway hands it over after the
+/// JWT authorizer.
+fn send_event(conversation: &str, body: &str) -> Result<Request, BoxError> {
+    let path = format!("/conversations/{conversation}/messages");
+    let route = "POST /conversations/{id}/messages";
+    let raw = json!({
+        "version": "2.0",
+        "routeKey": route,
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "pathParameters": {"id": conversation},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "bench", "domainName": "bench", "domainPrefix": "bench",
+            "authorizer": {"jwt": {"claims": {"sub": "agent-1", "tenant_id": "bench", "role": "agent"}, "scopes": null}},
+            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
+            "requestId": ulid::Ulid::new().to_string(), "routeKey": route,
+            "stage": "$default", "time": "24/Nov/2026:00:00:00 +0000", "timeEpoch": 0
+        },
+        "body": body,
+        "isBase64Encoded": false
+    });
+    Ok(lambda_http::request::from_str(&raw.to_string())?)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let moto = Moto::start(0)?;
@@ -65,6 +91,14 @@ async fn main() -> Result<(), BoxError> {
     settings
         .overrides
         .insert("META_APP_SECRET".into(), APP_SECRET.into());
+    let sandbox =
+        local_stack::sandbox::Sandbox::new(local_stack::sandbox::SandboxConfig::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sandbox_url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(sandbox.clone().serve(listener));
+    settings
+        .overrides
+        .insert("META_GRAPH_URL".into(), format!("{sandbox_url}/graph"));
     let template = Template::load(&template::default_path(), LOCAL_REGION)?;
     let sdk = settings.sdk_config();
     bootstrap::create_resources(&template, &sdk).await?;
@@ -194,7 +228,54 @@ async fn main() -> Result<(), BoxError> {
         2,
     ));
 
-    println!("\nAWS requests per operation (webhook handler over moto, counted at the SDK)\n");
+    // An agent answers the customer who wrote above: outbound text.
+    let function = template
+        .functions()?
+        .into_iter()
+        .find(|f| f.binary == "outbound")
+        .ok_or("no outbound function in template.yaml")?;
+    let mut outbound_env: HashMap<String, String> =
+        template.resolve_environment(&function, &settings.overrides)?;
+    outbound_env.extend(settings.lambda_environment());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let outbound_app = outbound::App::with_clients(
+        &outbound_env,
+        &config,
+        dynamo,
+        s3,
+        local_stack::functions::local_credentials(),
+    )?;
+    let conversation = shared::domain::conversation::conversation_id(&channel.id, "15551230002");
+    for (name, text) in [
+        (
+            "outbound text, first for the process (directory read)",
+            "Thanks, on it",
+        ),
+        ("outbound text", "Your order ships today"),
+    ] {
+        counter.take();
+        let body = json!({"kind": "text", "text": text}).to_string();
+        let response = outbound::handle(&outbound_app, send_event(&conversation, &body)?).await;
+        if response.status() != 202 {
+            return Err(format!("outbound answered {}", response.status()).into());
+        }
+        rows.push((name, counter.take(), 3));
+    }
+    if sandbox.outbox(Some(phone), None).len() != 2 {
+        return Err("the sandbox did not receive both sends".into());
+    }
+
+    println!("\nAWS requests per operation (handlers over moto, counted at the SDK)\n");
     println!("| operation | requests | budget | result | sent |");
     println!("|---|---|---|---|---|");
     let mut failed = false;

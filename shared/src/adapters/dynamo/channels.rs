@@ -104,7 +104,9 @@ fn routing_item(
     Ok(item)
 }
 
-fn routed_from_item(item: HashMap<String, AttributeValue>) -> Result<RoutedChannel, Error> {
+pub(super) fn routed_from_item(
+    item: HashMap<String, AttributeValue>,
+) -> Result<RoutedChannel, Error> {
     let secret = |name: &str| get_s(&item, name).map(Secret::new);
     let credentials = Credentials {
         access_token: secret("access_token"),

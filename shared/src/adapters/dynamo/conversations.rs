@@ -93,7 +93,9 @@ impl ConversationRecord {
     }
 }
 
-fn conversation_from(item: &HashMap<String, AttributeValue>) -> Result<ConversationState, Error> {
+pub(super) fn conversation_from(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<ConversationState, Error> {
     serde_dynamo::from_item::<_, ConversationRecord>(item.clone())
         .map_err(|e| internal("decode conversation", e))?
         .into_state()

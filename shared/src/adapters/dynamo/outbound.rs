@@ -7,7 +7,8 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
-use super::conversations::message_from;
+use super::channels::routed_from_item;
+use super::conversations::{conversation_from, message_from};
 use super::inbound::{MessageRecord, raw_text};
 use super::{
     DynamoStore, Expr, TRANSACTION_ATTEMPTS, conflict_backoff, get_s, internal, key_item, n,
@@ -15,11 +16,14 @@ use super::{
 };
 use crate::Error;
 use crate::adapters::keys;
-use crate::domain::conversation::{Message, customer_id, preview};
-use crate::domain::ids::TenantId;
+use crate::domain::conversation::{ConversationState, Message, customer_id, preview};
+use crate::domain::ids::{ChannelId, TenantId};
 use crate::domain::message::{DeliveryError, DeliveryStatus, Direction, MessageKind};
 use crate::domain::time::rfc3339;
-use crate::ports::{Acceptance, OutboundBatch, OutboundStore, PendingMessage, SendOutcome};
+use crate::ports::{
+    Acceptance, ConversationReader, OutboundBatch, OutboundStore, PendingMessage, RoutedChannel,
+    SendOutcome,
+};
 
 /// What a `ConditionalCheckFailed` at each position of the accept transaction means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -396,6 +400,67 @@ impl OutboundStore for DynamoStore {
                     .await
             }
         }
+    }
+
+    async fn conversation_for_send(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        route: Option<&ChannelId>,
+    ) -> Result<(Option<ConversationState>, Option<RoutedChannel>), Error> {
+        let Some(channel) = route else {
+            return Ok((self.get_conversation(tenant, conversation_id).await?, None));
+        };
+        let conversation_key = keys::conversation(tenant, conversation_id);
+        let route_key = keys::channel_route(channel);
+        let mut wanted = vec![
+            key_item(conversation_key.clone()),
+            key_item(route_key.clone()),
+        ];
+        let (mut conversation, mut routed) = (None, None);
+        // Unprocessed keys (throttling) are asked again a few times.
+        for _ in 0..5 {
+            if wanted.is_empty() {
+                break;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut wanted)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| internal("build batch get", e))?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| internal("read conversation and channel", e))?;
+            for item in out
+                .responses()
+                .and_then(|r| r.get(&self.table))
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                if get_s(item, keys::PK) == Some(conversation_key.pk.as_str())
+                    && get_s(item, keys::SK) == Some(conversation_key.sk.as_str())
+                {
+                    conversation = Some(conversation_from(item)?);
+                } else if get_s(item, keys::PK) == Some(route_key.pk.as_str()) {
+                    routed = Some(routed_from_item(item.clone())?);
+                }
+            }
+            wanted = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.table))
+                .map(|k| k.keys().to_vec())
+                .unwrap_or_default();
+        }
+        if !wanted.is_empty() {
+            return Err(Error::Internal(
+                "conversation read kept being throttled".into(),
+            ));
+        }
+        Ok((conversation, routed))
     }
 
     async fn messages(
