@@ -111,7 +111,7 @@ fn outbound_send(c: &mut Criterion) {
     c.bench_function("outbound_send_text", |b| {
         b.iter(|| {
             let message: SendMessage = serde_json::from_slice(black_box(request)).unwrap();
-            let parts = message.parts().unwrap();
+            let parts = message.parts(ChannelType::Whatsapp).unwrap();
             let window = policy.window_at(Some(last), 0, now);
             authorize(ChannelType::Whatsapp, &window, 0, &parts, Sender::Agent).unwrap();
             let Part::Text(text) = &parts[0] else {

@@ -415,6 +415,16 @@ pub trait OutboundStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
+    /// The messages an earlier request with this `Idempotency-Key` (hashed) created, or
+    /// `None`; the same key with another body (`body_hash`) is a 422.
+    fn find_replay(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        key_hash: &str,
+        body_hash: &str,
+    ) -> impl Future<Output = Result<Option<Vec<(String, String)>>, Error>> + Send;
+
     /// A conversation and, when `route` is given, its channel's routing record, in one
     /// request (each `None` when absent).
     fn conversation_for_send(
@@ -500,11 +510,13 @@ pub trait ProviderApi: Send + Sync {
         body: &serde_json::Value,
     ) -> impl Future<Output = Result<(String, String, Option<String>), Error>> + Send;
 
-    /// Deletes a template (every language of the name) at Meta.
+    /// Deletes a template at Meta: the one with Meta's id `hsm_id` when given, else every
+    /// language of the name.
     fn delete_template(
         &self,
         channel: &RoutedChannel,
         waba_id: &str,
         name: &str,
+        hsm_id: Option<&str>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 }

@@ -27,6 +27,10 @@ use shared::domain::outbound::{RetryPolicy, SendMessage, Sender};
 use shared::http::{self, json};
 use shared::service::outbound::{self, SendPorts, SendRequest, StartConversation, digest};
 
+/// How long one request may spend sending when `OUTBOUND_SEND_BUDGET_MS` is not set: the
+/// function's 29 s timeout less time to record the outcome.
+const DEFAULT_SEND_BUDGET: Duration = Duration::from_secs(25);
+
 /// Clients and settings, built once per process.
 #[derive(Debug)]
 pub struct App {
@@ -35,6 +39,8 @@ pub struct App {
     objects: S3Media,
     provider: ProviderClient,
     retry: RetryPolicy,
+    budget: Duration,
+    call_timeout: Duration,
 }
 
 impl App {
@@ -93,6 +99,7 @@ impl App {
         if let Some(base) = millis("OUTBOUND_RETRY_BASE_MS")? {
             retry.base = base;
         }
+        let budget = millis("OUTBOUND_SEND_BUDGET_MS")?.unwrap_or(DEFAULT_SEND_BUDGET);
         Ok(Self {
             directory: CachedDirectory::new(store.clone()),
             store,
@@ -105,6 +112,8 @@ impl App {
             ),
             provider,
             retry,
+            budget,
+            call_timeout: timeout,
         })
     }
 
@@ -117,6 +126,8 @@ impl App {
             provider: &self.provider,
             objects: &self.objects,
             retry: self.retry,
+            budget: self.budget,
+            call_timeout: self.call_timeout,
         }
     }
 }

@@ -23,13 +23,23 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 
 /// The provider APIs, one client per process.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProviderClient {
     http: reqwest::Client,
     graph_url: String,
     wechat_url: String,
     /// WeChat access tokens by AppID, with when to stop using them.
     tokens: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+}
+
+impl std::fmt::Debug for ProviderClient {
+    /// Never prints the cached WeChat tokens.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderClient")
+            .field("graph_url", &self.graph_url)
+            .field("wechat_url", &self.wechat_url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a WeChat token could not be had, as a send attempt.
@@ -336,18 +346,18 @@ impl ProviderApi for ProviderClient {
         channel: &RoutedChannel,
         waba_id: &str,
         name: &str,
+        hsm_id: Option<&str>,
     ) -> Result<(), Error> {
         let token = Self::meta_token(channel).map_err(|_| {
             Error::validation("channel_credentials", "the channel has no access token")
         })?;
         let url = format!("{}/{waba_id}/message_templates", self.graph_url);
-        self.graph_admin(
-            self.http
-                .delete(url)
-                .bearer_auth(token)
-                .query(&[("name", name)]),
-        )
-        .await
-        .map(|_| ())
+        let mut query = vec![("name", name)];
+        if let Some(id) = hsm_id {
+            query.push(("hsm_id", id));
+        }
+        self.graph_admin(self.http.delete(url).bearer_auth(token).query(&query))
+            .await
+            .map(|_| ())
     }
 }

@@ -262,6 +262,14 @@ impl DeliveryError {
                 "The provider did not answer in time; it may have accepted the message.",
                 "Do not resend yet: the status will update when the provider reports it.",
             ),
+            "send_timeout" => (
+                "The message was not sent: the time for this send ran out before it could go.",
+                "Send it again.",
+            ),
+            "unexpected_answer" => (
+                "The provider gave an answer this version does not understand.",
+                "Check the conversation before sending again.",
+            ),
             "retries_exhausted" => (
                 "The provider kept failing temporarily (rate limit or outage).",
                 "Send it again in a few minutes.",

@@ -349,6 +349,24 @@ fn messaging_event(ev: &Value, own_app_id: Option<&str>) -> Result<WebhookItem, 
                 Value::String(s) => Some(s.clone()),
                 _ => None,
             };
+            // Our own sends carry our reference in `metadata`: the echo is the provider
+            // confirming it (which also settles a send whose outcome was unknown).
+            let reference = m["metadata"]
+                .as_str()
+                .and_then(crate::domain::inbound::parse_reference);
+            if let Some(reference) = reference
+                && !recipient.is_empty()
+            {
+                return Ok(WebhookItem::Status(StatusUpdate {
+                    provider_message_id: mid,
+                    customer: recipient,
+                    status: DeliveryStatus::Sent,
+                    timestamp,
+                    error: None,
+                    raw: ev.clone(),
+                    reference: Some(reference),
+                }));
+            }
             if own_app_id.is_some() && app.as_deref() == own_app_id {
                 return Err("echo of our own message");
             }
@@ -497,6 +515,22 @@ mod tests {
         );
         assert_eq!(parsed.template_updates[1].reason, None);
         assert_eq!(parsed.skipped.len(), 1);
+    }
+
+    #[test]
+    fn an_echo_of_our_own_send_is_a_sent_status_with_our_reference() {
+        let body = br#"{"object":"page","entry":[{"id":"PAGE","time":1,"messaging":[{"sender":{"id":"PAGE"},
+            "recipient":{"id":"PSID"},"timestamp":1795512600000,"message":{"mid":"m_1","is_echo":true,
+            "app_id":123,"metadata":"2026-11-24T09:00:00.000Z#01JABC","text":"hi"}}]}]}"#;
+        let parsed = parse_messaging(body, None).unwrap();
+        let WebhookItem::Status(s) = &parsed.accounts[0].items[0] else {
+            panic!("a status, not a stored message")
+        };
+        assert_eq!(
+            (s.status, s.customer.as_str()),
+            (DeliveryStatus::Sent, "PSID")
+        );
+        assert!(s.reference.is_some());
     }
 
     #[test]

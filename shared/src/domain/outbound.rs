@@ -17,8 +17,10 @@ use crate::domain::window::{WECHAT_REPLIES_PER_MESSAGE, Window, WindowMode};
 
 /// Longest text message (WhatsApp's limit; Messenger's is 2000, checked per channel).
 pub const MAX_TEXT_CHARS: usize = 4096;
-/// Longest Messenger/Instagram text.
+/// Longest Messenger text.
 pub const MAX_MESSENGER_TEXT_CHARS: usize = 2000;
+/// Longest Instagram text, in UTF-8 bytes.
+pub const MAX_INSTAGRAM_TEXT_BYTES: usize = 1000;
 /// Longest media caption.
 pub const MAX_CAPTION_CHARS: usize = 1024;
 /// Longest `Idempotency-Key`.
@@ -70,9 +72,11 @@ impl OutboundKind {
         }
     }
 
-    /// Media the provider delivers without a caption: a text goes out as a second message.
-    fn drops_caption(self) -> bool {
-        matches!(self, Self::Audio | Self::Sticker)
+    /// Media delivered without a caption on `channel`: a text goes out as a second message.
+    /// WhatsApp captions images, videos and documents; Messenger, Instagram and WeChat
+    /// caption nothing.
+    fn drops_caption(self, channel: ChannelType) -> bool {
+        matches!(self, Self::Audio | Self::Sticker) || channel != ChannelType::Whatsapp
     }
 }
 
@@ -137,9 +141,9 @@ impl Part {
 }
 
 impl SendMessage {
-    /// Checks the fields against the kind and returns the provider messages to send, in
-    /// order (media first when its text cannot travel as a caption).
-    pub fn parts(&self) -> Result<Vec<Part>, Error> {
+    /// Checks the fields against the kind and returns the provider messages to send on
+    /// `channel`, in order (media first when its text cannot travel as a caption).
+    pub fn parts(&self, channel: ChannelType) -> Result<Vec<Part>, Error> {
         let text = non_blank(&self.text);
         let caption = non_blank(&self.caption);
         let long = |t: &str, max: usize, what: &str| -> Result<(), Error> {
@@ -181,7 +185,7 @@ impl SendMessage {
                     return Err(invalid("give either text or caption, not both"));
                 }
                 let words = caption.or(text);
-                if kind.drops_caption() {
+                if kind.drops_caption(channel) {
                     if let Some(t) = words {
                         long(t, MAX_TEXT_CHARS, "text")?;
                     }
@@ -254,12 +258,17 @@ pub fn check_supported(channel: ChannelType, part: &Part) -> Result<(), Error> {
             "message templates exist only for WhatsApp",
         )),
         (
-            ChannelType::Wechat,
+            ChannelType::Wechat | ChannelType::Instagram,
             Part::Media {
                 kind: OutboundKind::Sticker,
                 ..
             },
         ) => unsupported("sticker"),
+        (ChannelType::Instagram, Part::Text(t)) if t.len() > MAX_INSTAGRAM_TEXT_BYTES => {
+            Err(invalid(format!(
+                "Instagram texts are at most {MAX_INSTAGRAM_TEXT_BYTES} bytes"
+            )))
+        }
         (
             ChannelType::Wechat,
             Part::Media {

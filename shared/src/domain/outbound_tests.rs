@@ -6,7 +6,7 @@ use crate::domain::window::WindowPolicy;
 fn send(json: Value) -> Result<Vec<Part>, Error> {
     serde_json::from_value::<SendMessage>(json)
         .map_err(|e| Error::bad_request("invalid_json", e.to_string()))?
-        .parts()
+        .parts(ChannelType::Whatsapp)
 }
 
 fn t0() -> DateTime<Utc> {
@@ -403,4 +403,43 @@ fn idempotency_keys_are_bounded() {
     assert!(check_idempotency_key("").is_err());
     assert!(check_idempotency_key("has space").is_err());
     assert!(check_idempotency_key(&"k".repeat(256)).is_err());
+}
+
+#[test]
+fn captions_go_as_a_second_message_where_the_channel_has_none() {
+    let m: SendMessage =
+        serde_json::from_value(json!({"kind": "image", "media_id": "m", "caption": "look"}))
+            .unwrap();
+    assert_eq!(m.parts(ChannelType::Whatsapp).unwrap().len(), 1);
+    for channel in [
+        ChannelType::Messenger,
+        ChannelType::Instagram,
+        ChannelType::Wechat,
+    ] {
+        let parts = m.parts(channel).unwrap();
+        assert_eq!(parts.len(), 2, "{channel}");
+        assert_eq!(parts[1], Part::Text("look".into()));
+    }
+}
+
+#[test]
+fn instagram_texts_are_counted_in_bytes_and_take_no_stickers() {
+    let long = [Part::Text("é".repeat(501))];
+    assert_eq!(
+        check_supported(ChannelType::Instagram, &long[0])
+            .unwrap_err()
+            .code(),
+        "invalid_message"
+    );
+    assert!(check_supported(ChannelType::Messenger, &long[0]).is_ok());
+    let sticker = Part::Media {
+        kind: OutboundKind::Sticker,
+        caption: None,
+    };
+    assert_eq!(
+        check_supported(ChannelType::Instagram, &sticker)
+            .unwrap_err()
+            .code(),
+        "kind_not_supported"
+    );
 }

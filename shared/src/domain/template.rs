@@ -261,6 +261,12 @@ pub fn check_components(components: &[Value]) -> Result<(usize, usize), Error> {
                     }
                     let label = text_of(b, "button")?;
                     check_length(label, 25, "button text")?;
+                    if b["url"].as_str().is_some_and(|u| u.contains("{{")) {
+                        return Err(Error::validation(
+                            "template_unsupported",
+                            "URL buttons with placeholders are not supported yet; use a fixed URL",
+                        ));
+                    }
                 }
                 buttons = true;
             }

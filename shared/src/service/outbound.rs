@@ -2,6 +2,9 @@
 //! (once per `Idempotency-Key`), send each through the channel's provider with bounded
 //! retries, and record `sent` with the provider id or `failed` with the reason and fix.
 
+use std::future::Future;
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Duration as Span, Utc};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -44,6 +47,19 @@ pub struct SendPorts<'a, S, D, P, O> {
     pub objects: &'a O,
     /// Retries of transient failures.
     pub retry: RetryPolicy,
+    /// The time a whole send may take, and the cap on one provider call.
+    pub budget: Duration,
+    /// The cap on one provider call (as the provider client enforces it).
+    pub call_timeout: Duration,
+}
+
+impl<S, D, P, O> SendPorts<'_, S, D, P, O> {
+    fn deadline(&self) -> Deadline {
+        Deadline {
+            at: Instant::now() + self.budget,
+            call: self.call_timeout,
+        }
+    }
 }
 
 /// A send request with what identifies it for idempotency.
@@ -226,30 +242,87 @@ fn pending_messages(
         .collect()
 }
 
+/// How long a send may take in all, and one provider call at most: retries and later parts
+/// start only while a whole call still fits, so every message is settled before the
+/// function's own timeout.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    /// When the last provider call must have ended.
+    pub at: Instant,
+    /// The cap on one provider call.
+    pub call: Duration,
+}
+
+impl Deadline {
+    fn fits(&self, wait: Duration) -> bool {
+        Instant::now() + wait + self.call <= self.at
+    }
+}
+
+/// Runs `call` with bounded, jittered retries of transient failures within the deadline.
+async fn with_retries<T, F, Fut>(
+    mut call: F,
+    retry: RetryPolicy,
+    deadline: Deadline,
+) -> Result<T, SendOutcome>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Attempt>>,
+{
+    let mut retries = 0;
+    if !deadline.fits(Duration::ZERO) {
+        return Err(SendOutcome::Failed(DeliveryError::explain(
+            "send_timeout",
+            None,
+        )));
+    }
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(Attempt::Accepted(_)) => {
+                return Err(SendOutcome::Failed(DeliveryError::explain(
+                    "unexpected_answer",
+                    None,
+                )));
+            }
+            Err(Attempt::Failed(error)) => return Err(SendOutcome::Failed(error)),
+            Err(Attempt::Unknown) => return Err(SendOutcome::Unknown),
+            Err(Attempt::RefreshToken) => {
+                return Err(SendOutcome::Failed(DeliveryError::explain("42001", None)));
+            }
+            Err(Attempt::Retry { code, after }) => {
+                match retry
+                    .delay(retries, after, jitter())
+                    .filter(|w| deadline.fits(*w))
+                {
+                    Some(wait) => {
+                        tokio::time::sleep(wait).await;
+                        retries += 1;
+                    }
+                    None => return Err(SendOutcome::Failed(exhausted(&code, retries + 1))),
+                }
+            }
+        }
+    }
+}
+
 /// Sends one provider request with bounded, jittered retries of transient failures.
 pub async fn deliver(
     provider: &impl ProviderApi,
     channel: &RoutedChannel,
     body: &serde_json::Value,
     retry: RetryPolicy,
+    deadline: Deadline,
 ) -> SendOutcome {
-    let mut retries = 0;
-    loop {
+    let call = || async {
         match provider.send(channel, body).await {
-            Attempt::Accepted(id) => return SendOutcome::Sent(id),
-            Attempt::Failed(error) => return SendOutcome::Failed(error),
-            Attempt::Unknown => return SendOutcome::Unknown,
-            Attempt::RefreshToken => {
-                return SendOutcome::Failed(DeliveryError::explain("42001", None));
-            }
-            Attempt::Retry { code, after } => match retry.delay(retries, after, jitter()) {
-                Some(wait) => {
-                    tokio::time::sleep(wait).await;
-                    retries += 1;
-                }
-                None => return SendOutcome::Failed(exhausted(&code, retries + 1)),
-            },
+            Attempt::Accepted(id) => Ok(id),
+            other => Err(other),
         }
+    };
+    match with_retries(call, retry, deadline).await {
+        Ok(id) => SendOutcome::Sent(id),
+        Err(outcome) => outcome,
     }
 }
 
@@ -278,6 +351,7 @@ async fn wire_body<P, O>(
     plan: &Plan<'_>,
     part: &Part,
     reference: &str,
+    (retry, deadline): (RetryPolicy, Deadline),
 ) -> Result<serde_json::Value, SendOutcome>
 where
     P: ProviderApi,
@@ -309,25 +383,26 @@ where
             let key = clean_key(&media.tenant_id, &media.id);
             source = if channel_type == ChannelType::Wechat {
                 let bytes = read_all(objects, &key).await?;
-                match provider
-                    .upload_wechat_media(
-                        channel,
-                        wechat_media_type(*kind),
-                        &media.filename,
-                        &media.mime_type,
-                        bytes,
-                    )
-                    .await
-                {
-                    Ok(id) => id,
-                    Err(Attempt::Failed(e)) => return Err(SendOutcome::Failed(e)),
-                    Err(Attempt::Retry { code, .. }) => {
-                        return Err(SendOutcome::Failed(exhausted(&code, 1)));
-                    }
-                    Err(_) => {
-                        return Err(SendOutcome::Failed(DeliveryError::explain("131053", None)));
-                    }
-                }
+                // An upload reaches no customer: any failure short of a refusal is retried.
+                let upload = || async {
+                    provider
+                        .upload_wechat_media(
+                            channel,
+                            wechat_media_type(*kind),
+                            &media.filename,
+                            &media.mime_type,
+                            bytes.clone(),
+                        )
+                        .await
+                        .map_err(|a| match a {
+                            Attempt::Unknown => Attempt::Retry {
+                                code: "upload".into(),
+                                after: None,
+                            },
+                            other => other,
+                        })
+                };
+                with_retries(upload, retry, deadline).await?
             } else {
                 objects
                     .presign_download(&key, MEDIA_LINK_TTL)
@@ -375,10 +450,22 @@ where
     O: ObjectStore,
 {
     let tenant = &plan.channel.channel.tenant_id;
+    let deadline = ports.deadline();
+    let mut first_error = None;
     for (part, message) in parts.iter().zip(pending) {
         let reference = format!("{}#{}", message.created_at, message.id);
-        let outcome = match wire_body(ports.provider, ports.objects, plan, part, &reference).await {
-            Ok(body) => deliver(ports.provider, plan.channel, &body, ports.retry).await,
+        let limits = (ports.retry, deadline);
+        let outcome = match wire_body(
+            ports.provider,
+            ports.objects,
+            plan,
+            part,
+            &reference,
+            limits,
+        )
+        .await
+        {
+            Ok(body) => deliver(ports.provider, plan.channel, &body, ports.retry, deadline).await,
             Err(outcome) => outcome,
         };
         tracing::info!(
@@ -390,12 +477,17 @@ where
             },
             "outbound message settled"
         );
-        ports
+        // A part that could not be recorded does not stop the next one.
+        if let Err(e) = ports
             .store
             .settle(tenant, plan.conversation_id, message, &outcome, Utc::now())
-            .await?;
+            .await
+        {
+            tracing::error!(message_id = %message.id, error = %e, "settling a sent message failed");
+            first_error.get_or_insert(e);
+        }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 /// `POST /conversations/{id}/messages`: the accepted messages (`pending`) in send order,
@@ -414,11 +506,20 @@ where
     P: ProviderApi,
     O: ObjectStore,
 {
-    let parts = request.message.parts()?;
-    if let Some(key) = &request.idempotency_key {
-        check_idempotency_key(key)?;
-    }
+    // The body is checked before any read; it is split again for the channel once known.
+    request.message.parts(ChannelType::Whatsapp)?;
     let tenant = &principal.tenant_id;
+    let key_hash = idempotency_hash(request.idempotency_key.as_deref())?;
+    // A repeat is answered before any rule is checked again: the window may have closed
+    // since, but the message was accepted then.
+    if let Some(hash) = &key_hash
+        && let Some(refs) = ports
+            .store
+            .find_replay(tenant, conversation_id, hash, &request.body_hash)
+            .await?
+    {
+        return ports.store.messages(tenant, conversation_id, &refs).await;
+    }
     let not_found = || Error::NotFound {
         what: "conversation",
     };
@@ -444,6 +545,7 @@ where
             r.channel.tenant_id == *tenant && r.channel.id.as_str() == conversation.channel_id
         })
         .ok_or(Error::NotFound { what: "channel" })?;
+    let parts = request.message.parts(channel.channel.channel_type)?;
     let window = conversation.policy.window_at(
         conversation.last_inbound_at,
         conversation.replies_since_inbound,
@@ -465,12 +567,7 @@ where
         customer: customer.clone(),
         agent_id: principal.agent_id.to_string(),
         messages: pending.clone(),
-        idempotency: request.idempotency_key.as_ref().map(|k| {
-            (
-                digest(k.as_bytes())[..32].to_owned(),
-                request.body_hash.clone(),
-            )
-        }),
+        idempotency: key_hash.map(|k| (k, request.body_hash.clone())),
         reply_budget: (channel.channel.channel_type == ChannelType::Wechat
             && delivery != Delivery::Template)
             .then(|| {
@@ -494,6 +591,15 @@ where
         .iter()
         .map(|m| pending_view(&conversation.id, m))
         .collect())
+}
+
+/// The stored form of an `Idempotency-Key` (checked), if one was given.
+fn idempotency_hash(key: Option<&str>) -> Result<Option<String>, Error> {
+    key.map(|k| {
+        check_idempotency_key(k)?;
+        Ok(digest(k.as_bytes())[..32].to_owned())
+    })
+    .transpose()
 }
 
 /// A WhatsApp number as the Cloud API takes it: digits only, 6 to 20 of them.
@@ -530,9 +636,7 @@ where
             "a business-initiated conversation starts only with a template",
         ));
     };
-    if let Some(key) = &idempotency.0 {
-        check_idempotency_key(key)?;
-    }
+    let key_hash = idempotency_hash(idempotency.0.as_deref())?;
     let tenant = &principal.tenant_id;
     let channel = routed_channel(ports.directory, tenant, &request.channel_id).await?;
     if channel.channel.channel_type != ChannelType::Whatsapp {
@@ -550,23 +654,39 @@ where
         caption: None,
         template: request.template,
     };
-    let resolved = resolve(ports.store, tenant, &channel, &message, &parts).await?;
-    let pending = pending_messages(&parts, &resolved, now);
     let id = conversation_id(&channel.channel.id, &customer);
+    let replayed = match &key_hash {
+        Some(hash) => {
+            ports
+                .store
+                .find_replay(tenant, &id, hash, &idempotency.1)
+                .await?
+        }
+        None => None,
+    };
+    let resolved = match replayed {
+        // A repeat is answered without checking the template again.
+        Some(_) => Resolved {
+            media: None,
+            template: None,
+        },
+        None => resolve(ports.store, tenant, &channel, &message, &parts).await?,
+    };
+    let pending = pending_messages(&parts, &resolved, now);
     let batch = OutboundBatch {
         channel: channel.channel.clone(),
         conversation_id: id.clone(),
         customer: customer.clone(),
         agent_id: principal.agent_id.to_string(),
         messages: pending.clone(),
-        idempotency: idempotency
-            .0
-            .as_ref()
-            .map(|k| (digest(k.as_bytes())[..32].to_owned(), idempotency.1.clone())),
+        idempotency: key_hash.map(|k| (k, idempotency.1.clone())),
         reply_budget: None,
         start: true,
     };
-    let accepted = ports.store.accept(&batch).await?;
+    let accepted = match replayed {
+        Some(refs) => Acceptance::Replay(refs),
+        None => ports.store.accept(&batch).await?,
+    };
     let messages = match accepted {
         Acceptance::Replay(refs) => ports.store.messages(tenant, &id, &refs).await?,
         Acceptance::Accepted => {

@@ -96,8 +96,8 @@ pub async fn list_templates(
     store.list_templates(&principal.tenant_id, page).await
 }
 
-/// `DELETE /templates/{id}` (admin): deletes it at Meta (every language of the name, as
-/// Meta does), then here.
+/// `DELETE /templates/{id}` (admin): deletes this language at Meta (by Meta's id and the
+/// name), then here.
 pub async fn delete_template(
     store: &impl TemplateStore,
     directory: &impl ChannelDirectory,
@@ -115,7 +115,12 @@ pub async fn delete_template(
         .ok_or(Error::NotFound { what: "template" })?;
     let (channel, waba) = whatsapp_channel(directory, principal, &template.channel_id).await?;
     provider
-        .delete_template(&channel, &waba, &template.name)
+        .delete_template(
+            &channel,
+            &waba,
+            &template.name,
+            template.provider_template_id.as_deref(),
+        )
         .await?;
     store.delete_template(&principal.tenant_id, id).await
 }
@@ -128,7 +133,16 @@ pub async fn apply_status_updates(
 ) -> Result<usize, Error> {
     let mut applied = 0;
     for u in updates {
-        let status = TemplateStatus::parse(&u.status);
+        // Meta sends review events; some are not statuses of their own.
+        let status = match u.status.to_ascii_uppercase().as_str() {
+            // Quality flagged: still sendable until Meta pauses it.
+            "FLAGGED" => continue,
+            "REINSTATED" | "UNARCHIVED" => TemplateStatus::Approved,
+            "DELETED" | "PENDING_DELETION" | "ARCHIVED" | "LIMIT_EXCEEDED" => {
+                TemplateStatus::Disabled
+            }
+            other => TemplateStatus::parse(other),
+        };
         if store
             .set_template_status(&u.provider_template_id, status, u.reason.as_deref())
             .await?

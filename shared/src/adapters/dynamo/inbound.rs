@@ -451,12 +451,14 @@ impl InboundStore for DynamoStore {
             m.name("direction"),
         );
         let outbound = m.value(s(Direction::Outbound.as_str()));
+        // Only a message still pending (an unknown outcome), never one settled as failed.
+        let (rank, pending) = (m.name("status_rank"), m.value(n(sent.rank())));
         let message = update(
             &self.table,
             message_key.clone(),
             &m,
             Some(format!(
-                "attribute_exists({pk}) AND attribute_not_exists({pid}) AND {dir} = {outbound}"
+                "attribute_exists({pk}) AND attribute_not_exists({pid}) AND {dir} = {outbound} AND {rank} < {pending}"
             )),
         )?;
         let mut p = Expr::default();

@@ -164,7 +164,7 @@ fn decode_cursor(cursor: &str, count: usize, prefix: &str) -> Result<Vec<String>
 
 /// An update expression with generated `#n`/`:v` placeholders, so attribute names never
 /// collide with DynamoDB's reserved words.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Expr {
     sets: Vec<String>,
     adds: Vec<String>,

@@ -120,35 +120,33 @@ impl DynamoStore {
         update(&self.table, keys::customer(&c.tenant_id, &id), &e, None)
     }
 
-    async fn replay(
+    /// The messages of an idempotency item, checked against the request's body hash.
+    async fn idempotent_refs(
         &self,
-        b: &OutboundBatch,
-        hash: &str,
         key: keys::Key,
-    ) -> Result<Acceptance, Error> {
-        let item = self
-            .get_consistent(key, "read idempotency key")
-            .await?
-            .ok_or_else(|| Error::Internal("idempotency key vanished".into()))?;
-        if get_s(&item, "request_hash") != Some(hash) {
+        body_hash: &str,
+    ) -> Result<Option<Vec<(String, String)>>, Error> {
+        let Some(item) = self.get_consistent(key, "read idempotency key").await? else {
+            return Ok(None);
+        };
+        if get_s(&item, "request_hash") != Some(body_hash) {
             return Err(Error::validation(
                 "idempotency_key_reused",
                 "this Idempotency-Key was used for a different message",
             ));
         }
-        let refs = item
-            .get("messages")
-            .and_then(|v| v.as_l().ok())
-            .map(|l| {
-                l.iter()
-                    .filter_map(|v| v.as_s().ok())
-                    .filter_map(|r| r.rsplit_once('#'))
-                    .map(|(at, id)| (at.to_owned(), id.to_owned()))
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        debug_assert!(!b.messages.is_empty());
-        Ok(Acceptance::Replay(refs))
+        Ok(Some(
+            item.get("messages")
+                .and_then(|v| v.as_l().ok())
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|v| v.as_s().ok())
+                        .filter_map(|r| r.rsplit_once('#'))
+                        .map(|(at, id)| (at.to_owned(), id.to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ))
     }
 
     async fn update_message(
@@ -199,6 +197,12 @@ impl DynamoStore {
                     if codes.first() == Some(&"ConditionalCheckFailed") {
                         // The message was settled before: a retried settle changes nothing.
                         return Ok(());
+                    }
+                    if codes.get(1) == Some(&"ConditionalCheckFailed") {
+                        return Err(Error::conflict(
+                            "provider_id_taken",
+                            "the provider id is mapped to another message",
+                        ));
                     }
                     if !codes.contains(&"TransactionConflict") {
                         return Err(Error::Internal(format!("settle cancelled: {codes:?}")));
@@ -289,7 +293,10 @@ impl OutboundStore for DynamoStore {
                             let (hash, key) = idempotency
                                 .clone()
                                 .ok_or_else(|| Error::Internal("no idempotency slot".into()))?;
-                            return self.replay(b, hash, key).await;
+                            let refs = self.idempotent_refs(key, hash).await?.ok_or_else(|| {
+                                Error::Internal("idempotency key vanished".into())
+                            })?;
+                            return Ok(Acceptance::Replay(refs));
                         }
                         Some(Slot::Conversation) if b.reply_budget.is_some() && b.start => {
                             return Err(quota_spent());
@@ -348,6 +355,7 @@ impl OutboundStore for DynamoStore {
                         .await;
                 };
                 e.set("provider_message_id", s(pid));
+                let message_only = e.clone();
                 let rank = e.name("status_rank");
                 let limit = e.value(n(sent.rank()));
                 let message = update(
@@ -373,7 +381,17 @@ impl OutboundStore for DynamoStore {
                     &p,
                     Some(format!("attribute_not_exists({mid}) OR {mid} = {value}")),
                 )?;
-                self.transact_settle(vec![message, mapping]).await
+                match self.transact_settle(vec![message, mapping]).await {
+                    // Another item claimed the provider id (an echo stored by a version
+                    // that did not know our reference): the message is sent all the same.
+                    Err(Error::Conflict { .. }) => {
+                        tracing::warn!(message_id = %m.id, "provider id already mapped; message settled alone");
+                        let mut e = message_only;
+                        self.update_message(tenant, conversation_id, m, &mut e, sent.rank())
+                            .await
+                    }
+                    other => other,
+                }
             }
             SendOutcome::Failed(error) => {
                 let failed = DeliveryStatus::Failed;
@@ -400,6 +418,23 @@ impl OutboundStore for DynamoStore {
                     .await
             }
         }
+    }
+
+    async fn find_replay(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        key_hash: &str,
+        body_hash: &str,
+    ) -> Result<Option<Vec<(String, String)>>, Error> {
+        if !conversation_id.starts_with("cv_") || conversation_id.len() > 64 {
+            return Ok(None);
+        }
+        self.idempotent_refs(
+            keys::idempotency(tenant, conversation_id, key_hash),
+            body_hash,
+        )
+        .await
     }
 
     async fn conversation_for_send(
