@@ -41,7 +41,7 @@ impl Resolve for GuardedResolver {
 /// An HTTP client that fetches only what the policy allows.
 #[derive(Debug, Clone)]
 pub struct GuardedFetcher {
-    client: reqwest::Client,
+    client: crate::adapters::provider::LazyHttp,
     policy: Arc<FetchPolicy>,
 }
 
@@ -50,24 +50,29 @@ impl GuardedFetcher {
     pub fn new(policy: FetchPolicy) -> Result<Self, String> {
         let policy = Arc::new(policy);
         let redirect_policy = policy.clone();
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver(policy.clone())))
-            .redirect(Policy::custom(move |attempt| {
-                if attempt.previous().len() >= MAX_REDIRECTS {
-                    attempt.error("too many redirects")
-                } else if redirect_policy.check(attempt.url()).is_ok() {
-                    attempt.follow()
-                } else {
-                    attempt.error("redirect to a URL that is not a provider media host")
-                }
-            }))
-            // A proxy would resolve names itself, around the guarded resolver.
-            .no_proxy()
-            .timeout(FETCH_TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| format!("http client: {e}"))?;
-        Ok(Self { client, policy })
+        let resolver_policy = policy.clone();
+        let builder = move || {
+            let redirect_policy = redirect_policy.clone();
+            reqwest::Client::builder()
+                .dns_resolver(Arc::new(GuardedResolver(resolver_policy.clone())))
+                .redirect(Policy::custom(move |attempt| {
+                    if attempt.previous().len() >= MAX_REDIRECTS {
+                        attempt.error("too many redirects")
+                    } else if redirect_policy.check(attempt.url()).is_ok() {
+                        attempt.follow()
+                    } else {
+                        attempt.error("redirect to a URL that is not a provider media host")
+                    }
+                }))
+                // A proxy would resolve names itself, around the guarded resolver.
+                .no_proxy()
+                .timeout(FETCH_TIMEOUT)
+                .connect_timeout(Duration::from_secs(5))
+        };
+        Ok(Self {
+            client: crate::adapters::provider::LazyHttp::new(builder),
+            policy,
+        })
     }
 }
 
@@ -112,7 +117,11 @@ impl MediaFetcher for GuardedFetcher {
         let parsed =
             url::Url::parse(url).map_err(|_| "the provider gave an invalid URL".to_owned())?;
         self.policy.check(&parsed).map_err(str::to_owned)?;
-        let mut request = self.client.get(parsed);
+        let mut request = self
+            .client
+            .get()
+            .map_err(|e| format!("the HTTP client could not start: {e}"))?
+            .get(parsed);
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
         }

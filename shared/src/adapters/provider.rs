@@ -25,7 +25,7 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 /// The provider APIs, one client per process.
 #[derive(Clone)]
 pub struct ProviderClient {
-    http: reqwest::Client,
+    http: LazyHttp,
     graph_url: String,
     wechat_url: String,
     /// WeChat access tokens by AppID, with when to stop using them.
@@ -42,25 +42,79 @@ impl std::fmt::Debug for ProviderClient {
     }
 }
 
+/// A reqwest client built on first use. Building one loads the system's root certificates
+/// (a few milliseconds of file reads and parsing), which a cold start should not pay for a
+/// client the invocation may never use (most chatroom and media requests call no provider).
+#[derive(Clone)]
+pub struct LazyHttp {
+    cell: Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
+    builder: Arc<dyn Fn() -> reqwest::ClientBuilder + Send + Sync>,
+}
+
+impl LazyHttp {
+    /// A client that `builder` configures, built when first asked for.
+    pub fn new(builder: impl Fn() -> reqwest::ClientBuilder + Send + Sync + 'static) -> Self {
+        Self {
+            cell: Arc::default(),
+            builder: Arc::new(builder),
+        }
+    }
+
+    /// The client (built now if it is the first call).
+    pub fn get(&self) -> Result<&reqwest::Client, String> {
+        self.cell
+            .get_or_init(|| (self.builder)().build().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+impl std::fmt::Debug for LazyHttp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyHttp")
+            .field("built", &self.cell.get().is_some())
+            .finish()
+    }
+}
+
 /// Why a WeChat token could not be had, as a send attempt.
 type TokenError = Attempt;
 
 impl ProviderClient {
     /// Builds the client: base URLs, and the cap on one call.
     pub fn new(graph_url: &str, wechat_url: &str, call_timeout: Duration) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT.min(call_timeout))
-            .timeout(call_timeout)
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("provider HTTP client: {e}"))?;
+        url::Url::parse(graph_url).map_err(|e| format!("META_GRAPH_URL: {e}"))?;
+        url::Url::parse(wechat_url).map_err(|e| format!("WECHAT_API_URL: {e}"))?;
+        let http = LazyHttp::new(move || {
+            reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT.min(call_timeout))
+                .timeout(call_timeout)
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+        });
         Ok(Self {
             http,
             graph_url: graph_url.trim_end_matches('/').to_owned(),
             wechat_url: wechat_url.trim_end_matches('/').to_owned(),
             tokens: Arc::default(),
         })
+    }
+
+    /// The HTTP client, built on first use.
+    fn client(&self) -> Result<&reqwest::Client, Attempt> {
+        self.http.get().map_err(|reason| {
+            tracing::error!(%reason, "provider HTTP client");
+            Attempt::Retry {
+                code: "http_client".into(),
+                after: None,
+            }
+        })
+    }
+
+    fn admin_client(&self) -> Result<&reqwest::Client, Error> {
+        self.http
+            .get()
+            .map_err(|reason| Error::Internal(format!("provider HTTP client: {reason}")))
     }
 
     fn meta_token(channel: &RoutedChannel) -> Result<&str, Attempt> {
@@ -108,7 +162,7 @@ impl ProviderClient {
             .append_pair("appid", app_id)
             .append_pair("secret", secret);
         let response = self
-            .http
+            .client()?
             .get(url)
             .send()
             .await
@@ -141,13 +195,11 @@ impl ProviderClient {
 
     async fn post_graph(&self, path: &str, token: &str, body: &Value) -> Attempt {
         let url = format!("{}/{path}", self.graph_url);
-        let sent = self
-            .http
-            .post(url)
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await;
+        let http = match self.client() {
+            Ok(h) => h,
+            Err(failed) => return failed,
+        };
+        let sent = http.post(url).bearer_auth(token).json(body).send().await;
         let response = match sent {
             Ok(r) => r,
             Err(e) => return transport_failure(&e),
@@ -166,8 +218,11 @@ impl ProviderClient {
 
     async fn post_wechat_send(&self, token: &str, body: &Value) -> Attempt {
         let url = format!("{}/cgi-bin/message/custom/send", self.wechat_url);
-        let sent = self
-            .http
+        let http = match self.client() {
+            Ok(h) => h,
+            Err(failed) => return failed,
+        };
+        let sent = http
             .post(url)
             .query(&[("access_token", token)])
             .json(body)
@@ -283,7 +338,7 @@ impl ProviderApi for ProviderClient {
             let form = reqwest::multipart::Form::new().part("media", part);
             let url = format!("{}/cgi-bin/media/upload", self.wechat_url);
             let response = self
-                .http
+                .client()?
                 .post(url)
                 .query(&[("access_token", token.as_str()), ("type", media_type)])
                 .multipart(form)
@@ -328,7 +383,7 @@ impl ProviderApi for ProviderClient {
         })?;
         let url = format!("{}/{waba_id}/message_templates", self.graph_url);
         let answer = self
-            .graph_admin(self.http.post(url).bearer_auth(token).json(body))
+            .graph_admin(self.admin_client()?.post(url).bearer_auth(token).json(body))
             .await?;
         let id = answer["id"]
             .as_str()
@@ -356,8 +411,13 @@ impl ProviderApi for ProviderClient {
         if let Some(id) = hsm_id {
             query.push(("hsm_id", id));
         }
-        self.graph_admin(self.http.delete(url).bearer_auth(token).query(&query))
-            .await
-            .map(|_| ())
+        self.graph_admin(
+            self.admin_client()?
+                .delete(url)
+                .bearer_auth(token)
+                .query(&query),
+        )
+        .await
+        .map(|_| ())
     }
 }

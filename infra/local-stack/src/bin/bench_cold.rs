@@ -64,14 +64,20 @@ async fn next(State(rt): State<Arc<Runtime>>) -> impl IntoResponse {
             let deadline = (Utc::now().timestamp_millis() + 30_000).to_string();
             let mut headers = HeaderMap::new();
             headers.insert("lambda-runtime-aws-request-id", id.parse().expect("header"));
-            headers.insert("lambda-runtime-deadline-ms", deadline.parse().expect("header"));
+            headers.insert(
+                "lambda-runtime-deadline-ms",
+                deadline.parse().expect("header"),
+            );
             headers.insert(
                 "lambda-runtime-invoked-function-arn",
                 "arn:aws:lambda:us-east-1:123456789012:function:bench"
                     .parse()
                     .expect("header"),
             );
-            headers.insert("lambda-runtime-trace-id", "Root=1-bench".parse().expect("header"));
+            headers.insert(
+                "lambda-runtime-trace-id",
+                "Root=1-bench".parse().expect("header"),
+            );
             return (StatusCode::OK, headers, event.to_string());
         }
         // No event queued: hold the call like Lambda does between invocations.
@@ -89,7 +95,10 @@ async fn response(
         .and_then(|v| v["statusCode"].as_u64())
         .and_then(|s| u16::try_from(s).ok())
         .unwrap_or(200);
-    rt.answered.lock().expect("runtime state").push((id, status));
+    rt.answered
+        .lock()
+        .expect("runtime state")
+        .push((id, status));
     rt.changed.notify_waiters();
     StatusCode::ACCEPTED
 }
@@ -106,7 +115,10 @@ async fn runtime_api(events: Vec<Value>) -> Result<(Arc<Runtime>, String), BoxEr
     rt.events.lock().expect("runtime state").extend(events);
     let app = axum::Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(response),
+        )
         .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
         .route("/2018-06-01/runtime/init/error", post(error))
         .with_state(rt.clone());
@@ -132,7 +144,11 @@ async fn tripwire() -> Result<(Arc<Mutex<usize>>, String), BoxError> {
 }
 
 /// What Lambda adds to a function's environment, plus the template's variables.
-fn lambda_env(function_env: &HashMap<String, String>, runtime: &str, name: &str) -> HashMap<String, String> {
+fn lambda_env(
+    function_env: &HashMap<String, String>,
+    runtime: &str,
+    name: &str,
+) -> HashMap<String, String> {
     let mut env = function_env.clone();
     for (k, v) in [
         ("AWS_LAMBDA_RUNTIME_API", runtime),
@@ -173,7 +189,8 @@ async fn init_once(bootstrap: &Path, env: &HashMap<String, String>) -> Result<Du
     let mut child = spawn(bootstrap, &env)?;
     let limit = started + Duration::from_secs(10);
     loop {
-        if let Some(at) = *rt.first_next.lock().expect("runtime state") {
+        let first = *rt.first_next.lock().expect("runtime state");
+        if let Some(at) = first {
             child.kill().await.ok();
             return Ok(at - started);
         }
@@ -197,9 +214,11 @@ fn peak_rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -217,12 +236,17 @@ async fn invoke_all(
     let pid = child.id().ok_or("no pid")?;
     let limit = Instant::now() + Duration::from_secs(600);
     loop {
-        let done = rt.answered.lock().expect("runtime state").len() + rt.errors.lock().expect("runtime state").len();
+        let done = rt.answered.lock().expect("runtime state").len()
+            + rt.errors.lock().expect("runtime state").len();
         if done >= total {
             break;
         }
         if child.try_wait()?.is_some() || Instant::now() > limit {
-            return Err(format!("{} stopped after {done} of {total} invocations", bootstrap.display()).into());
+            return Err(format!(
+                "{} stopped after {done} of {total} invocations",
+                bootstrap.display()
+            )
+            .into());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -232,11 +256,24 @@ async fn invoke_all(
     if errors > 0 {
         return Err(format!("{errors} invocations failed").into());
     }
-    let statuses = rt.answered.lock().expect("runtime state").iter().map(|(_, s)| *s).collect();
+    let statuses = rt
+        .answered
+        .lock()
+        .expect("runtime state")
+        .iter()
+        .map(|(_, s)| *s)
+        .collect();
     Ok((rss, statuses))
 }
 
-fn http_event(method: &str, route: &str, path: &str, params: Value, headers: Value, body: &str) -> Value {
+fn http_event(
+    method: &str,
+    route: &str,
+    path: &str,
+    params: Value,
+    headers: Value,
+    body: &str,
+) -> Value {
     json!({
         "version": "2.0", "routeKey": format!("{method} {route}"), "rawPath": path, "rawQueryString": "",
         "headers": headers, "pathParameters": params,
@@ -277,7 +314,13 @@ struct Row {
     ok: Option<bool>,
 }
 
-fn row(rows: &mut Vec<Row>, name: impl Into<String>, measured: String, budget: &str, ok: Option<bool>) {
+fn row(
+    rows: &mut Vec<Row>,
+    name: impl Into<String>,
+    measured: String,
+    budget: &str,
+    ok: Option<bool>,
+) {
     rows.push(Row {
         name: name.into(),
         measured,
@@ -289,10 +332,16 @@ fn row(rows: &mut Vec<Row>, name: impl Into<String>, measured: String, budget: &
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
-    let x86 = args.first().ok_or("usage: bench_cold <x86_64 lambda dir> [<arm64 lambda dir>]")?;
+    let x86 = args
+        .first()
+        .ok_or("usage: bench_cold <x86_64 lambda dir> [<arm64 lambda dir>]")?;
     let arm = args.get(1);
     let template = Template::load(&template::default_path(), LOCAL_REGION)?;
-    let binaries: Vec<String> = template.functions()?.into_iter().map(|f| f.binary).collect();
+    let binaries: Vec<String> = template
+        .functions()?
+        .into_iter()
+        .map(|f| f.binary)
+        .collect();
     let mut rows = Vec::new();
 
     // Size of each stripped bootstrap.
@@ -337,7 +386,11 @@ async fn main() -> Result<(), BoxError> {
             times.push(init_once(&bootstrap, &env).await?);
         }
         times.sort();
-        inits.push((name.to_owned(), percentile(&times, 0.5), percentile(&times, 0.95)));
+        inits.push((
+            name.to_owned(),
+            percentile(&times, 0.5),
+            percentile(&times, 0.95),
+        ));
     }
     let hello_p50 = inits[0].1;
     for (name, p50, p95) in &inits {
@@ -354,7 +407,10 @@ async fn main() -> Result<(), BoxError> {
         row(
             &mut rows,
             format!("cold start, {name}"),
-            format!("p50 {p50:.1} ms, p95 {p95:.1} ms ({:.1}× hello)", p50 / hello_p50),
+            format!(
+                "p50 {p50:.1} ms, p95 {p95:.1} ms ({:.1}× hello)",
+                p50 / hello_p50
+            ),
             "p50 ≤ 10 ms",
             Some(*p50 <= INIT_P50_BUDGET_MS),
         );
@@ -371,13 +427,19 @@ async fn main() -> Result<(), BoxError> {
     // Peak memory over 1000 invocations, against moto and the provider sandbox.
     let moto = Moto::start(0)?;
     let mut settings = LocalSettings::from_env(moto.endpoint())?;
-    settings.overrides.insert("META_APP_SECRET".into(), APP_SECRET.into());
+    settings
+        .overrides
+        .insert("META_APP_SECRET".into(), APP_SECRET.into());
     let sandbox = Sandbox::new(SandboxConfig::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let sandbox_url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(sandbox.clone().serve(listener));
-    settings.overrides.insert("META_GRAPH_URL".into(), format!("{sandbox_url}/graph"));
-    settings.overrides.insert("WECHAT_API_URL".into(), format!("{sandbox_url}/wechat"));
+    settings
+        .overrides
+        .insert("META_GRAPH_URL".into(), format!("{sandbox_url}/graph"));
+    settings
+        .overrides
+        .insert("WECHAT_API_URL".into(), format!("{sandbox_url}/wechat"));
     let sdk = settings.sdk_config();
     bootstrap::create_resources(&template, &sdk).await?;
     let env_of = |binary: &str| -> Result<HashMap<String, String>, BoxError> {
@@ -391,7 +453,10 @@ async fn main() -> Result<(), BoxError> {
         Ok(env)
     };
     let webhook_env = env_of("webhook")?;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), webhook_env["TABLE_NAME"].clone());
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        webhook_env["TABLE_NAME"].clone(),
+    );
     let phone = "1065403522";
     let channel = Channel {
         id: ChannelId::generate(),
@@ -411,8 +476,11 @@ async fn main() -> Result<(), BoxError> {
     store.create_channel(&channel, &credentials).await?;
     let customers: Vec<String> = (0..20).map(|i| format!("1555123{i:04}")).collect();
 
-    let events = (0..INVOCATIONS).map(|i| whatsapp_text(phone, &customers[i % customers.len()], i)).collect();
-    let (rss, statuses) = invoke_all(&x86.join("webhook").join("bootstrap"), &webhook_env, events).await?;
+    let events = (0..INVOCATIONS)
+        .map(|i| whatsapp_text(phone, &customers[i % customers.len()], i))
+        .collect();
+    let (rss, statuses) =
+        invoke_all(&x86.join("webhook").join("bootstrap"), &webhook_env, events).await?;
     let ok = statuses.iter().filter(|s| **s == 200).count();
     row(
         &mut rows,
@@ -425,7 +493,10 @@ async fn main() -> Result<(), BoxError> {
     let outbound_env = env_of("outbound")?;
     let events = (0..INVOCATIONS)
         .map(|i| {
-            let conversation = shared::domain::conversation::conversation_id(&channel.id, &customers[i % customers.len()]);
+            let conversation = shared::domain::conversation::conversation_id(
+                &channel.id,
+                &customers[i % customers.len()],
+            );
             let path = format!("/conversations/{conversation}/messages");
             http_event(
                 "POST",
@@ -437,7 +508,12 @@ async fn main() -> Result<(), BoxError> {
             )
         })
         .collect();
-    let (rss, statuses) = invoke_all(&x86.join("outbound").join("bootstrap"), &outbound_env, events).await?;
+    let (rss, statuses) = invoke_all(
+        &x86.join("outbound").join("bootstrap"),
+        &outbound_env,
+        events,
+    )
+    .await?;
     let ok = statuses.iter().filter(|s| **s == 202).count();
     row(
         &mut rows,
@@ -460,7 +536,12 @@ async fn main() -> Result<(), BoxError> {
             )
         })
         .collect();
-    let (rss, statuses) = invoke_all(&x86.join("chatroom").join("bootstrap"), &chatroom_env, events).await?;
+    let (rss, statuses) = invoke_all(
+        &x86.join("chatroom").join("bootstrap"),
+        &chatroom_env,
+        events,
+    )
+    .await?;
     let ok = statuses.iter().filter(|s| **s == 200).count();
     row(
         &mut rows,
@@ -472,7 +553,9 @@ async fn main() -> Result<(), BoxError> {
     let _ = MEDIA_RSS_BUDGET_MB;
     drop(moto);
 
-    println!("\nRelease bootstraps (cargo lambda build --release), started through a mock Lambda Runtime API\n");
+    println!(
+        "\nRelease bootstraps (cargo lambda build --release), started through a mock Lambda Runtime API\n"
+    );
     println!("| figure | measured | budget | result |");
     println!("|---|---|---|---|");
     let mut failed = false;
