@@ -36,12 +36,28 @@ test: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
 	cargo test --workspace --locked
 
-## bench: handler CPU (criterion), AWS requests per operation, media validation memory
-bench: $(STAMP)
+# make bench only: cargo lambda (with zig) builds the release bootstraps, x86_64 and arm64.
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell sha1sum infra/requirements-bench.txt | cut -c1-12)
+LAMBDA_BINS := --bin webhook --bin chatroom --bin media --bin outbound --bin hello
+TARGET_DIR = $(shell cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+
+$(BENCH_STAMP): infra/requirements-bench.txt
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-bench.txt
+	rm -f $(BENCH_VENV)/.installed-*
+	touch $(BENCH_STAMP)
+
+## bench: handler CPU (criterion), AWS requests per operation, media validation memory, and
+## the release bootstraps' size, cold start and peak memory (builds both architectures)
+bench: $(STAMP) $(BENCH_STAMP)
 	cargo bench --locked -p shared --bench ingest -- --warm-up-time 1 --measurement-time 3
-	python3 infra/bench_report.py "$$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+	python3 infra/bench_report.py "$(TARGET_DIR)"
 	cargo run --quiet --locked -p local-stack --bin bench_requests
 	cargo run --quiet --locked -p local-stack --bin bench_media
+	PATH="$(abspath $(BENCH_VENV))/bin:$$PATH" cargo lambda build --release --locked $(LAMBDA_BINS) --lambda-dir "$(TARGET_DIR)/lambda/x86_64"
+	PATH="$(abspath $(BENCH_VENV))/bin:$$PATH" cargo lambda build --release --locked --arm64 $(LAMBDA_BINS) --lambda-dir "$(TARGET_DIR)/lambda/arm64"
+	cargo run --quiet --locked -p local-stack --bin bench_cold -- "$(TARGET_DIR)/lambda/x86_64" "$(TARGET_DIR)/lambda/arm64"
 
 ## token: print a local agent JWT, e.g. `make token TENANT=acme ROLE=agent`
 token:
@@ -52,4 +68,4 @@ fmt:
 
 clean:
 	cargo clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(BENCH_VENV)

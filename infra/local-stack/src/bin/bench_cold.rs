@@ -364,6 +364,35 @@ async fn main() -> Result<(), BoxError> {
         }
     }
 
+    // One TLS stack: the rustls versions linked into the workspace's normal dependencies.
+    let tree =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "tree",
+                "--workspace",
+                "--edges",
+                "normal",
+                "--prefix",
+                "none",
+                "--target",
+                "all",
+            ])
+            .output()?;
+    let mut rustls: Vec<String> = String::from_utf8_lossy(&tree.stdout)
+        .lines()
+        .filter(|l| l.starts_with("rustls v"))
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    rustls.sort();
+    rustls.dedup();
+    row(
+        &mut rows,
+        "rustls versions in `cargo tree` (normal dependencies, all targets)",
+        rustls.join(", "),
+        "1",
+        Some(rustls.len() == 1),
+    );
+
     // Cold start: every outside URL is the tripwire.
     let (calls, wire) = tripwire().await?;
     let mut settings = LocalSettings::from_env(wire.clone())?;
