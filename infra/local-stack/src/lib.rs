@@ -12,6 +12,7 @@ pub mod bootstrap;
 pub mod counter;
 pub mod devserver;
 pub mod functions;
+pub mod media_files;
 pub mod moto;
 pub mod sandbox;
 pub mod standin;

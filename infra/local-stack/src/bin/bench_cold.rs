@@ -40,6 +40,7 @@ const SIZE_BUDGET_MIB: f64 = 8.0;
 const TEXT_RSS_BUDGET_MB: f64 = 32.0;
 const MEDIA_RSS_BUDGET_MB: f64 = 64.0;
 const APP_SECRET: &str = "bench-app-secret";
+const MP4_SIZE: usize = 16 * 1024 * 1024 - 4096;
 
 /// The mock Runtime API's state for one process.
 #[derive(Default)]
@@ -579,7 +580,78 @@ async fn main() -> Result<(), BoxError> {
         "≤ 32 MB",
         Some(rss <= TEXT_RSS_BUDGET_MB && ok == INVOCATIONS),
     );
-    let _ = MEDIA_RSS_BUDGET_MB;
+    // Media: upload forms, with five 16 MB MP4 validations among them.
+    let media_env = env_of("media")?;
+    let tenant = TenantId::parse("bench")?;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let video = local_stack::media_files::mp4(MP4_SIZE);
+    let mut validations = Vec::new();
+    for n in 0..5 {
+        let id = format!("01BENCHCOLDMP4{n}");
+        shared::ports::MediaStore::create_media(
+            &store,
+            &shared::domain::media::MediaRecord {
+                id: id.clone(),
+                tenant_id: tenant.clone(),
+                status: shared::domain::media::MediaStatus::Pending,
+                filename: "clip.mp4".into(),
+                mime_type: "video/mp4".into(),
+                kind: shared::domain::media::MediaKind::Video,
+                size: MP4_SIZE as u64,
+                sha256: None,
+                reason_code: None,
+                reason: None,
+                created_at: Utc::now(),
+                inbound: false,
+            },
+        )
+        .await?;
+        let key = shared::domain::media::quarantine_key(&tenant, &id);
+        s3.put_object()
+            .bucket(&media_env["MEDIA_BUCKET"])
+            .key(&key)
+            .body(video.clone().into())
+            .send()
+            .await?;
+        validations.push(json!({
+            "version": "0", "id": ulid::Ulid::new().to_string(), "detail-type": "Object Created", "source": "aws.s3",
+            "account": "123456789012", "time": Utc::now().to_rfc3339(), "region": LOCAL_REGION, "resources": [],
+            "detail": {"version": "0", "bucket": {"name": media_env["MEDIA_BUCKET"]}, "object": {"key": key, "size": MP4_SIZE}}
+        }));
+    }
+    let form =
+        json!({"filename": "photo.jpg", "content_type": "image/jpeg", "size": 200_000}).to_string();
+    let mut events: Vec<Value> = (0..INVOCATIONS - validations.len())
+        .map(|_| {
+            http_event(
+                "POST",
+                "/media",
+                "/media",
+                Value::Null,
+                json!({"content-type": "application/json"}),
+                &form,
+            )
+        })
+        .collect();
+    for (n, v) in validations.into_iter().enumerate() {
+        events.insert(100 + n * 200, v);
+    }
+    let (rss, statuses) =
+        invoke_all(&x86.join("media").join("bootstrap"), &media_env, events).await?;
+    let forms = statuses.iter().filter(|s| **s == 201).count();
+    row(
+        &mut rows,
+        format!(
+            "peak RSS, media: {INVOCATIONS} invocations ({forms} upload forms, 5 validations of a 16 MB MP4)"
+        ),
+        format!("{rss:.1} MB"),
+        "≤ 64 MB",
+        Some(rss <= MEDIA_RSS_BUDGET_MB && forms == INVOCATIONS - 5),
+    );
     drop(moto);
 
     println!(

@@ -17,59 +17,6 @@ use shared::ports::MediaStore;
 const SIZE: usize = 16 * 1024 * 1024 - 4096;
 const RSS_BUDGET_KB: u64 = 64 * 1024;
 
-fn boxed(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
-    let mut b = ((payload.len() + 8) as u32).to_be_bytes().to_vec();
-    b.extend(kind);
-    b.extend_from_slice(payload);
-    b
-}
-
-fn trak(handler: &[u8; 4], codec: &[u8; 4]) -> Vec<u8> {
-    let mut hdlr = vec![0u8; 8];
-    hdlr.extend(handler);
-    hdlr.extend([0u8; 13]);
-    let mut stsd = vec![0, 0, 0, 0, 0, 0, 0, 1];
-    stsd.extend(boxed(codec, &[0u8; 78]));
-    let stbl = boxed(
-        b"stbl",
-        &[
-            boxed(b"stsd", &stsd),
-            boxed(b"stts", &[0u8; 8]),
-            boxed(b"stsz", &vec![0u8; 40_000]),
-        ]
-        .concat(),
-    );
-    let mdia = boxed(
-        b"mdia",
-        &[boxed(b"hdlr", &hdlr), boxed(b"minf", &stbl)].concat(),
-    );
-    boxed(b"trak", &mdia)
-}
-
-/// An MP4 of `size` bytes: ftyp, a large mdat, then moov (H.264 + AAC).
-fn mp4(size: usize) -> Vec<u8> {
-    let moov = boxed(
-        b"moov",
-        &[
-            boxed(b"mvhd", &[0u8; 100]),
-            trak(b"vide", b"avc1"),
-            trak(b"soun", b"mp4a"),
-        ]
-        .concat(),
-    );
-    let mut ftyp = b"isom".to_vec();
-    ftyp.extend(0u32.to_be_bytes());
-    ftyp.extend(b"isomavc1mp41");
-    let ftyp = boxed(b"ftyp", &ftyp);
-    let mdat_payload = size - ftyp.len() - moov.len() - 8;
-    let mut f = ftyp;
-    f.extend(((mdat_payload + 8) as u32).to_be_bytes());
-    f.extend(b"mdat");
-    f.resize(f.len() + mdat_payload, 0x5A);
-    f.extend(moov);
-    f
-}
-
 fn peak_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -149,7 +96,7 @@ async fn main() -> Result<(), BoxError> {
     s3.put_object()
         .bucket(&env["MEDIA_BUCKET"])
         .key(quarantine_key(&tenant, "01BENCHMP4"))
-        .body(mp4(SIZE).into())
+        .body(local_stack::media_files::mp4(SIZE).into())
         .send()
         .await?;
 

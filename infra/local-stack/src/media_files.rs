@@ -1,0 +1,54 @@
+//! Media files for measurements: valid content of a given size, built in memory.
+
+fn boxed(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut b = ((payload.len() + 8) as u32).to_be_bytes().to_vec();
+    b.extend(kind);
+    b.extend_from_slice(payload);
+    b
+}
+
+fn trak(handler: &[u8; 4], codec: &[u8; 4]) -> Vec<u8> {
+    let mut hdlr = vec![0u8; 8];
+    hdlr.extend(handler);
+    hdlr.extend([0u8; 13]);
+    let mut stsd = vec![0, 0, 0, 0, 0, 0, 0, 1];
+    stsd.extend(boxed(codec, &[0u8; 78]));
+    let stbl = boxed(
+        b"stbl",
+        &[
+            boxed(b"stsd", &stsd),
+            boxed(b"stts", &[0u8; 8]),
+            boxed(b"stsz", &vec![0u8; 40_000]),
+        ]
+        .concat(),
+    );
+    let mdia = boxed(
+        b"mdia",
+        &[boxed(b"hdlr", &hdlr), boxed(b"minf", &stbl)].concat(),
+    );
+    boxed(b"trak", &mdia)
+}
+
+/// An MP4 of `size` bytes: ftyp, a large mdat, then moov (H.264 + AAC).
+pub fn mp4(size: usize) -> Vec<u8> {
+    let moov = boxed(
+        b"moov",
+        &[
+            boxed(b"mvhd", &[0u8; 100]),
+            trak(b"vide", b"avc1"),
+            trak(b"soun", b"mp4a"),
+        ]
+        .concat(),
+    );
+    let mut ftyp = b"isom".to_vec();
+    ftyp.extend(0u32.to_be_bytes());
+    ftyp.extend(b"isomavc1mp41");
+    let ftyp = boxed(b"ftyp", &ftyp);
+    let mdat_payload = size - ftyp.len() - moov.len() - 8;
+    let mut f = ftyp;
+    f.extend(((mdat_payload + 8) as u32).to_be_bytes());
+    f.extend(b"mdat");
+    f.resize(f.len() + mdat_payload, 0x5A);
+    f.extend(moov);
+    f
+}
