@@ -130,5 +130,31 @@ fn outbound_send(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, ingest, outbound_send);
+/// Media header sniffing: deciding a small JPEG by content, from memory (the validator's
+/// own work once its ranged reads are in).
+fn media_sniff(c: &mut Criterion) {
+    use shared::domain::media::media_type;
+    use shared::domain::sniff::{ChunkedReader, MemoryBlob, inspect};
+    let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
+    jpeg.extend(b"JFIF\0");
+    jpeg.extend([1, 1, 0, 0, 1, 0, 1, 0, 0]);
+    jpeg.extend([0xFF, 0xDA, 0x00, 0x08, 1, 2, 3, 4, 5, 6]);
+    jpeg.extend(vec![0x55; 20_000]);
+    jpeg.extend([0xFF, 0xD9]);
+    let declared = media_type("image/jpeg").expect("known type");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    c.bench_function("media_sniff_jpeg", |b| {
+        b.iter(|| {
+            let mut reader = ChunkedReader::new(MemoryBlob(black_box(jpeg.clone())));
+            let verdict = rt
+                .block_on(inspect(&mut reader, declared, declared.kind.max_size()))
+                .expect("no read error");
+            assert!(verdict.is_ok());
+        })
+    });
+}
+
+criterion_group!(benches, ingest, outbound_send, media_sniff);
 criterion_main!(benches);
