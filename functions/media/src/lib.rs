@@ -44,9 +44,20 @@ impl App {
         credentials: SharedCredentialsProvider,
     ) -> Result<Self, ConfigError> {
         let config = Config::from_source(env)?;
-        let bucket = env.required("MEDIA_BUCKET")?;
         let sdk = sdk_config(&config.aws, credentials.clone());
         let s3 = shared::adapters::aws::s3_client(&sdk, &config.aws);
+        Self::with_clients(env, &config, dynamodb_client(&sdk), s3, credentials)
+    }
+
+    /// Builds the app around given clients (measurements attach interceptors to them).
+    pub fn with_clients(
+        env: &impl Source,
+        config: &Config,
+        dynamo: shared::adapters::aws::DynamoDbClient,
+        s3: aws_sdk_s3::Client,
+        credentials: SharedCredentialsProvider,
+    ) -> Result<Self, ConfigError> {
+        let bucket = env.required("MEDIA_BUCKET")?;
         let mut policy = FetchPolicy::default();
         if let Some(hosts) = env.optional("MEDIA_FETCH_ALLOWED_HOSTS") {
             policy.allowed_hosts = hosts
@@ -62,7 +73,7 @@ impl App {
             name: "MEDIA_FETCH_ALLOWED_HOSTS",
             reason,
         })?;
-        let store = DynamoStore::new(dynamodb_client(&sdk), config.table_name);
+        let store = DynamoStore::new(dynamo, config.table_name.clone());
         Ok(Self {
             directory: CachedDirectory::new(store.clone()),
             store,

@@ -1,5 +1,5 @@
 //! Counts the AWS requests a client sends (every attempt, retries included), by the
-//! operation named in `x-amz-target` (DynamoDB, EventBridge) or the HTTP method and path.
+//! operation named in `x-amz-target` (DynamoDB, EventBridge) or S3's `x-id` / HTTP method.
 
 use std::sync::{Arc, Mutex};
 
@@ -37,7 +37,18 @@ impl Intercept for RequestCounter {
         let request = context.request();
         let operation = match request.headers().get("x-amz-target") {
             Some(target) => target.rsplit('.').next().unwrap_or(target).to_owned(),
-            None => format!("{} {}", request.method(), request.uri()),
+            // S3 names the operation in `x-id`, except for a few plain verbs.
+            None => {
+                let uri = request.uri();
+                match uri.split("x-id=").nth(1) {
+                    Some(id) => id.split('&').next().unwrap_or(id).to_owned(),
+                    None => match request.method() {
+                        "HEAD" => "HeadObject".to_owned(),
+                        "PUT" => "PutObject".to_owned(),
+                        method => format!("{method} {uri}"),
+                    },
+                }
+            }
         };
         if let Ok(mut sent) = self.sent.lock() {
             sent.push(operation);

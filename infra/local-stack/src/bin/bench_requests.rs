@@ -20,6 +20,21 @@ use shared::ports::ChannelStore;
 
 const APP_SECRET: &str = "bench-app-secret";
 
+/// A small valid PNG (64×48).
+fn png_file() -> Vec<u8> {
+    let mut f = b"\x89PNG\r\n\x1a\n".to_vec();
+    f.extend([0, 0, 0, 13]);
+    f.extend(b"IHDR");
+    f.extend(64u32.to_be_bytes());
+    f.extend(48u32.to_be_bytes());
+    f.extend([8, 2, 0, 0, 0, 0x12, 0x34, 0x56, 0x78]);
+    f.extend([0, 0, 0, 4]);
+    f.extend(b"IDAT");
+    f.extend([0x78, 0x9c, 0x63, 0x00, 0xde, 0xad, 0xbe, 0xef]);
+    f.extend([0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]);
+    f
+}
+
 fn event(path: &str, body: &str) -> Result<Request, BoxError> {
     let signature = shared::domain::meta::sign(APP_SECRET, body.as_bytes());
     let raw = json!({
@@ -274,6 +289,88 @@ async fn main() -> Result<(), BoxError> {
     if sandbox.outbox(Some(phone), None).len() != 2 {
         return Err("the sandbox did not receive both sends".into());
     }
+
+    // Media: the upload form, the browser's upload (not ours), then validation.
+    let function = template
+        .functions()?
+        .into_iter()
+        .find(|f| f.binary == "media")
+        .ok_or("no media function in template.yaml")?;
+    let mut media_env: HashMap<String, String> =
+        template.resolve_environment(&function, &settings.overrides)?;
+    media_env.extend(settings.lambda_environment());
+    let counted_s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let counted_dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let media_app = media::App::with_clients(
+        &media_env,
+        &config,
+        counted_dynamo,
+        counted_s3,
+        local_stack::functions::local_credentials(),
+    )?;
+    let png = png_file();
+    let form = json!({"filename": "photo.png", "content_type": "image/png", "size": png.len()})
+        .to_string();
+    let request = lambda_http::request::from_str(
+        &serde_json::to_string(&json!({
+            "version": "2.0", "routeKey": "POST /media", "rawPath": "/media", "rawQueryString": "",
+            "headers": {"content-type": "application/json"},
+            "requestContext": {
+                "accountId": "123456789012", "apiId": "bench", "domainName": "bench", "domainPrefix": "bench",
+                "authorizer": {"jwt": {"claims": {"sub": "agent-1", "tenant_id": "bench", "role": "agent"}, "scopes": null}},
+                "http": {"method": "POST", "path": "/media", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
+                "requestId": "bench-media", "routeKey": "POST /media", "stage": "$default",
+                "time": "24/Nov/2026:00:00:00 +0000", "timeEpoch": 0
+            },
+            "body": form, "isBase64Encoded": false
+        }))?,
+    )
+    .map_err(|e| format!("media event: {e}"))?;
+    counter.take();
+    let response = media::handle_http(&media_app, request).await;
+    if response.status() != 201 {
+        return Err(format!("POST /media answered {}", response.status()).into());
+    }
+    let ticket: serde_json::Value = serde_json::from_slice(response.body().as_ref())?;
+    let form_requests = counter.take();
+    let key = ticket["upload"]["fields"]["key"]
+        .as_str()
+        .ok_or("no key")?
+        .to_owned();
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    )
+    .put_object()
+    .bucket(&media_env["MEDIA_BUCKET"])
+    .key(&key)
+    .content_type("image/png")
+    .body(png.clone().into())
+    .send()
+    .await?;
+    let event = json!({
+        "version": "0", "id": "bench", "detail-type": "Object Created", "source": "aws.s3",
+        "account": "123456789012", "time": Utc::now().to_rfc3339(), "region": LOCAL_REGION,
+        "resources": [], "detail": {"version": "0", "bucket": {"name": media_env["MEDIA_BUCKET"]},
+        "object": {"key": key, "size": png.len()}}
+    });
+    let validation = media::validate_event(&media_app, &event).await?;
+    if validation.outcome != "valid" {
+        return Err(format!("the upload was {}", validation.outcome).into());
+    }
+    let mut sent = form_requests;
+    sent.extend(counter.take());
+    rows.push(("media upload -> valid (form, then validation)", sent, 4));
 
     println!("\nAWS requests per operation (handlers over moto, counted at the SDK)\n");
     println!("| operation | requests | budget | result | sent |");
