@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Deserialize;
 
 use super::inbound::{MessageRecord, status_of};
@@ -310,9 +310,6 @@ impl ConversationReader for DynamoStore {
     }
 }
 
-/// Most keys one BatchGetItem takes.
-const BATCH_GET_MAX: usize = 100;
-
 impl DynamoStore {
     /// The statuses kept on provider id items of a conversation (one consistent batch
     /// read per 100 ids).
@@ -322,53 +319,22 @@ impl DynamoStore {
         conversation_id: &str,
         provider_ids: &[String],
     ) -> Result<HashMap<String, (DeliveryStatus, Option<DeliveryError>)>, Error> {
-        let mut found = HashMap::new();
-        for chunk in provider_ids.chunks(BATCH_GET_MAX) {
-            let mut request_keys: Vec<HashMap<String, AttributeValue>> = chunk
-                .iter()
-                .map(|pid| {
-                    let k = keys::provider_message(tenant, conversation_id, pid);
-                    HashMap::from([
-                        (keys::PK.to_owned(), s(k.pk)),
-                        (keys::SK.to_owned(), s(k.sk)),
-                    ])
-                })
-                .collect();
-            // Unprocessed keys are retried a few times (throttling), then given up on: the
-            // message then shows its recorded status.
-            for _ in 0..5 {
-                if request_keys.is_empty() {
-                    break;
-                }
-                let request = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut request_keys)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| internal("build batch get", e))?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| internal("read statuses", e))?;
-                let items = out.responses().and_then(|r| r.get(&self.table));
-                for item in items.map(Vec::as_slice).unwrap_or_default() {
-                    let pid = get_s(item, keys::SK)
-                        .and_then(|sk| sk.strip_prefix(keys::PROVIDER_MESSAGE_PREFIX))
-                        .map(str::to_owned);
-                    if let (Some(pid), Some(status)) = (pid, status_of(item)) {
-                        found.insert(pid, status);
-                    }
-                }
-                request_keys = out
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .map(|k| k.keys().to_vec())
-                    .unwrap_or_default();
-            }
-        }
-        Ok(found)
+        let keys = provider_ids
+            .iter()
+            .map(|pid| keys::provider_message(tenant, conversation_id, pid))
+            .collect();
+        // Keys still unprocessed after retries are given up on: those messages then show
+        // their recorded status.
+        let items = self
+            .batch_get_consistent(keys, false, "read statuses")
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let pid = get_s(item, keys::SK)?.strip_prefix(keys::PROVIDER_MESSAGE_PREFIX)?;
+                Some((pid.to_owned(), status_of(item)?))
+            })
+            .collect())
     }
 
     /// Outbound messages take their delivery status from their provider id item (where

@@ -1,6 +1,5 @@
 //! Media records: one item per upload in the tenant's partition.
 
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use serde::{Deserialize, Serialize};
 
 use super::{DynamoStore, Expr, internal, key_item, n, s};
@@ -115,24 +114,7 @@ impl MediaStore for DynamoStore {
         }
         let status = e.name("status");
         let pending = e.value(s(MediaStatus::Pending.as_str()));
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(key.pk))
-            .key(keys::SK, s(key.sk))
-            .update_expression(e.update_expression())
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .condition_expression(format!("{status} = {pending}"))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) => match err.into_service_error() {
-                UpdateItemError::ConditionalCheckFailedException(_) => Ok(false),
-                other => Err(internal("settle media", other)),
-            },
-        }
+        self.conditional_update(key, &e, &format!("{status} = {pending}"), "settle media")
+            .await
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, KeysAndAttributes, TransactWriteItem, Update,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -24,6 +26,9 @@ mod templates;
 
 /// Attempts of a transaction that conflicts with a concurrent one on the same items.
 const TRANSACTION_ATTEMPTS: u32 = 8;
+
+/// Most keys of one `BatchGetItem`.
+const BATCH_GET_MAX: usize = 100;
 
 /// The chat table, reached through one shared client.
 #[derive(Debug, Clone)]
@@ -89,6 +94,80 @@ impl DynamoStore {
 
     /// One page of the items of `pk` whose sort key starts with `prefix`, read
     /// consistently, with the cursor of the next page.
+    /// One conditional `UpdateItem`: `true` when applied, `false` when the condition
+    /// refused it (nothing written).
+    async fn conditional_update(
+        &self,
+        key: Key,
+        e: &Expr,
+        condition: &str,
+        context: &str,
+    ) -> Result<bool, Error> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(key.pk))
+            .key(keys::SK, s(key.sk))
+            .update_expression(e.update_expression())
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .condition_expression(condition)
+            .send()
+            .await;
+        match result.map_err(aws_sdk_dynamodb::error::SdkError::into_service_error) {
+            Ok(_) => Ok(true),
+            Err(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
+            Err(other) => Err(internal(context, other)),
+        }
+    }
+
+    /// Consistent reads of many keys (100 per request). Unprocessed keys (throttling) are
+    /// asked again a few times; then, with `require_all`, it is an error, else the items
+    /// found are returned.
+    async fn batch_get_consistent(
+        &self,
+        keys: Vec<Key>,
+        require_all: bool,
+        context: &str,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, Error> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(BATCH_GET_MAX) {
+            let mut wanted: Vec<_> = chunk.iter().cloned().map(key_item).collect();
+            for _ in 0..5 {
+                if wanted.is_empty() {
+                    break;
+                }
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut wanted)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| internal("build batch get", e))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| internal(context, e))?;
+                if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
+                    found.extend(items.iter().cloned());
+                }
+                wanted = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .map(|k| k.keys().to_vec())
+                    .unwrap_or_default();
+            }
+            if require_all && !wanted.is_empty() {
+                return Err(Error::Internal(format!(
+                    "{context}: reads kept being throttled"
+                )));
+            }
+        }
+        Ok(found)
+    }
+
     async fn query_prefix(
         &self,
         pk: String,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Utc};
 
 use super::channels::routed_from_item;
@@ -160,26 +160,10 @@ impl DynamoStore {
         let key = keys::message(tenant, conversation_id, &m.created_at, &m.id);
         let rank = e.name("status_rank");
         let limit = e.value(n(below_rank));
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(key.pk))
-            .key(keys::SK, s(key.sk))
-            .update_expression(e.update_expression())
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .condition_expression(format!("{rank} < {limit}"))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) => match err.into_service_error() {
-                // Settled before (a retried settle): nothing to do.
-                aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_) => Ok(()),
-                other => Err(internal("settle message", other)),
-            },
-        }
+        // Refused = settled before (a retried settle): nothing to do.
+        self.conditional_update(key, e, &format!("{rank} < {limit}"), "settle message")
+            .await
+            .map(|_| ())
     }
 
     async fn transact_settle(&self, items: Vec<TransactWriteItem>) -> Result<(), Error> {
@@ -448,52 +432,20 @@ impl OutboundStore for DynamoStore {
         };
         let conversation_key = keys::conversation(tenant, conversation_id);
         let route_key = keys::channel_route(channel);
-        let mut wanted = vec![
-            key_item(conversation_key.clone()),
-            key_item(route_key.clone()),
-        ];
+        let items = self
+            .batch_get_consistent(
+                vec![conversation_key.clone(), route_key.clone()],
+                true,
+                "read conversation and channel",
+            )
+            .await?;
         let (mut conversation, mut routed) = (None, None);
-        // Unprocessed keys (throttling) are asked again a few times.
-        for _ in 0..5 {
-            if wanted.is_empty() {
-                break;
+        for item in items {
+            if get_s(&item, keys::PK) == Some(route_key.pk.as_str()) {
+                routed = Some(routed_from_item(item)?);
+            } else if get_s(&item, keys::SK) == Some(conversation_key.sk.as_str()) {
+                conversation = Some(conversation_from(&item)?);
             }
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(std::mem::take(&mut wanted)))
-                .consistent_read(true)
-                .build()
-                .map_err(|e| internal("build batch get", e))?;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request)
-                .send()
-                .await
-                .map_err(|e| internal("read conversation and channel", e))?;
-            for item in out
-                .responses()
-                .and_then(|r| r.get(&self.table))
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-            {
-                if get_s(item, keys::PK) == Some(conversation_key.pk.as_str())
-                    && get_s(item, keys::SK) == Some(conversation_key.sk.as_str())
-                {
-                    conversation = Some(conversation_from(item)?);
-                } else if get_s(item, keys::PK) == Some(route_key.pk.as_str()) {
-                    routed = Some(routed_from_item(item.clone())?);
-                }
-            }
-            wanted = out
-                .unprocessed_keys()
-                .and_then(|u| u.get(&self.table))
-                .map(|k| k.keys().to_vec())
-                .unwrap_or_default();
-        }
-        if !wanted.is_empty() {
-            return Err(Error::Internal(
-                "conversation read kept being throttled".into(),
-            ));
         }
         Ok((conversation, routed))
     }
@@ -507,28 +459,13 @@ impl OutboundStore for DynamoStore {
         if refs.is_empty() {
             return Ok(Vec::new());
         }
-        let request = KeysAndAttributes::builder()
-            .set_keys(Some(
-                refs.iter()
-                    .map(|(at, id)| key_item(keys::message(tenant, conversation_id, at, id)))
-                    .collect(),
-            ))
-            .consistent_read(true)
-            .build()
-            .map_err(|e| internal("build batch get", e))?;
-        let out = self
-            .client
-            .batch_get_item()
-            .request_items(&self.table, request)
-            .send()
-            .await
-            .map_err(|e| internal("read sent messages", e))?;
-        let items = out
-            .responses()
-            .and_then(|r| r.get(&self.table))
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let mut found = items
+        let keys = refs
+            .iter()
+            .map(|(at, id)| keys::message(tenant, conversation_id, at, id))
+            .collect();
+        let mut found = self
+            .batch_get_consistent(keys, true, "read sent messages")
+            .await?
             .iter()
             .map(message_from)
             .collect::<Result<Vec<_>, _>>()?;

@@ -105,23 +105,13 @@ impl TemplateStore for DynamoStore {
             None => e.remove("reason"),
         };
         let pk = e.name(keys::PK);
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(key.pk))
-            .key(keys::SK, s(key.sk))
-            .update_expression(e.update_expression())
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .condition_expression(format!("attribute_exists({pk})"))
-            .send()
-            .await;
-        match result.map_err(aws_sdk_dynamodb::error::SdkError::into_service_error) {
-            Ok(_) => Ok(true),
-            Err(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
-            Err(other) => Err(internal("update template status", other)),
-        }
+        self.conditional_update(
+            key,
+            &e,
+            &format!("attribute_exists({pk})"),
+            "update template status",
+        )
+        .await
     }
 
     async fn delete_template(&self, tenant: &TenantId, id: &str) -> Result<(), Error> {
