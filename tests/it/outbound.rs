@@ -4,7 +4,8 @@
 use chrono::{Duration, Utc};
 use integration_tests::{
     FixtureVars, Reply, TestChannel, all_messages, call, connect, connect_for, fixture, get,
-    post_json, post_meta, post_wechat, sandbox_url, stack, token, unique_tenant,
+    post_json, post_meta, post_wechat, sandbox, sandbox_chaos, sandbox_fail, sandbox_outbox, stack,
+    token, unique_tenant,
 };
 use serde_json::{Value, json};
 use shared::adapters::dynamo::DynamoStore;
@@ -95,24 +96,9 @@ async fn send(channel: &TestChannel, conversation: &str, body: Value, key: Optio
     }
 }
 
-/// What the sandbox recorded for an account (every attempt, oldest first).
-async fn outbox(account: &str) -> Vec<Value> {
-    let reply = reqwest::Client::new()
-        .get(format!("{}/sandbox/outbox", sandbox_url()))
-        .query(&[("account", account)])
-        .send()
-        .await
-        .expect("outbox")
-        .json::<Value>()
-        .await
-        .expect("outbox json");
-    reply["items"].as_array().cloned().unwrap_or_default()
-}
-
 /// The attempts the sandbox accepted.
-async fn accepted(account: &str) -> Vec<Value> {
-    outbox(account)
-        .await
+fn accepted(account: &str) -> Vec<Value> {
+    sandbox_outbox(account)
         .into_iter()
         .filter(|i| {
             i["status"] == 200
@@ -122,14 +108,14 @@ async fn accepted(account: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn fail_next(account: &str, faults: Value) {
-    let r = reqwest::Client::new()
-        .post(format!("{}/sandbox/fail", sandbox_url()))
-        .json(&json!({"account": account, "next": faults}))
-        .send()
-        .await
-        .expect("fail");
-    assert!(r.status().is_success(), "sandbox accepted the faults");
+/// Queues failures for the next sends to `account` (a JSON array of faults).
+fn fail_next(account: &str, faults: Value) {
+    sandbox_fail(account, faults.as_array().cloned().unwrap_or_default());
+}
+
+/// The sandbox's counters (token fetches per AppID, sends per account).
+fn sandbox_stats() -> Value {
+    serde_json::to_value(sandbox().stats()).expect("stats serialize")
 }
 
 async fn message(channel: &TestChannel, conversation: &str, id: &str) -> Value {
@@ -172,7 +158,7 @@ async fn a_whatsapp_text_is_accepted_pending_then_sent_with_the_wamid_and_tracke
     assert_eq!(reply.body["kind"], "text");
     let id = reply.body["id"].as_str().unwrap().to_owned();
 
-    let sent = accepted(&channel.external_id).await;
+    let sent = accepted(&channel.external_id);
     assert_eq!(sent.len(), 1);
     let body = &sent[0]["body"];
     assert_eq!(body["messaging_product"], "whatsapp");
@@ -226,7 +212,6 @@ async fn every_kind_has_the_provider_shape_on_whatsapp() {
         assert_eq!(reply.status, 202, "{body}: {}", reply.text);
     }
     let sent: Vec<Value> = accepted(&channel.external_id)
-        .await
         .into_iter()
         .map(|i| i["body"].clone())
         .collect();
@@ -301,7 +286,7 @@ async fn media_that_is_not_valid_is_refused_with_the_reason() {
     .await;
     assert_eq!((reply.status, reply.code()), (422, "media_kind_mismatch"));
     assert!(
-        outbox(&channel.external_id).await.is_empty(),
+        sandbox_outbox(&channel.external_id).is_empty(),
         "nothing was sent"
     );
 }
@@ -334,7 +319,7 @@ async fn messenger_and_instagram_use_the_send_api_with_attachments() {
             .status,
             202
         );
-        let sent = accepted(&channel.external_id).await;
+        let sent = accepted(&channel.external_id);
         assert_eq!(sent.len(), 2, "{kind}");
         assert_eq!(sent[0]["body"]["recipient"]["id"], customer.as_str());
         assert_eq!(sent[0]["body"]["messaging_type"], "RESPONSE");
@@ -379,7 +364,7 @@ async fn wechat_uploads_media_sends_by_id_and_caches_its_token() {
     )
     .await;
     assert_eq!(reply.status, 202, "{}", reply.text);
-    let sent = accepted(&app).await;
+    let sent = accepted(&app);
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[0]["body"]["touser"], openid.as_str());
     assert_eq!(sent[0]["body"]["text"]["content"], "你好");
@@ -389,12 +374,7 @@ async fn wechat_uploads_media_sends_by_id_and_caches_its_token() {
             .as_str()
             .is_some_and(|m| !m.is_empty())
     );
-    let stats: Value = reqwest::get(format!("{}/sandbox/stats", sandbox_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = sandbox_stats();
     assert_eq!(
         stats["token_fetches"][app.as_str()],
         1,
@@ -447,7 +427,7 @@ async fn an_expired_wechat_token_is_refreshed_once_and_the_send_goes_out() {
         .status,
         202
     );
-    fail_next(&app, json!([{"errcode": 42001}])).await;
+    fail_next(&app, json!([{"errcode": 42001}]));
     assert_eq!(
         send(
             &channel,
@@ -459,12 +439,7 @@ async fn an_expired_wechat_token_is_refreshed_once_and_the_send_goes_out() {
         .status,
         202
     );
-    let stats: Value = reqwest::get(format!("{}/sandbox/stats", sandbox_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = sandbox_stats();
     assert_eq!(stats["token_fetches"][app.as_str()], 2);
     let messages = all_messages(&channel.tenant, &conversation).await;
     assert_eq!(
@@ -512,7 +487,7 @@ async fn the_window_matrix_per_channel() {
         text_after(&messenger, "messenger", 24 * 7 + 1).await,
         (422, "window_closed".into())
     );
-    let sent = accepted(&messenger.external_id).await;
+    let sent = accepted(&messenger.external_id);
     let types: Vec<(&str, Option<&str>)> = sent
         .iter()
         .map(|i| {
@@ -542,7 +517,7 @@ async fn the_window_matrix_per_channel() {
         (202, String::new())
     );
     assert_eq!(
-        accepted(&flagged.external_id).await[0]["body"]["tag"],
+        accepted(&flagged.external_id)[0]["body"]["tag"],
         "HUMAN_AGENT"
     );
 
@@ -608,7 +583,7 @@ async fn wechat_sends_five_replies_per_customer_message() {
     )
     .await;
     assert_eq!((reply.status, reply.code()), (422, "window_closed"));
-    assert_eq!(accepted(&app).await.len(), 5);
+    assert_eq!(accepted(&app).len(), 5);
     let conv = get(
         &format!("/conversations/{conversation}"),
         Some(&token(&channel.tenant, "agent")),
@@ -718,7 +693,7 @@ async fn templates_are_created_at_meta_checked_on_send_and_start_conversations()
     .await;
     assert_eq!(reply.status, 202, "{}", reply.text);
     assert_eq!(reply.body["text"], "Hi Ana, your order ships today.");
-    let sent = accepted(&channel.external_id).await;
+    let sent = accepted(&channel.external_id);
     let t = &sent[0]["body"]["template"];
     assert_eq!(t["name"], "order_update");
     assert_eq!(t["language"]["code"], "en_US");
@@ -859,7 +834,7 @@ async fn an_idempotency_key_sends_once_and_returns_the_same_message() {
         "{:?}",
         replies.iter().map(|r| &r.text).collect::<Vec<_>>()
     );
-    assert_eq!(accepted(&channel.external_id).await.len(), 2);
+    assert_eq!(accepted(&channel.external_id).len(), 2);
     let bad = send(&channel, &conversation, body, Some("has space")).await;
     assert_eq!((bad.status, bad.code()), (400, "invalid_idempotency_key"));
 }
@@ -871,8 +846,7 @@ async fn transient_failures_are_retried_and_permanent_ones_explained() {
     fail_next(
         &channel.external_id,
         json!([{"status": 429, "retry_after": 0}, {"status": 503}]),
-    )
-    .await;
+    );
     let reply = send(
         &channel,
         &conversation,
@@ -884,7 +858,7 @@ async fn transient_failures_are_retried_and_permanent_ones_explained() {
     let id = reply.body["id"].as_str().unwrap();
     assert_eq!(message(&channel, &conversation, id).await["status"], "sent");
     assert_eq!(
-        outbox(&channel.external_id).await.len(),
+        sandbox_outbox(&channel.external_id).len(),
         3,
         "two failures, then the send"
     );
@@ -892,8 +866,7 @@ async fn transient_failures_are_retried_and_permanent_ones_explained() {
     fail_next(
         &channel.external_id,
         json!([{"status": 400, "code": 131026, "message": "Message undeliverable"}]),
-    )
-    .await;
+    );
     let reply = send(
         &channel,
         &conversation,
@@ -908,7 +881,7 @@ async fn transient_failures_are_retried_and_permanent_ones_explained() {
     assert_eq!(m["error"]["code"], "131026");
     assert!(m["error"]["hint"].as_str().unwrap().contains("wa.me"));
     assert_eq!(
-        outbox(&channel.external_id).await.len(),
+        sandbox_outbox(&channel.external_id).len(),
         4,
         "a permanent error is not retried"
     );
@@ -921,7 +894,7 @@ async fn transient_failures_are_retried_and_permanent_ones_explained() {
     assert_eq!(notes[0]["error"]["code"], "131026");
 
     let five = json!([{"status": 500}, {"status": 500}, {"status": 500}, {"status": 500}, {"status": 500}]);
-    fail_next(&channel.external_id, five).await;
+    fail_next(&channel.external_id, five);
     let reply = send(
         &channel,
         &conversation,
@@ -942,7 +915,7 @@ async fn a_send_that_times_out_is_outcome_unknown_until_a_status_maps_it_back() 
     let channel = connect("whatsapp").await;
     let (conversation, customer) = customer_wrote(&channel, "whatsapp", 1).await;
     // The sandbox answers after the outbound call timeout of the test stack.
-    fail_next(&channel.external_id, json!([{"delay_ms": 2500}])).await;
+    fail_next(&channel.external_id, json!([{"delay_ms": 2500}]));
     let reply = send(
         &channel,
         &conversation,
@@ -957,7 +930,7 @@ async fn a_send_that_times_out_is_outcome_unknown_until_a_status_maps_it_back() 
     assert_eq!(m["error"]["code"], "outcome_unknown");
     // Give the sandbox time to finish; the provider did accept it: exactly one attempt.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let calls = outbox(&channel.external_id).await;
+    let calls = sandbox_outbox(&channel.external_id);
     assert_eq!(calls.len(), 1, "never re-sent blindly");
     let wamid = calls[0]["provider_message_id"].as_str().unwrap().to_owned();
     let reference = calls[0]["body"]["biz_opaque_callback_data"].clone();
@@ -984,14 +957,7 @@ async fn a_thousand_sends_through_failures_end_sent_or_failed_and_none_twice() {
     for _ in 0..10 {
         conversations.push(customer_wrote(&channel, "whatsapp", 1).await.0);
     }
-    let chaos = json!({"account": channel.external_id, "transient_rate": 0.3, "permanent_rate": 0.05, "seed": 7});
-    let r = reqwest::Client::new()
-        .post(format!("{}/sandbox/chaos", sandbox_url()))
-        .json(&chaos)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    sandbox_chaos(&channel.external_id, 0.3, 0.05, 7);
     let sends = (0..1000).map(|i| {
         let (channel, conversation) = (&channel, conversations[i % 10].clone());
         async move {
@@ -1042,7 +1008,7 @@ async fn a_thousand_sends_through_failures_end_sent_or_failed_and_none_twice() {
         failed.len()
     );
 
-    let delivered = accepted(&channel.external_id).await;
+    let delivered = accepted(&channel.external_id);
     let texts: Vec<&str> = delivered
         .iter()
         .map(|i| i["body"]["text"]["body"].as_str().unwrap())
@@ -1080,7 +1046,7 @@ async fn a_thousand_sends_through_failures_end_sent_or_failed_and_none_twice() {
         .await;
         assert_eq!(reply.body["id"], ids[i].as_str());
     }
-    assert_eq!(accepted(&channel.external_id).await.len(), delivered.len());
+    assert_eq!(accepted(&channel.external_id).len(), delivered.len());
 }
 
 #[tokio::test]
@@ -1105,6 +1071,6 @@ async fn another_tenants_or_an_unknown_conversation_is_404_and_nothing_is_sent()
     )
     .await;
     assert_eq!((reply.status, reply.code()), (422, "invalid_body"));
-    assert!(outbox(&channel.external_id).await.is_empty());
-    assert!(outbox(&stranger.external_id).await.is_empty());
+    assert!(sandbox_outbox(&channel.external_id).is_empty());
+    assert!(sandbox_outbox(&stranger.external_id).is_empty());
 }

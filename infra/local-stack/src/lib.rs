@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use aws_config::SdkConfig;
 use shared::config::{AwsSettings, DEFAULT_META_GRAPH_URL, DEFAULT_WECHAT_API_URL};
 
+pub mod bench;
 pub mod bootstrap;
 pub mod counter;
 pub mod devserver;

@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use chrono::Utc;
+use local_stack::bench;
 use local_stack::moto::Moto;
 use local_stack::sandbox::{Sandbox, SandboxConfig};
 use local_stack::template::{self, Template};
@@ -267,47 +268,6 @@ async fn invoke_all(
     Ok((rss, statuses))
 }
 
-fn http_event(
-    method: &str,
-    route: &str,
-    path: &str,
-    params: Value,
-    headers: Value,
-    body: &str,
-) -> Value {
-    json!({
-        "version": "2.0", "routeKey": format!("{method} {route}"), "rawPath": path, "rawQueryString": "",
-        "headers": headers, "pathParameters": params,
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "bench", "domainName": "bench", "domainPrefix": "bench",
-            "authorizer": {"jwt": {"claims": {"sub": "agent-1", "tenant_id": "bench", "role": "agent"}, "scopes": null}},
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
-            "requestId": ulid::Ulid::new().to_string(), "routeKey": format!("{method} {route}"),
-            "stage": "$default", "time": "24/Nov/2026:00:00:00 +0000", "timeEpoch": 0
-        },
-        "body": body, "isBase64Encoded": false
-    })
-}
-
-fn whatsapp_text(phone: &str, customer: &str, i: usize) -> Value {
-    let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550000000", "phone_number_id": phone},
-        "contacts": [{"profile": {"name": "Bench"}, "wa_id": customer}],
-        "messages": [{"from": customer, "id": format!("wamid.cold.{i}"), "timestamp": Utc::now().timestamp().to_string(),
-                      "type": "text", "text": {"body": format!("hello {i}")}}]}}]}]})
-    .to_string();
-    let signature = shared::domain::meta::sign(APP_SECRET, body.as_bytes());
-    http_event(
-        "POST",
-        "/webhooks/whatsapp",
-        "/webhooks/whatsapp",
-        Value::Null,
-        json!({"content-type": "application/json", "x-hub-signature-256": signature}),
-        &body,
-    )
-}
-
 struct Row {
     name: String,
     measured: String,
@@ -472,16 +432,8 @@ async fn main() -> Result<(), BoxError> {
         .insert("WECHAT_API_URL".into(), format!("{sandbox_url}/wechat"));
     let sdk = settings.sdk_config();
     bootstrap::create_resources(&template, &sdk).await?;
-    let env_of = |binary: &str| -> Result<HashMap<String, String>, BoxError> {
-        let f = template
-            .functions()?
-            .into_iter()
-            .find(|f| f.binary == binary)
-            .ok_or("function missing")?;
-        let mut env = template.resolve_environment(&f, &settings.overrides)?;
-        env.insert("AWS_ENDPOINT_URL".into(), moto.endpoint());
-        Ok(env)
-    };
+    // The emulator's URL comes with the settings: AWS_ENDPOINT_URL points at moto.
+    let env_of = |binary: &str| bench::function_env(&template, &settings, binary);
     let webhook_env = env_of("webhook")?;
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
@@ -507,7 +459,16 @@ async fn main() -> Result<(), BoxError> {
     let customers: Vec<String> = (0..20).map(|i| format!("1555123{i:04}")).collect();
 
     let events = (0..INVOCATIONS)
-        .map(|i| whatsapp_text(phone, &customers[i % customers.len()], i))
+        .map(|i| {
+            let customer = &customers[i % customers.len()];
+            let body = bench::whatsapp_text(
+                phone,
+                customer,
+                &format!("wamid.cold.{i}"),
+                &format!("hello {i}"),
+            );
+            bench::meta_webhook_event("/webhooks/whatsapp", &body, APP_SECRET)
+        })
         .collect();
     let (rss, statuses) =
         invoke_all(&x86.join("webhook").join("bootstrap"), &webhook_env, events).await?;
@@ -528,13 +489,13 @@ async fn main() -> Result<(), BoxError> {
                 &customers[i % customers.len()],
             );
             let path = format!("/conversations/{conversation}/messages");
-            http_event(
+            let body = json!({"kind": "text", "text": format!("reply {i} 👋")}).to_string();
+            bench::agent_event(
                 "POST",
                 "/conversations/{id}/messages",
                 &path,
                 json!({"id": conversation}),
-                json!({"content-type": "application/json"}),
-                &json!({"kind": "text", "text": format!("reply {i} 👋")}).to_string(),
+                &body,
             )
         })
         .collect();
@@ -555,16 +516,7 @@ async fn main() -> Result<(), BoxError> {
 
     let chatroom_env = env_of("chatroom")?;
     let events = (0..INVOCATIONS)
-        .map(|_| {
-            http_event(
-                "GET",
-                "/conversations",
-                "/conversations",
-                Value::Null,
-                json!({}),
-                "",
-            )
-        })
+        .map(|_| bench::agent_event("GET", "/conversations", "/conversations", Value::Null, ""))
         .collect();
     let (rss, statuses) = invoke_all(
         &x86.join("chatroom").join("bootstrap"),
@@ -626,16 +578,7 @@ async fn main() -> Result<(), BoxError> {
     let form =
         json!({"filename": "photo.jpg", "content_type": "image/jpeg", "size": 200_000}).to_string();
     let mut events: Vec<Value> = (0..INVOCATIONS - validations.len())
-        .map(|_| {
-            http_event(
-                "POST",
-                "/media",
-                "/media",
-                Value::Null,
-                json!({"content-type": "application/json"}),
-                &form,
-            )
-        })
+        .map(|_| bench::agent_event("POST", "/media", "/media", Value::Null, &form))
         .collect();
     for (n, v) in validations.into_iter().enumerate() {
         events.insert(100 + n * 200, v);

@@ -1,16 +1,15 @@
-//! `make bench`, AWS requests per operation: the webhook and outbound handlers over moto
-//! with an SDK interceptor counting every request they send (the outbound function talks
-//! to the provider sandbox).
-
-use std::collections::HashMap;
+//! `make bench`, AWS requests per operation: the webhook, outbound and media handlers over
+//! moto with an SDK interceptor counting every request they send (the outbound function
+//! talks to the provider sandbox).
 
 use chrono::Utc;
 use lambda_http::Request;
+use local_stack::bench::{self, CountedClients};
 use local_stack::counter::RequestCounter;
 use local_stack::moto::Moto;
 use local_stack::template::{self, Template};
 use local_stack::{BoxError, LOCAL_REGION, LocalSettings, bootstrap};
-use serde_json::json;
+use serde_json::{Value, json};
 use shared::adapters::dynamo::DynamoStore;
 use shared::domain::channel::{Channel, ChannelType, Credentials, Secret};
 use shared::domain::ids::{ChannelId, TenantId};
@@ -35,68 +34,8 @@ fn png_file() -> Vec<u8> {
     f
 }
 
-fn event(path: &str, body: &str) -> Result<Request, BoxError> {
-    let signature = shared::domain::meta::sign(APP_SECRET, body.as_bytes());
-    let raw = json!({
-        "version": "2.0",
-        "routeKey": format!("POST {path}"),
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"content-type": "application/json", "x-hub-signature-256": signature},
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "bench", "domainName": "bench", "domainPrefix": "bench",
-            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
-            "requestId": ulid::Ulid::new().to_string(), "routeKey": format!("POST {path}"),
-            "stage": "$default", "time": "24/Nov/2026:00:00:00 +0000", "timeEpoch": 0
-        },
-        "body": body,
-        "isBase64Encoded": false
-    });
-    Ok(lambda_http::request::from_str(&raw.to_string())?)
-}
-
-fn whatsapp_text(phone_number_id: &str, customer: &str, wamid: &str) -> String {
-    json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550000000", "phone_number_id": phone_number_id},
-        "contacts": [{"profile": {"name": "Bench"}, "wa_id": customer}],
-        "messages": [{"from": customer, "id": wamid, "timestamp": Utc::now().timestamp().to_string(),
-                      "type": "text", "text": {"body": "hello"}}]}}]}]})
-    .to_string()
-}
-
-fn whatsapp_status(phone_number_id: &str, customer: &str, wamid: &str, status: &str) -> String {
-    json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550000000", "phone_number_id": phone_number_id},
-        "statuses": [{"id": wamid, "status": status, "timestamp": Utc::now().timestamp().to_string(),
-                      "recipient_id": customer}]}}]}]})
-    .to_string()
-}
-
-/// An agent's `POST /conversations/{id}/messages`, as API Gateway hands it over after the
-/// JWT authorizer.
-fn send_event(conversation: &str, body: &str) -> Result<Request, BoxError> {
-    let path = format!("/conversations/{conversation}/messages");
-    let route = "POST /conversations/{id}/messages";
-    let raw = json!({
-        "version": "2.0",
-        "routeKey": route,
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"content-type": "application/json"},
-        "pathParameters": {"id": conversation},
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "bench", "domainName": "bench", "domainPrefix": "bench",
-            "authorizer": {"jwt": {"claims": {"sub": "agent-1", "tenant_id": "bench", "role": "agent"}, "scopes": null}},
-            "http": {"method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
-            "requestId": ulid::Ulid::new().to_string(), "routeKey": route,
-            "stage": "$default", "time": "24/Nov/2026:00:00:00 +0000", "timeEpoch": 0
-        },
-        "body": body,
-        "isBase64Encoded": false
-    });
-    Ok(lambda_http::request::from_str(&raw.to_string())?)
+fn request(event: serde_json::Value) -> Result<Request, BoxError> {
+    Ok(lambda_http::request::from_str(&event.to_string())?)
 }
 
 #[tokio::main]
@@ -118,28 +57,16 @@ async fn main() -> Result<(), BoxError> {
     let sdk = settings.sdk_config();
     bootstrap::create_resources(&template, &sdk).await?;
 
-    let function = template
-        .functions()?
-        .into_iter()
-        .find(|f| f.binary == "webhook")
-        .ok_or("no webhook function in template.yaml")?;
-    let mut env: HashMap<String, String> =
-        template.resolve_environment(&function, &settings.overrides)?;
-    env.extend(settings.lambda_environment());
-
+    let env = bench::function_env(&template, &settings, "webhook")?;
     let counter = RequestCounter::default();
-    let dynamo = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .interceptor(counter.clone())
-            .build(),
-    );
-    let events = aws_sdk_eventbridge::Client::from_conf(
-        aws_sdk_eventbridge::config::Builder::from(&sdk)
-            .interceptor(counter.clone())
-            .build(),
-    );
+    let clients = CountedClients::new(&sdk, &counter);
     let config = shared::config::Config::from_source(&env)?;
-    let app = webhook::App::with_clients(&env, &config, dynamo, events)?;
+    let app = webhook::App::with_clients(
+        &env,
+        &config,
+        clients.dynamodb.clone(),
+        clients.eventbridge.clone(),
+    )?;
 
     // A connected WhatsApp channel.
     let store = DynamoStore::new(
@@ -168,7 +95,8 @@ async fn main() -> Result<(), BoxError> {
     let send = |body: String| {
         let app = &app;
         async move {
-            let response = webhook::handle(app, event("/webhooks/whatsapp", &body)?).await;
+            let event = bench::meta_webhook_event("/webhooks/whatsapp", &body, APP_SECRET);
+            let response = webhook::handle(app, request(event)?).await;
             if response.status() != 200 {
                 return Err(BoxError::from(format!(
                     "webhook answered {}",
@@ -178,15 +106,33 @@ async fn main() -> Result<(), BoxError> {
             Ok::<_, BoxError>(())
         }
     };
-    send(whatsapp_text(phone, "15551230001", "wamid.bench.cold")).await?;
+    send(bench::whatsapp_text(
+        phone,
+        "15551230001",
+        "wamid.bench.cold",
+        "hello",
+    ))
+    .await?;
     rows.push((
         "inbound text, first for the process (directory read)",
         counter.take(),
         3,
     ));
-    send(whatsapp_text(phone, "15551230002", "wamid.bench.warm")).await?;
+    send(bench::whatsapp_text(
+        phone,
+        "15551230002",
+        "wamid.bench.warm",
+        "hello",
+    ))
+    .await?;
     rows.push(("inbound text", counter.take(), 3));
-    send(whatsapp_text(phone, "15551230002", "wamid.bench.warm")).await?;
+    send(bench::whatsapp_text(
+        phone,
+        "15551230002",
+        "wamid.bench.warm",
+        "hello",
+    ))
+    .await?;
     rows.push(("inbound text, re-delivered", counter.take(), 3));
 
     // An outbound message recorded, then its status.
@@ -214,7 +160,7 @@ async fn main() -> Result<(), BoxError> {
         return Err(e.into());
     }
     counter.take();
-    send(whatsapp_status(
+    send(bench::whatsapp_status(
         phone,
         "15551230002",
         "wamid.bench.out",
@@ -222,7 +168,7 @@ async fn main() -> Result<(), BoxError> {
     ))
     .await?;
     rows.push(("status update, message exists", counter.take(), 2));
-    send(whatsapp_status(
+    send(bench::whatsapp_status(
         phone,
         "15551230002",
         "wamid.bench.out",
@@ -230,7 +176,7 @@ async fn main() -> Result<(), BoxError> {
     ))
     .await?;
     rows.push(("status update, repeated (stale)", counter.take(), 2));
-    send(whatsapp_status(
+    send(bench::whatsapp_status(
         phone,
         "15551230002",
         "wamid.bench.unknown",
@@ -244,30 +190,12 @@ async fn main() -> Result<(), BoxError> {
     ));
 
     // An agent answers the customer who wrote above: outbound text.
-    let function = template
-        .functions()?
-        .into_iter()
-        .find(|f| f.binary == "outbound")
-        .ok_or("no outbound function in template.yaml")?;
-    let mut outbound_env: HashMap<String, String> =
-        template.resolve_environment(&function, &settings.overrides)?;
-    outbound_env.extend(settings.lambda_environment());
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .interceptor(counter.clone())
-            .build(),
-    );
-    let dynamo = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .interceptor(counter.clone())
-            .build(),
-    );
+    let outbound_env = bench::function_env(&template, &settings, "outbound")?;
     let outbound_app = outbound::App::with_clients(
         &outbound_env,
         &config,
-        dynamo,
-        s3,
+        clients.dynamodb.clone(),
+        clients.s3.clone(),
         local_stack::functions::local_credentials(),
     )?;
     let conversation = shared::domain::conversation::conversation_id(&channel.id, "15551230002");
@@ -280,7 +208,15 @@ async fn main() -> Result<(), BoxError> {
     ] {
         counter.take();
         let body = json!({"kind": "text", "text": text}).to_string();
-        let response = outbound::handle(&outbound_app, send_event(&conversation, &body)?).await;
+        let path = format!("/conversations/{conversation}/messages");
+        let event = bench::agent_event(
+            "POST",
+            "/conversations/{id}/messages",
+            &path,
+            json!({"id": conversation}),
+            &body,
+        );
+        let response = outbound::handle(&outbound_app, request(event)?).await;
         if response.status() != 202 {
             return Err(format!("outbound answered {}", response.status()).into());
         }
@@ -291,52 +227,26 @@ async fn main() -> Result<(), BoxError> {
     }
 
     // Media: the upload form, the browser's upload (not ours), then validation.
-    let function = template
-        .functions()?
-        .into_iter()
-        .find(|f| f.binary == "media")
-        .ok_or("no media function in template.yaml")?;
-    let mut media_env: HashMap<String, String> =
-        template.resolve_environment(&function, &settings.overrides)?;
-    media_env.extend(settings.lambda_environment());
-    let counted_s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .interceptor(counter.clone())
-            .build(),
-    );
-    let counted_dynamo = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .interceptor(counter.clone())
-            .build(),
-    );
+    let media_env = bench::function_env(&template, &settings, "media")?;
     let media_app = media::App::with_clients(
         &media_env,
         &config,
-        counted_dynamo,
-        counted_s3,
+        clients.dynamodb.clone(),
+        clients.s3.clone(),
         local_stack::functions::local_credentials(),
     )?;
     let png = png_file();
     let form = json!({"filename": "photo.png", "content_type": "image/png", "size": png.len()})
         .to_string();
-    let request = lambda_http::request::from_str(
-        &serde_json::to_string(&json!({
-            "version": "2.0", "routeKey": "POST /media", "rawPath": "/media", "rawQueryString": "",
-            "headers": {"content-type": "application/json"},
-            "requestContext": {
-                "accountId": "123456789012", "apiId": "bench", "domainName": "bench", "domainPrefix": "bench",
-                "authorizer": {"jwt": {"claims": {"sub": "agent-1", "tenant_id": "bench", "role": "agent"}, "scopes": null}},
-                "http": {"method": "POST", "path": "/media", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
-                "requestId": "bench-media", "routeKey": "POST /media", "stage": "$default",
-                "time": "24/Nov/2026:00:00:00 +0000", "timeEpoch": 0
-            },
-            "body": form, "isBase64Encoded": false
-        }))?,
-    )
-    .map_err(|e| format!("media event: {e}"))?;
+    let upload_form = request(bench::agent_event(
+        "POST",
+        "/media",
+        "/media",
+        Value::Null,
+        &form,
+    ))?;
     counter.take();
-    let response = media::handle_http(&media_app, request).await;
+    let response = media::handle_http(&media_app, upload_form).await;
     if response.status() != 201 {
         return Err(format!("POST /media answered {}", response.status()).into());
     }

@@ -1,0 +1,129 @@
+//! What the `make bench` binaries share: API Gateway events as the handlers receive them,
+//! WhatsApp webhook bodies, and SDK clients whose requests are counted.
+
+use aws_config::SdkConfig;
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use crate::counter::RequestCounter;
+
+/// An API Gateway HTTP API (payload 2.0) event; `agent` adds the JWT authorizer's claims of
+/// an agent of tenant `bench`.
+pub fn api_event(
+    method: &str,
+    route: &str,
+    path: &str,
+    path_params: Value,
+    headers: Value,
+    body: &str,
+    agent: bool,
+) -> Value {
+    let route_key = format!("{method} {route}");
+    let mut context = json!({
+        "accountId": "123456789012", "apiId": "bench", "domainName": "bench", "domainPrefix": "bench",
+        "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
+        "requestId": ulid::Ulid::new().to_string(), "routeKey": route_key,
+        "stage": "$default", "time": "24/Nov/2026:00:00:00 +0000", "timeEpoch": 0
+    });
+    if agent {
+        context["authorizer"] = json!({"jwt": {"claims": {"sub": "agent-1", "tenant_id": "bench", "role": "agent"}, "scopes": null}});
+    }
+    json!({
+        "version": "2.0", "routeKey": route_key, "rawPath": path, "rawQueryString": "",
+        "headers": headers, "pathParameters": path_params, "requestContext": context,
+        "body": body, "isBase64Encoded": false
+    })
+}
+
+/// An agent's JSON request (`POST /media`, `POST /conversations/{id}/messages`, …).
+pub fn agent_event(method: &str, route: &str, path: &str, path_params: Value, body: &str) -> Value {
+    let headers = json!({"content-type": "application/json"});
+    api_event(method, route, path, path_params, headers, body, true)
+}
+
+/// A Meta webhook `POST` signed with `app_secret`.
+pub fn meta_webhook_event(path: &str, body: &str, app_secret: &str) -> Value {
+    let signature = shared::domain::meta::sign(app_secret, body.as_bytes());
+    let headers = json!({"content-type": "application/json", "x-hub-signature-256": signature});
+    api_event("POST", path, path, Value::Null, headers, body, false)
+}
+
+fn whatsapp_change(phone_number_id: &str, value: Value) -> String {
+    let mut value = value;
+    value["messaging_product"] = json!("whatsapp");
+    value["metadata"] =
+        json!({"display_phone_number": "15550000000", "phone_number_id": phone_number_id});
+    json!({"object": "whatsapp_business_account",
+           "entry": [{"id": "1", "changes": [{"field": "messages", "value": value}]}]})
+    .to_string()
+}
+
+/// A WhatsApp Cloud API webhook body with one customer text, timestamped now.
+pub fn whatsapp_text(phone_number_id: &str, customer: &str, wamid: &str, text: &str) -> String {
+    whatsapp_change(
+        phone_number_id,
+        json!({"contacts": [{"profile": {"name": "Bench"}, "wa_id": customer}],
+               "messages": [{"from": customer, "id": wamid, "timestamp": Utc::now().timestamp().to_string(),
+                             "type": "text", "text": {"body": text}}]}),
+    )
+}
+
+/// A WhatsApp Cloud API webhook body with one delivery status, timestamped now.
+pub fn whatsapp_status(phone_number_id: &str, customer: &str, wamid: &str, status: &str) -> String {
+    whatsapp_change(
+        phone_number_id,
+        json!({"statuses": [{"id": wamid, "status": status, "timestamp": Utc::now().timestamp().to_string(),
+                             "recipient_id": customer}]}),
+    )
+}
+
+/// SDK clients of the emulator whose every request `counter` records.
+pub struct CountedClients {
+    /// DynamoDB.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// S3 (path-style, as for the emulator).
+    pub s3: aws_sdk_s3::Client,
+    /// EventBridge.
+    pub eventbridge: aws_sdk_eventbridge::Client,
+}
+
+impl CountedClients {
+    /// Builds the clients from `sdk` with `counter` attached.
+    pub fn new(sdk: &SdkConfig, counter: &RequestCounter) -> Self {
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(sdk)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(sdk)
+                    .force_path_style(true)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            eventbridge: aws_sdk_eventbridge::Client::from_conf(
+                aws_sdk_eventbridge::config::Builder::from(sdk)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+        }
+    }
+}
+
+/// The environment template.yaml gives `binary`, resolved for the local stack, with what
+/// Lambda itself adds.
+pub fn function_env(
+    template: &crate::template::Template,
+    settings: &crate::LocalSettings,
+    binary: &str,
+) -> Result<std::collections::HashMap<String, String>, crate::BoxError> {
+    let function = template
+        .functions()?
+        .into_iter()
+        .find(|f| f.binary == binary)
+        .ok_or_else(|| format!("no {binary} function in template.yaml"))?;
+    let mut env = template.resolve_environment(&function, &settings.overrides)?;
+    env.extend(settings.lambda_environment());
+    Ok(env)
+}
