@@ -12,7 +12,7 @@ use crate::domain::channel::{Channel, Credentials};
 use crate::domain::conversation::{ConversationFilter, ConversationState, Message};
 use crate::domain::ids::{ChannelId, TenantId};
 use crate::domain::inbound::{InboundMessage, StatusUpdate, Watermark};
-use crate::domain::media::MediaRecord;
+use crate::domain::media::{Claim, MediaRecord, Settlement};
 use crate::domain::message::DeliveryError;
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::sniff::Blob;
@@ -220,12 +220,24 @@ pub trait MediaStore: Send + Sync {
         id: &str,
     ) -> impl Future<Output = Result<Option<MediaRecord>, Error>> + Send;
 
-    /// Settles a pending record (valid or rejected); `false` when it was not pending any
-    /// more (a re-delivered event), in which case nothing changes.
+    /// Settles a pending record (valid or rejected) in one conditional write; `false`
+    /// when it was not pending any more (a re-delivered event), is gone, or declares
+    /// other than the settlement's claim, in which case nothing changes.
     fn settle_media(
         &self,
-        record: &MediaRecord,
+        settlement: &Settlement,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
+}
+
+/// An object opened for reading, with what it says about itself.
+#[derive(Debug)]
+pub struct OpenedObject<B> {
+    /// Ranged reads; the bytes asked for at opening come with it.
+    pub blob: B,
+    /// Its `Content-Type` (pinned by the upload form's policy, or written by us).
+    pub content_type: Option<String>,
+    /// Marked as fetched from a provider (only our own writer sets it).
+    pub inbound: bool,
 }
 
 /// The media bucket.
@@ -245,8 +257,13 @@ pub trait ObjectStore: Send + Sync {
         ttl: std::time::Duration,
     ) -> impl Future<Output = Result<PresignedUpload, Error>> + Send;
 
-    /// Opens an object for ranged reads; `None` when it does not exist.
-    fn open(&self, key: &str) -> impl Future<Output = Result<Option<Self::Blob>, Error>> + Send;
+    /// Opens an object, reading its first `first` bytes (all of it for `None`) in the
+    /// same request; `None` when it does not exist.
+    fn open(
+        &self,
+        key: &str,
+        first: Option<u64>,
+    ) -> impl Future<Output = Result<Option<OpenedObject<Self::Blob>>, Error>> + Send;
 
     /// Copies `from` (only if still at `version`, when given) to `to` and returns the
     /// SHA-256 (hex) the store computed. A replaced object is a `Conflict`.
@@ -260,8 +277,8 @@ pub trait ObjectStore: Send + Sync {
     /// Deletes an object (absent is fine).
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// A writer for a new object of `content_type` at `key`.
-    fn writer(&self, key: &str, content_type: &str) -> Self::Writer;
+    /// A writer for a new object at `key`, labelled with the claim's type and origin.
+    fn writer(&self, key: &str, claim: &Claim) -> Self::Writer;
 
     /// A short-lived download URL.
     fn presign_download(

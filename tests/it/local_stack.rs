@@ -89,11 +89,7 @@ async fn tables_match_the_template_key_schema_and_indexes() {
 async fn bucket_bus_and_schedule_group_exist_with_their_template_names() {
     let stack = stack();
     let sdk = stack.settings.sdk_config();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = integration_tests::s3_client();
     for bucket in stack.template.names_of("AWS::S3::Bucket").unwrap() {
         s3.head_bucket().bucket(&bucket).send().await.unwrap();
         let enc = s3

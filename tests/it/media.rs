@@ -89,18 +89,18 @@ async fn upload(
 }
 
 async fn clean_objects(tenant: &str) -> Vec<String> {
-    let sdk = stack().settings.sdk_config();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
     let bucket = stack().template.local_name("MediaBucket").unwrap();
+    bucket_keys(&bucket, tenant).await
+}
+
+/// The `clean/` then `quarantine/` keys of a tenant in a bucket.
+async fn bucket_keys(bucket: &str, tenant: &str) -> Vec<String> {
+    let s3 = integration_tests::s3_client();
     let mut keys = Vec::new();
     for prefix in [format!("clean/{tenant}/"), format!("quarantine/{tenant}/")] {
         let out = s3
             .list_objects_v2()
-            .bucket(&bucket)
+            .bucket(bucket)
             .prefix(&prefix)
             .send()
             .await
@@ -115,7 +115,7 @@ async fn clean_objects(tenant: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_valid_png_is_moved_to_clean_with_its_sha256_and_downloadable() {
+async fn a_valid_png_is_copied_to_clean_with_its_sha256_and_downloadable() {
     let tenant = unique_tenant();
     let bytes = png(2000);
     let media = upload(
@@ -134,14 +134,16 @@ async fn a_valid_png_is_moved_to_clean_with_its_sha256_and_downloadable() {
     let url = media["download_url"].as_str().expect("a download link");
     let downloaded = reqwest::get(url).await.unwrap().bytes().await.unwrap();
     assert_eq!(downloaded.as_ref(), bytes.as_slice());
+    // One clean copy, named by the upload it came from; the quarantined upload is left
+    // to the bucket's lifecycle rule.
+    let id = media["media_id"].as_str().unwrap();
     let keys = clean_objects(&tenant).await;
-    assert_eq!(
-        keys,
-        vec![format!(
-            "clean/{tenant}/{}",
-            media["media_id"].as_str().unwrap()
-        )]
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(
+        keys[0].starts_with(&format!("clean/{tenant}/{id}/")),
+        "{keys:?}"
     );
+    assert_eq!(keys[1], format!("quarantine/{tenant}/{id}"));
 }
 
 #[tokio::test]
@@ -395,5 +397,241 @@ async fn wechat_media_it_no_longer_has_is_unavailable_with_its_error() {
     assert!(
         media["reason"].as_str().unwrap().contains("40007"),
         "{media}"
+    );
+}
+
+// ---------- validation, called directly over moto ----------
+// A bucket of its own, with no event notifications, so no stand-in races these runs.
+
+use shared::adapters::dynamo::DynamoStore;
+use shared::adapters::s3::S3Media;
+use shared::domain::ids::TenantId;
+use shared::domain::media::{MediaKind, MediaRecord, MediaStatus, quarantine_key};
+use shared::ports::MediaStore;
+use shared::service::media::validate_upload;
+
+struct Quarantine {
+    bucket: String,
+    tenant: TenantId,
+    store: DynamoStore,
+    objects: S3Media,
+}
+
+impl Quarantine {
+    async fn new() -> Self {
+        let bucket = format!(
+            "validation-{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        );
+        integration_tests::s3_client()
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
+        let sdk = stack().settings.sdk_config();
+        Self {
+            objects: S3Media::new(
+                integration_tests::s3_client(),
+                bucket.clone(),
+                local_stack::LOCAL_REGION,
+                Some(stack().settings.aws_endpoint.as_str()),
+                local_stack::functions::local_credentials(),
+            ),
+            store: DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                stack().template.local_name("ChatTable").unwrap(),
+            ),
+            tenant: TenantId::parse(&unique_tenant()).unwrap(),
+            bucket,
+        }
+    }
+
+    /// A pending upload record declaring a PNG.
+    async fn declared_png(&self) -> String {
+        let id = ulid::Ulid::new().to_string();
+        self.store
+            .create_media(&MediaRecord {
+                id: id.clone(),
+                tenant_id: self.tenant.clone(),
+                status: MediaStatus::Pending,
+                filename: "photo.png".into(),
+                mime_type: "image/png".into(),
+                kind: MediaKind::Image,
+                size: 10_000,
+                sha256: None,
+                reason_code: None,
+                reason: None,
+                created_at: chrono::Utc::now(),
+                inbound: false,
+                version: None,
+            })
+            .await
+            .unwrap();
+        id
+    }
+
+    /// Puts an upload into quarantine, labelled as a form (or a hostile client) would.
+    async fn put(&self, id: &str, bytes: &[u8], content_type: &str, inbound_label: bool) -> String {
+        let key = quarantine_key(&self.tenant, id);
+        integration_tests::s3_client()
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type(content_type)
+            .set_metadata(inbound_label.then(|| [("origin".into(), "inbound".into())].into()))
+            .body(bytes.to_vec().into())
+            .send()
+            .await
+            .unwrap();
+        key
+    }
+
+    async fn validate(&self, key: &str) -> &'static str {
+        validate_upload(&self.store, &self.objects, key)
+            .await
+            .unwrap()
+            .outcome
+    }
+
+    async fn record(&self, id: &str) -> MediaRecord {
+        self.store
+            .get_media(&self.tenant, id)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn keys(&self) -> Vec<String> {
+        bucket_keys(&self.bucket, self.tenant.as_str()).await
+    }
+
+    async fn clean_bytes(&self, record: &MediaRecord) -> Vec<u8> {
+        integration_tests::s3_client()
+            .get_object()
+            .bucket(&self.bucket)
+            .key(record.clean_key())
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .to_vec()
+    }
+}
+
+#[tokio::test]
+async fn a_settled_file_is_never_replaced_by_a_repeat_event_or_a_second_upload() {
+    let q = Quarantine::new().await;
+    let id = q.declared_png().await;
+    let first = png(100);
+    let key = q.put(&id, &first, "image/png", false).await;
+    assert_eq!(q.validate(&key).await, "valid");
+    let settled = q.record(&id).await;
+    assert_eq!(settled.sha256, Some(hex::encode(Sha256::digest(&first))));
+    let version = settled
+        .version
+        .clone()
+        .expect("the promoted upload's version");
+
+    // The same event delivered again changes nothing and deletes nothing.
+    assert_eq!(q.validate(&key).await, "ignored");
+    assert_eq!(q.record(&id).await, settled);
+    assert_eq!(q.clean_bytes(&settled).await, first);
+
+    // A second, valid, upload through the same form: checked, not promoted, and its
+    // clean copy removed again; the settled file and record stay as they were.
+    let second = png(200);
+    q.put(&id, &second, "image/png", false).await;
+    assert_eq!(q.validate(&key).await, "ignored");
+    assert_eq!(q.record(&id).await, settled);
+    assert_eq!(q.clean_bytes(&settled).await, first);
+    let keys = q.keys().await;
+    assert_eq!(
+        keys,
+        vec![
+            format!("clean/{}/{id}/{version}", q.tenant),
+            format!("quarantine/{}/{id}", q.tenant)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_label_the_record_does_not_share_is_decided_by_the_record() {
+    let q = Quarantine::new().await;
+    // Labelled JPEG (S3 refuses that against the form's policy; the emulator does not):
+    // the content is checked against the record's PNG, and found valid.
+    let id = q.declared_png().await;
+    let key = q.put(&id, &png(100), "image/jpeg", false).await;
+    assert_eq!(q.validate(&key).await, "valid");
+    let record = q.record(&id).await;
+    assert_eq!(
+        (record.status, record.mime_type.as_str()),
+        (MediaStatus::Valid, "image/png")
+    );
+
+    // Labelled as customer media (allowed 100 MB) on an agent upload: the upload limit
+    // applies, and nothing reaches clean/.
+    let id = q.declared_png().await;
+    let key = q.put(&id, &png(6 * 1024 * 1024), "image/png", true).await;
+    assert_eq!(q.validate(&key).await, "rejected");
+    assert_eq!(
+        q.record(&id).await.reason_code.as_deref(),
+        Some("too_large")
+    );
+
+    // A labelled JPEG whose bytes are a JPEG, against a record declaring a PNG: the
+    // record's claim decides, so it is a mismatch, and its first clean copy is removed.
+    let id = q.declared_png().await;
+    let key = q.put(&id, &jpeg(), "image/jpeg", false).await;
+    assert_eq!(q.validate(&key).await, "rejected");
+    assert_eq!(
+        q.record(&id).await.reason_code.as_deref(),
+        Some("content_mismatch")
+    );
+    let keys = q.keys().await;
+    assert!(
+        keys.iter().all(|k| !k.contains(&id)),
+        "nothing of the rejected file is left: {keys:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_upload_without_a_record_is_deleted_and_never_promoted() {
+    let q = Quarantine::new().await;
+    let key = q.put("01NORECORD", &png(100), "image/png", false).await;
+    assert_eq!(q.validate(&key).await, "ignored");
+    assert!(q.keys().await.is_empty(), "{:?}", q.keys().await);
+    // Gone already (a repeat event): nothing to do.
+    assert_eq!(q.validate(&key).await, "ignored");
+}
+
+#[tokio::test]
+async fn customer_media_we_write_is_labelled_with_its_type_and_origin() {
+    use shared::domain::media::{Claim, media_type};
+    use shared::ports::{ObjectStore, ObjectWriter};
+    let q = Quarantine::new().await;
+    let key = quarantine_key(&q.tenant, "01CUSTOMER");
+    let claim = Claim {
+        media_type: media_type("image/jpeg").unwrap(),
+        inbound: true,
+    };
+    let mut writer = q.objects.writer(&key, &claim);
+    writer.write(&jpeg()).await.unwrap();
+    writer.finish().await.unwrap();
+    let opened = q.objects.open(&key, Some(16)).await.unwrap().unwrap();
+    assert_eq!(opened.content_type.as_deref(), Some("image/jpeg"));
+    assert!(opened.inbound);
+    // An upload form's object carries no such label.
+    let upload = q.put("01UPLOAD", &png(10), "image/png", false).await;
+    assert!(
+        !q.objects
+            .open(&upload, Some(16))
+            .await
+            .unwrap()
+            .unwrap()
+            .inbound
     );
 }

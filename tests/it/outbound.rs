@@ -28,15 +28,10 @@ async fn valid_media(tenant: &str, kind: MediaKind, mime: &str, filename: &str) 
     let id = ulid::Ulid::new().to_string();
     let tenant_id = TenantId::parse(tenant).unwrap();
     let bytes = format!("{kind:?} bytes of {filename}").into_bytes();
-    let sdk = stack().settings.sdk_config();
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    s3.put_object()
+    integration_tests::s3_client()
+        .put_object()
         .bucket(stack().template.local_name("MediaBucket").unwrap())
-        .key(clean_key(&tenant_id, &id))
+        .key(clean_key(&tenant_id, &id, Some("v1")))
         .content_type(mime)
         .body(bytes.clone().into())
         .send()
@@ -56,6 +51,7 @@ async fn valid_media(tenant: &str, kind: MediaKind, mime: &str, filename: &str) 
             reason: None,
             created_at: Utc::now(),
             inbound: false,
+            version: Some("v1".into()),
         })
         .await
         .expect("media record");

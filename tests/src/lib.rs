@@ -50,6 +50,16 @@ pub fn stack() -> &'static TestStack {
     })
 }
 
+/// An S3 client for the emulator (path-style addressing, as moto serves it).
+pub fn s3_client() -> aws_sdk_s3::Client {
+    let sdk = stack().settings.sdk_config();
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
 /// The provider sandbox of the stack (Graph API and WeChat API on loopback): its outbox,
 /// failure injection and webhooks, called directly.
 pub fn sandbox() -> &'static Sandbox {

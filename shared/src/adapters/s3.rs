@@ -14,8 +14,9 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::Error;
+use crate::domain::media::Claim;
 use crate::domain::sniff::Blob;
-use crate::ports::{ObjectStore, ObjectWriter, PresignedUpload};
+use crate::ports::{ObjectStore, ObjectWriter, OpenedObject, PresignedUpload};
 
 fn internal(context: &str, err: impl std::error::Error) -> Error {
     Error::Internal(format!("{context}: {}", DisplayErrorContext(err)))
@@ -34,6 +35,38 @@ pub struct S3Media {
 }
 
 impl S3Media {
+    async fn open_empty(&self, key: &str) -> Result<Option<OpenedObject<S3Blob>>, Error> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await;
+        match head {
+            Ok(h) => Ok(Some(OpenedObject {
+                blob: S3Blob {
+                    client: self.client.clone(),
+                    bucket: self.bucket.clone(),
+                    key: key.to_owned(),
+                    size: h
+                        .content_length()
+                        .and_then(|l| u64::try_from(l).ok())
+                        .unwrap_or(0),
+                    etag: h.e_tag().map(str::to_owned),
+                    first: None,
+                },
+                content_type: h.content_type().map(str::to_owned),
+                inbound: h
+                    .metadata()
+                    .and_then(|m| m.get(ORIGIN))
+                    .is_some_and(|v| v == INBOUND),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(internal("head object", e)),
+        }
+    }
+
     /// Wraps a client (built once per process) and the bucket.
     pub fn new(
         client: Client,
@@ -58,7 +91,12 @@ impl S3Media {
     }
 }
 
-/// Ranged GETs over one object.
+/// Object metadata marking customer media we fetched (`x-amz-meta-origin`). An upload
+/// form cannot set it: S3 refuses form fields its policy does not name.
+const ORIGIN: &str = "origin";
+const INBOUND: &str = "inbound";
+
+/// Ranged GETs over one object, pinned to the version first read.
 #[derive(Debug)]
 pub struct S3Blob {
     client: Client,
@@ -66,6 +104,13 @@ pub struct S3Blob {
     key: String,
     size: u64,
     etag: Option<String>,
+    /// The bytes read when it was opened (from offset 0), until asked for.
+    first: Option<Vec<u8>>,
+}
+
+/// The total size in a `Content-Range: bytes 0-65535/123456`.
+fn range_total(content_range: &str) -> Option<u64> {
+    content_range.rsplit_once('/')?.1.trim().parse().ok()
 }
 
 /// The object changed while it was read (a 412 on a pinned read or copy).
@@ -88,6 +133,14 @@ impl Blob for S3Blob {
     async fn read_at(&mut self, offset: u64, len: u64) -> Result<Vec<u8>, Error> {
         if len == 0 || offset >= self.size {
             return Ok(Vec::new());
+        }
+        let wanted = len.min(self.size - offset);
+        if let Some(mut first) = self
+            .first
+            .take_if(|f| offset == 0 && f.len() as u64 >= wanted)
+        {
+            first.truncate(usize::try_from(wanted).unwrap_or(usize::MAX));
+            return Ok(first);
         }
         let last = (offset + len).min(self.size) - 1;
         let out = self
@@ -125,6 +178,7 @@ pub struct S3Writer {
     bucket: String,
     key: String,
     content_type: String,
+    inbound: bool,
     buffer: Vec<u8>,
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
@@ -140,6 +194,7 @@ impl S3Writer {
                 .bucket(&self.bucket)
                 .key(&self.key)
                 .content_type(&self.content_type)
+                .set_metadata(self.metadata())
                 .send()
                 .await
                 .map_err(|e| internal("start multipart upload", e))?;
@@ -193,6 +248,11 @@ impl ObjectWriter for S3Writer {
 }
 
 impl S3Writer {
+    fn metadata(&self) -> Option<std::collections::HashMap<String, String>> {
+        self.inbound
+            .then(|| [(ORIGIN.to_owned(), INBOUND.to_owned())].into())
+    }
+
     async fn complete(&mut self) -> Result<u64, Error> {
         if self.upload_id.is_none() {
             self.client
@@ -200,6 +260,7 @@ impl S3Writer {
                 .bucket(&self.bucket)
                 .key(&self.key)
                 .content_type(&self.content_type)
+                .set_metadata(self.metadata())
                 .body(ByteStream::from(std::mem::take(&mut self.buffer)))
                 .send()
                 .await
@@ -243,12 +304,13 @@ impl ObjectStore for S3Media {
     type Blob = S3Blob;
     type Writer = S3Writer;
 
-    fn writer(&self, key: &str, content_type: &str) -> S3Writer {
+    fn writer(&self, key: &str, claim: &Claim) -> S3Writer {
         S3Writer {
             client: self.client.clone(),
             bucket: self.bucket.clone(),
             key: key.to_owned(),
-            content_type: content_type.to_owned(),
+            content_type: claim.media_type.mime.to_owned(),
+            inbound: claim.inbound,
             buffer: Vec::new(),
             upload_id: None,
             parts: Vec::new(),
@@ -323,28 +385,56 @@ impl ObjectStore for S3Media {
         })
     }
 
-    async fn open(&self, key: &str) -> Result<Option<S3Blob>, Error> {
-        let head = self
+    async fn open(
+        &self,
+        key: &str,
+        first: Option<u64>,
+    ) -> Result<Option<OpenedObject<S3Blob>>, Error> {
+        let read = self
             .client
-            .head_object()
+            .get_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_range(first.map(|n| format!("bytes=0-{}", n.max(1) - 1)))
             .send()
             .await;
-        match head {
-            Ok(h) => Ok(Some(S3Blob {
+        let out = match read {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            // A range on an empty object is unsatisfiable: learn the rest from its head.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                return self.open_empty(key).await;
+            }
+            Err(e) => return Err(internal("get object", e)),
+        };
+        let size = out
+            .content_range()
+            .and_then(range_total)
+            .or_else(|| out.content_length().and_then(|l| u64::try_from(l).ok()))
+            .unwrap_or(0);
+        let etag = out.e_tag().map(str::to_owned);
+        let content_type = out.content_type().map(str::to_owned);
+        let inbound = out
+            .metadata()
+            .and_then(|m| m.get(ORIGIN))
+            .is_some_and(|v| v == INBOUND);
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::Internal(format!("read object body: {e}")))?;
+        Ok(Some(OpenedObject {
+            blob: S3Blob {
                 client: self.client.clone(),
                 bucket: self.bucket.clone(),
                 key: key.to_owned(),
-                size: h
-                    .content_length()
-                    .and_then(|l| u64::try_from(l).ok())
-                    .unwrap_or(0),
-                etag: h.e_tag().map(str::to_owned),
-            })),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-            Err(e) => Err(internal("head object", e)),
-        }
+                size,
+                etag,
+                first: Some(bytes.to_vec()),
+            },
+            content_type,
+            inbound,
+        }))
     }
 
     async fn copy_with_sha256(

@@ -450,17 +450,72 @@ pub struct MediaRecord {
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// Sent by a customer (fetched from the provider) rather than uploaded by an agent.
     pub inbound: bool,
+    /// Which upload was promoted to the clean prefix (see [`clean_key`]); `None` before
+    /// validation, and for files promoted before clean keys carried it.
+    pub version: Option<String>,
 }
 
 impl MediaRecord {
-    /// The size limit its content is checked against.
+    /// What the record says the file must be.
+    pub fn claim(&self) -> Option<Claim> {
+        media_type(&self.mime_type).map(|media_type| Claim {
+            media_type,
+            inbound: self.inbound,
+        })
+    }
+
+    /// Where the valid file lives.
+    pub fn clean_key(&self) -> String {
+        clean_key(&self.tenant_id, &self.id, self.version.as_deref())
+    }
+}
+
+/// What a file is checked against: the declared type, and whether a customer sent it
+/// (customers may send larger files than agents may upload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// The declared type.
+    pub media_type: &'static MediaType,
+    /// Fetched from a provider rather than uploaded through a form.
+    pub inbound: bool,
+}
+
+impl Claim {
+    /// The size limit the content is checked against.
     pub fn max_size(&self) -> u64 {
         if self.inbound {
             INBOUND_MAX_SIZE
         } else {
-            self.kind.max_size()
+            self.media_type.kind.max_size()
         }
     }
+}
+
+/// The outcome of checking one file, written to its record only while the record is
+/// still `pending` and (when `claim` is given) still declares what the file was checked
+/// against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// Owner.
+    pub tenant_id: crate::domain::ids::TenantId,
+    /// Media id.
+    pub id: String,
+    /// `valid` or `rejected`.
+    pub status: MediaStatus,
+    /// The verified MIME type (valid), or the declared one (rejected).
+    pub mime_type: String,
+    /// The real size in bytes.
+    pub size: u64,
+    /// SHA-256 (hex) of a valid file.
+    pub sha256: Option<String>,
+    /// The promoted upload's version (valid).
+    pub version: Option<String>,
+    /// Rejection code.
+    pub reason_code: Option<String>,
+    /// Rejection sentence.
+    pub reason: Option<String>,
+    /// The declaration the file was checked against, to match the record's.
+    pub claim: Option<Claim>,
 }
 
 /// Object keys of an upload: received into quarantine, moved to clean once valid.
@@ -468,9 +523,24 @@ pub fn quarantine_key(tenant: &crate::domain::ids::TenantId, id: &str) -> String
     format!("quarantine/{tenant}/{id}")
 }
 
-/// Where a valid file lives.
-pub fn clean_key(tenant: &crate::domain::ids::TenantId, id: &str) -> String {
-    format!("clean/{tenant}/{id}")
+/// Where a valid file lives: `clean/{tenant}/{id}/{version}`, the version naming the
+/// upload it was copied from, so a later upload through the same form can never replace
+/// a file already checked and settled. Files promoted before versions: `clean/{tenant}/{id}`.
+pub fn clean_key(tenant: &crate::domain::ids::TenantId, id: &str, version: Option<&str>) -> String {
+    match version {
+        Some(version) => format!("clean/{tenant}/{id}/{version}"),
+        None => format!("clean/{tenant}/{id}"),
+    }
+}
+
+/// The version part of a clean key, from the store's ETag of the quarantined upload
+/// (`"9b2c…"`, or `"9b2c…-3"` for multipart objects); `None` when it is not one.
+pub fn object_version(etag: &str) -> Option<String> {
+    let tag = etag.trim().trim_start_matches("W/").trim_matches('"');
+    let ok = !tag.is_empty()
+        && tag.len() <= 64
+        && tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    ok.then(|| tag.to_owned())
 }
 
 /// The tenant and media id of a quarantine key, if it is one of ours.
@@ -480,4 +550,48 @@ pub fn parse_quarantine_key(key: &str) -> Option<(crate::domain::ids::TenantId, 
     let tenant = crate::domain::ids::TenantId::parse(tenant).ok()?;
     let id_ok = !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric());
     id_ok.then(|| (tenant, id.to_owned()))
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+    use crate::domain::ids::TenantId;
+
+    #[test]
+    fn clean_keys_name_the_promoted_upload() {
+        let tenant = TenantId::parse("acme").unwrap();
+        assert_eq!(
+            clean_key(&tenant, "01J", Some("abc-2")),
+            "clean/acme/01J/abc-2"
+        );
+        assert_eq!(clean_key(&tenant, "01J", None), "clean/acme/01J");
+        assert_eq!(
+            object_version("\"9b2cf535f27731c974343645a3985328\"").as_deref(),
+            Some("9b2cf535f27731c974343645a3985328")
+        );
+        assert_eq!(
+            object_version("\"d41d8cd9-3\"").as_deref(),
+            Some("d41d8cd9-3")
+        );
+        assert_eq!(object_version("W/\"abc\"").as_deref(), Some("abc"));
+        for bad in ["", "\"\"", "\"a/b\"", "\"../x\""] {
+            assert_eq!(object_version(bad), None, "{bad:?}");
+        }
+        assert_eq!(object_version(&"a".repeat(65)), None);
+    }
+
+    #[test]
+    fn customers_may_send_larger_files_than_agents_upload() {
+        let pdf = media_type("application/pdf").unwrap();
+        let upload = Claim {
+            media_type: pdf,
+            inbound: false,
+        };
+        let inbound = Claim {
+            media_type: pdf,
+            inbound: true,
+        };
+        assert_eq!(upload.max_size(), MediaKind::Document.max_size());
+        assert_eq!(inbound.max_size(), INBOUND_MAX_SIZE);
+    }
 }

@@ -10,11 +10,12 @@ use tracing::{info, warn};
 
 use crate::Error;
 use crate::domain::auth::Principal;
+use crate::domain::ids::TenantId;
 use crate::domain::media::{
-    MediaKind, MediaRecord, MediaStatus, check_declared, clean_key, media_type,
-    parse_quarantine_key, quarantine_key,
+    Claim, MediaKind, MediaRecord, MediaStatus, Settlement, check_declared, clean_key, media_type,
+    object_version, parse_quarantine_key, quarantine_key,
 };
-use crate::domain::sniff::{ChunkedReader, inspect};
+use crate::domain::sniff::{CHUNK, ChunkedReader, inspect};
 use crate::domain::time::serialize_rfc3339;
 use crate::ports::{MediaStore, ObjectStore};
 
@@ -83,6 +84,7 @@ pub async fn create_upload(
         reason: None,
         created_at: now,
         inbound: false,
+        version: None,
     };
     store.create_media(&record).await?;
     let key = quarantine_key(&principal.tenant_id, &id);
@@ -144,7 +146,7 @@ pub async fn get_media(
     let download_url = match record.status {
         MediaStatus::Valid => Some(
             objects
-                .presign_download(&clean_key(&record.tenant_id, &record.id), DOWNLOAD_TTL)
+                .presign_download(&record.clean_key(), DOWNLOAD_TTL)
                 .await?,
         ),
         _ => None,
@@ -190,7 +192,13 @@ impl Validation {
 
 /// Validates an object that arrived in quarantine: by its bytes, against what was
 /// declared. Valid files are copied to the clean prefix (with the SHA-256 the store
-/// computes), rejected ones deleted. Safe to run twice for the same object.
+/// computes); rejected ones are deleted. Safe to run twice for the same object.
+///
+/// The declaration comes from the object itself, read in the same request as its first
+/// bytes: the upload form's policy pins its `Content-Type`, and only our own writer marks
+/// customer media. The settle then writes the verdict only if the record is still pending
+/// *and* declares the same, so a record that disagrees (or is gone, or settled) is read and
+/// decides. A valid file's quarantine copy is left to the bucket's lifecycle rule.
 pub async fn validate_upload(
     store: &impl MediaStore,
     objects: &impl ObjectStore,
@@ -200,75 +208,176 @@ pub async fn validate_upload(
         warn!("object outside the quarantine layout; ignored");
         return Ok(Validation::ignored());
     };
-    let Some(mut record) = store.get_media(&tenant, &id).await? else {
+    let Some(object) = objects.open(key, Some(CHUNK)).await? else {
+        return Ok(Validation::ignored());
+    };
+    let labelled = object
+        .content_type
+        .as_deref()
+        .and_then(media_type)
+        .map(|media_type| Claim {
+            media_type,
+            inbound: object.inbound,
+        });
+    let mut check = Check {
+        store,
+        objects,
+        key,
+        tenant: &tenant,
+        id: &id,
+        reader: ChunkedReader::new(object.blob),
+        promoted: None,
+    };
+    let mut tried = None;
+    if let Some(claim) = labelled {
+        if let Some(done) = check.decide(claim).await? {
+            return Ok(check.finish(done));
+        }
+        tried = Some(claim);
+    }
+    // The record disagrees with the object's label, is gone, or was settled already.
+    let record = store.get_media(&tenant, &id).await?;
+    let claim = match &record {
+        Some(r) if r.status == MediaStatus::Pending => r.claim(),
+        _ => None,
+    };
+    let done = match claim {
+        Some(claim) if Some(claim) != tried => check.decide(claim).await?,
+        _ => None,
+    };
+    if let Some(done) = done {
+        return Ok(check.finish(done));
+    }
+    // Nothing settled: remove what this run made, never what the record points at.
+    if let Some(version) = check.promoted.take()
+        && record.as_ref().and_then(|r| r.version.as_deref()) != Some(version.as_str())
+    {
+        objects
+            .delete(&clean_key(&tenant, &id, Some(&version)))
+            .await?;
+    }
+    if record.is_none() {
         warn!(tenant = %tenant, media_id = %id, "upload without a media record; deleted");
         objects.delete(key).await?;
-        return Ok(Validation::ignored());
-    };
-    if record.status != MediaStatus::Pending {
-        return Ok(Validation::ignored());
     }
-    let Some(blob) = objects.open(key).await? else {
-        return Ok(Validation::ignored());
-    };
-    let declared = media_type(&record.mime_type)
-        .ok_or_else(|| Error::Internal(format!("media {id} has an unknown declared type")))?;
-    let mut reader = ChunkedReader::new(blob);
-    // A re-upload through the same form while this runs fires its own event: this check
-    // stops as soon as it sees the object changed, and never promotes a newer version.
-    let verdict = match inspect(&mut reader, declared, record.max_size()).await {
-        Err(Error::Conflict { .. }) => return Ok(Validation::ignored()),
-        other => other?,
-    };
-    let version = reader.version().map(str::to_owned);
-    let (bytes_read, reads) = (reader.bytes_fetched, reader.reads);
-    record.size = reader.len();
-    let outcome = match verdict {
-        Ok(found) => {
-            let clean = clean_key(&tenant, &id);
-            let sha256 = match objects
-                .copy_with_sha256(key, &clean, version.as_deref())
-                .await
-            {
-                Err(Error::Conflict { .. }) => return Ok(Validation::ignored()),
-                other => other?,
-            };
-            record.status = MediaStatus::Valid;
-            record.mime_type = found.mime.to_owned();
-            record.sha256 = Some(sha256);
-            store.settle_media(&record).await?;
-            objects.delete(key).await?;
-            Validation {
-                outcome: "valid",
-                code: None,
-                bytes_read,
-                reads,
+    Ok(Validation::ignored())
+}
+
+/// One validation run over one opened object.
+struct Check<'a, S, O: ObjectStore> {
+    store: &'a S,
+    objects: &'a O,
+    key: &'a str,
+    tenant: &'a TenantId,
+    id: &'a str,
+    reader: ChunkedReader<<O as ObjectStore>::Blob>,
+    /// The version copied to `clean/` by this run, if any.
+    promoted: Option<String>,
+}
+
+impl<S: MediaStore, O: ObjectStore> Check<'_, S, O> {
+    /// Checks the content against `claim` and settles the record. `None` when the
+    /// record took no settlement (not pending, or declaring otherwise).
+    async fn decide(&mut self, claim: Claim) -> Result<Option<Validation>, Error> {
+        // A re-upload through the same form while this runs fires its own event: this
+        // check stops as soon as it sees the object changed, and never promotes a newer
+        // version.
+        let verdict = match inspect(&mut self.reader, claim.media_type, claim.max_size()).await {
+            Err(Error::Conflict { .. }) => return self.replaced().await,
+            other => other?,
+        };
+        let mut settlement = Settlement {
+            tenant_id: self.tenant.clone(),
+            id: self.id.to_owned(),
+            status: MediaStatus::Rejected,
+            mime_type: claim.media_type.mime.to_owned(),
+            size: self.reader.len(),
+            sha256: None,
+            version: None,
+            reason_code: None,
+            reason: None,
+            claim: Some(claim),
+        };
+        let (outcome, code) = match verdict {
+            Ok(found) => {
+                let etag = self.reader.version().map(str::to_owned);
+                let version = etag
+                    .as_deref()
+                    .and_then(object_version)
+                    .ok_or_else(|| Error::Internal("the upload has no usable ETag".into()))?;
+                let clean = clean_key(self.tenant, self.id, Some(&version));
+                let sha256 = match self
+                    .objects
+                    .copy_with_sha256(self.key, &clean, etag.as_deref())
+                    .await
+                {
+                    Err(Error::Conflict { .. }) => return self.replaced().await,
+                    other => other?,
+                };
+                self.promoted = Some(version.clone());
+                settlement.status = MediaStatus::Valid;
+                settlement.mime_type = found.mime.to_owned();
+                settlement.sha256 = Some(sha256);
+                settlement.version = Some(version);
+                ("valid", None)
             }
-        }
-        Err(rejection) => {
-            record.status = MediaStatus::Rejected;
-            record.reason_code = Some(rejection.code.to_owned());
-            record.reason = Some(rejection.reason);
-            store.settle_media(&record).await?;
-            objects.delete(key).await?;
-            Validation {
-                outcome: "rejected",
-                code: Some(rejection.code),
-                bytes_read,
-                reads,
+            Err(rejection) => {
+                settlement.reason_code = Some(rejection.code.to_owned());
+                settlement.reason = Some(rejection.reason);
+                ("rejected", Some(rejection.code))
             }
+        };
+        if !self.store.settle_media(&settlement).await? {
+            return Ok(None);
         }
-    };
-    info!(
-        tenant = %tenant,
-        media_id = %id,
-        outcome = outcome.outcome,
-        code = outcome.code.unwrap_or("-"),
-        bytes_read,
-        reads,
-        "upload validated"
-    );
-    Ok(outcome)
+        if outcome == "valid" {
+            self.promoted = None;
+        } else {
+            // Rejected: this run's own copy from an earlier claim, then the upload.
+            self.discard().await?;
+            self.objects.delete(self.key).await?;
+        }
+        Ok(Some(Validation {
+            outcome,
+            code,
+            bytes_read: 0,
+            reads: 0,
+        }))
+    }
+
+    /// The object was replaced while it was checked: the newer upload's own event
+    /// decides; nothing this run copied stays.
+    async fn replaced(&mut self) -> Result<Option<Validation>, Error> {
+        self.discard().await?;
+        Ok(Some(Validation::ignored()))
+    }
+
+    /// Deletes the clean copy this run made and did not settle.
+    async fn discard(&mut self) -> Result<(), Error> {
+        if let Some(version) = self.promoted.take() {
+            self.objects
+                .delete(&clean_key(self.tenant, self.id, Some(&version)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn finish(&self, mut done: Validation) -> Validation {
+        done.bytes_read = self.reader.bytes_fetched;
+        done.reads = self.reader.reads;
+        if done.outcome != "ignored" {
+            info!(
+                tenant = %self.tenant,
+                media_id = %self.id,
+                outcome = done.outcome,
+                code = done.code.unwrap_or("-"),
+                bytes_read = done.bytes_read,
+                reads = done.reads,
+                "upload validated"
+            );
+        }
+        done
+    }
 }
 
 /// The media part of a `MessageReceived` event.
@@ -532,7 +641,7 @@ where
         .clone()
         .filter(|f| !f.is_empty() && f.len() <= 255 && !f.contains(['/', '\\']))
         .unwrap_or_else(|| format!("{id}.{}", declared.extensions[0]));
-    let mut record = MediaRecord {
+    let record = MediaRecord {
         id: id.clone(),
         tenant_id: tenant.clone(),
         status: MediaStatus::Pending,
@@ -545,10 +654,15 @@ where
         reason: None,
         created_at: now,
         inbound: true,
+        version: None,
     };
     ports.media.create_media(&record).await?;
     let key = quarantine_key(&tenant, &id);
-    let mut writer = ports.objects.writer(&key, declared.mime);
+    let claim = Claim {
+        media_type: declared,
+        inbound: true,
+    };
+    let mut writer = ports.objects.writer(&key, &claim);
     let mut hasher = sha2::Sha256::new();
     let mut total: u64 = 0;
     let failure = loop {
@@ -577,10 +691,21 @@ where
     });
     if let Some(reason) = failure {
         writer.abort().await;
-        record.status = MediaStatus::Rejected;
-        record.reason_code = Some("fetch_failed".into());
-        record.reason = Some(reason.clone());
-        ports.media.settle_media(&record).await?;
+        ports
+            .media
+            .settle_media(&Settlement {
+                tenant_id: tenant.clone(),
+                id: id.clone(),
+                status: MediaStatus::Rejected,
+                mime_type: declared.mime.to_owned(),
+                size: total,
+                sha256: None,
+                version: None,
+                reason_code: Some("fetch_failed".into()),
+                reason: Some(reason.clone()),
+                claim: None,
+            })
+            .await?;
         link(unavailable(reason)).await?;
         return Ok("unavailable");
     }

@@ -16,7 +16,7 @@ use crate::domain::conversation::{
     Conversation, MediaRef, Message, channel_of_conversation, conversation_id,
 };
 use crate::domain::ids::{ChannelId, TenantId};
-use crate::domain::media::{MediaRecord, MediaStatus, clean_key};
+use crate::domain::media::{MediaRecord, MediaStatus};
 use crate::domain::message::{DeliveryError, DeliveryStatus, Direction};
 use crate::domain::outbound::{
     Attempt, Content, Delivery, Part, RetryPolicy, SendMessage, Sender, authorize,
@@ -380,7 +380,7 @@ where
                 .media
                 .as_ref()
                 .ok_or_else(|| SendOutcome::Failed(DeliveryError::explain("131053", None)))?;
-            let key = clean_key(&media.tenant_id, &media.id);
+            let key = media.clean_key();
             source = if channel_type == ChannelType::Wechat {
                 let bytes = read_all(objects, &key).await?;
                 // An upload reaches no customer: any failure short of a refusal is retried.
@@ -429,10 +429,11 @@ where
 async fn read_all(objects: &impl ObjectStore, key: &str) -> Result<Vec<u8>, SendOutcome> {
     let unreachable = || SendOutcome::Failed(DeliveryError::explain("131053", None));
     let mut blob = objects
-        .open(key)
+        .open(key, None)
         .await
         .map_err(|_| unreachable())?
-        .ok_or_else(unreachable)?;
+        .ok_or_else(unreachable)?
+        .blob;
     let len = blob.len();
     blob.read_at(0, len).await.map_err(|_| unreachable())
 }

@@ -559,6 +559,7 @@ async fn main() -> Result<(), BoxError> {
                 reason: None,
                 created_at: Utc::now(),
                 inbound: false,
+                version: None,
             },
         )
         .await?;
@@ -566,6 +567,7 @@ async fn main() -> Result<(), BoxError> {
         s3.put_object()
             .bucket(&media_env["MEDIA_BUCKET"])
             .key(&key)
+            .content_type("video/mp4")
             .body(video.clone().into())
             .send()
             .await?;

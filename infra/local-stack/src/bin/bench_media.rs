@@ -86,6 +86,7 @@ async fn main() -> Result<(), BoxError> {
         reason: None,
         created_at: Utc::now(),
         inbound: false,
+        version: None,
     })
     .await?;
     let s3 = aws_sdk_s3::Client::from_conf(
@@ -96,6 +97,7 @@ async fn main() -> Result<(), BoxError> {
     s3.put_object()
         .bucket(&env["MEDIA_BUCKET"])
         .key(quarantine_key(&tenant, "01BENCHMP4"))
+        .content_type("video/mp4")
         .body(local_stack::media_files::mp4(SIZE).into())
         .send()
         .await?;

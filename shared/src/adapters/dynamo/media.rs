@@ -6,7 +6,7 @@ use super::{DynamoStore, Expr, internal, key_item, n, s};
 use crate::Error;
 use crate::adapters::keys;
 use crate::domain::ids::TenantId;
-use crate::domain::media::{MediaKind, MediaRecord, MediaStatus, media_type};
+use crate::domain::media::{MediaKind, MediaRecord, MediaStatus, Settlement, media_type};
 use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::ports::MediaStore;
 
@@ -27,6 +27,8 @@ struct MediaItem {
     created_at: String,
     #[serde(default)]
     inbound: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
 }
 
 impl MediaItem {
@@ -49,6 +51,7 @@ impl MediaItem {
             reason_code: self.reason_code,
             reason: self.reason,
             inbound: self.inbound,
+            version: self.version,
         })
     }
 }
@@ -67,6 +70,7 @@ impl MediaStore for DynamoStore {
             reason: None,
             created_at: rfc3339(&r.created_at),
             inbound: r.inbound,
+            version: r.version.clone(),
         };
         let mut item: std::collections::HashMap<_, _> =
             serde_dynamo::to_item(item).map_err(|e| internal("encode media", e))?;
@@ -97,7 +101,7 @@ impl MediaStore for DynamoStore {
             .transpose()
     }
 
-    async fn settle_media(&self, r: &MediaRecord) -> Result<bool, Error> {
+    async fn settle_media(&self, r: &Settlement) -> Result<bool, Error> {
         let key = keys::media(&r.tenant_id, &r.id);
         let mut e = Expr::default();
         e.set("status", s(r.status.as_str()))
@@ -105,6 +109,7 @@ impl MediaStore for DynamoStore {
             .set("size", n(r.size));
         for (name, value) in [
             ("sha256", &r.sha256),
+            ("version", &r.version),
             ("reason_code", &r.reason_code),
             ("reason", &r.reason),
         ] {
@@ -114,7 +119,21 @@ impl MediaStore for DynamoStore {
         }
         let status = e.name("status");
         let pending = e.value(s(MediaStatus::Pending.as_str()));
-        self.conditional_update(key, &e, &format!("{status} = {pending}"), "settle media")
+        let mut condition = format!("{status} = {pending}");
+        if let Some(claim) = &r.claim {
+            // The declaration the content was checked against must be the record's.
+            let mime = e.name("mime_type");
+            let declared = e.value(s(claim.media_type.mime));
+            let inbound = e.name("inbound");
+            let flag = e.value(aws_sdk_dynamodb::types::AttributeValue::Bool(claim.inbound));
+            condition.push_str(&format!(" AND {mime} = {declared} AND "));
+            condition.push_str(&if claim.inbound {
+                format!("{inbound} = {flag}")
+            } else {
+                format!("(attribute_not_exists({inbound}) OR {inbound} = {flag})")
+            });
+        }
+        self.conditional_update(key, &e, &condition, "settle media")
             .await
     }
 }
