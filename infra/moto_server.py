@@ -18,6 +18,10 @@ before every TransactWriteItems, which makes each transaction slower as the tabl
 (minutes for a thousand sends into a table the whole test suite shares). Since DynamoDB
 requests are serialized here, only the items a transaction names need a backup: they are
 copied before it runs and put back if it is cancelled, with the same outcome.
+
+Conditional copies: S3 refuses a CopyObject with `If-None-Match: *` whose destination
+exists (412); moto checks that header on PutObject only, so it is checked here for copies
+too.
 """
 
 import os
@@ -109,10 +113,28 @@ def item_backups_for_transactions():
     models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
+def conditional_copies():
+    """Makes CopyObject honour `If-None-Match: *` on its destination, as S3 does."""
+    from moto.s3.exceptions import PreconditionFailed
+    from moto.s3.responses import S3Response
+
+    original = S3Response.copy_object
+
+    def copy_object(self):
+        if self.headers.get("If-None-Match") == "*" and (
+            self.backend.get_object(self.bucket_name, self.parse_key_name()) is not None
+        ):
+            raise PreconditionFailed("If-None-Match")
+        return original(self)
+
+    S3Response.copy_object = copy_object
+
+
 def main() -> None:
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     parent = os.getppid()
     item_backups_for_transactions()
+    conditional_copies()
     app = DomainDispatcherApplication(create_backend_app)
     server = make_server("127.0.0.1", port, serialized(app), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -229,6 +229,16 @@ pub trait MediaStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, Error>> + Send;
 }
 
+/// What a copy left at its destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    /// SHA-256 (hex) of the object at the destination.
+    pub sha256: String,
+    /// Whether this copy wrote it (`false`: it was there already, and is not ours to
+    /// remove).
+    pub created: bool,
+}
+
 /// An object opened for reading, with what it says about itself.
 #[derive(Debug)]
 pub struct OpenedObject<B> {
@@ -265,14 +275,15 @@ pub trait ObjectStore: Send + Sync {
         first: Option<u64>,
     ) -> impl Future<Output = Result<Option<OpenedObject<Self::Blob>>, Error>> + Send;
 
-    /// Copies `from` (only if still at `version`, when given) to `to` and returns the
-    /// SHA-256 (hex) the store computed. A replaced object is a `Conflict`.
+    /// Copies `from` (only if still at `version`, when given) to `to`, unless `to` exists
+    /// already, and returns the SHA-256 the store keeps for what is at `to`. A replaced
+    /// source is a `Conflict`.
     fn copy_with_sha256(
         &self,
         from: &str,
         to: &str,
         version: Option<&str>,
-    ) -> impl Future<Output = Result<String, Error>> + Send;
+    ) -> impl Future<Output = Result<Copied, Error>> + Send;
 
     /// Deletes an object (absent is fine).
     fn delete(&self, key: &str) -> impl Future<Output = Result<(), Error>> + Send;

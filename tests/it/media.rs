@@ -581,6 +581,8 @@ async fn a_label_the_record_does_not_share_is_decided_by_the_record() {
         q.record(&id).await.reason_code.as_deref(),
         Some("too_large")
     );
+    let keys = q.keys().await;
+    assert!(keys.iter().all(|k| !k.contains(&id)), "{keys:?}");
 
     // A labelled JPEG whose bytes are a JPEG, against a record declaring a PNG: the
     // record's claim decides, so it is a mismatch, and its first clean copy is removed.
@@ -596,6 +598,60 @@ async fn a_label_the_record_does_not_share_is_decided_by_the_record() {
         keys.iter().all(|k| !k.contains(&id)),
         "nothing of the rejected file is left: {keys:?}"
     );
+}
+
+#[tokio::test]
+async fn a_copy_an_interrupted_run_left_is_settled_on_not_copied_again() {
+    let q = Quarantine::new().await;
+    let id = q.declared_png().await;
+    let bytes = png(300);
+    let key = q.put(&id, &bytes, "image/png", false).await;
+    // An earlier run copied this upload to clean/ and stopped before settling.
+    let s3 = integration_tests::s3_client();
+    let etag = s3
+        .head_object()
+        .bucket(&q.bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap()
+        .e_tag()
+        .unwrap()
+        .to_owned();
+    let version = shared::domain::media::object_version(&etag).unwrap();
+    let clean = shared::domain::media::clean_key(&q.tenant, &id, Some(&version));
+    s3.copy_object()
+        .bucket(&q.bucket)
+        .key(&clean)
+        .copy_source(format!("{}/{key}", q.bucket))
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(q.validate(&key).await, "valid");
+    let record = q.record(&id).await;
+    assert_eq!(record.version.as_deref(), Some(version.as_str()));
+    assert_eq!(record.sha256, Some(hex::encode(Sha256::digest(&bytes))));
+    assert_eq!(q.clean_bytes(&record).await, bytes);
+    // The copy never overwrites: a taken key answers with what is there.
+    let again = shared::ports::ObjectStore::copy_with_sha256(&q.objects, &key, &clean, Some(&etag))
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(Some(again.sha256), record.sha256);
+}
+
+#[tokio::test]
+async fn an_empty_upload_is_rejected() {
+    let q = Quarantine::new().await;
+    let id = q.declared_png().await;
+    let key = q.put(&id, &[], "image/png", false).await;
+    assert_eq!(q.validate(&key).await, "rejected");
+    assert_eq!(
+        q.record(&id).await.reason_code.as_deref(),
+        Some("empty_file")
+    );
+    assert!(q.keys().await.is_empty());
 }
 
 #[tokio::test]
@@ -624,6 +680,18 @@ async fn customer_media_we_write_is_labelled_with_its_type_and_origin() {
     let opened = q.objects.open(&key, Some(16)).await.unwrap().unwrap();
     assert_eq!(opened.content_type.as_deref(), Some("image/jpeg"));
     assert!(opened.inbound);
+    // Larger than a part: written as a multipart upload, labelled the same.
+    let big = quarantine_key(&q.tenant, "01CUSTOMERBIG");
+    let mut writer = q.objects.writer(&big, &claim);
+    writer.write(&vec![0x55; 9 * 1024 * 1024]).await.unwrap();
+    writer.finish().await.unwrap();
+    let opened = q.objects.open(&big, Some(16)).await.unwrap().unwrap();
+    assert_eq!(opened.content_type.as_deref(), Some("image/jpeg"));
+    assert!(opened.inbound);
+    assert_eq!(
+        shared::domain::sniff::Blob::len(&opened.blob),
+        9 * 1024 * 1024
+    );
     // An upload form's object carries no such label.
     let upload = q.put("01UPLOAD", &png(10), "image/png", false).await;
     assert!(

@@ -7,7 +7,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
@@ -16,7 +16,7 @@ use serde_json::json;
 use crate::Error;
 use crate::domain::media::Claim;
 use crate::domain::sniff::Blob;
-use crate::ports::{ObjectStore, ObjectWriter, OpenedObject, PresignedUpload};
+use crate::ports::{Copied, ObjectStore, ObjectWriter, OpenedObject, PresignedUpload};
 
 fn internal(context: &str, err: impl std::error::Error) -> Error {
     Error::Internal(format!("{context}: {}", DisplayErrorContext(err)))
@@ -166,6 +166,17 @@ impl Blob for S3Blob {
             .map_err(|e| Error::Internal(format!("read object body: {e}")))?;
         Ok(bytes.to_vec())
     }
+}
+
+/// The hex SHA-256 of a stored full-object checksum (base64; a composite one ends in
+/// `-<parts>`).
+fn sha256_hex(checksum: Option<&str>) -> Result<String, Error> {
+    let checksum =
+        checksum.ok_or_else(|| Error::Internal("the store gave no SHA-256 checksum".into()))?;
+    let digest = STANDARD
+        .decode(checksum.split('-').next().unwrap_or_default())
+        .map_err(|_| Error::Internal("the store gave a malformed checksum".into()))?;
+    Ok(hex::encode(digest))
 }
 
 /// Size of one multipart part (S3's minimum is 5 MiB).
@@ -442,33 +453,47 @@ impl ObjectStore for S3Media {
         from: &str,
         to: &str,
         version: Option<&str>,
-    ) -> Result<String, Error> {
-        let out = self
+    ) -> Result<Copied, Error> {
+        let copied = self
             .client
             .copy_object()
             .bucket(&self.bucket)
             .key(to)
             .copy_source(format!("{}/{from}", self.bucket))
             .set_copy_source_if_match(version.map(str::to_owned))
+            .if_none_match("*")
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .send()
-            .await
-            .map_err(|e| {
-                if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) {
-                    changed()
-                } else {
-                    internal("copy object", e)
+            .await;
+        match copied {
+            Ok(out) => Ok(Copied {
+                sha256: sha256_hex(out.copy_object_result().and_then(|r| r.checksum_sha256()))?,
+                created: true,
+            }),
+            // Either `to` exists already (an earlier run copied this version), or the
+            // source is no longer at `version`.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+                let head = self
+                    .client
+                    .head_object()
+                    .bucket(&self.bucket)
+                    .key(to)
+                    .checksum_mode(ChecksumMode::Enabled)
+                    .send()
+                    .await;
+                match head {
+                    Ok(h) => Ok(Copied {
+                        sha256: sha256_hex(h.checksum_sha256())?,
+                        created: false,
+                    }),
+                    Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
+                        Err(changed())
+                    }
+                    Err(e) => Err(internal("head copied object", e)),
                 }
-            })?;
-        let checksum = out
-            .copy_object_result()
-            .and_then(|r| r.checksum_sha256())
-            .ok_or_else(|| Error::Internal("copy returned no SHA-256 checksum".into()))?;
-        // A full-object checksum is the base64 digest; a composite one ends in "-<parts>".
-        let digest = STANDARD
-            .decode(checksum.split('-').next().unwrap_or_default())
-            .map_err(|_| Error::Internal("copy returned a malformed checksum".into()))?;
-        Ok(hex::encode(digest))
+            }
+            Err(e) => Err(internal("copy object", e)),
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<(), Error> {

@@ -241,14 +241,18 @@ pub async fn validate_upload(
         Some(r) if r.status == MediaStatus::Pending => r.claim(),
         _ => None,
     };
-    let done = match claim {
-        Some(claim) if Some(claim) != tried => check.decide(claim).await?,
-        _ => None,
+    let record = match claim {
+        Some(claim) if Some(claim) != tried => {
+            if let Some(done) = check.decide(claim).await? {
+                return Ok(check.finish(done));
+            }
+            // Settled by another run since the read above: read what it settled.
+            store.get_media(&tenant, &id).await?
+        }
+        _ => record,
     };
-    if let Some(done) = done {
-        return Ok(check.finish(done));
-    }
-    // Nothing settled: remove what this run made, never what the record points at.
+    // Nothing settled by this run: remove the copy it made, unless a run over the same
+    // upload settled the record on it.
     if let Some(version) = check.promoted.take()
         && record.as_ref().and_then(|r| r.version.as_deref()) != Some(version.as_str())
     {
@@ -306,7 +310,7 @@ impl<S: MediaStore, O: ObjectStore> Check<'_, S, O> {
                     .and_then(object_version)
                     .ok_or_else(|| Error::Internal("the upload has no usable ETag".into()))?;
                 let clean = clean_key(self.tenant, self.id, Some(&version));
-                let sha256 = match self
+                let copied = match self
                     .objects
                     .copy_with_sha256(self.key, &clean, etag.as_deref())
                     .await
@@ -314,10 +318,14 @@ impl<S: MediaStore, O: ObjectStore> Check<'_, S, O> {
                     Err(Error::Conflict { .. }) => return self.replaced().await,
                     other => other?,
                 };
-                self.promoted = Some(version.clone());
+                // A copy already there came from an earlier run over this same upload:
+                // it is settled, or about to be, and never this run's to remove.
+                if copied.created {
+                    self.promoted = Some(version.clone());
+                }
                 settlement.status = MediaStatus::Valid;
                 settlement.mime_type = found.mime.to_owned();
-                settlement.sha256 = Some(sha256);
+                settlement.sha256 = Some(copied.sha256);
                 settlement.version = Some(version);
                 ("valid", None)
             }
