@@ -354,13 +354,20 @@ impl<S: MediaStore, O: ObjectStore> Check<'_, S, O> {
     }
 
     /// The object was replaced while it was checked: the newer upload's own event
-    /// decides; nothing this run copied stays.
+    /// decides. A copy this run made earlier goes, unless another run over the same
+    /// upload settled the record on it meanwhile (read after the fact, so final).
     async fn replaced(&mut self) -> Result<Option<Validation>, Error> {
+        if let Some(version) = &self.promoted {
+            let record = self.store.get_media(self.tenant, self.id).await?;
+            if record.and_then(|r| r.version).as_ref() == Some(version) {
+                self.promoted = None;
+            }
+        }
         self.discard().await?;
         Ok(Some(Validation::ignored()))
     }
 
-    /// Deletes the clean copy this run made and did not settle.
+    /// Deletes the clean copy this run made, when no record can point at it.
     async fn discard(&mut self) -> Result<(), Error> {
         if let Some(version) = self.promoted.take() {
             self.objects
