@@ -420,7 +420,10 @@ async fn main() -> Result<(), BoxError> {
     let network = *calls.lock().expect("tripwire");
     row(
         &mut rows,
-        format!("network calls during init ({} starts)", 2 * RUNS * inits.len()),
+        format!(
+            "network calls during init ({} starts)",
+            2 * RUNS * inits.len()
+        ),
         network.to_string(),
         "0",
         Some(network == 0),
