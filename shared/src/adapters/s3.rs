@@ -35,6 +35,7 @@ pub struct S3Media {
 }
 
 impl S3Media {
+    /// Opens an empty object (a range on it is unsatisfiable) from its head.
     async fn open_empty(&self, key: &str) -> Result<Option<OpenedObject<S3Blob>>, Error> {
         let head = self
             .client
@@ -57,10 +58,7 @@ impl S3Media {
                     first: None,
                 },
                 content_type: h.content_type().map(str::to_owned),
-                inbound: h
-                    .metadata()
-                    .and_then(|m| m.get(ORIGIN))
-                    .is_some_and(|v| v == INBOUND),
+                inbound: labelled_inbound(h.metadata()),
             })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(internal("head object", e)),
@@ -95,6 +93,13 @@ impl S3Media {
 /// form cannot set it: S3 refuses form fields its policy does not name.
 const ORIGIN: &str = "origin";
 const INBOUND: &str = "inbound";
+
+/// Whether an object's metadata carries our customer-media label.
+fn labelled_inbound(metadata: Option<&std::collections::HashMap<String, String>>) -> bool {
+    metadata
+        .and_then(|m| m.get(ORIGIN))
+        .is_some_and(|v| v == INBOUND)
+}
 
 /// Ranged GETs over one object, pinned to the version first read.
 #[derive(Debug)]
@@ -425,10 +430,7 @@ impl ObjectStore for S3Media {
             .unwrap_or(0);
         let etag = out.e_tag().map(str::to_owned);
         let content_type = out.content_type().map(str::to_owned);
-        let inbound = out
-            .metadata()
-            .and_then(|m| m.get(ORIGIN))
-            .is_some_and(|v| v == INBOUND);
+        let inbound = labelled_inbound(out.metadata());
         let bytes = out
             .body
             .collect()
