@@ -4,24 +4,9 @@
 use std::time::{Duration, Instant};
 
 use integration_tests::{get, post_json, stack, token, unique_tenant};
+use local_stack::media_files::png;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-
-fn png(padding: usize) -> Vec<u8> {
-    let mut f = b"\x89PNG\r\n\x1a\n".to_vec();
-    f.extend([0, 0, 0, 13]);
-    f.extend(b"IHDR");
-    f.extend(64u32.to_be_bytes());
-    f.extend(48u32.to_be_bytes());
-    f.extend([8, 2, 0, 0, 0, 0x12, 0x34, 0x56, 0x78]);
-    f.extend(((padding + 4) as u32).to_be_bytes());
-    f.extend(b"IDAT");
-    f.extend([0x78, 0x9c, 0x63, 0x00]);
-    f.extend(vec![0u8; padding]);
-    f.extend([0xde, 0xad, 0xbe, 0xef]);
-    f.extend([0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]);
-    f
-}
 
 /// Declares, uploads through the presigned form, and waits for the verdict.
 async fn upload(

@@ -127,3 +127,30 @@ pub fn function_env(
     env.extend(settings.lambda_environment());
     Ok(env)
 }
+
+/// Connects a WhatsApp channel of tenant `bench` with phone number id `phone`.
+pub async fn whatsapp_channel(
+    store: &shared::adapters::dynamo::DynamoStore,
+    phone: &str,
+) -> Result<shared::domain::channel::Channel, crate::BoxError> {
+    use shared::domain::channel::{Channel, ChannelType, Credentials, Secret};
+    use shared::domain::ids::{ChannelId, TenantId};
+    use shared::ports::ChannelStore;
+    let channel = Channel {
+        id: ChannelId::generate(),
+        tenant_id: TenantId::parse("bench")?,
+        channel_type: ChannelType::Whatsapp,
+        external_id: phone.into(),
+        name: "bench".into(),
+        waba_id: None,
+        human_agent: false,
+        window_hours: 24,
+        created_at: Utc::now(),
+    };
+    let credentials = Credentials {
+        access_token: Some(Secret::new("bench-token")),
+        ..Credentials::default()
+    };
+    store.create_channel(&channel, &credentials).await?;
+    Ok(channel)
+}

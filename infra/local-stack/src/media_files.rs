@@ -1,4 +1,21 @@
-//! Media files for measurements: valid content of a given size, built in memory.
+//! Media files for measurements and tests: valid content of a given size, built in memory.
+
+/// A valid 64×48 PNG whose IDAT carries `padding` more bytes.
+pub fn png(padding: usize) -> Vec<u8> {
+    let mut f = b"\x89PNG\r\n\x1a\n".to_vec();
+    f.extend([0, 0, 0, 13]);
+    f.extend(b"IHDR");
+    f.extend(64u32.to_be_bytes());
+    f.extend(48u32.to_be_bytes());
+    f.extend([8, 2, 0, 0, 0, 0x12, 0x34, 0x56, 0x78]);
+    f.extend(((padding + 4) as u32).to_be_bytes());
+    f.extend(b"IDAT");
+    f.extend([0x78, 0x9c, 0x63, 0x00]);
+    f.extend(vec![0u8; padding]);
+    f.extend([0xde, 0xad, 0xbe, 0xef]);
+    f.extend([0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]);
+    f
+}
 
 fn boxed(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
     let mut b = ((payload.len() + 8) as u32).to_be_bytes().to_vec();

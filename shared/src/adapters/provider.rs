@@ -166,13 +166,8 @@ impl ProviderClient {
             .get(url)
             .send()
             .await
-            .map_err(|e| Attempt::Retry {
-                code: if e.is_timeout() { "timeout" } else { "connect" }.into(),
-                after: None,
-            })?;
-        let status = response.status().as_u16();
-        let body = response.bytes().await.unwrap_or_default();
-        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            .map_err(|e| retry_transport(&e))?;
+        let (status, body, json) = wechat_answer(response).await;
         if let Some(token) = json["access_token"].as_str() {
             let ttl = Duration::from_secs(json["expires_in"].as_u64().unwrap_or(7200));
             let until = Instant::now()
@@ -269,6 +264,23 @@ impl ProviderClient {
     }
 }
 
+/// A transport error on a call that reaches no customer (a token fetch, a media upload):
+/// always worth a retry.
+fn retry_transport(e: &reqwest::Error) -> Attempt {
+    Attempt::Retry {
+        code: if e.is_timeout() { "timeout" } else { "connect" }.into(),
+        after: None,
+    }
+}
+
+/// A WeChat answer: its status, raw body, and JSON (`Null` when it is not JSON).
+async fn wechat_answer(response: reqwest::Response) -> (u16, Vec<u8>, Value) {
+    let status = response.status().as_u16();
+    let body = response.bytes().await.unwrap_or_default().to_vec();
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    (status, body, json)
+}
+
 /// What a transport error means for a send: never connected → retry; otherwise the
 /// request may have reached the provider → unknown.
 fn transport_failure(e: &reqwest::Error) -> Attempt {
@@ -344,14 +356,8 @@ impl ProviderApi for ProviderClient {
                 .multipart(form)
                 .send()
                 .await
-                // Nothing is sent to the customer by an upload: any failure may be retried.
-                .map_err(|e| Attempt::Retry {
-                    code: if e.is_timeout() { "timeout" } else { "connect" }.into(),
-                    after: None,
-                })?;
-            let status = response.status().as_u16();
-            let body = response.bytes().await.unwrap_or_default();
-            let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                .map_err(|e| retry_transport(&e))?;
+            let (status, body, json) = wechat_answer(response).await;
             if let Some(id) = json["media_id"].as_str() {
                 return Ok(id.to_owned());
             }

@@ -29,9 +29,7 @@ use local_stack::template::{self, Template};
 use local_stack::{BoxError, LOCAL_REGION, LocalSettings, bootstrap};
 use serde_json::{Value, json};
 use shared::adapters::dynamo::DynamoStore;
-use shared::domain::channel::{Channel, ChannelType, Credentials, Secret};
-use shared::domain::ids::{ChannelId, TenantId};
-use shared::ports::ChannelStore;
+use shared::domain::ids::TenantId;
 use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 
@@ -455,22 +453,7 @@ async fn main() -> Result<(), BoxError> {
         webhook_env["TABLE_NAME"].clone(),
     );
     let phone = "1065403522";
-    let channel = Channel {
-        id: ChannelId::generate(),
-        tenant_id: TenantId::parse("bench")?,
-        channel_type: ChannelType::Whatsapp,
-        external_id: phone.into(),
-        name: "bench".into(),
-        waba_id: None,
-        human_agent: false,
-        window_hours: 24,
-        created_at: Utc::now(),
-    };
-    let credentials = Credentials {
-        access_token: Some(Secret::new("bench-token")),
-        ..Credentials::default()
-    };
-    store.create_channel(&channel, &credentials).await?;
+    let channel = bench::whatsapp_channel(&store, phone).await?;
     let customers: Vec<String> = (0..20).map(|i| format!("1555123{i:04}")).collect();
 
     let events = (0..INVOCATIONS)

@@ -11,28 +11,10 @@ use local_stack::template::{self, Template};
 use local_stack::{BoxError, LOCAL_REGION, LocalSettings, bootstrap};
 use serde_json::{Value, json};
 use shared::adapters::dynamo::DynamoStore;
-use shared::domain::channel::{Channel, ChannelType, Credentials, Secret};
-use shared::domain::ids::{ChannelId, TenantId};
 use shared::domain::inbound::{InboundMessage, WebhookItem};
 use shared::domain::message::{Direction, MessageKind};
-use shared::ports::ChannelStore;
 
 const APP_SECRET: &str = "bench-app-secret";
-
-/// A small valid PNG (64×48).
-fn png_file() -> Vec<u8> {
-    let mut f = b"\x89PNG\r\n\x1a\n".to_vec();
-    f.extend([0, 0, 0, 13]);
-    f.extend(b"IHDR");
-    f.extend(64u32.to_be_bytes());
-    f.extend(48u32.to_be_bytes());
-    f.extend([8, 2, 0, 0, 0, 0x12, 0x34, 0x56, 0x78]);
-    f.extend([0, 0, 0, 4]);
-    f.extend(b"IDAT");
-    f.extend([0x78, 0x9c, 0x63, 0x00, 0xde, 0xad, 0xbe, 0xef]);
-    f.extend([0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]);
-    f
-}
 
 fn request(event: serde_json::Value) -> Result<Request, BoxError> {
     Ok(lambda_http::request::from_str(&event.to_string())?)
@@ -74,22 +56,7 @@ async fn main() -> Result<(), BoxError> {
         env["TABLE_NAME"].clone(),
     );
     let phone = "1065403522";
-    let channel = Channel {
-        id: ChannelId::generate(),
-        tenant_id: TenantId::parse("bench")?,
-        channel_type: ChannelType::Whatsapp,
-        external_id: phone.into(),
-        name: "bench".into(),
-        waba_id: None,
-        human_agent: false,
-        window_hours: 24,
-        created_at: Utc::now(),
-    };
-    let credentials = Credentials {
-        access_token: Some(Secret::new("x")),
-        ..Credentials::default()
-    };
-    store.create_channel(&channel, &credentials).await?;
+    let channel = bench::whatsapp_channel(&store, phone).await?;
 
     let mut rows: Vec<(&str, Vec<String>, usize)> = Vec::new();
     let send = |body: String| {
@@ -235,7 +202,7 @@ async fn main() -> Result<(), BoxError> {
         clients.s3.clone(),
         local_stack::functions::local_credentials(),
     )?;
-    let png = png_file();
+    let png = local_stack::media_files::png(0);
     let form = json!({"filename": "photo.png", "content_type": "image/png", "size": png.len()})
         .to_string();
     let upload_form = request(bench::agent_event(
