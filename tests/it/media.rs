@@ -627,6 +627,45 @@ async fn a_copy_an_interrupted_run_left_is_settled_on_not_copied_again() {
 }
 
 #[tokio::test]
+async fn a_small_upload_is_validated_in_three_requests_and_a_repeat_reads_the_record() {
+    use local_stack::bench::CountedClients;
+    use local_stack::counter::RequestCounter;
+    let q = Quarantine::new().await;
+    let counter = RequestCounter::default();
+    let clients = CountedClients::new(&stack().settings.sdk_config(), &counter);
+    let store = DynamoStore::new(
+        clients.dynamodb,
+        stack().template.local_name("ChatTable").unwrap(),
+    );
+    let objects = S3Media::new(
+        clients.s3,
+        q.bucket.clone(),
+        local_stack::LOCAL_REGION,
+        Some(stack().settings.aws_endpoint.as_str()),
+        local_stack::functions::local_credentials(),
+    );
+    let id = q.declared_png().await;
+    let key = q.put(&id, &png(100), "image/png", false).await;
+    counter.take();
+    let first = validate_upload(&store, &objects, &key).await.unwrap();
+    assert_eq!(first.outcome, "valid");
+    assert_eq!(counter.take(), ["GetObject", "CopyObject", "UpdateItem"]);
+    // A repeat finds its copy in place and the record settled: nothing written.
+    let again = validate_upload(&store, &objects, &key).await.unwrap();
+    assert_eq!(again.outcome, "ignored");
+    assert_eq!(
+        counter.take(),
+        [
+            "GetObject",
+            "CopyObject",
+            "HeadObject",
+            "UpdateItem",
+            "GetItem"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn an_empty_upload_is_rejected() {
     let q = Quarantine::new().await;
     let id = q.declared_png().await;
