@@ -94,11 +94,12 @@ fn ingest(c: &mut Criterion) {
 /// The outbound handler's own work per send, without I/O: parse and check the request,
 /// decide from the window, build the provider body, read the provider's answer.
 fn outbound_send(c: &mut Criterion) {
+    use shared::adapters::channels::{graph, whatsapp};
+    use shared::domain::actor::Actor;
     use shared::domain::channel::ChannelType;
-    use shared::domain::outbound::{
-        Attempt, Content, Part, SendMessage, Sender, authorize, classify_graph, whatsapp_body,
-    };
+    use shared::domain::outbound::{Attempt, Content, Delivery, Part, SendMessage, authorize};
     use shared::domain::window::WindowPolicy;
+    use shared::ports::Outgoing;
     let request = br#"{"kind":"text","text":"Your order ships today \ud83d\udce6"}"#;
     let answer = br#"{"messaging_product":"whatsapp","contacts":[{"input":"15551234567","wa_id":"15551234567"}],"messages":[{"id":"wamid.HBgLMTU1NTEyMzQ1NjcVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA"}]}"#;
     let policy = WindowPolicy {
@@ -108,22 +109,25 @@ fn outbound_send(c: &mut Criterion) {
     };
     let now = chrono::Utc::now();
     let last = now - chrono::Duration::hours(2);
+    let agent = Actor::agent("agent-1");
     c.bench_function("outbound_send_text", |b| {
         b.iter(|| {
             let message: SendMessage = serde_json::from_slice(black_box(request)).unwrap();
             let parts = message.parts(ChannelType::Whatsapp).unwrap();
             let window = policy.window_at(Some(last), 0, now);
-            authorize(ChannelType::Whatsapp, &window, 0, &parts, Sender::Agent).unwrap();
+            let delivery = authorize(ChannelType::Whatsapp, &window, 0, &parts, &agent).unwrap();
             let Part::Text(text) = &parts[0] else {
                 unreachable!()
             };
-            let body = whatsapp_body(
-                "15551234567",
-                &Content::Text(text),
-                "2026-11-24T09:00:00.000Z#01J",
-            );
+            let body = whatsapp::body(&Outgoing {
+                to: "15551234567",
+                content: Content::Text(text),
+                delivery,
+                reference: "2026-11-24T09:00:00.000Z#01J",
+            });
+            assert_eq!(delivery, Delivery::Response);
             let wire = serde_json::to_vec(&body).unwrap();
-            let attempt = classify_graph(200, black_box(answer), None);
+            let attempt = graph::classify(200, black_box(answer), None);
             assert!(matches!(attempt, Attempt::Accepted(Some(_))));
             wire.len()
         })

@@ -5,6 +5,10 @@
 //! with an error naming it.
 
 use std::collections::HashMap;
+use std::time::Duration;
+
+pub use crate::adapters::channels::ProviderUrls;
+pub use crate::service::outbound::OutboundSettings;
 
 /// A configuration problem found at start-up.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -145,6 +149,78 @@ impl MetaSettings {
     }
 }
 
+/// A duration in milliseconds from `name`, if set.
+fn millis(env: &impl Source, name: &'static str) -> Result<Option<Duration>, ConfigError> {
+    env.optional(name)
+        .map(|v| {
+            v.trim()
+                .parse()
+                .map(Duration::from_millis)
+                .map_err(|_| ConfigError::Invalid {
+                    name,
+                    reason: "must be a whole number of milliseconds".into(),
+                })
+        })
+        .transpose()
+}
+
+/// A base URL from `name` (or its default): absolute, http or https.
+fn base_url(env: &impl Source, name: &'static str, default: &str) -> Result<String, ConfigError> {
+    let value = env.optional(name).unwrap_or_else(|| default.to_owned());
+    match url::Url::parse(&value) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            Ok(value.trim_end_matches('/').to_owned())
+        }
+        _ => Err(ConfigError::Invalid {
+            name,
+            reason: "must be an absolute http(s) URL".into(),
+        }),
+    }
+}
+
+impl ProviderUrls {
+    /// Reads `META_GRAPH_URL` and `WECHAT_API_URL` (each defaulting to the provider's own
+    /// host).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the variable that is not an http(s) URL.
+    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            graph: base_url(env, "META_GRAPH_URL", DEFAULT_META_GRAPH_URL)?,
+            wechat: base_url(env, "WECHAT_API_URL", DEFAULT_WECHAT_API_URL)?,
+        })
+    }
+}
+
+impl OutboundSettings {
+    /// Reads `OUTBOUND_CALL_TIMEOUT_MS` (default 10 s), `OUTBOUND_RETRY_BASE_MS` (default
+    /// 250 ms) and `OUTBOUND_SEND_BUDGET_MS` (default 25 s: the function's 29 s timeout
+    /// less time to record the outcome).
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the variable that is not a number of milliseconds,
+    /// or a budget shorter than one call.
+    pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
+        let mut settings = Self::default();
+        if let Some(timeout) = millis(env, "OUTBOUND_CALL_TIMEOUT_MS")? {
+            settings.call_timeout = timeout;
+        }
+        if let Some(base) = millis(env, "OUTBOUND_RETRY_BASE_MS")? {
+            settings.retry.base = base;
+        }
+        if let Some(budget) = millis(env, "OUTBOUND_SEND_BUDGET_MS")? {
+            settings.budget = budget;
+        }
+        if settings.budget < settings.call_timeout {
+            return Err(ConfigError::Invalid {
+                name: "OUTBOUND_SEND_BUDGET_MS",
+                reason: "must be at least OUTBOUND_CALL_TIMEOUT_MS (one provider call)".into(),
+            });
+        }
+        Ok(settings)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +272,49 @@ mod tests {
         .unwrap();
         assert_eq!(m.graph_url, DEFAULT_META_GRAPH_URL);
         assert!(!format!("{m:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn outbound_settings_name_the_variable_that_is_wrong() {
+        let s = OutboundSettings::from_source(&env(&[])).unwrap();
+        assert_eq!(s, OutboundSettings::default());
+        let s = OutboundSettings::from_source(&env(&[
+            ("OUTBOUND_CALL_TIMEOUT_MS", "500"),
+            ("OUTBOUND_SEND_BUDGET_MS", "2000"),
+        ]))
+        .unwrap();
+        assert_eq!(s.call_timeout, Duration::from_millis(500));
+        assert_eq!(s.budget, Duration::from_millis(2000));
+        let err = OutboundSettings::from_source(&env(&[("OUTBOUND_RETRY_BASE_MS", "soon")]));
+        assert!(matches!(
+            err,
+            Err(ConfigError::Invalid {
+                name: "OUTBOUND_RETRY_BASE_MS",
+                ..
+            })
+        ));
+        let err = OutboundSettings::from_source(&env(&[("OUTBOUND_SEND_BUDGET_MS", "10")]));
+        assert!(matches!(
+            err,
+            Err(ConfigError::Invalid {
+                name: "OUTBOUND_SEND_BUDGET_MS",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn provider_urls_default_and_are_checked() {
+        let u = ProviderUrls::from_source(&env(&[])).unwrap();
+        assert_eq!(u.graph, DEFAULT_META_GRAPH_URL);
+        assert_eq!(u.wechat, DEFAULT_WECHAT_API_URL);
+        let err = ProviderUrls::from_source(&env(&[("WECHAT_API_URL", "api.weixin")]));
+        assert!(matches!(
+            err,
+            Err(ConfigError::Invalid {
+                name: "WECHAT_API_URL",
+                ..
+            })
+        ));
     }
 }

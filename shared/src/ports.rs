@@ -148,8 +148,7 @@ pub trait InboundStore: Send + Sync {
         &self,
         tenant: &TenantId,
         conversation_id: &str,
-        text: &str,
-        error: Option<&DeliveryError>,
+        message: &crate::domain::system::SystemMessage,
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<MessageRef, Error>> + Send;
 }
@@ -375,10 +374,39 @@ pub struct PendingMessage {
     pub kind: crate::domain::message::MessageKind,
     /// Text or caption shown in the conversation.
     pub text: Option<String>,
-    /// The media record sent, with its type and size.
-    pub media: Option<(String, String, u64)>,
+    /// The media record sent.
+    pub media: Option<MediaSummary>,
     /// Template name, language and parameters (kept in `raw` for audit).
     pub raw: serde_json::Value,
+}
+
+/// The media of an outbound message, as shown in its `media`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaSummary {
+    /// Our media id.
+    pub media_id: String,
+    /// Its validated MIME type.
+    pub mime_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Where a message is stored: its time (RFC 3339 with milliseconds) and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageKey {
+    /// `created_at`, as stored.
+    pub created_at: String,
+    /// Message id.
+    pub id: String,
+}
+
+/// An `Idempotency-Key` as stored: its hash and the hash of the request it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// Hash of the key.
+    pub key_hash: String,
+    /// Hash of the request body.
+    pub body_hash: String,
 }
 
 /// Everything the pending write needs, decided before any write.
@@ -390,12 +418,12 @@ pub struct OutboundBatch {
     pub conversation_id: String,
     /// The customer's provider id.
     pub customer: String,
-    /// Agent (the token's `sub`), recorded on the messages.
-    pub agent_id: String,
+    /// Who sends, recorded on the messages.
+    pub actor: crate::domain::actor::Actor,
     /// The messages, in send order.
     pub messages: Vec<PendingMessage>,
     /// `Idempotency-Key` and a hash of the request it came with.
-    pub idempotency: Option<(String, String)>,
+    pub idempotency: Option<IdempotencyRecord>,
     /// WeChat: the most replies the conversation may have had before these (quota).
     pub reply_budget: Option<u32>,
     /// Business-initiated: create the conversation (and customer) when absent, reopen it.
@@ -409,7 +437,7 @@ pub enum Acceptance {
     Accepted,
     /// The `Idempotency-Key` was used before for the same request: these messages
     /// (`created_at`, id) are the answer and nothing is sent again.
-    Replay(Vec<(String, String)>),
+    Replay(Vec<MessageKey>),
 }
 
 /// What one provider call came to, for the record.
@@ -451,7 +479,7 @@ pub trait OutboundStore: Send + Sync {
         conversation_id: &str,
         key_hash: &str,
         body_hash: &str,
-    ) -> impl Future<Output = Result<Option<Vec<(String, String)>>, Error>> + Send;
+    ) -> impl Future<Output = Result<Option<Vec<MessageKey>>, Error>> + Send;
 
     /// A conversation and, when `route` is given, its channel's routing record, in one
     /// request (each `None` when absent).
@@ -467,7 +495,7 @@ pub trait OutboundStore: Send + Sync {
         &self,
         tenant: &TenantId,
         conversation_id: &str,
-        refs: &[(String, String)],
+        refs: &[MessageKey],
     ) -> impl Future<Output = Result<Vec<Message>, Error>> + Send;
 }
 
@@ -511,32 +539,67 @@ pub trait TemplateStore: Send + Sync {
     ) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
-/// A channel provider's send API (Graph API, WeChat API).
-pub trait ProviderApi: Send + Sync {
+/// One message for a channel's send API, in provider-neutral terms; the provider module
+/// writes the wire body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing<'a> {
+    /// The customer's provider id (WhatsApp number or user id, PSID, IGSID, OpenID).
+    pub to: &'a str,
+    /// What is sent.
+    pub content: crate::domain::outbound::Content<'a>,
+    /// How the window lets it go (Messenger's `messaging_type` and tag).
+    pub delivery: crate::domain::outbound::Delivery,
+    /// Our reference, echoed back by the provider where it can (status reconciliation).
+    pub reference: &'a str,
+}
+
+/// A file a channel takes by upload rather than by link (WeChat temporary media).
+#[derive(Debug, Clone, Copy)]
+pub struct MediaUpload<'a> {
+    /// The outbound kind it is sent as.
+    pub kind: crate::domain::outbound::OutboundKind,
+    /// File name.
+    pub filename: &'a str,
+    /// Its MIME type (as validated).
+    pub mime_type: &'a str,
+    /// The bytes.
+    pub bytes: &'a [u8],
+}
+
+/// A template as Meta created it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedTemplate {
+    /// Meta's template id.
+    pub id: String,
+    /// Meta's status (`APPROVED`, `PENDING`, `REJECTED`).
+    pub status: String,
+    /// The category Meta assigned, when it says.
+    pub category: Option<String>,
+}
+
+/// The channels' provider APIs (Graph API, WeChat API): the one port every sender uses.
+pub trait ChannelSender: Send + Sync {
     /// One send call; the answer classified (never retried here).
     fn send(
         &self,
         channel: &RoutedChannel,
-        body: &serde_json::Value,
+        message: &Outgoing<'_>,
     ) -> impl Future<Output = crate::domain::outbound::Attempt> + Send;
 
-    /// WeChat: uploads a file as temporary media and returns its media id.
-    fn upload_wechat_media(
+    /// Uploads a file for channels that take media by id (WeChat); its media id.
+    fn upload_media(
         &self,
         channel: &RoutedChannel,
-        media_type: &str,
-        filename: &str,
-        mime: &str,
-        bytes: Vec<u8>,
+        file: &MediaUpload<'_>,
     ) -> impl Future<Output = Result<String, crate::domain::outbound::Attempt>> + Send;
 
-    /// Creates a template at Meta: its id, status and category.
+    /// Creates a template at Meta through the WhatsApp Business Account.
     fn create_template(
         &self,
         channel: &RoutedChannel,
         waba_id: &str,
         body: &serde_json::Value,
-    ) -> impl Future<Output = Result<(String, String, Option<String>), Error>> + Send;
+    ) -> impl Future<Output = Result<CreatedTemplate, Error>> + Send;
 
     /// Deletes a template at Meta: the one with Meta's id `hsm_id` when given, else every
     /// language of the name.

@@ -8,9 +8,9 @@ use lambda_http::{Body, Request, Response};
 use shared::Error;
 use shared::adapters::aws::{SharedCredentialsProvider, dynamodb_client, sdk_config};
 use shared::adapters::cache::CachedDirectory;
+use shared::adapters::channels::{CALL_TIMEOUT, Channels};
 use shared::adapters::dynamo::DynamoStore;
-use shared::adapters::provider::ProviderClient;
-use shared::config::{Config, ConfigError, DEFAULT_META_GRAPH_URL, DEFAULT_WECHAT_API_URL, Source};
+use shared::config::{Config, ConfigError, ProviderUrls, Source};
 use shared::domain::conversation::ConversationFilter;
 use shared::http::{self, json};
 use shared::service::{channels, conversations, templates};
@@ -20,7 +20,7 @@ use shared::service::{channels, conversations, templates};
 pub struct App {
     store: DynamoStore,
     directory: CachedDirectory<DynamoStore>,
-    provider: ProviderClient,
+    provider: Channels,
 }
 
 impl App {
@@ -32,18 +32,13 @@ impl App {
         let config = Config::from_source(env)?;
         let sdk = sdk_config(&config.aws, credentials);
         let store = DynamoStore::new(dynamodb_client(&sdk), config.table_name);
-        let graph = env
-            .optional("META_GRAPH_URL")
-            .unwrap_or_else(|| DEFAULT_META_GRAPH_URL.to_owned());
-        let wechat = env
-            .optional("WECHAT_API_URL")
-            .unwrap_or_else(|| DEFAULT_WECHAT_API_URL.to_owned());
         let provider =
-            ProviderClient::new(&graph, &wechat, shared::adapters::provider::CALL_TIMEOUT)
-                .map_err(|reason| ConfigError::Invalid {
+            Channels::new(ProviderUrls::from_source(env)?, CALL_TIMEOUT).map_err(|reason| {
+                ConfigError::Invalid {
                     name: "META_GRAPH_URL",
                     reason,
-                })?;
+                }
+            })?;
         Ok(Self {
             directory: CachedDirectory::new(store.clone()),
             store,

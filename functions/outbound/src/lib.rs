@@ -6,9 +6,8 @@
 //! - `POST /conversations`: a business-initiated WhatsApp conversation, started with a
 //!   template.
 //!
-//! [`handle`] is what Lambda runs and what the dev server and tests call.
-
-use std::time::Duration;
+//! [`handle`] is what Lambda runs and what the dev server and tests call. The sending is
+//! the shared [`Outbound`] service, the same one every other sender holds.
 
 use chrono::Utc;
 use lambda_http::http::StatusCode;
@@ -19,28 +18,63 @@ use shared::adapters::aws::{
     DynamoDbClient, SharedCredentialsProvider, dynamodb_client, s3_client, sdk_config,
 };
 use shared::adapters::cache::CachedDirectory;
+use shared::adapters::channels::Channels;
 use shared::adapters::dynamo::DynamoStore;
-use shared::adapters::provider::{CALL_TIMEOUT, ProviderClient};
 use shared::adapters::s3::S3Media;
-use shared::config::{Config, ConfigError, DEFAULT_META_GRAPH_URL, DEFAULT_WECHAT_API_URL, Source};
-use shared::domain::outbound::{RetryPolicy, SendMessage, Sender};
+use shared::config::{Config, ConfigError, OutboundSettings, ProviderUrls, Source};
+use shared::domain::actor::Actor;
+use shared::domain::auth::Principal;
+use shared::domain::ids::ConversationId;
+use shared::domain::outbound::{IdempotencyKey, SendMessage};
 use shared::http::{self, json};
-use shared::service::outbound::{self, SendPorts, SendRequest, StartConversation, digest};
+use shared::service::outbound::{Outbound, SendRequest, StartConversation, digest};
 
-/// How long one request may spend sending when `OUTBOUND_SEND_BUDGET_MS` is not set: the
-/// function's 29 s timeout less time to record the outcome.
-const DEFAULT_SEND_BUDGET: Duration = Duration::from_secs(25);
+/// The send service as deployed: DynamoDB, the cached channel directory, the providers'
+/// APIs and the media bucket.
+pub type Service = Outbound<DynamoStore, CachedDirectory<DynamoStore>, Channels, S3Media>;
 
 /// Clients and settings, built once per process.
 #[derive(Debug)]
 pub struct App {
-    store: DynamoStore,
-    directory: CachedDirectory<DynamoStore>,
-    objects: S3Media,
-    provider: ProviderClient,
-    retry: RetryPolicy,
-    budget: Duration,
-    call_timeout: Duration,
+    outbound: Service,
+}
+
+/// Builds the send service from configuration around given AWS clients: any function that
+/// sends holds one of these.
+///
+/// # Errors
+/// A [`ConfigError`] naming the variable that is missing or wrong (`MEDIA_BUCKET`,
+/// `META_GRAPH_URL`, `WECHAT_API_URL`, `OUTBOUND_*`).
+pub fn service(
+    env: &impl Source,
+    config: &Config,
+    dynamo: DynamoDbClient,
+    s3: aws_sdk_s3::Client,
+    credentials: SharedCredentialsProvider,
+) -> Result<Service, ConfigError> {
+    let bucket = env.required("MEDIA_BUCKET")?;
+    let settings = OutboundSettings::from_source(env)?;
+    let channels = Channels::new(ProviderUrls::from_source(env)?, settings.call_timeout).map_err(
+        |reason| ConfigError::Invalid {
+            name: "META_GRAPH_URL",
+            reason,
+        },
+    )?;
+    let store = DynamoStore::new(dynamo, config.table_name.clone());
+    let objects = S3Media::new(
+        s3,
+        bucket,
+        config.aws.region.clone(),
+        config.aws.endpoint_url.as_deref(),
+        credentials,
+    );
+    Ok(Outbound::new(
+        store.clone(),
+        CachedDirectory::new(store),
+        channels,
+        objects,
+        settings,
+    ))
 }
 
 impl App {
@@ -68,67 +102,9 @@ impl App {
         s3: aws_sdk_s3::Client,
         credentials: SharedCredentialsProvider,
     ) -> Result<Self, ConfigError> {
-        let bucket = env.required("MEDIA_BUCKET")?;
-        let store = DynamoStore::new(dynamo, config.table_name.clone());
-        let graph = env
-            .optional("META_GRAPH_URL")
-            .unwrap_or_else(|| DEFAULT_META_GRAPH_URL.to_owned());
-        let wechat = env
-            .optional("WECHAT_API_URL")
-            .unwrap_or_else(|| DEFAULT_WECHAT_API_URL.to_owned());
-        let millis = |name: &'static str| -> Result<Option<Duration>, ConfigError> {
-            env.optional(name)
-                .map(|v| {
-                    v.parse()
-                        .map(Duration::from_millis)
-                        .map_err(|_| ConfigError::Invalid {
-                            name,
-                            reason: "must be a number of milliseconds".into(),
-                        })
-                })
-                .transpose()
-        };
-        let timeout = millis("OUTBOUND_CALL_TIMEOUT_MS")?.unwrap_or(CALL_TIMEOUT);
-        let provider = ProviderClient::new(&graph, &wechat, timeout).map_err(|reason| {
-            ConfigError::Invalid {
-                name: "META_GRAPH_URL",
-                reason,
-            }
-        })?;
-        let mut retry = RetryPolicy::default();
-        if let Some(base) = millis("OUTBOUND_RETRY_BASE_MS")? {
-            retry.base = base;
-        }
-        let budget = millis("OUTBOUND_SEND_BUDGET_MS")?.unwrap_or(DEFAULT_SEND_BUDGET);
         Ok(Self {
-            directory: CachedDirectory::new(store.clone()),
-            store,
-            objects: S3Media::new(
-                s3,
-                bucket,
-                config.aws.region.clone(),
-                config.aws.endpoint_url.as_deref(),
-                credentials,
-            ),
-            provider,
-            retry,
-            budget,
-            call_timeout: timeout,
+            outbound: service(env, config, dynamo, s3, credentials)?,
         })
-    }
-
-    fn ports(
-        &self,
-    ) -> SendPorts<'_, DynamoStore, CachedDirectory<DynamoStore>, ProviderClient, S3Media> {
-        SendPorts {
-            store: &self.store,
-            directory: &self.directory,
-            provider: &self.provider,
-            objects: &self.objects,
-            retry: self.retry,
-            budget: self.budget,
-            call_timeout: self.call_timeout,
-        }
     }
 }
 
@@ -137,13 +113,68 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
     http::serve("outbound", &req, |req| route(app, req)).await
 }
 
-/// The `Idempotency-Key` header, if any, and a hash of the body it must come with.
-fn idempotency(req: &Request, body: &serde_json::Value) -> (Option<String>, String) {
+/// One parsed request of this function.
+enum Call {
+    Send {
+        principal: Principal,
+        conversation: ConversationId,
+        request: SendRequest,
+    },
+    Start {
+        principal: Principal,
+        start: StartConversation,
+        idempotency: (Option<IdempotencyKey>, String),
+    },
+}
+
+/// The `Idempotency-Key` header (checked), if any, and a hash of the body it must come with.
+fn idempotency(
+    req: &Request,
+    body: &serde_json::Value,
+) -> Result<(Option<IdempotencyKey>, String), Error> {
     let key = req
         .headers()
         .get("idempotency-key")
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    (key, digest(body.to_string().as_bytes()))
+        .map(|v| IdempotencyKey::parse(&String::from_utf8_lossy(v.as_bytes())))
+        .transpose()?;
+    Ok((key, digest(body.to_string().as_bytes())))
+}
+
+/// Reads the route, the caller, the path and the body once.
+fn parse(req: &Request) -> Result<Call, Error> {
+    match http::route_key(req) {
+        "POST /conversations/{id}/messages" => {
+            let principal = http::principal(req)?;
+            let id = http::path_param(req, "id").unwrap_or_default();
+            let conversation = ConversationId::parse(id).map_err(|_| Error::NotFound {
+                what: "conversation",
+            })?;
+            let value = http::json_value(req)?;
+            let (idempotency_key, body_hash) = idempotency(req, &value)?;
+            let message: SendMessage = http::from_json(value)?;
+            Ok(Call::Send {
+                principal,
+                conversation,
+                request: SendRequest {
+                    message,
+                    idempotency_key,
+                    body_hash,
+                },
+            })
+        }
+        "POST /conversations" => {
+            let principal = http::principal(req)?;
+            let value = http::json_value(req)?;
+            let idempotency = idempotency(req, &value)?;
+            let start: StartConversation = http::from_json(value)?;
+            Ok(Call::Start {
+                principal,
+                start,
+                idempotency,
+            })
+        }
+        _ => Err(Error::NotFound { what: "route" }),
+    }
 }
 
 /// The answer to a send: the (first) message, and every message when a send was split.
@@ -159,48 +190,40 @@ fn accepted(
 }
 
 async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
-    match http::route_key(req) {
-        "POST /conversations/{id}/messages" => {
-            let principal = http::principal(req)?;
-            let id = http::path_param(req, "id").unwrap_or_default();
-            let value = http::json_value(req)?;
-            let (idempotency_key, body_hash) = idempotency(req, &value);
-            let message: SendMessage = http::from_json(value)?;
-            let request = SendRequest {
-                message,
-                idempotency_key,
-                body_hash,
-            };
-            let messages = outbound::send_message(
-                &app.ports(),
-                &principal,
-                id,
-                request,
-                Sender::Agent,
-                Utc::now(),
-            )
-            .await?;
+    match parse(req)? {
+        Call::Send {
+            principal,
+            conversation,
+            request,
+        } => {
+            let actor = Actor::agent(principal.agent_id.as_str());
+            let messages = app
+                .outbound
+                .send(
+                    &actor,
+                    &principal.tenant_id,
+                    &conversation,
+                    request,
+                    Utc::now(),
+                )
+                .await?;
             Ok(json(StatusCode::ACCEPTED, &accepted(&messages)?))
         }
-        "POST /conversations" => {
-            let principal = http::principal(req)?;
-            let value = http::json_value(req)?;
-            let idempotency = idempotency(req, &value);
-            let start: StartConversation = http::from_json(value)?;
-            let (conversation, messages) = outbound::start_conversation(
-                &app.ports(),
-                &principal,
-                start,
-                idempotency,
-                Utc::now(),
-            )
-            .await?;
+        Call::Start {
+            principal,
+            start,
+            idempotency,
+        } => {
+            let actor = Actor::agent(principal.agent_id.as_str());
+            let (conversation, messages) = app
+                .outbound
+                .start(&actor, &principal.tenant_id, start, idempotency, Utc::now())
+                .await?;
             let mut body =
                 serde_json::to_value(&conversation).map_err(|e| Error::Internal(e.to_string()))?;
             body["message"] = accepted(&messages)?;
             Ok(json(StatusCode::ACCEPTED, &body))
         }
-        _ => Err(Error::NotFound { what: "route" }),
     }
 }
 

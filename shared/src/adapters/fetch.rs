@@ -41,7 +41,7 @@ impl Resolve for GuardedResolver {
 /// An HTTP client that fetches only what the policy allows.
 #[derive(Debug, Clone)]
 pub struct GuardedFetcher {
-    client: crate::adapters::provider::LazyHttp,
+    client: crate::adapters::channels::LazyHttp,
     policy: Arc<FetchPolicy>,
 }
 
@@ -70,7 +70,7 @@ impl GuardedFetcher {
                 .connect_timeout(Duration::from_secs(5))
         };
         Ok(Self {
-            client: crate::adapters::provider::LazyHttp::new(builder),
+            client: crate::adapters::channels::LazyHttp::new(builder),
             policy,
         })
     }

@@ -2,9 +2,9 @@
 
 pub mod aws;
 pub mod cache;
+pub mod channels;
 pub mod dynamo;
 pub mod eventbridge;
 pub mod fetch;
 pub mod keys;
-pub mod provider;
 pub mod s3;

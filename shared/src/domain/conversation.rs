@@ -189,6 +189,10 @@ pub struct Message {
     /// The provider's time of the message (receive time when it gave none).
     #[serde(serialize_with = "serialize_rfc3339")]
     pub created_at: DateTime<Utc>,
+    /// Who sent it (outbound) or caused it (system); `null` for the customer's messages.
+    pub actor: Option<crate::domain::actor::Actor>,
+    /// A system message's event code (SPEC §7); `null` otherwise.
+    pub event: Option<crate::domain::system::SystemEvent>,
     /// The provider's own fragment.
     pub raw: Value,
 }

@@ -66,6 +66,31 @@ string_id!(
     "channel_id"
 );
 
+string_id!(
+    /// A conversation: `cv_<channel id>_<hash of the customer>`, derived so that parallel
+    /// first messages make one.
+    ConversationId,
+    "conversation_id"
+);
+string_id!(
+    /// A message (a ULID we generate).
+    MessageId,
+    "message_id"
+);
+string_id!(
+    /// A media record (a ULID we generate).
+    MediaId,
+    "media_id"
+);
+
+impl ConversationId {
+    /// The channel a conversation id names (`cv_<channel id>_<hash>`), or `None` for an id
+    /// we did not make.
+    pub fn channel(&self) -> Option<ChannelId> {
+        crate::domain::conversation::channel_of_conversation(&self.0)
+    }
+}
+
 impl ChannelId {
     /// A new, time-ordered channel id.
     pub fn generate() -> Self {

@@ -1,5 +1,6 @@
 //! Pure domain: types that parse their input and rules that need no I/O.
 
+pub mod actor;
 pub mod auth;
 pub mod channel;
 pub mod conversation;
@@ -13,6 +14,7 @@ pub mod meta;
 pub mod outbound;
 pub mod page;
 pub mod sniff;
+pub mod system;
 pub mod template;
 pub mod time;
 pub mod wechat;

@@ -1,14 +1,16 @@
-//! Outbound messages: what an agent asks to send, whether the platform allows it now, the
-//! provider request for each channel, and what the provider's answer means (SPEC §4–5).
+//! Outbound messages: what a sender asks to send, whether the platform allows it now (SPEC
+//! §4–5), and the provider-neutral outcome of one provider call.
 //!
-//! Everything here is pure: the service in [`crate::service::outbound`] does the I/O.
+//! Everything here is pure: the service in [`crate::service::outbound`] does the I/O and
+//! the provider modules in [`crate::adapters::channels`] speak the wire formats.
 
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::Error;
+use crate::domain::actor::Actor;
 use crate::domain::channel::ChannelType;
 use crate::domain::media::MediaKind;
 use crate::domain::message::{DeliveryError, MessageKind};
@@ -208,28 +210,34 @@ impl SendMessage {
     }
 }
 
-/// Checks an `Idempotency-Key` header value.
-pub fn check_idempotency_key(key: &str) -> Result<(), Error> {
-    let ok = !key.is_empty()
-        && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
-        && key.bytes().all(|b| b.is_ascii_graphic());
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::bad_request(
-            "invalid_idempotency_key",
-            "Idempotency-Key must be 1-255 visible ASCII characters",
-        ))
-    }
-}
+/// An `Idempotency-Key` header value: 1 to 255 visible ASCII characters. A repeat with
+/// the same key and body is answered with the first answer; with another body it is a 422.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
 
-/// Who is sending: the HUMAN_AGENT tag is for people only (SPEC §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sender {
-    /// An agent through the API.
-    Agent,
-    /// A bot or automation.
-    Bot,
+impl IdempotencyKey {
+    /// Parses a header value.
+    ///
+    /// # Errors
+    /// `invalid_idempotency_key` (400) when empty, too long or not visible ASCII.
+    pub fn parse(key: &str) -> Result<Self, Error> {
+        let ok = !key.is_empty()
+            && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
+            && key.bytes().all(|b| b.is_ascii_graphic());
+        if ok {
+            Ok(Self(key.to_owned()))
+        } else {
+            Err(Error::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1-255 visible ASCII characters",
+            ))
+        }
+    }
+
+    /// The key as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// How a send goes out, decided from the window.
@@ -332,7 +340,7 @@ pub fn authorize(
     window: &Window,
     replies_since_inbound: u32,
     parts: &[Part],
-    sender: Sender,
+    actor: &Actor,
 ) -> Result<Delivery, Error> {
     for part in parts {
         check_supported(channel, part)?;
@@ -356,7 +364,7 @@ pub fn authorize(
             }
             Ok(Delivery::Response)
         }
-        WindowMode::HumanAgent if sender == Sender::Agent => Ok(Delivery::HumanAgent),
+        WindowMode::HumanAgent if actor.is_human() => Ok(Delivery::HumanAgent),
         WindowMode::HumanAgent => Err(Error::validation(
             "window_closed",
             "more than 24 hours since the customer wrote: only a human agent may answer now",
@@ -404,111 +412,6 @@ pub enum Content<'a> {
     },
 }
 
-/// The body of WhatsApp Cloud API `POST /{phone_number_id}/messages`. `reference` comes back
-/// in status webhooks (`biz_opaque_callback_data`), which reconciles an unknown outcome.
-pub fn whatsapp_body(to: &str, content: &Content<'_>, reference: &str) -> Value {
-    let mut body = json!({
-        "messaging_product": "whatsapp",
-        "recipient_type": "individual",
-        "to": to,
-        "biz_opaque_callback_data": reference,
-    });
-    let (kind, object) = match content {
-        Content::Text(t) => ("text", json!({"preview_url": false, "body": t})),
-        Content::Media {
-            kind,
-            source,
-            caption,
-            filename,
-        } => {
-            let name = match kind {
-                OutboundKind::Image => "image",
-                OutboundKind::Video => "video",
-                OutboundKind::Audio => "audio",
-                OutboundKind::Sticker => "sticker",
-                _ => "document",
-            };
-            let mut object = json!({"link": source});
-            if let Some(c) = caption {
-                object["caption"] = json!(c);
-            }
-            if *kind == OutboundKind::File {
-                object["filename"] = json!(filename);
-            }
-            (name, object)
-        }
-        Content::Template {
-            name,
-            language,
-            components,
-        } => (
-            "template",
-            json!({"name": name, "language": {"code": language}, "components": components}),
-        ),
-    };
-    body["type"] = json!(kind);
-    body[kind] = object;
-    body
-}
-
-/// The body of Messenger/Instagram `POST /{page_id|ig_id}/messages`.
-pub fn messenger_body(
-    to: &str,
-    content: &Content<'_>,
-    delivery: Delivery,
-    reference: &str,
-) -> Value {
-    let message = match content {
-        Content::Text(t) => json!({"text": t}),
-        Content::Media { kind, source, .. } => {
-            let kind = match kind {
-                OutboundKind::Image | OutboundKind::Sticker => "image",
-                OutboundKind::Video => "video",
-                OutboundKind::Audio => "audio",
-                _ => "file",
-            };
-            json!({"attachment": {"type": kind, "payload": {"url": source, "is_reusable": false}}})
-        }
-        // Refused before (templates are WhatsApp-only); kept total for the type.
-        Content::Template { name, .. } => json!({"text": name}),
-    };
-    let mut body = json!({"recipient": {"id": to}, "message": message});
-    body["message"]["metadata"] = json!(reference);
-    match delivery {
-        Delivery::HumanAgent => {
-            body["messaging_type"] = json!("MESSAGE_TAG");
-            body["tag"] = json!("HUMAN_AGENT");
-        }
-        Delivery::Response | Delivery::Template => body["messaging_type"] = json!("RESPONSE"),
-    }
-    body
-}
-
-/// The WeChat media type an outbound kind is uploaded as.
-pub fn wechat_media_type(kind: OutboundKind) -> &'static str {
-    match kind {
-        OutboundKind::Audio => "voice",
-        OutboundKind::Video => "video",
-        _ => "image",
-    }
-}
-
-/// The body of WeChat `cgi-bin/message/custom/send`.
-pub fn wechat_body(to: &str, content: &Content<'_>) -> Value {
-    match content {
-        Content::Media { kind, source, .. } => {
-            let t = wechat_media_type(*kind);
-            let mut body = json!({"touser": to, "msgtype": t});
-            body[t] = json!({"media_id": source});
-            body
-        }
-        Content::Text(t) => json!({"touser": to, "msgtype": "text", "text": {"content": t}}),
-        Content::Template { name, .. } => {
-            json!({"touser": to, "msgtype": "text", "text": {"content": name}})
-        }
-    }
-}
-
 /// What one provider call came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attempt {
@@ -528,84 +431,6 @@ pub enum Attempt {
     /// The provider may have accepted it (timeout after the request was sent, or an answer
     /// we cannot read): never re-sent blindly, reconciled by status webhooks.
     Unknown,
-}
-
-/// Graph error codes worth retrying (throttling and temporary failures).
-const GRAPH_TRANSIENT: &[i64] = &[1, 2, 4, 17, 32, 613, 80007, 130429, 131000, 131016, 131056];
-
-/// Reads a Graph API answer (WhatsApp, Messenger, Instagram).
-pub fn classify_graph(status: u16, body: &[u8], retry_after: Option<Duration>) -> Attempt {
-    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    if (200..300).contains(&status) {
-        let id = json["messages"][0]["id"]
-            .as_str()
-            .or_else(|| json["message_id"].as_str());
-        return match id {
-            Some(id) => Attempt::Accepted(Some(id.to_owned())),
-            None => Attempt::Unknown,
-        };
-    }
-    let error = &json["error"];
-    let code = error["code"].as_i64();
-    let transient = status == 429
-        || status >= 500
-        || error["is_transient"].as_bool() == Some(true)
-        || code.is_some_and(|c| GRAPH_TRANSIENT.contains(&c));
-    let code_text = code.map_or_else(|| format!("http_{status}"), |c| c.to_string());
-    if transient {
-        return Attempt::Retry {
-            code: code_text,
-            after: retry_after,
-        };
-    }
-    let title = error["error_data"]["details"]
-        .as_str()
-        .or_else(|| error["message"].as_str());
-    Attempt::Failed(DeliveryError::explain(&code_text, title))
-}
-
-/// Reads a WeChat API answer (HTTP 200 with `errcode`).
-pub fn classify_wechat(status: u16, body: &[u8]) -> Attempt {
-    if status == 429 || status >= 500 {
-        return Attempt::Retry {
-            code: format!("http_{status}"),
-            after: None,
-        };
-    }
-    let json: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(_) if (200..300).contains(&status) => return Attempt::Unknown,
-        Err(_) => {
-            return Attempt::Failed(DeliveryError::explain(&format!("http_{status}"), None));
-        }
-    };
-    match json["errcode"].as_i64().unwrap_or(0) {
-        0 if (200..300).contains(&status) => Attempt::Accepted(None),
-        0 => Attempt::Failed(DeliveryError::explain(&format!("http_{status}"), None)),
-        -1 => Attempt::Retry {
-            code: "-1".into(),
-            after: None,
-        },
-        40001 | 40014 | 42001 => Attempt::RefreshToken,
-        code => Attempt::Failed(DeliveryError::explain(
-            &code.to_string(),
-            json["errmsg"].as_str(),
-        )),
-    }
-}
-
-/// Parses `Retry-After`: delay seconds or an HTTP date.
-pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    Some(
-        (at.with_timezone(&chrono::Utc) - now)
-            .to_std()
-            .unwrap_or_default(),
-    )
 }
 
 /// Bounded exponential backoff with jitter, honouring `Retry-After`.

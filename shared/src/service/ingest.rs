@@ -9,7 +9,8 @@ use tracing::{info, warn};
 use crate::Error;
 use crate::domain::channel::{Channel, ChannelType};
 use crate::domain::inbound::{ParsedWebhook, StatusUpdate, WebhookItem, ids_storable};
-use crate::domain::message::{DeliveryStatus, Direction};
+use crate::domain::message::{DeliveryError, DeliveryStatus, Direction};
+use crate::domain::system::SystemMessage;
 use crate::domain::time::rfc3339;
 use crate::ports::{
     ChannelDirectory, DomainEvent, EventPublisher, InboundStore, MessageRef, Recorded,
@@ -323,13 +324,13 @@ async fn status_applied<S: InboundStore>(
     let code = update.error.as_ref().map(|e| e.code.as_str());
     events.push(status_event(channel, at, update.status, code));
     if update.status == DeliveryStatus::Failed {
-        let error = update.error.as_ref();
-        let text = match error {
-            Some(e) => format!("Message not delivered: {} {}", e.reason, e.hint),
-            None => "Message not delivered.".to_owned(),
-        };
+        let error = update
+            .error
+            .clone()
+            .unwrap_or_else(|| DeliveryError::explain("failed", None));
+        let note = SystemMessage::delivery_failed(&error);
         store
-            .record_system_message(&channel.tenant_id, &at.conversation_id, &text, error, now)
+            .record_system_message(&channel.tenant_id, &at.conversation_id, &note, now)
             .await?;
     }
     Ok(())

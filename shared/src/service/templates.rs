@@ -11,7 +11,7 @@ use crate::domain::page::{Page, PageRequest};
 use crate::domain::template::{
     NewTemplate, Template, TemplateCategory, TemplateStatus, template_id,
 };
-use crate::ports::{ChannelDirectory, ProviderApi, RoutedChannel, TemplateStore};
+use crate::ports::{ChannelDirectory, ChannelSender, RoutedChannel, TemplateStore};
 
 async fn whatsapp_channel(
     directory: &impl ChannelDirectory,
@@ -43,7 +43,7 @@ async fn whatsapp_channel(
 pub async fn create_template(
     store: &impl TemplateStore,
     directory: &impl ChannelDirectory,
-    provider: &impl ProviderApi,
+    provider: &impl ChannelSender,
     principal: &Principal,
     new: NewTemplate,
     now: DateTime<Utc>,
@@ -62,7 +62,11 @@ pub async fn create_template(
             "a template with this name and language exists on this channel",
         ));
     }
-    let (provider_id, status, category) = provider
+    let crate::ports::CreatedTemplate {
+        id: provider_id,
+        status,
+        category,
+    } = provider
         .create_template(&channel, &waba, &new.graph_body())
         .await?;
     let template = Template {
@@ -101,7 +105,7 @@ pub async fn list_templates(
 pub async fn delete_template(
     store: &impl TemplateStore,
     directory: &impl ChannelDirectory,
-    provider: &impl ProviderApi,
+    provider: &impl ChannelSender,
     principal: &Principal,
     id: &str,
 ) -> Result<(), Error> {

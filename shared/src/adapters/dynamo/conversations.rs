@@ -135,6 +135,14 @@ pub(super) fn message_from(item: &HashMap<String, AttributeValue>) -> Result<Mes
             .as_deref()
             .and_then(|t| serde_json::from_str(t).ok())
             .unwrap_or(serde_json::Value::Null),
+        actor: r
+            .actor
+            .clone()
+            .or_else(|| r.sent_by.clone().map(crate::domain::actor::Actor::agent)),
+        event: r
+            .event
+            .as_deref()
+            .and_then(crate::domain::system::SystemEvent::parse),
         id: r.id,
         conversation_id: r.conversation_id,
         direction,

@@ -18,7 +18,8 @@ use crate::domain::channel::Channel;
 use crate::domain::conversation::{conversation_id, customer_id, preview};
 use crate::domain::ids::TenantId;
 use crate::domain::inbound::{InboundMessage, StatusUpdate, Watermark};
-use crate::domain::message::{DeliveryError, DeliveryStatus, Direction, MessageKind};
+use crate::domain::message::{DeliveryError, DeliveryStatus, Direction};
+use crate::domain::system::SystemMessage;
 use crate::domain::time::rfc3339;
 use crate::ports::{InboundStore, MessageRef, Recorded, StatusOutcome};
 
@@ -67,9 +68,15 @@ pub(super) struct MessageRecord {
     pub error_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_hint: Option<String>,
-    /// The agent who sent an outbound message through the API.
+    /// The agent who sent an outbound message through the API (before `actor`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_by: Option<String>,
+    /// Who sent an outbound message or caused a system message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<crate::domain::actor::Actor>,
+    /// A system message's event code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
     pub created_at: String,
     pub received_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -559,28 +566,12 @@ impl InboundStore for DynamoStore {
         &self,
         tenant: &TenantId,
         conversation_id: &str,
-        text: &str,
-        error: Option<&DeliveryError>,
+        message: &SystemMessage,
         at: DateTime<Utc>,
     ) -> Result<MessageRef, Error> {
         let id = ulid::Ulid::new().to_string();
         let when = rfc3339(&at);
-        let record = MessageRecord {
-            id: id.clone(),
-            tenant_id: tenant.to_string(),
-            conversation_id: conversation_id.to_owned(),
-            direction: Direction::System.as_str().into(),
-            kind: MessageKind::System.as_str().into(),
-            text: Some(text.to_owned()),
-            status: DeliveryStatus::Delivered.as_str().into(),
-            status_rank: DeliveryStatus::Delivered.rank(),
-            error_code: error.map(|e| e.code.clone()),
-            error_reason: error.map(|e| e.reason.clone()),
-            error_hint: error.map(|e| e.hint.clone()),
-            created_at: when.clone(),
-            received_at: when.clone(),
-            ..MessageRecord::default()
-        };
+        let record = MessageRecord::system(tenant, conversation_id, &when, &id, message);
         self.client
             .put_item()
             .table_name(&self.table)

@@ -22,6 +22,7 @@ mod conversations;
 mod inbound;
 mod media;
 mod outbound;
+mod system;
 mod templates;
 
 /// Attempts of a transaction that conflicts with a concurrent one on the same items.

@@ -18,11 +18,12 @@ use crate::Error;
 use crate::adapters::keys;
 use crate::domain::conversation::{ConversationState, Message, customer_id, preview};
 use crate::domain::ids::{ChannelId, TenantId};
-use crate::domain::message::{DeliveryError, DeliveryStatus, Direction, MessageKind};
+use crate::domain::message::{DeliveryError, DeliveryStatus, Direction};
+use crate::domain::system::SystemMessage;
 use crate::domain::time::rfc3339;
 use crate::ports::{
-    Acceptance, ConversationReader, OutboundBatch, OutboundStore, PendingMessage, RoutedChannel,
-    SendOutcome,
+    Acceptance, ConversationReader, IdempotencyRecord, MessageKey, OutboundBatch, OutboundStore,
+    PendingMessage, RoutedChannel, SendOutcome,
 };
 
 /// What a `ConditionalCheckFailed` at each position of the accept transaction means.
@@ -125,7 +126,7 @@ impl DynamoStore {
         &self,
         key: keys::Key,
         body_hash: &str,
-    ) -> Result<Option<Vec<(String, String)>>, Error> {
+    ) -> Result<Option<Vec<MessageKey>>, Error> {
         let Some(item) = self.get_consistent(key, "read idempotency key").await? else {
             return Ok(None);
         };
@@ -142,7 +143,10 @@ impl DynamoStore {
                     l.iter()
                         .filter_map(|v| v.as_s().ok())
                         .filter_map(|r| r.rsplit_once('#'))
-                        .map(|(at, id)| (at.to_owned(), id.to_owned()))
+                        .map(|(at, id)| MessageKey {
+                            created_at: at.to_owned(),
+                            id: id.to_owned(),
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -211,7 +215,11 @@ impl OutboundStore for DynamoStore {
         let mut items = Vec::new();
         let mut slots = Vec::new();
         let mut idempotency = None;
-        if let Some((key, hash)) = &b.idempotency {
+        if let Some(IdempotencyRecord {
+            key_hash: key,
+            body_hash: hash,
+        }) = &b.idempotency
+        {
             let k = keys::idempotency(tenant, &b.conversation_id, key);
             let mut item = key_item(k.clone());
             item.insert(keys::ENTITY.into(), s("idempotency"));
@@ -233,12 +241,12 @@ impl OutboundStore for DynamoStore {
                 direction: Direction::Outbound.as_str().into(),
                 kind: m.kind.as_str().into(),
                 text: m.text.clone(),
-                media_id: m.media.as_ref().map(|x| x.0.clone()),
-                media_mime_type: m.media.as_ref().map(|x| x.1.clone()),
-                media_size: m.media.as_ref().map(|x| x.2),
+                media_id: m.media.as_ref().map(|x| x.media_id.clone()),
+                media_mime_type: m.media.as_ref().map(|x| x.mime_type.clone()),
+                media_size: m.media.as_ref().map(|x| x.size),
                 status: pending.as_str().into(),
                 status_rank: pending.rank(),
-                sent_by: Some(b.agent_id.clone()),
+                actor: Some(b.actor.clone()),
                 created_at: m.created_at.clone(),
                 received_at: m.created_at.clone(),
                 raw: raw_text(&m.raw),
@@ -410,7 +418,7 @@ impl OutboundStore for DynamoStore {
         conversation_id: &str,
         key_hash: &str,
         body_hash: &str,
-    ) -> Result<Option<Vec<(String, String)>>, Error> {
+    ) -> Result<Option<Vec<MessageKey>>, Error> {
         if !conversation_id.starts_with("cv_") || conversation_id.len() > 64 {
             return Ok(None);
         }
@@ -454,14 +462,14 @@ impl OutboundStore for DynamoStore {
         &self,
         tenant: &TenantId,
         conversation_id: &str,
-        refs: &[(String, String)],
+        refs: &[MessageKey],
     ) -> Result<Vec<Message>, Error> {
         if refs.is_empty() {
             return Ok(Vec::new());
         }
         let keys = refs
             .iter()
-            .map(|(at, id)| keys::message(tenant, conversation_id, at, id))
+            .map(|r| keys::message(tenant, conversation_id, &r.created_at, &r.id))
             .collect();
         let mut found = self
             .batch_get_consistent(keys, true, "read sent messages")
@@ -471,7 +479,7 @@ impl OutboundStore for DynamoStore {
             .collect::<Result<Vec<_>, _>>()?;
         self.merge_statuses(tenant, conversation_id, &mut found)
             .await?;
-        found.sort_by_key(|m| refs.iter().position(|(_, id)| *id == m.id));
+        found.sort_by_key(|m| refs.iter().position(|r| r.id == m.id));
         Ok(found)
     }
 }
@@ -494,21 +502,11 @@ fn system_note(
     // Ordered right after the failed message's time at the earliest.
     let when = rfc3339(&at).max(m.created_at.clone());
     let id = ulid::Ulid::new().to_string();
-    let record = MessageRecord {
-        id: id.clone(),
-        tenant_id: tenant.to_string(),
-        conversation_id: conversation_id.to_owned(),
-        direction: Direction::System.as_str().into(),
-        kind: MessageKind::System.as_str().into(),
-        text: Some(format!("Message not delivered: {}", error.reason)),
-        status: DeliveryStatus::Delivered.as_str().into(),
-        status_rank: DeliveryStatus::Delivered.rank(),
-        error_code: Some(error.code.clone()),
-        error_reason: Some(error.reason.clone()),
-        error_hint: Some(error.hint.clone()),
-        created_at: when.clone(),
-        received_at: when.clone(),
-        ..MessageRecord::default()
-    };
-    record.item(keys::message(tenant, conversation_id, &when, &id))
+    let note = SystemMessage::delivery_failed(error);
+    MessageRecord::system(tenant, conversation_id, &when, &id, &note).item(keys::message(
+        tenant,
+        conversation_id,
+        &when,
+        &id,
+    ))
 }

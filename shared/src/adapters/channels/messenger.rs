@@ -1,0 +1,71 @@
+//! Messenger and Instagram: the Send API (`POST /{page_id|ig_account_id}/messages`), with
+//! `messaging_type` and the `HUMAN_AGENT` tag decided by the customer service window.
+
+use serde_json::{Value, json};
+
+use crate::domain::outbound::{Content, Delivery, OutboundKind};
+use crate::ports::Outgoing;
+
+/// The body of `POST /{page_id|ig_account_id}/messages`. The reference travels in
+/// `message.metadata` and comes back on the echo, which reconciles an unknown outcome.
+pub fn body(message: &Outgoing<'_>) -> Value {
+    let content = match &message.content {
+        Content::Text(t) => json!({"text": t}),
+        Content::Media { kind, source, .. } => {
+            let kind = match kind {
+                OutboundKind::Image | OutboundKind::Sticker => "image",
+                OutboundKind::Video => "video",
+                OutboundKind::Audio => "audio",
+                _ => "file",
+            };
+            json!({"attachment": {"type": kind, "payload": {"url": source, "is_reusable": false}}})
+        }
+        // Refused before (templates are WhatsApp-only); kept total for the type.
+        Content::Template { name, .. } => json!({"text": name}),
+    };
+    let mut body = json!({"recipient": {"id": message.to}, "message": content});
+    body["message"]["metadata"] = json!(message.reference);
+    match message.delivery {
+        Delivery::HumanAgent => {
+            body["messaging_type"] = json!("MESSAGE_TAG");
+            body["tag"] = json!("HUMAN_AGENT");
+        }
+        Delivery::Response | Delivery::Template => body["messaging_type"] = json!("RESPONSE"),
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(content: Content<'_>, delivery: Delivery) -> Value {
+        body(&Outgoing {
+            to: "psid",
+            content,
+            delivery,
+            reference: "r",
+        })
+    }
+
+    #[test]
+    fn messenger_bodies_tag_human_agent_replies() {
+        let b = out(Content::Text("hi"), Delivery::Response);
+        assert_eq!(b["messaging_type"], "RESPONSE");
+        assert!(b.get("tag").is_none());
+        assert_eq!(b["recipient"]["id"], "psid");
+        assert_eq!(b["message"]["metadata"], "r");
+        let b = out(Content::Text("hi"), Delivery::HumanAgent);
+        assert_eq!(b["messaging_type"], "MESSAGE_TAG");
+        assert_eq!(b["tag"], "HUMAN_AGENT");
+        let img = Content::Media {
+            kind: OutboundKind::Sticker,
+            source: "https://s3/s",
+            caption: None,
+            filename: "s.webp",
+        };
+        let b = out(img, Delivery::Response);
+        assert_eq!(b["message"]["attachment"]["type"], "image");
+        assert_eq!(b["message"]["attachment"]["payload"]["url"], "https://s3/s");
+    }
+}

@@ -1,0 +1,162 @@
+//! WhatsApp Cloud API: message bodies (`POST /{phone_number_id}/messages`) and message
+//! templates at the WhatsApp Business Account (`/{waba_id}/message_templates`).
+
+use serde_json::{Value, json};
+
+use super::graph;
+use crate::Error;
+use crate::domain::outbound::{Content, OutboundKind};
+use crate::ports::CreatedTemplate;
+use crate::ports::{Outgoing, RoutedChannel};
+
+/// The body of `POST /{phone_number_id}/messages`. The message's reference comes back in
+/// status webhooks (`biz_opaque_callback_data`), which reconciles an unknown outcome.
+pub fn body(message: &Outgoing<'_>) -> Value {
+    let mut body = json!({
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": message.to,
+        "biz_opaque_callback_data": message.reference,
+    });
+    let (kind, object) = match &message.content {
+        Content::Text(t) => ("text", json!({"preview_url": false, "body": t})),
+        Content::Media {
+            kind,
+            source,
+            caption,
+            filename,
+        } => {
+            let name = match kind {
+                OutboundKind::Image => "image",
+                OutboundKind::Video => "video",
+                OutboundKind::Audio => "audio",
+                OutboundKind::Sticker => "sticker",
+                _ => "document",
+            };
+            let mut object = json!({"link": source});
+            if let Some(c) = caption {
+                object["caption"] = json!(c);
+            }
+            if *kind == OutboundKind::File {
+                object["filename"] = json!(filename);
+            }
+            (name, object)
+        }
+        Content::Template {
+            name,
+            language,
+            components,
+        } => (
+            "template",
+            json!({"name": name, "language": {"code": language}, "components": components}),
+        ),
+    };
+    body["type"] = json!(kind);
+    body[kind] = object;
+    body
+}
+
+fn admin_token(channel: &RoutedChannel) -> Result<&str, Error> {
+    graph::token(channel)
+        .map_err(|_| Error::validation("channel_credentials", "the channel has no access token"))
+}
+
+/// Creates a template at Meta (`POST /{waba_id}/message_templates`).
+///
+/// # Errors
+/// `channel_credentials` (no token), `refused_by_meta` (Meta's 4xx with its words),
+/// `Upstream` when Meta failed or answered without an id.
+pub async fn create_template(
+    client: &reqwest::Client,
+    graph_url: &str,
+    channel: &RoutedChannel,
+    waba_id: &str,
+    body: &Value,
+) -> Result<CreatedTemplate, Error> {
+    let token = admin_token(channel)?;
+    let url = format!("{graph_url}/{waba_id}/message_templates");
+    let answer = graph::admin(client.post(url).bearer_auth(token).json(body)).await?;
+    let id = answer["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Upstream {
+            provider: "Graph",
+            message: "template created without an id".into(),
+        })?;
+    Ok(CreatedTemplate {
+        id,
+        status: answer["status"].as_str().unwrap_or("PENDING").to_owned(),
+        category: answer["category"].as_str().map(str::to_owned),
+    })
+}
+
+/// Deletes a template at Meta (`DELETE /{waba_id}/message_templates`): the one with
+/// Meta's id `hsm_id` when given, else every language of the name.
+///
+/// # Errors
+/// As [`create_template`].
+pub async fn delete_template(
+    client: &reqwest::Client,
+    graph_url: &str,
+    channel: &RoutedChannel,
+    waba_id: &str,
+    name: &str,
+    hsm_id: Option<&str>,
+) -> Result<(), Error> {
+    let token = admin_token(channel)?;
+    let url = format!("{graph_url}/{waba_id}/message_templates");
+    let mut query = vec![("name", name)];
+    if let Some(id) = hsm_id {
+        query.push(("hsm_id", id));
+    }
+    graph::admin(client.delete(url).bearer_auth(token).query(&query))
+        .await
+        .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::outbound::Delivery;
+
+    fn out(content: Content<'_>) -> Value {
+        body(&Outgoing {
+            to: "15551234567",
+            content,
+            delivery: Delivery::Response,
+            reference: "ref",
+        })
+    }
+
+    #[test]
+    fn whatsapp_bodies_follow_the_cloud_api() {
+        let b = out(Content::Text("hi 😀"));
+        assert_eq!(b["messaging_product"], "whatsapp");
+        assert_eq!(b["to"], "15551234567");
+        assert_eq!(b["type"], "text");
+        assert_eq!(b["text"]["body"], "hi 😀");
+        assert_eq!(b["biz_opaque_callback_data"], "ref");
+        let b = out(Content::Media {
+            kind: OutboundKind::File,
+            source: "https://s3/x",
+            caption: Some("invoice"),
+            filename: "inv.pdf",
+        });
+        assert_eq!(b["type"], "document");
+        assert_eq!(b["document"]["link"], "https://s3/x");
+        assert_eq!(b["document"]["filename"], "inv.pdf");
+        let b = out(Content::Media {
+            kind: OutboundKind::Audio,
+            source: "https://s3/a",
+            caption: None,
+            filename: "a.ogg",
+        });
+        assert!(b["audio"].get("caption").is_none());
+        let b = out(Content::Template {
+            name: "hello",
+            language: "en_US",
+            components: vec![],
+        });
+        assert_eq!(b["template"]["language"]["code"], "en_US");
+    }
+}

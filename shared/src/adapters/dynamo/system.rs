@@ -1,0 +1,39 @@
+//! System messages as stored: one record shape for every writer (delivery failures from
+//! the send path and from status webhooks, and every later state change).
+
+use super::inbound::MessageRecord;
+use crate::domain::ids::TenantId;
+use crate::domain::message::{DeliveryStatus, Direction, MessageKind};
+use crate::domain::system::SystemMessage;
+
+impl MessageRecord {
+    /// The record of a system message at `when` (RFC 3339) with id `id`. System messages
+    /// are `delivered` (they reached us) and carry their event code and actor.
+    pub(super) fn system(
+        tenant: &TenantId,
+        conversation_id: &str,
+        when: &str,
+        id: &str,
+        message: &SystemMessage,
+    ) -> Self {
+        let error = message.error.as_ref();
+        Self {
+            id: id.to_owned(),
+            tenant_id: tenant.to_string(),
+            conversation_id: conversation_id.to_owned(),
+            direction: Direction::System.as_str().into(),
+            kind: MessageKind::System.as_str().into(),
+            text: Some(message.text.clone()),
+            status: DeliveryStatus::Delivered.as_str().into(),
+            status_rank: DeliveryStatus::Delivered.rank(),
+            error_code: error.map(|e| e.code.clone()),
+            error_reason: error.map(|e| e.reason.clone()),
+            error_hint: error.map(|e| e.hint.clone()),
+            actor: Some(message.actor.clone()),
+            event: Some(message.event.as_str().to_owned()),
+            created_at: when.to_owned(),
+            received_at: when.to_owned(),
+            ..Self::default()
+        }
+    }
+}

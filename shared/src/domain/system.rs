@@ -1,0 +1,141 @@
+//! System messages: internal notes written into a conversation for every state change
+//! (SPEC §7). They are never sent to the customer and never count as unread.
+
+use serde::{Deserialize, Serialize};
+
+use super::actor::Actor;
+use super::message::DeliveryError;
+
+/// The `event` code of a system message (SPEC §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemEvent {
+    /// A conversation was assigned to an agent.
+    Assigned,
+    /// A conversation's assignee was removed.
+    Unassigned,
+    /// A label was put on the customer.
+    LabelAdded,
+    /// A label was taken off the customer.
+    LabelRemoved,
+    /// Open, closed or snoozed.
+    StatusChanged,
+    /// A bot started on the conversation.
+    BotStarted,
+    /// A bot stopped (with the reason).
+    BotExited,
+    /// A scheduled message went out.
+    ScheduledSent,
+    /// A scheduled message could not go out (with the reason).
+    ScheduledFailed,
+    /// A booking was made.
+    BookingCreated,
+    /// A booking was cancelled.
+    BookingCancelled,
+    /// A payment link was sent.
+    PaymentRequested,
+    /// A payment was completed.
+    PaymentPaid,
+    /// A payment link expired.
+    PaymentExpired,
+    /// Both parties joined a call.
+    CallStarted,
+    /// A call ended (with its duration).
+    CallEnded,
+    /// Nobody joined a call before it expired.
+    CallMissed,
+    /// A message could not be delivered (with the provider's code and the fix).
+    DeliveryFailed,
+    /// The customer service window closed: templates only (WhatsApp) or no sends.
+    WindowClosed,
+}
+
+impl SystemEvent {
+    /// The API code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Assigned => "assigned",
+            Self::Unassigned => "unassigned",
+            Self::LabelAdded => "label_added",
+            Self::LabelRemoved => "label_removed",
+            Self::StatusChanged => "status_changed",
+            Self::BotStarted => "bot_started",
+            Self::BotExited => "bot_exited",
+            Self::ScheduledSent => "scheduled_sent",
+            Self::ScheduledFailed => "scheduled_failed",
+            Self::BookingCreated => "booking_created",
+            Self::BookingCancelled => "booking_cancelled",
+            Self::PaymentRequested => "payment_requested",
+            Self::PaymentPaid => "payment_paid",
+            Self::PaymentExpired => "payment_expired",
+            Self::CallStarted => "call_started",
+            Self::CallEnded => "call_ended",
+            Self::CallMissed => "call_missed",
+            Self::DeliveryFailed => "delivery_failed",
+            Self::WindowClosed => "window_closed",
+        }
+    }
+
+    /// Parses a stored code.
+    pub fn parse(code: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(code.to_owned())).ok()
+    }
+}
+
+/// One system message: what happened, a readable text and who did it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemMessage {
+    /// The event code.
+    pub event: SystemEvent,
+    /// Readable text for the agent.
+    pub text: String,
+    /// Who caused it.
+    pub actor: Actor,
+    /// The provider's failure, for `delivery_failed`.
+    pub error: Option<DeliveryError>,
+}
+
+impl SystemMessage {
+    /// A message that could not be delivered: the reason and the fix, caused by the
+    /// system (the provider's answer or a status webhook).
+    pub fn delivery_failed(error: &DeliveryError) -> Self {
+        Self {
+            event: SystemEvent::DeliveryFailed,
+            text: format!("Message not delivered: {}", error.reason),
+            actor: Actor::System,
+            error: Some(error.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_codes_round_trip() {
+        for event in [
+            SystemEvent::Assigned,
+            SystemEvent::LabelRemoved,
+            SystemEvent::BotExited,
+            SystemEvent::ScheduledFailed,
+            SystemEvent::PaymentPaid,
+            SystemEvent::CallMissed,
+            SystemEvent::DeliveryFailed,
+            SystemEvent::WindowClosed,
+        ] {
+            assert_eq!(SystemEvent::parse(event.as_str()), Some(event));
+        }
+        assert_eq!(SystemEvent::parse("teleported"), None);
+    }
+
+    #[test]
+    fn a_delivery_failure_names_the_reason_and_keeps_the_code() {
+        let error = DeliveryError::explain("131026", None);
+        let m = SystemMessage::delivery_failed(&error);
+        assert_eq!(m.event.as_str(), "delivery_failed");
+        assert!(m.text.starts_with("Message not delivered: "));
+        assert_eq!(m.actor, Actor::System);
+        assert_eq!(m.error.as_ref().map(|e| e.code.as_str()), Some("131026"));
+    }
+}

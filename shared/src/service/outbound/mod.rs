@@ -1,0 +1,381 @@
+//! The one way to reach a customer: [`Outbound`], built once per process and held by every
+//! function that sends (agents' messages, bots, schedules, invitations, payment and call
+//! links).
+//!
+//! A send is checked (kind, media, template, window, quota), accepted as `pending` once per
+//! `Idempotency-Key` in one transaction, sent part by part through the channel's provider
+//! with bounded retries inside a deadline, and settled: `sent` with the provider id,
+//! `failed` with the reason, the fix and a `delivery_failed` system message, or left
+//! `pending` when the provider may have it (status webhooks reconcile it). Every message
+//! records its [`Actor`].
+
+mod accept;
+mod deliver;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+use crate::domain::actor::Actor;
+use crate::domain::channel::ChannelType;
+use crate::domain::conversation::{Conversation, Message, conversation_id};
+use crate::domain::ids::{ChannelId, ConversationId, TenantId};
+use crate::domain::outbound::{
+    Delivery, IdempotencyKey, OutboundKind, Part, RetryPolicy, SendMessage, authorize,
+};
+use crate::domain::template::TemplateCall;
+use crate::domain::window::WECHAT_REPLIES_PER_MESSAGE;
+use crate::ports::{
+    Acceptance, ChannelDirectory, ChannelSender, ConversationReader, IdempotencyRecord, MediaStore,
+    ObjectStore, OutboundBatch, OutboundStore, RoutedChannel, TemplateStore,
+};
+
+use accept::{Resolved, pending_messages, pending_view, resolve};
+use deliver::Plan;
+
+pub use deliver::Deadline;
+
+/// How sends are paced: retries, the cap on one provider call, and the time a whole send
+/// may take (read from the environment by `OutboundSettings::from_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundSettings {
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
+    /// The cap on one provider call (the provider client enforces it).
+    pub call_timeout: Duration,
+    /// The time one send may spend sending: retries and later parts start only while a
+    /// whole call still fits, so every message is settled before the function times out.
+    pub budget: Duration,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            call_timeout: Duration::from_secs(10),
+            // The outbound function's 29 s timeout (API Gateway's limit) less time to
+            // record the outcome.
+            budget: Duration::from_secs(25),
+        }
+    }
+}
+
+/// A send: the message, and what identifies it for idempotency.
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    /// The message (the body of `POST /conversations/{id}/messages`).
+    pub message: SendMessage,
+    /// `Idempotency-Key`, if given: a repeat is answered with the first answer.
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// A hash of the request ([`digest`]): the same key with another request is refused.
+    pub body_hash: String,
+}
+
+impl SendRequest {
+    /// A request whose body hash is the message's own JSON (for senders without an HTTP
+    /// body, such as bots and schedules).
+    pub fn new(message: SendMessage, idempotency_key: Option<IdempotencyKey>) -> Self {
+        let body_hash = digest(format!("{message:?}").as_bytes());
+        Self {
+            message,
+            idempotency_key,
+            body_hash,
+        }
+    }
+}
+
+/// `POST /conversations`: a business-initiated conversation, started with a template.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartConversation {
+    /// The WhatsApp channel.
+    pub channel_id: String,
+    /// The customer's phone number (digits, optional `+`).
+    pub to: String,
+    /// The template.
+    pub template: Option<TemplateCall>,
+}
+
+/// SHA-256 hex of a request body or key.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The stored form of an `Idempotency-Key`.
+fn key_record(key: Option<&IdempotencyKey>, body_hash: &str) -> Option<IdempotencyRecord> {
+    key.map(|k| IdempotencyRecord {
+        key_hash: digest(k.as_str().as_bytes())[..32].to_owned(),
+        body_hash: body_hash.to_owned(),
+    })
+}
+
+/// A WhatsApp number as the Cloud API takes it: digits only, 6 to 20 of them.
+fn whatsapp_number(to: &str) -> Result<String, Error> {
+    let digits = to.trim().trim_start_matches('+');
+    if (6..=20).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(digits.to_owned())
+    } else {
+        Err(Error::validation(
+            "invalid_recipient",
+            "to must be a phone number in international format, digits only (e.g. 15551234567)",
+        ))
+    }
+}
+
+/// The send service: its ports and settings, built once per process.
+#[derive(Debug)]
+pub struct Outbound<S, D, C, O> {
+    store: S,
+    directory: D,
+    channels: C,
+    objects: O,
+    settings: OutboundSettings,
+}
+
+impl<S, D, C, O> Outbound<S, D, C, O>
+where
+    S: OutboundStore + ConversationReader + MediaStore + TemplateStore,
+    D: ChannelDirectory,
+    C: ChannelSender,
+    O: ObjectStore,
+{
+    /// The service over its ports: the store (conversations, messages, media records,
+    /// templates), the channel directory (credentials), the providers and the media bucket.
+    pub fn new(
+        store: S,
+        directory: D,
+        channels: C,
+        objects: O,
+        settings: OutboundSettings,
+    ) -> Self {
+        Self {
+            store,
+            directory,
+            channels,
+            objects,
+            settings,
+        }
+    }
+
+    /// The providers (for calls that are not sends, such as template management).
+    pub fn channels(&self) -> &C {
+        &self.channels
+    }
+
+    /// Sends a message into a conversation of `tenant` as `actor`: the accepted messages
+    /// (`pending`, in send order: a caption the channel cannot carry is a second message),
+    /// or the earlier ones for a repeated `Idempotency-Key`. Each is settled before this
+    /// returns.
+    ///
+    /// # Errors
+    /// - 400 `invalid_idempotency_key`; 422 `invalid_message`, `kind_not_supported`,
+    ///   `template_not_supported`, `media_kind_mismatch`, `media_not_supported`,
+    ///   `media_not_ready`, `media_rejected`, `unknown_media`, `unknown_template`,
+    ///   `template_not_approved`, `template_parameters`;
+    /// - 422 `window_closed` (outside the window, a bot in Messenger's human-agent band, or
+    ///   WeChat's 5-replies quota spent), `template_required` (WhatsApp outside 24 h),
+    ///   `idempotency_key_reused`;
+    /// - 404 `conversation`/`channel` not found for this tenant;
+    /// - `Internal` when the store fails.
+    pub async fn send(
+        &self,
+        actor: &Actor,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        request: SendRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Message>, Error> {
+        // The body is checked before any read; it is split again for the channel once known.
+        request.message.parts(ChannelType::Whatsapp)?;
+        let conversation_id = conversation.as_str();
+        let key = key_record(request.idempotency_key.as_ref(), &request.body_hash);
+        // A repeat is answered before any rule is checked again: the window may have closed
+        // since, but the message was accepted then.
+        if let Some(k) = &key
+            && let Some(refs) = self
+                .store
+                .find_replay(tenant, conversation_id, &k.key_hash, &k.body_hash)
+                .await?
+        {
+            return self.store.messages(tenant, conversation_id, &refs).await;
+        }
+        let not_found = || Error::NotFound {
+            what: "conversation",
+        };
+        // The id names the channel: the conversation and (unless cached) the channel's
+        // routing record come in one request.
+        let channel_id = conversation.channel().ok_or_else(not_found)?;
+        let known = self.directory.known_by_id(&channel_id);
+        let (state, fetched) = self
+            .store
+            .conversation_for_send(
+                tenant,
+                conversation_id,
+                known.is_none().then_some(&channel_id),
+            )
+            .await?;
+        let state = state.ok_or_else(not_found)?;
+        if let Some(routed) = &fetched {
+            self.directory.remember(routed);
+        }
+        let channel = known
+            .or(fetched)
+            .filter(|r| r.channel.tenant_id == *tenant && r.channel.id.as_str() == state.channel_id)
+            .ok_or(Error::NotFound { what: "channel" })?;
+        let channel_type = channel.channel.channel_type;
+        let parts = request.message.parts(channel_type)?;
+        let window =
+            state
+                .policy
+                .window_at(state.last_inbound_at, state.replies_since_inbound, now);
+        let delivery = authorize(
+            channel_type,
+            &window,
+            state.replies_since_inbound,
+            &parts,
+            actor,
+        )?;
+        let resolved = resolve(&self.store, tenant, &channel, &request.message, &parts).await?;
+        let pending = pending_messages(&parts, &resolved, now);
+        let customer = state.customer.external_id.clone();
+        let batch = OutboundBatch {
+            channel: channel.channel.clone(),
+            conversation_id: state.id.clone(),
+            customer: customer.clone(),
+            actor: actor.clone(),
+            messages: pending.clone(),
+            idempotency: key,
+            reply_budget: (channel_type == ChannelType::Wechat && delivery != Delivery::Template)
+                .then(|| {
+                    WECHAT_REPLIES_PER_MESSAGE
+                        .saturating_sub(u32::try_from(pending.len()).unwrap_or(u32::MAX))
+                }),
+            start: false,
+        };
+        if let Acceptance::Replay(refs) = self.store.accept(&batch).await? {
+            return self.store.messages(tenant, &state.id, &refs).await;
+        }
+        let plan = Plan {
+            channel: &channel,
+            conversation_id: &state.id,
+            customer: &customer,
+            resolved: &resolved,
+            delivery,
+        };
+        self.deliver_all(&plan, &parts, &pending).await?;
+        Ok(pending
+            .iter()
+            .map(|m| pending_view(&state.id, m, actor))
+            .collect())
+    }
+
+    /// Starts (or resumes) a WhatsApp conversation from the business side with a template
+    /// (SPEC §4: a business may start a conversation only with one). Returns the
+    /// conversation and the accepted template message.
+    ///
+    /// # Errors
+    /// - 422 `template_required` (no template), `template_not_supported` (not WhatsApp),
+    ///   `invalid_recipient`, and the template errors of [`Outbound::send`];
+    /// - 404 `channel` not found for this tenant; `Internal` when the store fails.
+    pub async fn start(
+        &self,
+        actor: &Actor,
+        tenant: &TenantId,
+        request: StartConversation,
+        idempotency: (Option<IdempotencyKey>, String),
+        now: DateTime<Utc>,
+    ) -> Result<(Conversation, Vec<Message>), Error> {
+        let Some(call) = request.template.clone() else {
+            return Err(Error::validation(
+                "template_required",
+                "a business-initiated conversation starts only with a template",
+            ));
+        };
+        let key = key_record(idempotency.0.as_ref(), &idempotency.1);
+        let channel = self.routed_channel(tenant, &request.channel_id).await?;
+        if channel.channel.channel_type != ChannelType::Whatsapp {
+            return Err(Error::validation(
+                "template_not_supported",
+                "message templates exist only for WhatsApp: other channels wait for the customer to write",
+            ));
+        }
+        let customer = whatsapp_number(&request.to)?;
+        let parts = vec![Part::Template(call)];
+        let message = SendMessage {
+            kind: OutboundKind::Template,
+            text: None,
+            media_id: None,
+            caption: None,
+            template: request.template,
+        };
+        let id = conversation_id(&channel.channel.id, &customer);
+        let replayed = match &key {
+            Some(k) => {
+                self.store
+                    .find_replay(tenant, &id, &k.key_hash, &k.body_hash)
+                    .await?
+            }
+            None => None,
+        };
+        let resolved = match replayed {
+            // A repeat is answered without checking the template again.
+            Some(_) => Resolved::default(),
+            None => resolve(&self.store, tenant, &channel, &message, &parts).await?,
+        };
+        let pending = pending_messages(&parts, &resolved, now);
+        let batch = OutboundBatch {
+            channel: channel.channel.clone(),
+            conversation_id: id.clone(),
+            customer: customer.clone(),
+            actor: actor.clone(),
+            messages: pending.clone(),
+            idempotency: key,
+            reply_budget: None,
+            start: true,
+        };
+        let accepted = match replayed {
+            Some(refs) => Acceptance::Replay(refs),
+            None => self.store.accept(&batch).await?,
+        };
+        let messages = match accepted {
+            Acceptance::Replay(refs) => self.store.messages(tenant, &id, &refs).await?,
+            Acceptance::Accepted => {
+                let plan = Plan {
+                    channel: &channel,
+                    conversation_id: &id,
+                    customer: &customer,
+                    resolved: &resolved,
+                    delivery: Delivery::Template,
+                };
+                self.deliver_all(&plan, &parts, &pending).await?;
+                pending
+                    .iter()
+                    .map(|m| pending_view(&id, m, actor))
+                    .collect()
+            }
+        };
+        let conversation = self
+            .store
+            .get_conversation(tenant, &id)
+            .await?
+            .ok_or_else(|| Error::Internal("started conversation is missing".into()))?
+            .view(now);
+        Ok((conversation, messages))
+    }
+
+    /// The channel with its credentials; it must be the tenant's.
+    async fn routed_channel(
+        &self,
+        tenant: &TenantId,
+        channel_id: &str,
+    ) -> Result<RoutedChannel, Error> {
+        let id = ChannelId::parse(channel_id)?;
+        match self.directory.by_id(&id).await? {
+            Some(r) if r.channel.tenant_id == *tenant => Ok(r),
+            _ => Err(Error::NotFound { what: "channel" }),
+        }
+    }
+}
