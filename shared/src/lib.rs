@@ -10,6 +10,8 @@
 pub mod adapters;
 pub mod config;
 pub mod domain;
+#[cfg(any(test, feature = "test-util"))]
+pub mod fakes;
 pub mod http;
 pub mod ports;
 pub mod service;

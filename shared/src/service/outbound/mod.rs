@@ -379,3 +379,6 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

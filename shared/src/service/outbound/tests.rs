@@ -1,0 +1,313 @@
+//! The send rules as sentences, over the in-memory fakes: no emulator, no network.
+
+use chrono::{DateTime, Duration as Span, Utc};
+use serde_json::json;
+
+use super::*;
+use crate::domain::media::{MediaKind, MediaRecord, MediaStatus};
+use crate::domain::message::DeliveryStatus;
+use crate::domain::outbound::{Attempt, RetryPolicy};
+use crate::domain::system::SystemEvent;
+use crate::fakes::{self, InMemoryStore, MemoryObjects, RecordingSender};
+
+type Service = Outbound<InMemoryStore, InMemoryStore, RecordingSender, MemoryObjects>;
+
+struct World {
+    service: Service,
+    store: InMemoryStore,
+    sender: RecordingSender,
+    tenant: TenantId,
+    now: DateTime<Utc>,
+}
+
+fn world() -> World {
+    let store = InMemoryStore::default();
+    let sender = RecordingSender::default();
+    let settings = OutboundSettings {
+        retry: RetryPolicy {
+            base: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        },
+        ..OutboundSettings::default()
+    };
+    World {
+        service: Outbound::new(
+            store.clone(),
+            store.clone(),
+            sender.clone(),
+            MemoryObjects::default(),
+            settings,
+        ),
+        store,
+        sender,
+        tenant: TenantId::parse("acme").unwrap(),
+        now: DateTime::parse_from_rfc3339("2026-11-30T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc),
+    }
+}
+
+impl World {
+    /// A conversation on a new channel whose customer wrote `hours` ago.
+    fn conversation(
+        &self,
+        channel_type: ChannelType,
+        human_agent: bool,
+        hours: i64,
+        replies: u32,
+    ) -> ConversationId {
+        let channel = fakes::channel(&self.tenant, channel_type, human_agent);
+        let state = fakes::conversation(
+            &channel,
+            "15551234567",
+            Some(self.now - Span::hours(hours)),
+            replies,
+        );
+        self.store.add_channel(channel);
+        let id = ConversationId::parse(&state.id).unwrap();
+        self.store.put_conversation(&self.tenant, state);
+        id
+    }
+
+    async fn send(
+        &self,
+        actor: &Actor,
+        conversation: &ConversationId,
+        body: serde_json::Value,
+        key: Option<&str>,
+    ) -> Result<Vec<Message>, Error> {
+        let message: SendMessage = serde_json::from_value(body.clone()).unwrap();
+        let request = SendRequest {
+            message,
+            idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
+            body_hash: digest(body.to_string().as_bytes()),
+        };
+        self.service
+            .send(actor, &self.tenant, conversation, request, self.now)
+            .await
+    }
+
+    fn stored(&self, conversation: &ConversationId) -> Vec<Message> {
+        self.store.messages_of(&self.tenant, conversation.as_str())
+    }
+}
+
+fn agent() -> Actor {
+    Actor::agent("agent-1")
+}
+
+fn bot() -> Actor {
+    Actor::Bot { id: "bot-1".into() }
+}
+
+fn hi() -> serde_json::Value {
+    json!({"kind": "text", "text": "hi"})
+}
+
+fn code(result: Result<Vec<Message>, Error>) -> &'static str {
+    result.map(|_| ()).unwrap_err().code()
+}
+
+#[tokio::test]
+async fn whatsapp_free_form_goes_out_inside_24_hours_and_needs_a_template_after() {
+    let w = world();
+    let open = w.conversation(ChannelType::Whatsapp, false, 23, 0);
+    let sent = w.send(&agent(), &open, hi(), None).await.unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(w.stored(&open)[0].status, DeliveryStatus::Sent);
+    let closed = w.conversation(ChannelType::Whatsapp, false, 25, 0);
+    assert_eq!(
+        code(w.send(&agent(), &closed, hi(), None).await),
+        "template_required"
+    );
+    assert!(
+        w.stored(&closed).is_empty(),
+        "nothing recorded on a refusal"
+    );
+    assert_eq!(w.sender.sent().len(), 1, "nothing reached the provider");
+}
+
+#[tokio::test]
+async fn messenger_tags_an_agents_late_reply_human_agent_and_refuses_a_bots() {
+    let w = world();
+    let late = w.conversation(ChannelType::Messenger, true, 30, 0);
+    w.send(&agent(), &late, hi(), None).await.unwrap();
+    assert_eq!(w.sender.sent()[0].delivery, Delivery::HumanAgent);
+    assert_eq!(
+        code(w.send(&bot(), &late, hi(), None).await),
+        "window_closed"
+    );
+    let fresh = w.conversation(ChannelType::Messenger, true, 1, 0);
+    w.send(&bot(), &fresh, hi(), None).await.unwrap();
+    assert_eq!(w.sender.sent()[1].delivery, Delivery::Response);
+    let gone = w.conversation(ChannelType::Messenger, true, 24 * 7 + 1, 0);
+    assert_eq!(
+        code(w.send(&agent(), &gone, hi(), None).await),
+        "window_closed"
+    );
+}
+
+#[tokio::test]
+async fn instagram_has_the_human_agent_band_only_with_the_channel_flag() {
+    let w = world();
+    let without = w.conversation(ChannelType::Instagram, false, 30, 0);
+    assert_eq!(
+        code(w.send(&agent(), &without, hi(), None).await),
+        "window_closed"
+    );
+    let with = w.conversation(ChannelType::Instagram, true, 30, 0);
+    w.send(&agent(), &with, hi(), None).await.unwrap();
+    assert_eq!(w.sender.sent()[0].delivery, Delivery::HumanAgent);
+}
+
+#[tokio::test]
+async fn wechat_takes_five_replies_per_customer_message_counting_every_part() {
+    let w = world();
+    let c = w.conversation(ChannelType::Wechat, false, 1, 3);
+    w.send(&agent(), &c, hi(), None).await.unwrap();
+    // One left: a send of two parts (an image then its caption) does not fit.
+    w.store
+        .put_media(media("m1", MediaKind::Image, "image/jpeg", &w.tenant));
+    let two = json!({"kind": "image", "media_id": "m1", "caption": "look"});
+    assert_eq!(code(w.send(&agent(), &c, two, None).await), "window_closed");
+    w.send(&agent(), &c, hi(), None).await.unwrap();
+    assert_eq!(
+        code(w.send(&agent(), &c, hi(), None).await),
+        "window_closed"
+    );
+    let state = w.store.conversation(&w.tenant, c.as_str()).unwrap();
+    assert_eq!(state.replies_since_inbound, 5);
+    assert_eq!(w.sender.sent().len(), 2);
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_sends_once_and_answers_the_same_messages() {
+    let w = world();
+    let c = w.conversation(ChannelType::Whatsapp, false, 1, 0);
+    let first = w.send(&agent(), &c, hi(), Some("k-1")).await.unwrap();
+    let again = w.send(&agent(), &c, hi(), Some("k-1")).await.unwrap();
+    assert_eq!(first[0].id, again[0].id);
+    assert_eq!(w.sender.sent().len(), 1);
+    let other = json!({"kind": "text", "text": "something else"});
+    assert_eq!(
+        code(w.send(&agent(), &c, other, Some("k-1")).await),
+        "idempotency_key_reused"
+    );
+}
+
+#[tokio::test]
+async fn a_caption_the_channel_cannot_carry_goes_as_a_second_message_after_the_media() {
+    let w = world();
+    let c = w.conversation(ChannelType::Messenger, true, 1, 0);
+    w.store
+        .put_media(media("m1", MediaKind::Image, "image/jpeg", &w.tenant));
+    let body = json!({"kind": "image", "media_id": "m1", "caption": "our menu"});
+    let messages = w.send(&agent(), &c, body, None).await.unwrap();
+    assert_eq!(messages.len(), 2);
+    let sent = w.sender.sent();
+    assert!(
+        sent[0]
+            .content
+            .starts_with("image:https://objects.test/clean/")
+    );
+    assert_eq!(sent[1].content, "our menu");
+}
+
+#[tokio::test]
+async fn wechat_media_is_uploaded_then_sent_by_its_id() {
+    let w = world();
+    let c = w.conversation(ChannelType::Wechat, false, 1, 0);
+    w.store
+        .put_media(media("v1", MediaKind::Audio, "audio/amr", &w.tenant));
+    w.service
+        .objects
+        .put("clean/acme/v1", b"#!AMR\n\x04".to_vec());
+    let body = json!({"kind": "audio", "media_id": "v1"});
+    w.send(&agent(), &c, body, None).await.unwrap();
+    assert_eq!(w.sender.uploads(), vec!["v1.amr".to_owned()]);
+    assert_eq!(w.sender.sent()[0].content, "audio:upload-v1.amr");
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_and_a_permanent_one_is_failed_with_a_system_message() {
+    let w = world();
+    let c = w.conversation(ChannelType::Whatsapp, false, 1, 0);
+    let busy = || Attempt::Retry {
+        code: "130429".into(),
+        after: None,
+    };
+    w.sender.answer([busy(), busy()]);
+    w.send(&agent(), &c, hi(), None).await.unwrap();
+    assert_eq!(w.sender.sent().len(), 3);
+    assert_eq!(w.stored(&c)[0].status, DeliveryStatus::Sent);
+
+    let gone = crate::domain::message::DeliveryError::explain("131026", None);
+    w.sender.answer([Attempt::Failed(gone)]);
+    let failed = w.send(&agent(), &c, hi(), None).await.unwrap();
+    let stored = w.stored(&c);
+    let message = stored.iter().find(|m| m.id == failed[0].id).unwrap();
+    assert_eq!(message.status, DeliveryStatus::Failed);
+    assert_eq!(message.error.as_ref().unwrap().code, "131026");
+    let note = stored.last().unwrap();
+    assert_eq!(note.event, Some(SystemEvent::DeliveryFailed));
+    assert_eq!(note.actor, Some(Actor::System));
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_is_never_sent_again_and_stays_pending() {
+    let w = world();
+    let c = w.conversation(ChannelType::Whatsapp, false, 1, 0);
+    w.sender.answer([Attempt::Unknown]);
+    w.send(&agent(), &c, hi(), None).await.unwrap();
+    assert_eq!(w.sender.sent().len(), 1);
+    let stored = w.stored(&c);
+    assert_eq!(stored[0].status, DeliveryStatus::Pending);
+    assert_eq!(stored[0].error.as_ref().unwrap().code, "outcome_unknown");
+}
+
+#[tokio::test]
+async fn every_message_records_the_actor_that_sent_it() {
+    let w = world();
+    let c = w.conversation(ChannelType::Whatsapp, false, 1, 0);
+    let schedule = Actor::Schedule {
+        id: "sm-1".into(),
+        on_behalf_of: "agent-1".into(),
+    };
+    let answered = w.send(&schedule, &c, hi(), None).await.unwrap();
+    assert_eq!(answered[0].actor, Some(schedule.clone()));
+    assert_eq!(w.stored(&c)[0].actor, Some(schedule));
+}
+
+#[tokio::test]
+async fn another_tenants_conversation_is_not_found() {
+    let w = world();
+    let c = w.conversation(ChannelType::Whatsapp, false, 1, 0);
+    let other = TenantId::parse("globex").unwrap();
+    let request = SendRequest::new(serde_json::from_value(hi()).unwrap(), None);
+    let err = w
+        .service
+        .send(&agent(), &other, &c, request, w.now)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "not_found");
+    assert!(w.sender.sent().is_empty());
+}
+
+fn media(id: &str, kind: MediaKind, mime: &str, tenant: &TenantId) -> MediaRecord {
+    let ext = mime.rsplit('/').next().unwrap_or("bin");
+    MediaRecord {
+        id: id.into(),
+        tenant_id: tenant.clone(),
+        status: MediaStatus::Valid,
+        filename: format!("{id}.{ext}"),
+        mime_type: mime.into(),
+        kind,
+        size: 1000,
+        sha256: None,
+        reason_code: None,
+        reason: None,
+        created_at: Utc::now(),
+        inbound: false,
+        version: None,
+    }
+}
