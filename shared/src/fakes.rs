@@ -391,7 +391,7 @@ impl ConversationReader for InMemoryStore {
             .filter(|((t, _), _)| t == tenant.as_str())
             .map(|(_, c)| c.clone())
             .collect();
-        items.sort_by(|a, b| b.last_message_at.cmp(&a.last_message_at));
+        items.sort_by_key(|c| std::cmp::Reverse(c.last_message_at));
         Ok(Page {
             items,
             next_cursor: None,
