@@ -179,14 +179,7 @@ pub trait ConversationReader: Send + Sync {
     ) -> impl Future<Output = Result<Page<Message>, Error>> + Send;
 }
 
-/// A domain event for the event bus.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DomainEvent {
-    /// `MessageReceived`, `MessageStatusChanged`, ...
-    pub detail_type: &'static str,
-    /// The event's fields (ids and states, never message text).
-    pub detail: serde_json::Value,
-}
+pub use crate::domain::events::DomainEvent;
 
 /// Publishing domain events.
 pub trait EventPublisher: Send + Sync {

@@ -39,8 +39,8 @@ impl EventPublisher for EventBridgePublisher {
                     PutEventsRequestEntry::builder()
                         .event_bus_name(&self.bus)
                         .source(SOURCE)
-                        .detail_type(e.detail_type)
-                        .detail(e.detail.to_string())
+                        .detail_type(e.detail_type())
+                        .detail(e.detail().to_string())
                         .build()
                 })
                 .collect::<Vec<_>>();

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod channel;
 pub mod conversation;
 pub mod error;
+pub mod events;
 pub mod fetch;
 pub mod ids;
 pub mod inbound;

@@ -3,11 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
-use serde_json::json;
 use tracing::{info, warn};
 
 use crate::Error;
 use crate::domain::channel::{Channel, ChannelType};
+use crate::domain::events::{EventMedia, MessageReceived, MessageStatusChanged};
 use crate::domain::inbound::{ParsedWebhook, StatusUpdate, WebhookItem, ids_storable};
 use crate::domain::message::{DeliveryError, DeliveryStatus, Direction};
 use crate::domain::system::SystemMessage;
@@ -222,28 +222,29 @@ async fn ingest_item<S: InboundStore>(
             match store.record_message(channel, &message, now).await? {
                 Recorded::Stored(at) => {
                     report.stored += 1;
-                    events.push(DomainEvent {
-                        detail_type: "MessageReceived",
-                        detail: json!({
-                            "tenant_id": channel.tenant_id,
-                            "channel_id": channel.id,
-                            "channel": channel.channel_type,
-                            "conversation_id": at.conversation_id,
-                            "message_id": at.message_id,
-                            "direction": message.direction,
-                            "kind": message.kind,
-                            "provider_message_id": message.provider_message_id,
-                            "created_at": rfc3339(&message.effective_time(now)),
-                            "has_media": message.media.is_some(),
-                            "media": message.media.as_ref().map(|m| json!({
-                                "provider_media_id": m.provider_media_id,
-                                "url": m.url,
-                                "mime_type": m.mime_type,
-                                "sha256": m.sha256,
-                                "filename": m.filename,
-                            })),
-                        }),
-                    });
+                    events.push(DomainEvent::MessageReceived(MessageReceived {
+                        tenant_id: channel.tenant_id.to_string(),
+                        channel_id: channel.id.to_string(),
+                        channel: Some(channel.channel_type),
+                        conversation_id: at.conversation_id.clone(),
+                        message_id: at.message_id.clone(),
+                        direction: Some(message.direction),
+                        kind: Some(message.kind),
+                        provider_message_id: Some(message.provider_message_id.clone()),
+                        created_at: rfc3339(&message.effective_time(now)),
+                        has_media: message.media.is_some(),
+                        media: message
+                            .media
+                            .as_ref()
+                            .map(|m| EventMedia {
+                                provider_media_id: m.provider_media_id.clone(),
+                                url: m.url.clone(),
+                                mime_type: m.mime_type.clone(),
+                                sha256: m.sha256.clone(),
+                                filename: m.filename.clone(),
+                            })
+                            .unwrap_or_default(),
+                    }));
                     // A status may have arrived before this outbound message was recorded:
                     // it is already on the message's provider id; announce it now.
                     if message.direction == Direction::Outbound
@@ -342,18 +343,15 @@ fn status_event(
     status: DeliveryStatus,
     code: Option<&str>,
 ) -> DomainEvent {
-    DomainEvent {
-        detail_type: "MessageStatusChanged",
-        detail: json!({
-            "tenant_id": channel.tenant_id,
-            "channel_id": channel.id,
-            "conversation_id": at.conversation_id,
-            "message_id": at.message_id,
-            "direction": Direction::Outbound,
-            "status": status,
-            "error_code": code,
-        }),
-    }
+    DomainEvent::MessageStatusChanged(MessageStatusChanged {
+        tenant_id: channel.tenant_id.to_string(),
+        channel_id: channel.id.to_string(),
+        conversation_id: at.conversation_id.clone(),
+        message_id: at.message_id.clone(),
+        direction: Direction::Outbound,
+        status,
+        error_code: code.map(str::to_owned),
+    })
 }
 
 /// Publishes events; a failure is logged, not returned: the messages are stored, and

@@ -395,37 +395,8 @@ impl<S: MediaStore, O: ObjectStore> Check<'_, S, O> {
     }
 }
 
-/// The media part of a `MessageReceived` event.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct EventMedia {
-    /// WhatsApp/WeChat media id.
-    pub provider_media_id: Option<String>,
-    /// Messenger/Instagram attachment URL.
-    pub url: Option<String>,
-    /// Declared MIME type.
-    pub mime_type: Option<String>,
-    /// WhatsApp's SHA-256 of the file.
-    pub sha256: Option<String>,
-    /// Declared file name.
-    pub filename: Option<String>,
-}
-
-/// A `MessageReceived` event carrying media.
-#[derive(Debug, Clone, Deserialize)]
-pub struct InboundMediaEvent {
-    /// Tenant.
-    pub tenant_id: String,
-    /// Channel.
-    pub channel_id: String,
-    /// Conversation.
-    pub conversation_id: String,
-    /// Message.
-    pub message_id: String,
-    /// Message time (part of its key).
-    pub created_at: String,
-    /// The media.
-    pub media: EventMedia,
-}
+/// A `MessageReceived` event carrying media (the bus's one typed event).
+pub use crate::domain::events::{EventMedia, MessageReceived as InboundMediaEvent};
 
 /// Provider API base URLs (`META_GRAPH_URL`, `WECHAT_API_URL`).
 #[derive(Debug, Clone, PartialEq, Eq)]
