@@ -16,7 +16,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::Error;
-use crate::domain::actor::Actor;
 use crate::domain::channel::Channel;
 use crate::domain::conversation::{
     ConversationFilter, ConversationState, ConversationStatus, CustomerRef, Message, preview,
@@ -106,34 +105,6 @@ impl InMemoryStore {
             .conversations
             .get(&(tenant.to_string(), id.to_owned()))
             .cloned()
-    }
-}
-
-fn pending_message(conversation_id: &str, m: &PendingMessage, actor: &Actor) -> Message {
-    Message {
-        id: m.id.clone(),
-        conversation_id: conversation_id.to_owned(),
-        direction: Direction::Outbound,
-        kind: m.kind,
-        text: m.text.clone(),
-        media: m
-            .media
-            .as_ref()
-            .map(|media| crate::domain::conversation::MediaRef {
-                media_id: Some(media.media_id.clone()),
-                mime_type: Some(media.mime_type.clone()),
-                size: Some(media.size),
-                status: None,
-                reason: None,
-            }),
-        status: DeliveryStatus::Pending,
-        provider_message_id: None,
-        reply_to: None,
-        error: None,
-        created_at: crate::domain::time::parse_rfc3339(&m.created_at).unwrap_or_default(),
-        actor: Some(actor.clone()),
-        event: None,
-        raw: m.raw.clone(),
     }
 }
 
@@ -252,7 +223,7 @@ impl OutboundStore for InMemoryStore {
                     m.created_at.clone(),
                     m.id.clone(),
                 ),
-                pending_message(&b.conversation_id, m, &b.actor),
+                crate::service::outbound::pending_view(&b.conversation_id, m, &b.actor),
             );
         }
         if let Some(k) = &b.idempotency {
@@ -781,4 +752,28 @@ pub fn conversation(
         replies_since_inbound,
         preview: String::new(),
     }
+}
+
+/// An environment whose AWS endpoint accepts no connections (the discard port on
+/// loopback), with `extra` variables, and static credentials: a handler built on it that
+/// answers shows it decided before any AWS call.
+pub fn unreachable_aws(
+    extra: &[(&str, &str)],
+) -> (
+    HashMap<String, String>,
+    crate::adapters::aws::SharedCredentialsProvider,
+) {
+    let env = [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ("TABLE_NAME", "chat"),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    let credentials = crate::adapters::aws::SharedCredentialsProvider::new(
+        crate::adapters::aws::Credentials::new("k", "s", None, None, "test"),
+    );
+    (env, credentials)
 }

@@ -135,26 +135,13 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
-    use shared::adapters::aws::{Credentials, SharedCredentialsProvider};
-
     use super::*;
 
     const CREATE: &str = include_str!("../../fixtures/apigw-v2-create-channel.json");
 
     /// An app whose AWS endpoint accepts no connections: these tests must not reach AWS.
     fn app() -> App {
-        let env: HashMap<String, String> = [
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
-            ("TABLE_NAME", "chat"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let credentials =
-            SharedCredentialsProvider::new(Credentials::new("k", "s", None, None, "test"));
+        let (env, credentials) = shared::fakes::unreachable_aws(&[]);
         App::from_source(&env, credentials).expect("config")
     }
 

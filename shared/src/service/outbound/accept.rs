@@ -126,7 +126,7 @@ pub(super) fn pending_messages(
 }
 
 /// The message as accepted, before the provider answered.
-pub(super) fn pending_view(conversation_id: &str, m: &PendingMessage, actor: &Actor) -> Message {
+pub(crate) fn pending_view(conversation_id: &str, m: &PendingMessage, actor: &Actor) -> Message {
     Message {
         id: m.id.clone(),
         conversation_id: conversation_id.to_owned(),

@@ -33,7 +33,8 @@ use crate::ports::{
     ObjectStore, OutboundBatch, OutboundStore, RoutedChannel, TemplateStore,
 };
 
-use accept::{Resolved, pending_messages, pending_view, resolve};
+pub(crate) use accept::pending_view;
+use accept::{Resolved, pending_messages, resolve};
 use deliver::Plan;
 
 pub use deliver::Deadline;
