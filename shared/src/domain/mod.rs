@@ -7,6 +7,7 @@ pub mod error;
 pub mod fetch;
 pub mod ids;
 pub mod inbound;
+pub mod limits;
 pub mod media;
 pub mod message;
 pub mod meta;

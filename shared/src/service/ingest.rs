@@ -8,7 +8,10 @@ use tracing::{info, warn};
 
 use crate::Error;
 use crate::domain::channel::{Channel, ChannelType};
-use crate::domain::inbound::{ParsedWebhook, StatusUpdate, WebhookItem, ids_storable};
+use crate::domain::inbound::{
+    InboundMessage, ParsedWebhook, StatusUpdate, WebhookItem, ids_storable,
+};
+use crate::domain::limits;
 use crate::domain::message::{DeliveryStatus, Direction};
 use crate::domain::time::rfc3339;
 use crate::ports::{
@@ -37,6 +40,12 @@ pub struct IngestReport {
     pub unrouted: usize,
     /// Items acknowledged without storing (own echoes, other fields, missing ids).
     pub skipped: usize,
+    /// Messages stored with fields cut or dropped to the storage limits
+    /// ([`crate::domain::limits`]).
+    pub truncated: usize,
+    /// Items the store refused for good even when cut: acknowledged, logged, not stored
+    /// (a retry could not store them either).
+    pub rejected: usize,
 }
 
 impl IngestReport {
@@ -48,6 +57,8 @@ impl IngestReport {
         self.statuses_stale += other.statuses_stale;
         self.unrouted += other.unrouted;
         self.skipped += other.skipped;
+        self.truncated += other.truncated;
+        self.rejected += other.rejected;
     }
 }
 
@@ -65,8 +76,14 @@ pub struct IngestPorts<'a, D, S, P> {
 /// `provider`'s type), stores every item, then publishes the events.
 ///
 /// Items for accounts nobody connected are acknowledged and logged, not stored: the
-/// provider would otherwise retry them for days. Storage failures are errors (the caller
-/// answers 5xx so the provider retries; re-deliveries are deduplicated).
+/// provider would otherwise retry them for days. Every item is tried, whatever happened to
+/// the others; a failure a retry can help (throttling, timeouts, 5xx) is returned after
+/// that (the caller answers 5xx so the provider retries; re-deliveries are deduplicated).
+/// A message the store refuses for good is stored cut, or counted as `rejected`.
+///
+/// # Errors
+///
+/// The first passing failure ([`Error::Internal`]) of any item, once all were tried.
 pub async fn ingest_webhook<D, S, P>(
     ports: IngestPorts<'_, D, S, P>,
     provider: ChannelType,
@@ -82,54 +99,75 @@ where
         skipped: parsed.skipped.len(),
         ..IngestReport::default()
     };
-    for reason in &parsed.skipped {
-        info!(provider = %provider, reason = %reason, "webhook item skipped");
+    // One line for the whole delivery, however many items were skipped.
+    if !parsed.skipped.is_empty() {
+        info!(
+            provider = %provider,
+            skipped = parsed.skipped.len(),
+            reasons = %count_by_reason(&parsed.skipped),
+            "webhook items skipped"
+        );
     }
     let mut events = Vec::new();
+    let mut error = None;
+    let mut unrouted_accounts = 0;
     for account in parsed.accounts {
         let routed = match ports.directory.by_external_id(&account.external_id).await {
             Ok(r) => r,
             Err(e) => {
-                publish(ports.publisher, &events).await;
-                return Err(e);
+                error = error.or(Some(e));
+                continue;
             }
         };
         let Some(routed) = routed.filter(|r| r.channel.channel_type == provider) else {
-            warn!(
-                provider = %provider,
-                items = account.items.len(),
-                "webhook for an account no tenant has connected; acknowledged, not stored"
-            );
+            unrouted_accounts += 1;
             report.unrouted += account.items.len();
             continue;
         };
         let ingested = ingest_items(ports.store, &routed.channel, account.items, now).await;
         report.add(&ingested.report);
         events.extend(ingested.events);
-        if let Some(e) = ingested.error {
-            // What was stored is announced; the provider's retry stores the rest.
-            publish(ports.publisher, &events).await;
-            return Err(e);
-        }
+        error = error.or(ingested.error);
     }
+    if unrouted_accounts > 0 {
+        warn!(
+            provider = %provider,
+            accounts = unrouted_accounts,
+            items = report.unrouted,
+            "webhook for accounts no tenant has connected; acknowledged, not stored"
+        );
+    }
+    // What was stored is announced; the provider's retry stores the rest.
     publish(ports.publisher, &events).await;
-    Ok(report)
+    match error {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
 }
 
-/// What storing one channel's items did. When `error` is set, the items before it in each
-/// customer's order were stored and their `events` are here to publish.
+/// `{"reason": count, …}` of skipped items, for one log line.
+fn count_by_reason(reasons: &[&'static str]) -> serde_json::Value {
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for reason in reasons {
+        *counts.entry(reason).or_default() += 1;
+    }
+    json!(counts)
+}
+
+/// What storing one channel's items did. Every item was tried; when `error` is set, some
+/// failed in a way a retry can help, and the `events` of those stored are here to publish.
 #[derive(Debug, Default)]
 pub struct Ingested {
     /// Counts.
     pub report: IngestReport,
     /// Events of what was stored.
     pub events: Vec<DomainEvent>,
-    /// The first storage failure, if any (a retry can help).
+    /// The first passing storage failure, if any (a retry can help).
     pub error: Option<Error>,
 }
 
 /// Stores the items of one channel. Items of different customers run concurrently; items
-/// of one customer run in payload order.
+/// of one customer run in payload order, each tried whatever happened to the one before.
 pub async fn ingest_items<S: InboundStore>(
     store: &S,
     channel: &Channel,
@@ -146,7 +184,6 @@ pub async fn ingest_items<S: InboundStore>(
             WebhookItem::Watermark(w) => (&w.customer, "watermark"),
         };
         if !ids_storable(&[customer, id]) {
-            warn!(channel_id = %channel.id, "webhook item with an empty or oversize id; acknowledged, not stored");
             oversize += 1;
             continue;
         }
@@ -173,8 +210,7 @@ pub async fn ingest_items<S: InboundStore>(
                 )
                 .await
                 {
-                    done.error = Some(e);
-                    break;
+                    done.error = done.error.or(Some(e));
                 }
             }
             done
@@ -182,6 +218,9 @@ pub async fn ingest_items<S: InboundStore>(
         .buffer_unordered(PARALLEL_CONVERSATIONS)
         .collect()
         .await;
+    if oversize > 0 {
+        warn!(channel_id = %channel.id, items = oversize, "webhook items with an empty or oversize id; acknowledged, not stored");
+    }
     let mut report = IngestReport {
         skipped: oversize,
         ..IngestReport::default()
@@ -199,6 +238,9 @@ pub async fn ingest_items<S: InboundStore>(
         stored = report.stored,
         duplicates = report.duplicates,
         statuses = report.statuses_applied,
+        truncated = report.truncated,
+        rejected = report.rejected,
+        failed = error.is_some(),
         "webhook ingested"
     );
     Ingested {
@@ -217,10 +259,28 @@ async fn ingest_item<S: InboundStore>(
     events: &mut Vec<DomainEvent>,
 ) -> Result<(), Error> {
     match item {
-        WebhookItem::Message(message) => {
-            match store.record_message(channel, &message, now).await? {
+        WebhookItem::Message(original) => {
+            // What is stored and announced: every field within its limit.
+            let mut message = original.clone();
+            let cut = limits::bound_message(&mut message);
+            let Some((recorded, minimal)) = record(store, channel, &original, now).await? else {
+                report.rejected += 1;
+                return Ok(());
+            };
+            match recorded {
                 Recorded::Stored(at) => {
                     report.stored += 1;
+                    if minimal || !cut.is_empty() {
+                        report.truncated += 1;
+                        warn!(
+                            tenant = %channel.tenant_id,
+                            channel_id = %channel.id,
+                            message_id = %at.message_id,
+                            fields = ?cut.names(),
+                            minimal,
+                            "message stored cut to the storage limits"
+                        );
+                    }
                     events.push(DomainEvent {
                         detail_type: "MessageReceived",
                         detail: json!({
@@ -260,11 +320,31 @@ async fn ingest_item<S: InboundStore>(
                 Recorded::Duplicate => report.duplicates += 1,
             }
         }
-        WebhookItem::Status(update) => {
+        WebhookItem::Status(mut update) => {
+            limits::bound_status(&mut update);
             apply_status(store, channel, &update, now, report, events).await?;
         }
         WebhookItem::Watermark(watermark) => {
-            for mid in &watermark.mids {
+            // Statuses of messages not recorded yet are kept (one item each, expiring):
+            // a receipt names at most this many, the newest watermark covers the rest.
+            let named = watermark.mids.len();
+            let mids: Vec<&String> = watermark
+                .mids
+                .iter()
+                .filter(|mid| ids_storable(&[mid.as_str()]))
+                .take(limits::MAX_RECEIPT_MIDS)
+                .collect();
+            if mids.len() < named {
+                report.skipped += named - mids.len();
+                warn!(
+                    channel_id = %channel.id,
+                    named,
+                    kept = mids.len(),
+                    "receipt names more message ids than kept; the watermark covers the rest"
+                );
+            }
+            let mut error = None;
+            for mid in mids {
                 let update = StatusUpdate {
                     provider_message_id: mid.clone(),
                     customer: watermark.customer.clone(),
@@ -274,7 +354,12 @@ async fn ingest_item<S: InboundStore>(
                     raw: serde_json::Value::Null,
                     reference: None,
                 };
-                apply_status(store, channel, &update, now, report, events).await?;
+                if let Err(e) = apply_status(store, channel, &update, now, report, events).await {
+                    error = error.or(Some(e));
+                }
+            }
+            if let Some(e) = error {
+                return Err(e);
             }
             for at in store.apply_watermark(channel, &watermark).await? {
                 report.statuses_applied += 1;
@@ -285,7 +370,67 @@ async fn ingest_item<S: InboundStore>(
     Ok(())
 }
 
+/// Records a message; when the store refuses it for good, records its minimal copy
+/// ([`limits::minimal`]), `true` then. `None` when even that is refused (logged).
+async fn record<S: InboundStore>(
+    store: &S,
+    channel: &Channel,
+    message: &InboundMessage,
+    now: DateTime<Utc>,
+) -> Result<Option<(Recorded, bool)>, Error> {
+    let cause = match store.record_message(channel, message, now).await {
+        Err(Error::StoreRejected(cause)) => cause,
+        other => return other.map(|r| Some((r, false))),
+    };
+    warn!(
+        tenant = %channel.tenant_id,
+        channel_id = %channel.id,
+        cause = %cause,
+        "message refused by the store; storing its minimal copy"
+    );
+    match store
+        .record_message(channel, &limits::minimal(message), now)
+        .await
+    {
+        Err(Error::StoreRejected(cause)) => {
+            tracing::error!(
+                tenant = %channel.tenant_id,
+                channel_id = %channel.id,
+                cause = %cause,
+                "message refused by the store even minimal; acknowledged, not stored"
+            );
+            Ok(None)
+        }
+        other => other.map(|r| Some((r, true))),
+    }
+}
+
+/// Applies a status; one the store refuses for good is counted as `rejected`, logged
+/// and acknowledged.
 async fn apply_status<S: InboundStore>(
+    store: &S,
+    channel: &Channel,
+    update: &StatusUpdate,
+    now: DateTime<Utc>,
+    report: &mut IngestReport,
+    events: &mut Vec<DomainEvent>,
+) -> Result<(), Error> {
+    match apply_status_once(store, channel, update, now, report, events).await {
+        Err(Error::StoreRejected(cause)) => {
+            warn!(
+                tenant = %channel.tenant_id,
+                channel_id = %channel.id,
+                cause = %cause,
+                "status refused by the store; acknowledged, not stored"
+            );
+            report.rejected += 1;
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+async fn apply_status_once<S: InboundStore>(
     store: &S,
     channel: &Channel,
     update: &StatusUpdate,
