@@ -5,6 +5,7 @@ mod channels;
 mod events;
 mod hostile;
 mod inbound;
+mod limits;
 mod local_stack;
 mod media;
 mod outbound;

@@ -326,8 +326,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_internal_error_with_aws_unreachable_is_logged_with_request_id_route_and_function()
-    {
+    async fn an_internal_error_with_aws_unreachable_is_logged_with_request_id_route_and_function() {
         let captured = Captured::default();
         let sink = captured.clone();
         let _guard = tracing::subscriber::set_default(shared::telemetry::json_subscriber(
@@ -366,7 +365,10 @@ mod tests {
                     r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{junk}]}}]}}"#
                 ),
             ),
-            ("messenger", format!(r#"{{"object":"page","entry":[{junk}]}}"#)),
+            (
+                "messenger",
+                format!(r#"{{"object":"page","entry":[{junk}]}}"#),
+            ),
         ];
         for (provider, body) in bodies {
             assert!(body.len() < 64 * 1024, "a small body");
@@ -377,13 +379,22 @@ mod tests {
             assert_eq!(reply["skipped"], 20_000, "{provider}");
         }
         let lines = captured.lines();
-        assert!(lines.len() <= 4, "{} log lines for two junk bodies", lines.len());
+        assert!(
+            lines.len() <= 4,
+            "{} log lines for two junk bodies",
+            lines.len()
+        );
         let summary = lines
             .iter()
             .find(|l| l["fields"]["message"] == "webhook items skipped")
             .expect("one summary line");
         assert_eq!(summary["fields"]["skipped"], 20_000);
-        assert!(summary["fields"]["reasons"].as_str().unwrap().contains("20000"));
+        assert!(
+            summary["fields"]["reasons"]
+                .as_str()
+                .unwrap()
+                .contains("20000")
+        );
     }
 
     #[tokio::test]

@@ -510,3 +510,231 @@ pub async fn publish<P: EventPublisher>(publisher: &P, events: &[DomainEvent]) {
         tracing::error!(error = %e, count = events.len(), "domain events not published");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::domain::ids::{ChannelId, TenantId};
+    use crate::domain::inbound::Watermark;
+    use crate::domain::message::{DeliveryError, MessageKind};
+
+    /// A store whose answer depends on the message text: `refused…` is refused for good
+    /// unless it is the minimal copy, `never…` always, `throttled…` fails in passing.
+    #[derive(Default)]
+    struct Picky {
+        stored: Mutex<Vec<InboundMessage>>,
+    }
+
+    impl InboundStore for Picky {
+        async fn record_message(
+            &self,
+            _: &Channel,
+            m: &InboundMessage,
+            _: DateTime<Utc>,
+        ) -> Result<Recorded, Error> {
+            let text = m.text.as_deref().unwrap_or_default();
+            let minimal = m.raw["stored"] == "minimal";
+            if text.starts_with("never") || (text.starts_with("refused") && !minimal) {
+                return Err(Error::StoreRejected("item too large".into()));
+            }
+            if text.starts_with("throttled") {
+                return Err(Error::Internal("throttled".into()));
+            }
+            self.stored.lock().unwrap().push(m.clone());
+            Ok(Recorded::Stored(MessageRef {
+                message_id: m.provider_message_id.clone(),
+                conversation_id: m.customer.clone(),
+            }))
+        }
+        async fn pending_status(
+            &self,
+            _: &Channel,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<StatusUpdate>, Error> {
+            Ok(None)
+        }
+        async fn apply_status(
+            &self,
+            _: &Channel,
+            _: &StatusUpdate,
+        ) -> Result<StatusOutcome, Error> {
+            Ok(StatusOutcome::Kept)
+        }
+        async fn link_outbound(
+            &self,
+            _: &Channel,
+            _: &StatusUpdate,
+        ) -> Result<Option<MessageRef>, Error> {
+            Ok(None)
+        }
+        async fn apply_watermark(
+            &self,
+            _: &Channel,
+            _: &Watermark,
+        ) -> Result<Vec<MessageRef>, Error> {
+            Ok(Vec::new())
+        }
+        async fn record_system_message(
+            &self,
+            _: &TenantId,
+            _: &str,
+            _: &str,
+            _: Option<&DeliveryError>,
+            _: DateTime<Utc>,
+        ) -> Result<MessageRef, Error> {
+            Err(Error::Internal("not expected".into()))
+        }
+    }
+
+    fn channel() -> Channel {
+        Channel {
+            id: ChannelId::parse("01CHANNEL").unwrap(),
+            tenant_id: TenantId::parse("t1").unwrap(),
+            channel_type: ChannelType::Whatsapp,
+            external_id: "106540352242922".into(),
+            name: "test".into(),
+            waba_id: None,
+            human_agent: false,
+            window_hours: 24,
+            created_at: Utc::now(),
+        }
+    }
+
+    fn text(customer: &str, id: &str, text: &str) -> WebhookItem {
+        WebhookItem::Message(InboundMessage {
+            provider_message_id: id.into(),
+            customer: customer.into(),
+            customer_name: None,
+            direction: Direction::Inbound,
+            kind: MessageKind::Text,
+            text: Some(text.into()),
+            media: None,
+            reply_to: None,
+            timestamp: None,
+            opens_window: true,
+            raw: serde_json::Value::Null,
+        })
+    }
+
+    fn stored_ids(store: &Picky) -> Vec<String> {
+        let mut ids: Vec<String> = store
+            .stored
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| m.provider_message_id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[tokio::test]
+    async fn a_message_refused_for_good_is_stored_minimal_and_the_next_one_of_the_customer_too() {
+        let store = Picky::default();
+        let items = vec![
+            text("ana", "a1", &format!("refused {}", "x".repeat(5000))),
+            text("ana", "a2", "second"),
+        ];
+        let done = ingest_items(&store, &channel(), items, Utc::now()).await;
+        assert!(done.error.is_none());
+        assert_eq!((done.report.stored, done.report.truncated), (2, 1));
+        assert_eq!(stored_ids(&store), vec!["a1", "a2"]);
+        assert_eq!(done.events.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_message_refused_even_minimal_is_acknowledged_as_rejected_and_the_rest_stored() {
+        let store = Picky::default();
+        let items = vec![text("ana", "a1", "never fits"), text("ana", "a2", "second")];
+        let done = ingest_items(&store, &channel(), items, Utc::now()).await;
+        assert!(done.error.is_none());
+        assert_eq!((done.report.stored, done.report.rejected), (1, 1));
+        assert_eq!(stored_ids(&store), vec!["a2"]);
+    }
+
+    #[tokio::test]
+    async fn a_passing_failure_is_returned_after_every_other_item_was_tried() {
+        let store = Picky::default();
+        let items = vec![
+            text("ana", "a1", "throttled"),
+            text("ana", "a2", "second"),
+            text("ben", "b1", "hello"),
+        ];
+        let done = ingest_items(&store, &channel(), items, Utc::now()).await;
+        assert!(matches!(done.error, Some(Error::Internal(_))));
+        assert_eq!(stored_ids(&store), vec!["a2", "b1"]);
+    }
+
+    #[tokio::test]
+    async fn a_receipt_applies_at_most_the_bounded_number_of_message_ids() {
+        #[derive(Default)]
+        struct Counting {
+            inner: Picky,
+            statuses: Mutex<usize>,
+        }
+        impl InboundStore for Counting {
+            async fn record_message(
+                &self,
+                c: &Channel,
+                m: &InboundMessage,
+                t: DateTime<Utc>,
+            ) -> Result<Recorded, Error> {
+                self.inner.record_message(c, m, t).await
+            }
+            async fn pending_status(
+                &self,
+                c: &Channel,
+                a: &str,
+                b: &str,
+            ) -> Result<Option<StatusUpdate>, Error> {
+                self.inner.pending_status(c, a, b).await
+            }
+            async fn apply_status(
+                &self,
+                _: &Channel,
+                _: &StatusUpdate,
+            ) -> Result<StatusOutcome, Error> {
+                *self.statuses.lock().unwrap() += 1;
+                Ok(StatusOutcome::Kept)
+            }
+            async fn link_outbound(
+                &self,
+                c: &Channel,
+                u: &StatusUpdate,
+            ) -> Result<Option<MessageRef>, Error> {
+                self.inner.link_outbound(c, u).await
+            }
+            async fn apply_watermark(
+                &self,
+                c: &Channel,
+                w: &Watermark,
+            ) -> Result<Vec<MessageRef>, Error> {
+                self.inner.apply_watermark(c, w).await
+            }
+            async fn record_system_message(
+                &self,
+                t: &TenantId,
+                c: &str,
+                x: &str,
+                e: Option<&DeliveryError>,
+                a: DateTime<Utc>,
+            ) -> Result<MessageRef, Error> {
+                self.inner.record_system_message(t, c, x, e, a).await
+            }
+        }
+        let store = Counting::default();
+        let receipt = WebhookItem::Watermark(Watermark {
+            customer: "ana".into(),
+            status: DeliveryStatus::Delivered,
+            watermark: Utc::now(),
+            mids: (0..1000).map(|i| format!("m_{i}")).collect(),
+        });
+        let done = ingest_items(&store, &channel(), vec![receipt], Utc::now()).await;
+        assert!(done.error.is_none());
+        assert_eq!(*store.statuses.lock().unwrap(), limits::MAX_RECEIPT_MIDS);
+        assert_eq!(done.report.skipped, 1000 - limits::MAX_RECEIPT_MIDS);
+    }
+}

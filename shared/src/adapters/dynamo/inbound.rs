@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    DynamoStore, EXPIRES_AT, Expr, TRANSACTION_ATTEMPTS, cancelled, conflict_backoff, get_s, internal,
+    DynamoStore, Expr, TRANSACTION_ATTEMPTS, cancelled, conflict_backoff, get_s, internal,
     key_item, n, reason_codes, s, store_error, update,
 };
 use crate::Error;
@@ -213,7 +213,7 @@ impl DynamoStore {
     async fn expire_kept_status(&self, key: Key) -> Result<(), Error> {
         let expires = Utc::now() + chrono::Duration::days(limits::KEPT_STATUS_DAYS);
         let mut e = Expr::default();
-        e.set(EXPIRES_AT, n(expires.timestamp()));
+        e.set(keys::EXPIRES_AT, n(expires.timestamp()));
         let mid = e.name("message_id");
         self.conditional_update(
             key,
@@ -291,7 +291,7 @@ impl InboundStore for DynamoStore {
             .set("message_id", s(&message_id))
             .set("message_sk", s(&message_key.sk))
             .set("direction", s(m.direction.as_str()))
-            .remove(EXPIRES_AT);
+            .remove(keys::EXPIRES_AT);
         let claim_condition = format!("attribute_not_exists({})", claim.name("message_id"));
         let claim_write = update(
             &self.table,
@@ -431,7 +431,10 @@ impl InboundStore for DynamoStore {
                     "error_reason",
                     within(&err.reason, limits::MAX_ERROR_TEXT_BYTES),
                 )
-                .set("error_hint", within(&err.hint, limits::MAX_ERROR_TEXT_BYTES));
+                .set(
+                    "error_hint",
+                    within(&err.hint, limits::MAX_ERROR_TEXT_BYTES),
+                );
         }
         let sr = e.name("status_rank");
         let value = e.value(n(rank));
@@ -508,7 +511,7 @@ impl InboundStore for DynamoStore {
         p.set("message_id", s(message_id))
             .set("message_sk", s(&message_key.sk))
             .set("direction", s(Direction::Outbound.as_str()))
-            .remove(EXPIRES_AT);
+            .remove(keys::EXPIRES_AT);
         let mid = p.name("message_id");
         let mapping = update(
             &self.table,

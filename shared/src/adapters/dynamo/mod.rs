@@ -27,10 +27,6 @@ mod templates;
 /// Attempts of a transaction that conflicts with a concurrent one on the same items.
 const TRANSACTION_ATTEMPTS: u32 = 8;
 
-/// The table's TTL attribute (epoch seconds), as `TimeToLiveSpecification` in
-/// template.yaml names it. Nothing depends on when TTL deletes an item.
-const EXPIRES_AT: &str = "expires_at";
-
 /// Most keys of one `BatchGetItem`.
 const BATCH_GET_MAX: usize = 100;
 

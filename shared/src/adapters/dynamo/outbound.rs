@@ -357,7 +357,7 @@ impl OutboundStore for DynamoStore {
                     .set("direction", s(Direction::Outbound.as_str()))
                     .set_if_absent("status", s(sent.as_str()))
                     .set_if_absent("status_rank", n(sent.rank()))
-                    .remove(super::EXPIRES_AT);
+                    .remove(keys::EXPIRES_AT);
                 let mid = p.name("message_id");
                 let value = p.value(s(&m.id));
                 let mapping = update(
