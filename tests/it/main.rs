@@ -10,4 +10,5 @@ mod local_stack;
 mod media;
 mod outbound;
 mod statuses;
+mod templates;
 mod webhooks;

@@ -184,7 +184,11 @@ where
                 resolved.media = Some(record);
             }
             Part::Template(call) => {
-                let id = template_id(&channel.channel.id, &call.name, &call.language);
+                let id = template_id(
+                    channel.channel.waba_id.as_deref().unwrap_or_default(),
+                    &call.name,
+                    &call.language,
+                );
                 let template = store.get_template(tenant, &id).await?.ok_or_else(|| {
                     Error::validation(
                         "unknown_template",
