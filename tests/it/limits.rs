@@ -230,6 +230,19 @@ async fn oversize_whatsapp_fields_are_stored_cut_and_marked_and_the_next_message
 }
 
 #[tokio::test]
+async fn an_account_id_too_long_to_be_a_key_is_acknowledged_as_unrouted() {
+    let channel = connect("whatsapp").await;
+    let vars = FixtureVars::new(&channel, false);
+    let mut body: Value =
+        serde_json::from_str(&vars.render(&fixture("whatsapp/text.json"))).unwrap();
+    body["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
+        json!("1".repeat(500 * KIB));
+    let reply = post_meta("whatsapp", &body.to_string()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.body["unrouted"], 1, "{}", reply.text);
+}
+
+#[tokio::test]
 async fn an_oversize_messenger_text_and_attachment_url_are_stored_cut_and_the_next_message_too() {
     let channel = connect("messenger").await;
     let vars = FixtureVars::new(&channel, false);

@@ -112,6 +112,13 @@ where
     let mut error = None;
     let mut unrouted_accounts = 0;
     for account in parsed.accounts {
+        // No tenant connected an account with an empty or oversize id (DynamoDB could not
+        // even read its key): acknowledged like any other unknown account.
+        if !ids_storable(&[&account.external_id]) {
+            unrouted_accounts += 1;
+            report.unrouted += account.items.len();
+            continue;
+        }
         let routed = match ports.directory.by_external_id(&account.external_id).await {
             Ok(r) => r,
             Err(e) => {
@@ -210,7 +217,19 @@ pub async fn ingest_items<S: InboundStore>(
                 )
                 .await
                 {
-                    done.error = done.error.or(Some(e));
+                    match e {
+                        // A retry could not store it either: acknowledged, not retried forever.
+                        Error::StoreRejected(cause) => {
+                            warn!(
+                                tenant = %channel.tenant_id,
+                                channel_id = %channel.id,
+                                cause = %cause,
+                                "webhook item refused by the store; acknowledged"
+                            );
+                            done.report.rejected += 1;
+                        }
+                        e => done.error = done.error.or(Some(e)),
+                    }
                 }
             }
             done
@@ -551,9 +570,12 @@ mod tests {
         async fn pending_status(
             &self,
             _: &Channel,
-            _: &str,
+            customer: &str,
             _: &str,
         ) -> Result<Option<StatusUpdate>, Error> {
+            if customer == "odd" {
+                return Err(Error::StoreRejected("key too long".into()));
+            }
             Ok(None)
         }
         async fn apply_status(
@@ -656,6 +678,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_permanent_refusal_of_any_later_step_is_acknowledged_not_retried() {
+        let store = Picky::default();
+        let mut echo = text("odd", "o1", "sent from Meta's inbox");
+        if let WebhookItem::Message(m) = &mut echo {
+            m.direction = Direction::Outbound;
+        }
+        let items = vec![echo, text("odd", "o2", "reply")];
+        let done = ingest_items(&store, &channel(), items, Utc::now()).await;
+        assert!(done.error.is_none());
+        assert_eq!((done.report.stored, done.report.rejected), (2, 1));
+    }
+
+    #[tokio::test]
     async fn a_passing_failure_is_returned_after_every_other_item_was_tried() {
         let store = Picky::default();
         let items = vec![
@@ -666,6 +701,56 @@ mod tests {
         let done = ingest_items(&store, &channel(), items, Utc::now()).await;
         assert!(matches!(done.error, Some(Error::Internal(_))));
         assert_eq!(stored_ids(&store), vec!["a2", "b1"]);
+    }
+
+    /// A directory that fails like DynamoDB on a partition key over 2,048 bytes and knows
+    /// one account.
+    struct Directory;
+
+    impl ChannelDirectory for Directory {
+        async fn by_external_id(
+            &self,
+            external_id: &str,
+        ) -> Result<Option<crate::ports::RoutedChannel>, Error> {
+            if external_id.len() > 2048 {
+                return Err(Error::Internal("ValidationException: key too large".into()));
+            }
+            Ok(
+                (external_id == "106540352242922").then(|| crate::ports::RoutedChannel {
+                    channel: channel(),
+                    credentials: crate::domain::channel::Credentials::default(),
+                }),
+            )
+        }
+        async fn by_id(&self, _: &ChannelId) -> Result<Option<crate::ports::RoutedChannel>, Error> {
+            Ok(None)
+        }
+    }
+
+    struct Silent;
+
+    impl EventPublisher for Silent {
+        async fn publish(&self, _: &[DomainEvent]) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_account_id_too_long_for_a_key_is_unrouted_and_the_other_accounts_stored() {
+        let store = Picky::default();
+        let mut parsed = ParsedWebhook::default();
+        parsed.push(&"1".repeat(500 * 1024), text("ana", "x1", "lost"));
+        parsed.push("106540352242922", text("ben", "b1", "hello"));
+        let ports = IngestPorts {
+            directory: &Directory,
+            store: &store,
+            publisher: &Silent,
+        };
+        let report = ingest_webhook(ports, ChannelType::Whatsapp, parsed, Utc::now())
+            .await
+            .expect("no retry can help: acknowledged");
+        assert_eq!((report.unrouted, report.stored), (1, 1));
+        assert_eq!(stored_ids(&store), vec!["b1"]);
     }
 
     #[tokio::test]
