@@ -29,7 +29,7 @@ pub fn status_of(err: &Error) -> StatusCode {
         Error::Conflict { .. } => StatusCode::CONFLICT,
         Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
-        Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        Error::Internal(_) | Error::StoreRejected(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -48,7 +48,7 @@ struct ErrorDetail<'a> {
 /// message; client errors are not logged (they are the client's, and may hold its data).
 pub fn error_response(err: &Error) -> Response<Body> {
     let message = match err {
-        Error::Internal(cause) => {
+        Error::Internal(cause) | Error::StoreRejected(cause) => {
             error!(cause = %cause, "internal error");
             "something went wrong on our side; try again later".to_owned()
         }
@@ -97,7 +97,8 @@ pub fn respond(result: Result<Response<Body>, Error>) -> Response<Body> {
 }
 
 /// Runs a function's router for one request inside a span naming the function, API
-/// Gateway's request id and the route; every error becomes its response.
+/// Gateway's request id and the route; every error becomes its response inside that span
+/// too, so the log line of an internal error carries all three.
 pub async fn serve<'r, F, Fut>(function: &'static str, req: &'r Request, route: F) -> Response<Body>
 where
     F: FnOnce(&'r Request) -> Fut,
@@ -109,7 +110,9 @@ where
         request_id = %request_id(req),
         route = %route_key(req),
     );
-    respond(route(req).instrument(span).await)
+    async move { respond(route(req).await) }
+        .instrument(span)
+        .await
 }
 
 fn context(
@@ -272,6 +275,46 @@ mod tests {
     fn missing_authorizer_is_a_401() {
         let err = principal(&event("{}", None)).unwrap_err();
         assert_eq!(status_of(&err), StatusCode::UNAUTHORIZED);
+    }
+
+    /// Log lines written by the JSON subscriber, kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_is_logged_with_the_request_id_route_and_function() {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let _guard = tracing::subscriber::set_default(crate::telemetry::json_subscriber(
+            "info",
+            move || sink.clone(),
+        ));
+        let req = event("{}", None);
+        let response = serve("chatroom", &req, |_| async {
+            Err(Error::Internal("table unreachable".into()))
+        })
+        .await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|l| l["fields"]["message"] == "internal error")
+            .expect("the internal error is logged");
+        assert_eq!(line["level"], "ERROR");
+        assert_eq!(line["span"]["request_id"], "r1");
+        assert_eq!(line["span"]["route"], "POST /channels");
+        assert_eq!(line["span"]["function"], "chatroom");
     }
 
     #[test]

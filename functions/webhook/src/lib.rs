@@ -122,6 +122,8 @@ fn report_body(report: &IngestReport) -> serde_json::Value {
         "statuses": report.statuses_applied + report.statuses_kept + report.statuses_stale,
         "unrouted": report.unrouted,
         "skipped": report.skipped,
+        "truncated": report.truncated,
+        "rejected": report.rejected,
     })
 }
 
@@ -148,11 +150,17 @@ async fn meta_message(
     };
     let mut parsed = parsed;
     let template_updates = std::mem::take(&mut parsed.template_updates);
-    let report = ingest::ingest_webhook(app.ports(), provider, parsed, Utc::now()).await?;
-    let mut body = report_body(&report);
-    if !template_updates.is_empty() {
-        let applied = templates::apply_status_updates(&app.store, &template_updates).await?;
-        body["templates"] = serde_json::json!(applied);
+    // Every part is tried; a passing failure of any answers 5xx after (Meta retries the
+    // whole delivery; what was stored is deduplicated).
+    let ingested = ingest::ingest_webhook(app.ports(), provider, parsed, Utc::now()).await;
+    let applied = if template_updates.is_empty() {
+        None
+    } else {
+        Some(templates::apply_status_updates(&app.store, &template_updates).await)
+    };
+    let mut body = report_body(&ingested?);
+    if let Some(applied) = applied {
+        body["templates"] = serde_json::json!(applied?);
     }
     Ok(http::json(StatusCode::OK, &body))
 }
@@ -279,6 +287,114 @@ mod tests {
         let event = HANDSHAKE.replace("fixture-verify-token", "guess");
         let req = lambda_http::request::from_str(&event).unwrap();
         assert_eq!(handle(&app(), req).await.status(), StatusCode::FORBIDDEN);
+    }
+
+    /// Log lines written by the functions' JSON subscriber, kept in memory.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn lines(&self) -> Vec<serde_json::Value> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        }
+    }
+
+    fn signed_post(provider: &str, body: &str) -> Request {
+        let mut event: serde_json::Value = serde_json::from_str(HANDSHAKE).unwrap();
+        let route = format!("POST /webhooks/{provider}");
+        event["routeKey"] = route.clone().into();
+        event["requestContext"]["routeKey"] = route.into();
+        event["requestContext"]["http"]["method"] = "POST".into();
+        event["headers"]["x-hub-signature-256"] =
+            meta::sign("fixture-app-secret", body.as_bytes()).into();
+        event["body"] = body.into();
+        lambda_http::request::from_str(&event.to_string()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_internal_error_with_aws_unreachable_is_logged_with_request_id_route_and_function() {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let _guard = tracing::subscriber::set_default(shared::telemetry::json_subscriber(
+            "info",
+            move || sink.clone(),
+        ));
+        let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550001111","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"A"},"wa_id":"15551234567"}],"messages":[{"from":"15551234567","id":"wamid.log1","timestamp":"1700000000","type":"text","text":{"body":"hi"}}]}}]}]}"#;
+        let response = handle(&app(), signed_post("whatsapp", body)).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let lines = captured.lines();
+        let line = lines
+            .iter()
+            .find(|l| l["fields"]["message"] == "internal error")
+            .expect("the internal error is logged");
+        let request_id = serde_json::from_str::<serde_json::Value>(HANDSHAKE).unwrap()
+            ["requestContext"]["requestId"]
+            .clone();
+        assert_eq!(line["span"]["request_id"], request_id);
+        assert_eq!(line["span"]["route"], "POST /webhooks/whatsapp");
+        assert_eq!(line["span"]["function"], "webhook");
+    }
+
+    #[tokio::test]
+    async fn a_signed_body_of_20000_junk_entries_writes_one_log_line_not_one_per_entry() {
+        let captured = Captured::default();
+        let sink = captured.clone();
+        let _guard = tracing::subscriber::set_default(shared::telemetry::json_subscriber(
+            "info",
+            move || sink.clone(),
+        ));
+        let junk = vec!["{}"; 20_000].join(",");
+        let bodies = [
+            (
+                "whatsapp",
+                format!(
+                    r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{junk}]}}]}}"#
+                ),
+            ),
+            (
+                "messenger",
+                format!(r#"{{"object":"page","entry":[{junk}]}}"#),
+            ),
+        ];
+        for (provider, body) in bodies {
+            assert!(body.len() < 64 * 1024, "a small body");
+            let response = handle(&app(), signed_post(provider, &body)).await;
+            assert_eq!(response.status(), StatusCode::OK, "{provider}");
+            let reply: serde_json::Value =
+                serde_json::from_slice(response.body().as_ref()).unwrap();
+            assert_eq!(reply["skipped"], 20_000, "{provider}");
+        }
+        let lines = captured.lines();
+        assert!(
+            lines.len() <= 4,
+            "{} log lines for two junk bodies",
+            lines.len()
+        );
+        let summary = lines
+            .iter()
+            .find(|l| l["fields"]["message"] == "webhook items skipped")
+            .expect("one summary line");
+        assert_eq!(summary["fields"]["skipped"], 20_000);
+        assert!(
+            summary["fields"]["reasons"]
+                .as_str()
+                .unwrap()
+                .contains("20000")
+        );
     }
 
     #[tokio::test]

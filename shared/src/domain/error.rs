@@ -34,8 +34,15 @@ pub enum Error {
         message: String,
     },
     /// Something on our side failed (500). The text is logged, never sent to the client.
+    /// A retry may help (throttling, timeouts, 5xx of a dependency).
     #[error("internal error: {0}")]
     Internal(String),
+    /// The store refused a write for good (item over the size limit, key too long, …):
+    /// writing the same thing again cannot help (500 on an agent route; a webhook stores a
+    /// cut copy or acknowledges it, so the provider does not retry it forever). The text
+    /// is logged, never sent to the client.
+    #[error("store refused the write: {0}")]
+    StoreRejected(String),
 }
 
 impl Error {
@@ -74,7 +81,7 @@ impl Error {
             Self::NotFound { .. } => "not_found",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Upstream { .. } => "upstream_error",
-            Self::Internal(_) => "internal_error",
+            Self::Internal(_) | Self::StoreRejected(_) => "internal_error",
         }
     }
 }

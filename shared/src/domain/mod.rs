@@ -9,6 +9,7 @@ pub mod events;
 pub mod fetch;
 pub mod ids;
 pub mod inbound;
+pub mod limits;
 pub mod media;
 pub mod message;
 pub mod meta;

@@ -1,9 +1,11 @@
 //! WhatsApp message templates: what a business may send outside the customer service window
 //! and to start a conversation (SPEC §4–5).
 //!
-//! A template is created at Meta through the channel's WhatsApp Business Account; its
-//! `status` only ever comes from Meta (the creation answer, status webhooks or a sync),
-//! never from the client. Only `APPROVED` templates are sendable.
+//! A template belongs to a WhatsApp Business Account (WABA), not to one phone number: it is
+//! created at Meta through one of the account's channels and sendable from every phone
+//! number of the account. Its `status` only ever comes from Meta (the creation answer,
+//! status webhooks or a sync), never from the client. Only `APPROVED` templates are
+//! sendable.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -77,8 +79,10 @@ impl TemplateStatus {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewTemplate {
-    /// The WhatsApp channel whose business account holds the template.
-    pub channel_id: String,
+    /// A WhatsApp channel of the business account that will hold the template; optional
+    /// when the tenant has exactly one business account.
+    #[serde(default)]
+    pub channel_id: Option<String>,
     /// Lowercase letters, digits and underscores.
     pub name: String,
     /// Meta language code (`en_US`, `pt_BR`, `de`).
@@ -92,10 +96,15 @@ pub struct NewTemplate {
 /// A stored template (also the API shape).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Template {
-    /// Our id, derived from channel, name and language (so a send finds it with one read).
+    /// Our id, derived from the business account, name and language (so a send from any
+    /// phone number of the account finds it with one read).
     pub id: String,
-    /// The WhatsApp channel.
+    /// The WhatsApp channel it was created through.
     pub channel_id: String,
+    /// The WhatsApp Business Account that holds it (absent on templates stored before
+    /// templates were keyed by account: those are found by [`legacy_template_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waba_id: Option<String>,
     /// Name.
     pub name: String,
     /// Language code.
@@ -121,8 +130,15 @@ pub struct Template {
     pub created_at: DateTime<Utc>,
 }
 
-/// Our id of a template: one per channel, name and language.
-pub fn template_id(channel: &ChannelId, name: &str, language: &str) -> String {
+/// Our id of a template: one per WhatsApp Business Account, name and language (Meta's own
+/// uniqueness rule), whichever phone number of the account sends it.
+pub fn template_id(waba_id: &str, name: &str, language: &str) -> String {
+    crate::domain::conversation::derived_id("tp_", &["template", "waba", waba_id, name, language])
+}
+
+/// The id templates had when they were keyed by channel (still read, so templates stored
+/// then stay sendable from the channel they were created through).
+pub fn legacy_template_id(channel: &ChannelId, name: &str, language: &str) -> String {
     crate::domain::conversation::derived_id("tp_", &["template", channel.as_str(), name, language])
 }
 
@@ -403,6 +419,7 @@ mod tests {
         Template {
             id: "tp_1".into(),
             channel_id: "ch".into(),
+            waba_id: Some("102290129340398".into()),
             name: "order_update".into(),
             language: "en_US".into(),
             category: TemplateCategory::Utility,
@@ -417,6 +434,30 @@ mod tests {
             reason: None,
             created_at: Utc::now(),
         }
+    }
+
+    #[test]
+    fn a_template_id_depends_on_the_business_account_not_the_phone_number() {
+        let id = template_id("102290129340398", "order_update", "en_US");
+        assert_eq!(id, template_id("102290129340398", "order_update", "en_US"));
+        assert_ne!(id, template_id("102290129340399", "order_update", "en_US"));
+        assert_ne!(id, template_id("102290129340398", "order_update", "pt_BR"));
+        let channel = ChannelId::parse("01CHANNEL").unwrap();
+        assert_ne!(
+            id,
+            legacy_template_id(&channel, "order_update", "en_US"),
+            "account and channel ids never share a template id"
+        );
+    }
+
+    #[test]
+    fn a_new_template_may_omit_its_channel() {
+        let new: NewTemplate = serde_json::from_value(json!({
+            "name": "order_update", "language": "en_US", "category": "UTILITY",
+            "components": [body("Hi")]
+        }))
+        .unwrap();
+        assert_eq!(new.channel_id, None);
     }
 
     #[test]

@@ -3,12 +3,16 @@
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
+use serde_json::json;
 use tracing::{info, warn};
 
 use crate::Error;
 use crate::domain::channel::{Channel, ChannelType};
 use crate::domain::events::{EventMedia, MessageReceived, MessageStatusChanged};
-use crate::domain::inbound::{ParsedWebhook, StatusUpdate, WebhookItem, ids_storable};
+use crate::domain::inbound::{
+    InboundMessage, ParsedWebhook, StatusUpdate, WebhookItem, ids_storable,
+};
+use crate::domain::limits;
 use crate::domain::message::{DeliveryError, DeliveryStatus, Direction};
 use crate::domain::system::SystemMessage;
 use crate::domain::time::rfc3339;
@@ -38,6 +42,12 @@ pub struct IngestReport {
     pub unrouted: usize,
     /// Items acknowledged without storing (own echoes, other fields, missing ids).
     pub skipped: usize,
+    /// Messages stored with fields cut or dropped to the storage limits
+    /// ([`crate::domain::limits`]).
+    pub truncated: usize,
+    /// Items the store refused for good even when cut: acknowledged, logged, not stored
+    /// (a retry could not store them either).
+    pub rejected: usize,
 }
 
 impl IngestReport {
@@ -49,6 +59,8 @@ impl IngestReport {
         self.statuses_stale += other.statuses_stale;
         self.unrouted += other.unrouted;
         self.skipped += other.skipped;
+        self.truncated += other.truncated;
+        self.rejected += other.rejected;
     }
 }
 
@@ -66,8 +78,14 @@ pub struct IngestPorts<'a, D, S, P> {
 /// `provider`'s type), stores every item, then publishes the events.
 ///
 /// Items for accounts nobody connected are acknowledged and logged, not stored: the
-/// provider would otherwise retry them for days. Storage failures are errors (the caller
-/// answers 5xx so the provider retries; re-deliveries are deduplicated).
+/// provider would otherwise retry them for days. Every item is tried, whatever happened to
+/// the others; a failure a retry can help (throttling, timeouts, 5xx) is returned after
+/// that (the caller answers 5xx so the provider retries; re-deliveries are deduplicated).
+/// A message the store refuses for good is stored cut, or counted as `rejected`.
+///
+/// # Errors
+///
+/// The first passing failure ([`Error::Internal`]) of any item, once all were tried.
 pub async fn ingest_webhook<D, S, P>(
     ports: IngestPorts<'_, D, S, P>,
     provider: ChannelType,
@@ -83,54 +101,82 @@ where
         skipped: parsed.skipped.len(),
         ..IngestReport::default()
     };
-    for reason in &parsed.skipped {
-        info!(provider = %provider, reason = %reason, "webhook item skipped");
+    // One line for the whole delivery, however many items were skipped.
+    if !parsed.skipped.is_empty() {
+        info!(
+            provider = %provider,
+            skipped = parsed.skipped.len(),
+            reasons = %count_by_reason(&parsed.skipped),
+            "webhook items skipped"
+        );
     }
     let mut events = Vec::new();
+    let mut error = None;
+    let mut unrouted_accounts = 0;
     for account in parsed.accounts {
+        // No tenant connected an account with an empty or oversize id (DynamoDB could not
+        // even read its key): acknowledged like any other unknown account.
+        if !ids_storable(&[&account.external_id]) {
+            unrouted_accounts += 1;
+            report.unrouted += account.items.len();
+            continue;
+        }
         let routed = match ports.directory.by_external_id(&account.external_id).await {
             Ok(r) => r,
             Err(e) => {
-                publish(ports.publisher, &events).await;
-                return Err(e);
+                error = error.or(Some(e));
+                continue;
             }
         };
         let Some(routed) = routed.filter(|r| r.channel.channel_type == provider) else {
-            warn!(
-                provider = %provider,
-                items = account.items.len(),
-                "webhook for an account no tenant has connected; acknowledged, not stored"
-            );
+            unrouted_accounts += 1;
             report.unrouted += account.items.len();
             continue;
         };
         let ingested = ingest_items(ports.store, &routed.channel, account.items, now).await;
         report.add(&ingested.report);
         events.extend(ingested.events);
-        if let Some(e) = ingested.error {
-            // What was stored is announced; the provider's retry stores the rest.
-            publish(ports.publisher, &events).await;
-            return Err(e);
-        }
+        error = error.or(ingested.error);
     }
+    if unrouted_accounts > 0 {
+        warn!(
+            provider = %provider,
+            accounts = unrouted_accounts,
+            items = report.unrouted,
+            "webhook for accounts no tenant has connected; acknowledged, not stored"
+        );
+    }
+    // What was stored is announced; the provider's retry stores the rest.
     publish(ports.publisher, &events).await;
-    Ok(report)
+    match error {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
 }
 
-/// What storing one channel's items did. When `error` is set, the items before it in each
-/// customer's order were stored and their `events` are here to publish.
+/// `{"reason": count, …}` of skipped items, for one log line.
+fn count_by_reason(reasons: &[&'static str]) -> serde_json::Value {
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for reason in reasons {
+        *counts.entry(reason).or_default() += 1;
+    }
+    json!(counts)
+}
+
+/// What storing one channel's items did. Every item was tried; when `error` is set, some
+/// failed in a way a retry can help, and the `events` of those stored are here to publish.
 #[derive(Debug, Default)]
 pub struct Ingested {
     /// Counts.
     pub report: IngestReport,
     /// Events of what was stored.
     pub events: Vec<DomainEvent>,
-    /// The first storage failure, if any (a retry can help).
+    /// The first passing storage failure, if any (a retry can help).
     pub error: Option<Error>,
 }
 
 /// Stores the items of one channel. Items of different customers run concurrently; items
-/// of one customer run in payload order.
+/// of one customer run in payload order, each tried whatever happened to the one before.
 pub async fn ingest_items<S: InboundStore>(
     store: &S,
     channel: &Channel,
@@ -147,7 +193,6 @@ pub async fn ingest_items<S: InboundStore>(
             WebhookItem::Watermark(w) => (&w.customer, "watermark"),
         };
         if !ids_storable(&[customer, id]) {
-            warn!(channel_id = %channel.id, "webhook item with an empty or oversize id; acknowledged, not stored");
             oversize += 1;
             continue;
         }
@@ -174,8 +219,19 @@ pub async fn ingest_items<S: InboundStore>(
                 )
                 .await
                 {
-                    done.error = Some(e);
-                    break;
+                    match e {
+                        // A retry could not store it either: acknowledged, not retried forever.
+                        Error::StoreRejected(cause) => {
+                            warn!(
+                                tenant = %channel.tenant_id,
+                                channel_id = %channel.id,
+                                cause = %cause,
+                                "webhook item refused by the store; acknowledged"
+                            );
+                            done.report.rejected += 1;
+                        }
+                        e => done.error = done.error.or(Some(e)),
+                    }
                 }
             }
             done
@@ -183,6 +239,9 @@ pub async fn ingest_items<S: InboundStore>(
         .buffer_unordered(PARALLEL_CONVERSATIONS)
         .collect()
         .await;
+    if oversize > 0 {
+        warn!(channel_id = %channel.id, items = oversize, "webhook items with an empty or oversize id; acknowledged, not stored");
+    }
     let mut report = IngestReport {
         skipped: oversize,
         ..IngestReport::default()
@@ -200,6 +259,9 @@ pub async fn ingest_items<S: InboundStore>(
         stored = report.stored,
         duplicates = report.duplicates,
         statuses = report.statuses_applied,
+        truncated = report.truncated,
+        rejected = report.rejected,
+        failed = error.is_some(),
         "webhook ingested"
     );
     Ingested {
@@ -218,10 +280,28 @@ async fn ingest_item<S: InboundStore>(
     events: &mut Vec<DomainEvent>,
 ) -> Result<(), Error> {
     match item {
-        WebhookItem::Message(message) => {
-            match store.record_message(channel, &message, now).await? {
+        WebhookItem::Message(original) => {
+            // What is stored and announced: every field within its limit.
+            let mut message = original.clone();
+            let cut = limits::bound_message(&mut message);
+            let Some((recorded, minimal)) = record(store, channel, &original, now).await? else {
+                report.rejected += 1;
+                return Ok(());
+            };
+            match recorded {
                 Recorded::Stored(at) => {
                     report.stored += 1;
+                    if minimal || !cut.is_empty() {
+                        report.truncated += 1;
+                        warn!(
+                            tenant = %channel.tenant_id,
+                            channel_id = %channel.id,
+                            message_id = %at.message_id,
+                            fields = ?cut.names(),
+                            minimal,
+                            "message stored cut to the storage limits"
+                        );
+                    }
                     events.push(DomainEvent::MessageReceived(MessageReceived {
                         tenant_id: channel.tenant_id.to_string(),
                         channel_id: channel.id.to_string(),
@@ -262,11 +342,31 @@ async fn ingest_item<S: InboundStore>(
                 Recorded::Duplicate => report.duplicates += 1,
             }
         }
-        WebhookItem::Status(update) => {
+        WebhookItem::Status(mut update) => {
+            limits::bound_status(&mut update);
             apply_status(store, channel, &update, now, report, events).await?;
         }
         WebhookItem::Watermark(watermark) => {
-            for mid in &watermark.mids {
+            // Statuses of messages not recorded yet are kept (one item each, expiring):
+            // a receipt names at most this many, the newest watermark covers the rest.
+            let named = watermark.mids.len();
+            let mids: Vec<&String> = watermark
+                .mids
+                .iter()
+                .filter(|mid| ids_storable(&[mid.as_str()]))
+                .take(limits::MAX_RECEIPT_MIDS)
+                .collect();
+            if mids.len() < named {
+                report.skipped += named - mids.len();
+                warn!(
+                    channel_id = %channel.id,
+                    named,
+                    kept = mids.len(),
+                    "receipt names more message ids than kept; the watermark covers the rest"
+                );
+            }
+            let mut error = None;
+            for mid in mids {
                 let update = StatusUpdate {
                     provider_message_id: mid.clone(),
                     customer: watermark.customer.clone(),
@@ -276,7 +376,12 @@ async fn ingest_item<S: InboundStore>(
                     raw: serde_json::Value::Null,
                     reference: None,
                 };
-                apply_status(store, channel, &update, now, report, events).await?;
+                if let Err(e) = apply_status(store, channel, &update, now, report, events).await {
+                    error = error.or(Some(e));
+                }
+            }
+            if let Some(e) = error {
+                return Err(e);
             }
             for at in store.apply_watermark(channel, &watermark).await? {
                 report.statuses_applied += 1;
@@ -287,7 +392,67 @@ async fn ingest_item<S: InboundStore>(
     Ok(())
 }
 
+/// Records a message; when the store refuses it for good, records its minimal copy
+/// ([`limits::minimal`]), `true` then. `None` when even that is refused (logged).
+async fn record<S: InboundStore>(
+    store: &S,
+    channel: &Channel,
+    message: &InboundMessage,
+    now: DateTime<Utc>,
+) -> Result<Option<(Recorded, bool)>, Error> {
+    let cause = match store.record_message(channel, message, now).await {
+        Err(Error::StoreRejected(cause)) => cause,
+        other => return other.map(|r| Some((r, false))),
+    };
+    warn!(
+        tenant = %channel.tenant_id,
+        channel_id = %channel.id,
+        cause = %cause,
+        "message refused by the store; storing its minimal copy"
+    );
+    match store
+        .record_message(channel, &limits::minimal(message), now)
+        .await
+    {
+        Err(Error::StoreRejected(cause)) => {
+            tracing::error!(
+                tenant = %channel.tenant_id,
+                channel_id = %channel.id,
+                cause = %cause,
+                "message refused by the store even minimal; acknowledged, not stored"
+            );
+            Ok(None)
+        }
+        other => other.map(|r| Some((r, true))),
+    }
+}
+
+/// Applies a status; one the store refuses for good is counted as `rejected`, logged
+/// and acknowledged.
 async fn apply_status<S: InboundStore>(
+    store: &S,
+    channel: &Channel,
+    update: &StatusUpdate,
+    now: DateTime<Utc>,
+    report: &mut IngestReport,
+    events: &mut Vec<DomainEvent>,
+) -> Result<(), Error> {
+    match apply_status_once(store, channel, update, now, report, events).await {
+        Err(Error::StoreRejected(cause)) => {
+            warn!(
+                tenant = %channel.tenant_id,
+                channel_id = %channel.id,
+                cause = %cause,
+                "status refused by the store; acknowledged, not stored"
+            );
+            report.rejected += 1;
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+async fn apply_status_once<S: InboundStore>(
     store: &S,
     channel: &Channel,
     update: &StatusUpdate,
@@ -362,5 +527,297 @@ pub async fn publish<P: EventPublisher>(publisher: &P, events: &[DomainEvent]) {
     }
     if let Err(e) = publisher.publish(events).await {
         tracing::error!(error = %e, count = events.len(), "domain events not published");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::domain::ids::{ChannelId, TenantId};
+    use crate::domain::inbound::Watermark;
+    use crate::domain::message::MessageKind;
+
+    /// A store whose answer depends on the message text: `refused…` is refused for good
+    /// unless it is the minimal copy, `never…` always, `throttled…` fails in passing.
+    #[derive(Default)]
+    struct Picky {
+        stored: Mutex<Vec<InboundMessage>>,
+    }
+
+    impl InboundStore for Picky {
+        async fn record_message(
+            &self,
+            _: &Channel,
+            m: &InboundMessage,
+            _: DateTime<Utc>,
+        ) -> Result<Recorded, Error> {
+            let text = m.text.as_deref().unwrap_or_default();
+            let minimal = m.raw["stored"] == "minimal";
+            if text.starts_with("never") || (text.starts_with("refused") && !minimal) {
+                return Err(Error::StoreRejected("item too large".into()));
+            }
+            if text.starts_with("throttled") {
+                return Err(Error::Internal("throttled".into()));
+            }
+            self.stored.lock().unwrap().push(m.clone());
+            Ok(Recorded::Stored(MessageRef {
+                message_id: m.provider_message_id.clone(),
+                conversation_id: m.customer.clone(),
+            }))
+        }
+        async fn pending_status(
+            &self,
+            _: &Channel,
+            customer: &str,
+            _: &str,
+        ) -> Result<Option<StatusUpdate>, Error> {
+            if customer == "odd" {
+                return Err(Error::StoreRejected("key too long".into()));
+            }
+            Ok(None)
+        }
+        async fn apply_status(
+            &self,
+            _: &Channel,
+            _: &StatusUpdate,
+        ) -> Result<StatusOutcome, Error> {
+            Ok(StatusOutcome::Kept)
+        }
+        async fn link_outbound(
+            &self,
+            _: &Channel,
+            _: &StatusUpdate,
+        ) -> Result<Option<MessageRef>, Error> {
+            Ok(None)
+        }
+        async fn apply_watermark(
+            &self,
+            _: &Channel,
+            _: &Watermark,
+        ) -> Result<Vec<MessageRef>, Error> {
+            Ok(Vec::new())
+        }
+        async fn record_system_message(
+            &self,
+            _: &TenantId,
+            _: &str,
+            _: &SystemMessage,
+            _: DateTime<Utc>,
+        ) -> Result<MessageRef, Error> {
+            Err(Error::Internal("not expected".into()))
+        }
+    }
+
+    fn channel() -> Channel {
+        Channel {
+            id: ChannelId::parse("01CHANNEL").unwrap(),
+            tenant_id: TenantId::parse("t1").unwrap(),
+            channel_type: ChannelType::Whatsapp,
+            external_id: "106540352242922".into(),
+            name: "test".into(),
+            waba_id: None,
+            human_agent: false,
+            window_hours: 24,
+            created_at: Utc::now(),
+        }
+    }
+
+    fn text(customer: &str, id: &str, text: &str) -> WebhookItem {
+        WebhookItem::Message(InboundMessage {
+            provider_message_id: id.into(),
+            customer: customer.into(),
+            customer_name: None,
+            direction: Direction::Inbound,
+            kind: MessageKind::Text,
+            text: Some(text.into()),
+            media: None,
+            reply_to: None,
+            timestamp: None,
+            opens_window: true,
+            raw: serde_json::Value::Null,
+        })
+    }
+
+    fn stored_ids(store: &Picky) -> Vec<String> {
+        let mut ids: Vec<String> = store
+            .stored
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|m| m.provider_message_id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[tokio::test]
+    async fn a_message_refused_for_good_is_stored_minimal_and_the_next_one_of_the_customer_too() {
+        let store = Picky::default();
+        let items = vec![
+            text("ana", "a1", &format!("refused {}", "x".repeat(5000))),
+            text("ana", "a2", "second"),
+        ];
+        let done = ingest_items(&store, &channel(), items, Utc::now()).await;
+        assert!(done.error.is_none());
+        assert_eq!((done.report.stored, done.report.truncated), (2, 1));
+        assert_eq!(stored_ids(&store), vec!["a1", "a2"]);
+        assert_eq!(done.events.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_message_refused_even_minimal_is_acknowledged_as_rejected_and_the_rest_stored() {
+        let store = Picky::default();
+        let items = vec![text("ana", "a1", "never fits"), text("ana", "a2", "second")];
+        let done = ingest_items(&store, &channel(), items, Utc::now()).await;
+        assert!(done.error.is_none());
+        assert_eq!((done.report.stored, done.report.rejected), (1, 1));
+        assert_eq!(stored_ids(&store), vec!["a2"]);
+    }
+
+    #[tokio::test]
+    async fn a_permanent_refusal_of_any_later_step_is_acknowledged_not_retried() {
+        let store = Picky::default();
+        let mut echo = text("odd", "o1", "sent from Meta's inbox");
+        if let WebhookItem::Message(m) = &mut echo {
+            m.direction = Direction::Outbound;
+        }
+        let items = vec![echo, text("odd", "o2", "reply")];
+        let done = ingest_items(&store, &channel(), items, Utc::now()).await;
+        assert!(done.error.is_none());
+        assert_eq!((done.report.stored, done.report.rejected), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn a_passing_failure_is_returned_after_every_other_item_was_tried() {
+        let store = Picky::default();
+        let items = vec![
+            text("ana", "a1", "throttled"),
+            text("ana", "a2", "second"),
+            text("ben", "b1", "hello"),
+        ];
+        let done = ingest_items(&store, &channel(), items, Utc::now()).await;
+        assert!(matches!(done.error, Some(Error::Internal(_))));
+        assert_eq!(stored_ids(&store), vec!["a2", "b1"]);
+    }
+
+    /// A directory that fails like DynamoDB on a partition key over 2,048 bytes and knows
+    /// one account.
+    struct Directory;
+
+    impl ChannelDirectory for Directory {
+        async fn by_external_id(
+            &self,
+            external_id: &str,
+        ) -> Result<Option<crate::ports::RoutedChannel>, Error> {
+            if external_id.len() > 2048 {
+                return Err(Error::Internal("ValidationException: key too large".into()));
+            }
+            Ok(
+                (external_id == "106540352242922").then(|| crate::ports::RoutedChannel {
+                    channel: channel(),
+                    credentials: crate::domain::channel::Credentials::default(),
+                }),
+            )
+        }
+        async fn by_id(&self, _: &ChannelId) -> Result<Option<crate::ports::RoutedChannel>, Error> {
+            Ok(None)
+        }
+    }
+
+    struct Silent;
+
+    impl EventPublisher for Silent {
+        async fn publish(&self, _: &[DomainEvent]) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_account_id_too_long_for_a_key_is_unrouted_and_the_other_accounts_stored() {
+        let store = Picky::default();
+        let mut parsed = ParsedWebhook::default();
+        parsed.push(&"1".repeat(500 * 1024), text("ana", "x1", "lost"));
+        parsed.push("106540352242922", text("ben", "b1", "hello"));
+        let ports = IngestPorts {
+            directory: &Directory,
+            store: &store,
+            publisher: &Silent,
+        };
+        let report = ingest_webhook(ports, ChannelType::Whatsapp, parsed, Utc::now())
+            .await
+            .expect("no retry can help: acknowledged");
+        assert_eq!((report.unrouted, report.stored), (1, 1));
+        assert_eq!(stored_ids(&store), vec!["b1"]);
+    }
+
+    #[tokio::test]
+    async fn a_receipt_applies_at_most_the_bounded_number_of_message_ids() {
+        #[derive(Default)]
+        struct Counting {
+            inner: Picky,
+            statuses: Mutex<usize>,
+        }
+        impl InboundStore for Counting {
+            async fn record_message(
+                &self,
+                c: &Channel,
+                m: &InboundMessage,
+                t: DateTime<Utc>,
+            ) -> Result<Recorded, Error> {
+                self.inner.record_message(c, m, t).await
+            }
+            async fn pending_status(
+                &self,
+                c: &Channel,
+                a: &str,
+                b: &str,
+            ) -> Result<Option<StatusUpdate>, Error> {
+                self.inner.pending_status(c, a, b).await
+            }
+            async fn apply_status(
+                &self,
+                _: &Channel,
+                _: &StatusUpdate,
+            ) -> Result<StatusOutcome, Error> {
+                *self.statuses.lock().unwrap() += 1;
+                Ok(StatusOutcome::Kept)
+            }
+            async fn link_outbound(
+                &self,
+                c: &Channel,
+                u: &StatusUpdate,
+            ) -> Result<Option<MessageRef>, Error> {
+                self.inner.link_outbound(c, u).await
+            }
+            async fn apply_watermark(
+                &self,
+                c: &Channel,
+                w: &Watermark,
+            ) -> Result<Vec<MessageRef>, Error> {
+                self.inner.apply_watermark(c, w).await
+            }
+            async fn record_system_message(
+                &self,
+                t: &TenantId,
+                c: &str,
+                x: &SystemMessage,
+                a: DateTime<Utc>,
+            ) -> Result<MessageRef, Error> {
+                self.inner.record_system_message(t, c, x, a).await
+            }
+        }
+        let store = Counting::default();
+        let receipt = WebhookItem::Watermark(Watermark {
+            customer: "ana".into(),
+            status: DeliveryStatus::Delivered,
+            watermark: Utc::now(),
+            mids: (0..1000).map(|i| format!("m_{i}")).collect(),
+        });
+        let done = ingest_items(&store, &channel(), vec![receipt], Utc::now()).await;
+        assert!(done.error.is_none());
+        assert_eq!(*store.statuses.lock().unwrap(), limits::MAX_RECEIPT_MIDS);
+        assert_eq!(done.report.skipped, 1000 - limits::MAX_RECEIPT_MIDS);
     }
 }

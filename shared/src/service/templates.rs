@@ -1,17 +1,21 @@
-//! WhatsApp templates: created and deleted at Meta through the channel's business account;
-//! the stored copy is what sends are checked against.
+//! WhatsApp templates: created and deleted at Meta in a WhatsApp Business Account (through
+//! one of its channels); the stored copy, keyed by the account, is what sends from any
+//! phone number of the account are checked against.
 
 use chrono::{DateTime, Utc};
 
 use crate::Error;
 use crate::domain::auth::Principal;
-use crate::domain::channel::ChannelType;
+use crate::domain::channel::{Channel, ChannelType};
 use crate::domain::ids::ChannelId;
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::template::{
-    NewTemplate, Template, TemplateCategory, TemplateStatus, template_id,
+    NewTemplate, Template, TemplateCategory, TemplateStatus, legacy_template_id, template_id,
 };
-use crate::ports::{ChannelDirectory, ChannelSender, RoutedChannel, TemplateStore};
+use crate::ports::{ChannelDirectory, ChannelSender, ChannelStore, RoutedChannel, TemplateStore};
+
+/// Most pages of channels read to find a tenant's business accounts (100 channels each).
+const MAX_CHANNEL_PAGES: usize = 50;
 
 async fn whatsapp_channel(
     directory: &impl ChannelDirectory,
@@ -38,10 +42,62 @@ async fn whatsapp_channel(
     Ok((routed, waba))
 }
 
-/// `POST /templates` (admin): creates the template at Meta and stores it with the status
-/// Meta answered.
+/// The channel a new template is created through: the one named, else the first WhatsApp
+/// channel of the tenant's only business account.
+async fn creating_channel(
+    channels: &impl ChannelStore,
+    directory: &impl ChannelDirectory,
+    principal: &Principal,
+    channel_id: Option<&str>,
+) -> Result<(RoutedChannel, String), Error> {
+    if let Some(id) = channel_id {
+        return whatsapp_channel(directory, principal, id).await;
+    }
+    let mut accounts: Vec<(String, ChannelId)> = Vec::new();
+    let mut page = PageRequest {
+        limit: 100,
+        cursor: None,
+    };
+    for _ in 0..MAX_CHANNEL_PAGES {
+        let found = channels.list_channels(&principal.tenant_id, &page).await?;
+        for c in found.items {
+            if c.channel_type == ChannelType::Whatsapp
+                && let Some(waba) = c.waba_id
+                && !accounts.iter().any(|(w, _)| *w == waba)
+            {
+                accounts.push((waba, c.id));
+            }
+        }
+        match found.next_cursor {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    match accounts.as_slice() {
+        [] => Err(Error::validation(
+            "waba_id_required",
+            "no WhatsApp channel of this tenant has a waba_id: templates live in the WhatsApp Business Account",
+        )),
+        [(_, channel)] => whatsapp_channel(directory, principal, channel.as_str()).await,
+        _ => Err(Error::validation(
+            "channel_required",
+            "the tenant has several WhatsApp Business Accounts: name one of its channels in channel_id",
+        )),
+    }
+}
+
+/// `POST /templates` (admin): creates the template at Meta in the business account of
+/// `channel_id` (or of the tenant's only account) and stores it with the status Meta
+/// answered, keyed by the account.
+///
+/// # Errors
+///
+/// `forbidden` (not an admin), `invalid_template`, `unknown_channel`,
+/// `template_not_supported` (not WhatsApp), `waba_id_required` (no business account),
+/// `channel_required` (no `channel_id` and several business accounts), `template_exists`
+/// (409: the account has this name and language), the provider's refusal (502).
 pub async fn create_template(
-    store: &impl TemplateStore,
+    store: &(impl TemplateStore + ChannelStore),
     directory: &impl ChannelDirectory,
     provider: &impl ChannelSender,
     principal: &Principal,
@@ -50,8 +106,9 @@ pub async fn create_template(
 ) -> Result<Template, Error> {
     principal.require_admin()?;
     let (header_parameters, body_parameters) = new.validate()?;
-    let (channel, waba) = whatsapp_channel(directory, principal, &new.channel_id).await?;
-    let id = template_id(&channel.channel.id, &new.name, &new.language);
+    let (channel, waba) =
+        creating_channel(store, directory, principal, new.channel_id.as_deref()).await?;
+    let id = template_id(&waba, &new.name, &new.language);
     if store
         .get_template(&principal.tenant_id, &id)
         .await?
@@ -59,7 +116,7 @@ pub async fn create_template(
     {
         return Err(Error::conflict(
             "template_exists",
-            "a template with this name and language exists on this channel",
+            "a template with this name and language exists in this WhatsApp Business Account",
         ));
     }
     let crate::ports::CreatedTemplate {
@@ -72,6 +129,7 @@ pub async fn create_template(
     let template = Template {
         id,
         channel_id: channel.channel.id.to_string(),
+        waba_id: Some(waba),
         category: category
             .and_then(|c| {
                 serde_json::from_value::<TemplateCategory>(serde_json::Value::String(c)).ok()
@@ -89,6 +147,33 @@ pub async fn create_template(
     };
     store.put_template(&principal.tenant_id, &template).await?;
     Ok(template)
+}
+
+/// The template a send from `channel` names: the one of the channel's business account,
+/// else one stored before templates were keyed by account and created through this very
+/// channel. `None` when there is neither.
+///
+/// # Errors
+///
+/// Store failures only.
+pub async fn find_for_send(
+    store: &impl TemplateStore,
+    channel: &Channel,
+    name: &str,
+    language: &str,
+) -> Result<Option<Template>, Error> {
+    let tenant = &channel.tenant_id;
+    if let Some(waba) = &channel.waba_id
+        && let Some(found) = store
+            .get_template(tenant, &template_id(waba, name, language))
+            .await?
+    {
+        return Ok(Some(found));
+    }
+    let legacy = store
+        .get_template(tenant, &legacy_template_id(&channel.id, name, language))
+        .await?;
+    Ok(legacy.filter(|t| t.channel_id == channel.id.as_str()))
 }
 
 /// `GET /templates`.

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    DynamoStore, Expr, TRANSACTION_ATTEMPTS, conflict_backoff, get_s, internal, key_item, n,
-    reason_codes, s, update,
+    DynamoStore, Expr, TRANSACTION_ATTEMPTS, cancelled, conflict_backoff, get_s, internal,
+    key_item, n, reason_codes, s, store_error, update,
 };
 use crate::Error;
 use crate::adapters::keys::{self, Key};
@@ -18,6 +18,7 @@ use crate::domain::channel::Channel;
 use crate::domain::conversation::{conversation_id, customer_id, preview};
 use crate::domain::ids::TenantId;
 use crate::domain::inbound::{InboundMessage, StatusUpdate, Watermark};
+use crate::domain::limits;
 use crate::domain::message::{DeliveryError, DeliveryStatus, Direction};
 use crate::domain::system::SystemMessage;
 use crate::domain::time::rfc3339;
@@ -81,6 +82,13 @@ pub(super) struct MessageRecord {
     pub received_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
+    /// Set when fields were cut or dropped to fit the storage limits
+    /// ([`crate::domain::limits`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<bool>,
+    /// Which fields were cut or dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated_fields: Option<Vec<String>>,
 }
 
 impl MessageRecord {
@@ -205,6 +213,26 @@ pub(super) fn status_of(
     Some((status, error))
 }
 
+impl DynamoStore {
+    /// Gives a status kept for a message not recorded yet an expiry (the table's TTL), so
+    /// statuses of messages never recorded here do not stay forever. Recording the
+    /// message removes it; a message recorded meanwhile is left alone.
+    async fn expire_kept_status(&self, key: Key) -> Result<(), Error> {
+        let expires = Utc::now() + chrono::Duration::days(limits::KEPT_STATUS_DAYS);
+        let mut e = Expr::default();
+        e.set(keys::EXPIRES_AT, n(expires.timestamp()));
+        let mid = e.name("message_id");
+        self.conditional_update(
+            key,
+            &e,
+            &format!("attribute_not_exists({mid})"),
+            "expire kept status",
+        )
+        .await?;
+        Ok(())
+    }
+}
+
 impl InboundStore for DynamoStore {
     async fn record_message(
         &self,
@@ -212,6 +240,11 @@ impl InboundStore for DynamoStore {
         m: &InboundMessage,
         received_at: DateTime<Utc>,
     ) -> Result<Recorded, Error> {
+        // Every field within its limit, so the item always fits DynamoDB's 400 KB.
+        let mut bounded = m.clone();
+        let cut = limits::bound_message(&mut bounded);
+        let m = &bounded;
+        let truncated = !cut.is_empty() || m.raw["truncated"] == true;
         let tenant = &channel.tenant_id;
         let conversation = conversation_id(&channel.id, &m.customer);
         let customer = customer_id(&channel.id, &m.customer);
@@ -245,6 +278,9 @@ impl InboundStore for DynamoStore {
             created_at: at.clone(),
             received_at: rfc3339(&received_at),
             raw: raw_text(&m.raw),
+            truncated: truncated.then_some(true),
+            truncated_fields: (!cut.is_empty())
+                .then(|| cut.names().into_iter().map(str::to_owned).collect()),
             ..MessageRecord::default()
         };
         let message_put = Put::builder()
@@ -261,7 +297,8 @@ impl InboundStore for DynamoStore {
             .set(keys::ENTITY, s("provider_message"))
             .set("message_id", s(&message_id))
             .set("message_sk", s(&message_key.sk))
-            .set("direction", s(m.direction.as_str()));
+            .set("direction", s(m.direction.as_str()))
+            .remove(keys::EXPIRES_AT);
         let claim_condition = format!("attribute_not_exists({})", claim.name("message_id"));
         let claim_write = update(
             &self.table,
@@ -343,14 +380,12 @@ impl InboundStore for DynamoStore {
                         conflict_backoff(attempt).await;
                         continue;
                     }
-                    return Err(Error::Internal(format!(
-                        "record message cancelled: {codes:?}"
-                    )));
+                    return Err(cancelled("record message", &codes));
                 }
                 TransactWriteItemsError::TransactionInProgressException(_) => {
                     conflict_backoff(attempt).await;
                 }
-                other => return Err(internal("record message", other)),
+                other => return Err(store_error("record message", other)),
             }
         }
         Err(Error::Internal(
@@ -390,15 +425,23 @@ impl InboundStore for DynamoStore {
     ) -> Result<StatusOutcome, Error> {
         let conversation = conversation_id(&channel.id, &u.customer);
         let key = keys::provider_message(&channel.tenant_id, &conversation, &u.provider_message_id);
+        let key_of_kept = key.clone();
         let rank = u.status.rank();
         let mut e = Expr::default();
         e.set(keys::ENTITY, s("provider_message"))
             .set("status", s(u.status.as_str()))
             .set("status_rank", n(rank));
         if let Some(err) = &u.error {
-            e.set("error_code", s(&err.code))
-                .set("error_reason", s(&err.reason))
-                .set("error_hint", s(&err.hint));
+            let within = |text: &str, max| s(limits::cut_at_char_boundary(text, max));
+            e.set("error_code", within(&err.code, limits::MAX_TOKEN_BYTES))
+                .set(
+                    "error_reason",
+                    within(&err.reason, limits::MAX_ERROR_TEXT_BYTES),
+                )
+                .set(
+                    "error_hint",
+                    within(&err.hint, limits::MAX_ERROR_TEXT_BYTES),
+                );
         }
         let sr = e.name("status_rank");
         let value = e.value(n(rank));
@@ -423,12 +466,15 @@ impl InboundStore for DynamoStore {
                         message_id: id.to_owned(),
                         conversation_id: conversation,
                     }),
-                    None => StatusOutcome::Kept,
+                    None => {
+                        self.expire_kept_status(key_of_kept).await?;
+                        StatusOutcome::Kept
+                    }
                 })
             }
             Err(err) => match err.into_service_error() {
                 UpdateItemError::ConditionalCheckFailedException(_) => Ok(StatusOutcome::Stale),
-                other => Err(internal("apply status", other)),
+                other => Err(store_error("apply status", other)),
             },
         }
     }
@@ -471,7 +517,8 @@ impl InboundStore for DynamoStore {
         let mut p = Expr::default();
         p.set("message_id", s(message_id))
             .set("message_sk", s(&message_key.sk))
-            .set("direction", s(Direction::Outbound.as_str()));
+            .set("direction", s(Direction::Outbound.as_str()))
+            .remove(keys::EXPIRES_AT);
         let mid = p.name("message_id");
         let mapping = update(
             &self.table,
@@ -493,7 +540,7 @@ impl InboundStore for DynamoStore {
             })),
             // Not ours, already mapped, or mapped by a parallel delivery: nothing to do.
             Err(TransactWriteItemsError::TransactionCanceledException(_)) => Ok(None),
-            Err(other) => Err(internal("link outbound message", other)),
+            Err(other) => Err(store_error("link outbound message", other)),
         }
     }
 
@@ -583,7 +630,7 @@ impl InboundStore for DynamoStore {
             ))?))
             .send()
             .await
-            .map_err(|e| internal("record system message", e))?;
+            .map_err(|e| store_error("record system message", e.into_service_error()))?;
         Ok(MessageRef {
             message_id: id,
             conversation_id: conversation_id.to_owned(),

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, KeysAndAttributes, TransactWriteItem, Update,
 };
@@ -50,6 +50,44 @@ impl DynamoStore {
 
 fn internal(context: &str, err: impl std::error::Error) -> Error {
     Error::Internal(format!("{context}: {}", DisplayErrorContext(err)))
+}
+
+/// DynamoDB error codes that say the request itself can never succeed (item over 400 KB,
+/// key or attribute too long, malformed request): sending it again cannot help. Every
+/// other failure (throttling, 5xx, timeouts, connection errors) may pass.
+const PERMANENT_CODES: &[&str] = &[
+    "ValidationException",
+    "ItemCollectionSizeLimitExceededException",
+    "SerializationException",
+];
+
+/// The same, as reasons of one item of a cancelled transaction.
+const PERMANENT_REASONS: &[&str] = &["ValidationError", "ItemCollectionSizeLimitExceeded"];
+
+/// A store failure as a domain error: [`Error::StoreRejected`] when retrying the same
+/// write cannot help, [`Error::Internal`] when it may.
+fn store_error<E>(context: &str, err: E) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error,
+{
+    let permanent = err.code().is_some_and(|c| PERMANENT_CODES.contains(&c));
+    let text = format!("{context}: {}", DisplayErrorContext(err));
+    if permanent {
+        Error::StoreRejected(text)
+    } else {
+        Error::Internal(text)
+    }
+}
+
+/// A cancelled transaction none of whose reasons is settled by the caller, as a domain
+/// error: permanent when an item was refused for good.
+fn cancelled(context: &str, codes: &[&str]) -> Error {
+    let text = format!("{context} cancelled: {codes:?}");
+    if codes.iter().any(|c| PERMANENT_REASONS.contains(c)) {
+        Error::StoreRejected(text)
+    } else {
+        Error::Internal(text)
+    }
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -372,6 +410,43 @@ mod tests {
         );
         assert!(decode_cursor("!!!", 1, keys::CHANNEL_PREFIX).is_err());
         assert!(decode_cursor(&c, 2, keys::CHANNEL_PREFIX).is_err());
+    }
+
+    #[test]
+    fn item_size_and_validation_failures_are_permanent_and_throttling_passes() {
+        use aws_sdk_dynamodb::error::ErrorMetadata;
+        use aws_sdk_dynamodb::operation::put_item::PutItemError;
+        let failure = |code: &str| {
+            PutItemError::generic(
+                ErrorMetadata::builder()
+                    .code(code)
+                    .message("Item size has exceeded the maximum allowed size")
+                    .build(),
+            )
+        };
+        assert!(matches!(
+            store_error("put", failure("ValidationException")),
+            Error::StoreRejected(_)
+        ));
+        for passing in [
+            "ThrottlingException",
+            "ProvisionedThroughputExceededException",
+            "InternalServerError",
+            "RequestLimitExceeded",
+        ] {
+            assert!(
+                matches!(store_error("put", failure(passing)), Error::Internal(_)),
+                "{passing}"
+            );
+        }
+        assert!(matches!(
+            cancelled("record", &["None", "ValidationError"]),
+            Error::StoreRejected(_)
+        ));
+        assert!(matches!(
+            cancelled("record", &["ThrottlingError", "None"]),
+            Error::Internal(_)
+        ));
     }
 
     #[test]

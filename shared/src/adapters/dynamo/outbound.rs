@@ -364,7 +364,8 @@ impl OutboundStore for DynamoStore {
                     .set("message_sk", s(&key.sk))
                     .set("direction", s(Direction::Outbound.as_str()))
                     .set_if_absent("status", s(sent.as_str()))
-                    .set_if_absent("status_rank", n(sent.rank()));
+                    .set_if_absent("status_rank", n(sent.rank()))
+                    .remove(keys::EXPIRES_AT);
                 let mid = p.name("message_id");
                 let value = p.value(s(&m.id));
                 let mapping = update(

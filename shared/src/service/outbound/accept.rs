@@ -10,7 +10,7 @@ use crate::domain::ids::TenantId;
 use crate::domain::media::{MediaRecord, MediaStatus};
 use crate::domain::message::{DeliveryStatus, Direction};
 use crate::domain::outbound::{Part, SendMessage, check_media};
-use crate::domain::template::{Template, template_id};
+use crate::domain::template::Template;
 use crate::domain::time::rfc3339;
 use crate::ports::{MediaStore, MediaSummary, PendingMessage, RoutedChannel, TemplateStore};
 
@@ -66,12 +66,18 @@ where
                 resolved.media = Some(record);
             }
             Part::Template(call) => {
-                let id = template_id(&channel.channel.id, &call.name, &call.language);
-                let template = store.get_template(tenant, &id).await?.ok_or_else(|| {
+                let found = crate::service::templates::find_for_send(
+                    store,
+                    &channel.channel,
+                    &call.name,
+                    &call.language,
+                )
+                .await?;
+                let template = found.ok_or_else(|| {
                     Error::validation(
                         "unknown_template",
                         format!(
-                            "no template {} in language {} for this channel",
+                            "no template {} in language {} in this channel's WhatsApp Business Account",
                             call.name, call.language
                         ),
                     )
