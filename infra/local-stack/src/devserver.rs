@@ -510,8 +510,11 @@ mod tests {
         assert_eq!(env("https://graph.facebook.com/v21.0", "false"), "false");
         assert_eq!(env("https://graph.facebook.com/v21.0", "true"), "true");
         // A function that fetches no media gets no flag.
-        let mut webhook: HashMap<String, String> =
-            [("META_GRAPH_URL".to_owned(), "http://127.0.0.1:3100/graph".to_owned())].into();
+        let mut webhook: HashMap<String, String> = [(
+            "META_GRAPH_URL".to_owned(),
+            "http://127.0.0.1:3100/graph".to_owned(),
+        )]
+        .into();
         allow_loopback_media(&mut webhook);
         assert!(!webhook.contains_key("MEDIA_FETCH_ALLOW_LOOPBACK"));
     }

@@ -187,7 +187,10 @@ mod tests {
 
     #[test]
     fn loopback_fetching_is_on_whenever_a_provider_url_points_at_loopback() {
-        let remote = ["https://graph.facebook.com/v21.0", "https://api.weixin.qq.com"];
+        let remote = [
+            "https://graph.facebook.com/v21.0",
+            "https://api.weixin.qq.com",
+        ];
         assert!(!loopback_fetch_allowed(remote, false));
         assert!(loopback_fetch_allowed(remote, true));
         for local in [

@@ -232,7 +232,8 @@ pub async fn inspect<B: Blob>(
     let tail_start = size.saturating_sub(CHUNK);
     let tail = reader.read(tail_start, CHUNK).await?;
     let text_bom = [&[0xEF, 0xBB, 0xBF][..], &[0xFF, 0xFE], &[0xFE, 0xFF]];
-    let mut found = if declared.mime == "text/plain" && text_bom.iter().any(|b| head.starts_with(b)) {
+    let mut found = if declared.mime == "text/plain" && text_bom.iter().any(|b| head.starts_with(b))
+    {
         Magic::Unknown
     } else {
         magic(&head)

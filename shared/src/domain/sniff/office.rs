@@ -16,10 +16,7 @@ const PPTX: &str = "application/vnd.openxmlformats-officedocument.presentationml
 
 /// Where a ZIP's central directory is, from its end records (ZIP64 ones when the classic
 /// record is saturated): `(entries, size, offset)`.
-async fn directory<B: Blob>(
-    reader: &mut ChunkedReader<B>,
-    size: u64,
-) -> Verdict<(u64, u64, u64)> {
+async fn directory<B: Blob>(reader: &mut ChunkedReader<B>, size: u64) -> Verdict<(u64, u64, u64)> {
     let tail_len = size.min(65_557);
     let tail = reader.read(size - tail_len, tail_len).await?;
     let Some(eocd) = tail.windows(4).rposition(|w| w == b"PK\x05\x06") else {
@@ -79,12 +76,11 @@ pub(super) fn ends_with_zip(tail: &[u8]) -> bool {
 fn zip64_extra(extra: &[u8]) -> Vec<u64> {
     let mut at = 0;
     while let (Some(id), Some(len)) = (le16(extra, at), le16(extra, at + 2)) {
-        let body = extra.get(at + 4..at + 4 + usize::from(len)).unwrap_or_default();
+        let body = extra
+            .get(at + 4..at + 4 + usize::from(len))
+            .unwrap_or_default();
         if id == 0x0001 {
-            return body
-                .chunks_exact(8)
-                .filter_map(|c| le64(c, 0))
-                .collect();
+            return body.chunks_exact(8).filter_map(|c| le64(c, 0)).collect();
         }
         at += 4 + usize::from(len);
     }
@@ -351,7 +347,10 @@ pub(super) async fn cfb<B: Blob>(
     while sector < MAX_REGULAR_SECTOR {
         read += 1;
         if read > MAX_DIR_SECTORS || dir.len() as u64 >= MAX_INDEX {
-            return reject("corrupt", "the legacy Office file's directory is unreasonably large");
+            return reject(
+                "corrupt",
+                "the legacy Office file's directory is unreasonably large",
+            );
         }
         let at = cfb.offset(sector);
         if at + cfb.sector_size() > size {
@@ -364,7 +363,10 @@ pub(super) async fn cfb<B: Blob>(
         sector = cfb.next(reader, sector).await?.unwrap_or(u32::MAX);
     }
     let Some(names) = root_names(&dir) else {
-        return reject("corrupt", "the legacy Office file's directory cannot be read");
+        return reject(
+            "corrupt",
+            "the legacy Office file's directory cannot be read",
+        );
     };
     let has = |n: &str| names.iter().any(|x| x == n);
     if has("worddocument") {
