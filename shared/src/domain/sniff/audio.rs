@@ -143,6 +143,12 @@ pub(super) fn ogg(head: &[u8]) -> Verdict<&'static str> {
         at += 27 + segments + body;
     }
     let is = |p: &[u8]| codecs.iter().any(|c| c.starts_with(p));
+    if codecs.is_empty() {
+        return reject(
+            "corrupt",
+            "the OGG file has no stream header on its first page",
+        );
+    }
     if is(b"OpusHead") {
         Ok(Ok("audio/ogg"))
     } else if is(b"\x01vorbis") {

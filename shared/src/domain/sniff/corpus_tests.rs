@@ -210,6 +210,19 @@ fn complete_files_with_bytes_around_them_are_never_called_cut_off() {
             "application/pdf",
         ),
         (
+            "pdf with an incremental update",
+            {
+                let pdf = fixture("notes.pdf");
+                let update = format!(
+                    "\n99 0 obj\n<< /Producer (edit) >>\nendobj\nxref\n99 1\n{:010} 00000 n \ntrailer\n<< /Size 100 /Prev 0 >>\nstartxref\n{}\n%%EOF\n",
+                    pdf.len() + 1,
+                    pdf.len() + 40
+                );
+                [pdf, update.into_bytes()].concat()
+            },
+            "application/pdf",
+        ),
+        (
             "pdf with padding after %%EOF",
             with_tail("notes.pdf", &[0u8; 2048]),
             "application/pdf",

@@ -265,6 +265,7 @@ fn real_small_files_of_every_accepted_type_pass() {
         (id3_mp3(), "audio/mpeg"),
         (adts(), "audio/aac"),
         (b"#!AMR\n\x3c\x55\x00".to_vec(), "audio/amr"),
+        (b"#!AMR-WB\n\x24\x55\x00\x11".to_vec(), "audio/amr"),
         (mp4(b"M4A ", &[(b"soun", b"mp4a")], true), "audio/mp4"),
         (mp4(b"3gp4", &[(b"soun", b"samr")], true), "audio/3gpp"),
         (
@@ -441,6 +442,16 @@ fn hostile_files_are_rejected_with_their_reason() {
             ogg(b"\x7fFLAC\x01\x00"),
             "audio/ogg",
             "unsupported_codec",
+        ),
+        (
+            "ogg whose first page starts no stream",
+            {
+                let mut o = ogg(&opus_head());
+                o[5] = 0;
+                o
+            },
+            "audio/ogg",
+            "corrupt",
         ),
         (
             "ogg speex",
