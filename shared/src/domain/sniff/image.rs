@@ -25,7 +25,7 @@ fn cut_off(what: &str) -> Verdict<()> {
 async fn first_scan<B: Blob>(reader: &mut ChunkedReader<B>) -> Result<Option<u64>, crate::Error> {
     let mut at = 2u64;
     for _ in 0..MAX_JPEG_SEGMENTS {
-        let h = reader.peek(at, 4).await?;
+        let h = reader.read(at, 4).await?;
         let (Some(&0xFF), Some(&marker)) = (h.first(), h.get(1)) else {
             return Ok(None);
         };
@@ -95,10 +95,11 @@ pub(super) async fn png<B: Blob>(
     if size <= tail.len() as u64 {
         return Ok(Err(cut_png()));
     }
-    // Walk the chunks: more than a chunk of data after IEND, or a cut.
+    // Walk the chunks (through the chunk cache: many small chunks cost one read per
+    // 64 KiB): more than a chunk of data after IEND, or a cut.
     let mut at = 8u64;
     for _ in 0..MAX_PNG_CHUNKS {
-        let h = reader.peek(at, 8).await?;
+        let h = reader.read(at, 8).await?;
         let (Some(len), Some(kind)) = (be32(&h, 0), h.get(4..8)) else {
             return Ok(Err(cut_png()));
         };

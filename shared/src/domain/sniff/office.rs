@@ -42,7 +42,7 @@ async fn directory<B: Blob>(reader: &mut ChunkedReader<B>, size: u64) -> Verdict
         .checked_sub(20)
         .and_then(|at| tail.get(at..eocd))
         .filter(|l| l.starts_with(b"PK\x06\x07"));
-    let Some(record_at) = locator.and_then(|l| le64(l, 8)) else {
+    let Some(record_at) = locator.and_then(|l| le64(l, 8)).filter(|at| *at < size) else {
         return reject("corrupt", "the archive's ZIP64 directory record is missing");
     };
     let record = reader.peek(record_at, 56).await?;
@@ -165,7 +165,9 @@ pub(super) async fn zip<B: Blob>(
         if local >= cd_offset {
             return reject("corrupt", "an archive entry points outside the file");
         }
-        if uncompressed > 1024 * 1024 && uncompressed > compressed.max(1) * MAX_ZIP_RATIO {
+        if uncompressed > 1024 * 1024
+            && uncompressed > compressed.max(1).saturating_mul(MAX_ZIP_RATIO)
+        {
             return reject(
                 "zip_bomb",
                 format!(
@@ -218,6 +220,8 @@ const MAX_REGULAR_SECTOR: u32 = 0xFFFF_FFFA;
 const DIR_ENTRY: usize = 128;
 /// Most directory sectors read (4,096 entries of 512-byte sectors, far above any document).
 const MAX_DIR_SECTORS: usize = 1_024;
+/// Most DIFAT sectors followed (64 cover compound files far above the 100 MB inbound limit).
+const MAX_DIFAT_HOPS: u32 = 64;
 /// The header holds the first 109 FAT sector numbers.
 const HEADER_DIFAT: u32 = 109;
 
@@ -225,7 +229,11 @@ const HEADER_DIFAT: u32 = 109;
 struct Cfb {
     shift: u32,
     size: u64,
+    /// FAT sectors the header declares.
+    fat_sectors: u32,
     first_difat: u32,
+    /// DIFAT sectors the header declares (bounds the chain walk).
+    difat_sectors: u32,
     header: Vec<u8>,
 }
 
@@ -238,24 +246,32 @@ impl Cfb {
         (u64::from(sector) + 1) << self.shift
     }
 
-    /// The sector holding FAT block `index` (from the header, then the DIFAT chain).
+    /// The sector holding FAT block `index` (from the header, then the DIFAT chain). FAT
+    /// and DIFAT entries are read through the chunk cache, so a looping chain costs no
+    /// more requests.
     async fn fat_sector<B: Blob>(
         &self,
         reader: &mut ChunkedReader<B>,
         index: u32,
     ) -> Result<Option<u32>, crate::Error> {
+        if index >= self.fat_sectors {
+            return Ok(None);
+        }
         if index < HEADER_DIFAT {
             return Ok(le32(&self.header, 0x4C + index as usize * 4));
         }
         let per = (self.sector_size() / 4) as u32 - 1;
         let (mut hop, slot) = ((index - HEADER_DIFAT) / per, (index - HEADER_DIFAT) % per);
+        if hop >= self.difat_sectors.min(MAX_DIFAT_HOPS) {
+            return Ok(None);
+        }
         let mut sector = self.first_difat;
         while hop > 0 {
             if sector >= MAX_REGULAR_SECTOR {
                 return Ok(None);
             }
             let next = reader
-                .peek(self.offset(sector) + u64::from(per) * 4, 4)
+                .read(self.offset(sector) + u64::from(per) * 4, 4)
                 .await?;
             sector = le32(&next, 0).unwrap_or(u32::MAX);
             hop -= 1;
@@ -264,7 +280,7 @@ impl Cfb {
             return Ok(None);
         }
         let entry = reader
-            .peek(self.offset(sector) + u64::from(slot) * 4, 4)
+            .read(self.offset(sector) + u64::from(slot) * 4, 4)
             .await?;
         Ok(le32(&entry, 0))
     }
@@ -283,7 +299,7 @@ impl Cfb {
             return Ok(None);
         }
         let entry = reader
-            .peek(self.offset(fat) + u64::from(sector % per) * 4, 4)
+            .read(self.offset(fat) + u64::from(sector % per) * 4, 4)
             .await?;
         Ok(le32(&entry, 0))
     }
@@ -338,7 +354,9 @@ pub(super) async fn cfb<B: Blob>(
     let cfb = Cfb {
         shift,
         size,
+        fat_sectors: le32(&header, 0x2C).unwrap_or(0),
         first_difat,
+        difat_sectors: le32(&header, 0x48).unwrap_or(0),
         header,
     };
     let mut dir = Vec::new();
