@@ -131,12 +131,7 @@ fn magic(head: &[u8]) -> Magic {
         Magic::Png
     } else if starts(b"RIFF") && head.get(8..12) == Some(b"WEBP") {
         Magic::Webp
-    } else if head.get(4..8) == Some(b"ftyp")
-        || (head
-            .get(4..8)
-            .is_some_and(|k| ISO_FIRST_BOXES.iter().any(|b| &b[..] == k))
-            && be32(head, 0).is_some_and(|s| s == 0 || s == 1 || s >= 8))
-    {
+    } else if head.get(4..8) == Some(b"ftyp") {
         Magic::Iso
     } else if starts(b"OggS") {
         Magic::Ogg
@@ -244,6 +239,15 @@ pub async fn inspect<B: Blob>(
             found = Magic::Pdf;
         } else if declared.mime == "audio/mpeg" && audio::frames_within(&head, 0).is_some() {
             found = Magic::Mp3;
+        } else if matches!(declared.kind, MediaKind::Audio | MediaKind::Video)
+            && head
+                .get(4..8)
+                .is_some_and(|k| ISO_FIRST_BOXES.iter().any(|b| &b[..] == k))
+            // A first box that fits the file: text that happens to spell a box name is
+            // not taken for a cut movie.
+            && be32(&head, 0).is_some_and(|s| s == 0 || s == 1 || (8..=size).contains(&u64::from(s)))
+        {
+            found = Magic::Iso;
         }
     }
     // Media that also carries a ZIP directory at its end is a polyglot. Compound files
