@@ -141,7 +141,7 @@ fn magic(head: &[u8]) -> Magic {
         Magic::Id3
     } else if audio::mpeg_frame(head).is_some() {
         Magic::Mp3
-    } else if audio::is_adts(head) {
+    } else if audio::is_adts(head) || starts(b"ADIF") {
         Magic::Aac
     } else if starts(b"%PDF-") {
         Magic::Pdf

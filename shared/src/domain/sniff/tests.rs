@@ -264,6 +264,10 @@ fn real_small_files_of_every_accepted_type_pass() {
         (mp3_frames(), "audio/mpeg"),
         (id3_mp3(), "audio/mpeg"),
         (adts(), "audio/aac"),
+        (
+            b"ADIF\x00\x00\x00\x40\x00\x10\x00\x00\x00\x00".to_vec(),
+            "audio/aac",
+        ),
         (b"#!AMR\n\x3c\x55\x00".to_vec(), "audio/amr"),
         (b"#!AMR-WB\n\x24\x55\x00\x11".to_vec(), "audio/amr"),
         (mp4(b"M4A ", &[(b"soun", b"mp4a")], true), "audio/mp4"),
