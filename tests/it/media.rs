@@ -775,6 +775,7 @@ async fn real_files_from_phones_and_tools_get_the_right_verdict_through_the_uplo
             Some("vorbis_not_supported"),
         ),
         ("sticker-256.webp", "image/webp", Some("sticker_dimensions")),
+        ("photo.heic", "image/jpeg", Some("heic_not_supported")),
         ("binary.txt", "text/plain", Some("content_mismatch")),
     ];
     let tenant = unique_tenant();

@@ -60,6 +60,9 @@ pub(crate) const VALID: &[(&str, &str)] = &[
 /// Real files that must be refused, declared as a sender might, with the reason code.
 pub(crate) const REFUSED: &[(&str, &str, &str)] = &[
     ("sticker-256.webp", "image/webp", "sticker_dimensions"),
+    // An iPhone-style photo renamed .jpg, or sent as a video.
+    ("photo.heic", "image/jpeg", "heic_not_supported"),
+    ("photo.heic", "video/mp4", "heic_not_supported"),
     ("video-hevc.mp4", "video/mp4", "unsupported_codec"),
     ("audio-vorbis.ogg", "audio/ogg", "vorbis_not_supported"),
     ("binary.txt", "text/plain", "content_mismatch"),
