@@ -727,3 +727,82 @@ async fn customer_media_we_write_is_labelled_with_its_type_and_origin() {
             .inbound
     );
 }
+
+/// A real file of `tests/fixtures/media` (see its README).
+fn media_fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/fixtures/media/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[tokio::test]
+async fn real_files_from_phones_and_tools_get_the_right_verdict_through_the_upload_path() {
+    const DOC: &str = "application/msword";
+    const XLS: &str = "application/vnd.ms-excel";
+    const PPT: &str = "application/vnd.ms-powerpoint";
+    const DOCX: &str = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
+    const PPTX: &str = "application/vnd.openxmlformats-officedocument.presentationml.presentation";
+    // (file, declared type, expected reason code: None when valid)
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("camera-canon-exif.jpg", "image/jpeg", None),
+        ("photo-progressive.jpg", "image/jpeg", None),
+        ("screenshot.png", "image/png", None),
+        ("sticker-animated.webp", "image/webp", None),
+        ("video-moov-at-end.mp4", "video/mp4", None),
+        ("video-fragmented.mp4", "video/mp4", None),
+        ("video.3gp", "video/3gpp", None),
+        ("audio.m4a", "audio/mp4", None),
+        ("audio-amr-nb.3gp", "audio/3gpp", None),
+        ("audio-nb.amr", "audio/amr", None),
+        ("audio.aac", "audio/aac", None),
+        ("audio-opusenc.opus", "audio/ogg", None),
+        ("audio-lame-cover-art.mp3", "audio/mpeg", None),
+        ("audio-no-id3.mp3", "audio/mpeg", None),
+        ("notes-linearized.pdf", "application/pdf", None),
+        ("olefile-word.doc", DOC, None),
+        ("sheet.xls", XLS, None),
+        ("slides.ppt", PPT, None),
+        ("notes.docx", DOCX, None),
+        ("powerpoint-minimal.pptx", PPTX, None),
+        ("text-utf16-bom.txt", "text/plain", None),
+        ("text-cp1252.txt", "text/plain", None),
+        ("notes.doc", XLS, Some("content_mismatch")),
+        ("sheet.xls", DOC, Some("content_mismatch")),
+        ("video.3gp", "video/mp4", Some("content_mismatch")),
+        ("video-hevc.mp4", "video/mp4", Some("unsupported_codec")),
+        (
+            "audio-vorbis.ogg",
+            "audio/ogg",
+            Some("vorbis_not_supported"),
+        ),
+        ("sticker-256.webp", "image/webp", Some("sticker_dimensions")),
+        ("photo.heic", "image/jpeg", Some("heic_not_supported")),
+        ("binary.txt", "text/plain", Some("content_mismatch")),
+    ];
+    let tenant = unique_tenant();
+    let mut wrong = Vec::new();
+    for batch in cases.chunks(6) {
+        let verdicts = futures::future::join_all(batch.iter().map(|(name, declared, _)| {
+            let bytes = media_fixture(name);
+            let extension = shared::domain::media::media_type(declared)
+                .expect("an accepted type")
+                .extensions[0];
+            let tenant = tenant.clone();
+            async move {
+                let size = bytes.len();
+                upload(&tenant, &format!("file.{extension}"), declared, size, bytes).await
+            }
+        }))
+        .await;
+        for ((name, declared, code), media) in batch.iter().zip(verdicts) {
+            let got = (media["status"].as_str(), media["reason_code"].as_str());
+            let expected = match code {
+                None => (Some("valid"), None),
+                Some(code) => (Some("rejected"), Some(*code)),
+            };
+            if got != expected || (code.is_none() && media["mime_type"] != *declared) {
+                wrong.push(format!("{name} as {declared}: {media}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}

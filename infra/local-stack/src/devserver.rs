@@ -114,6 +114,21 @@ pub struct EventRule {
     pub handler: EventHandler,
 }
 
+/// Media is fetched from loopback whenever a provider URL points there (the provider
+/// sandbox, or a stand-in of one's own), for a function that fetches media at all.
+fn allow_loopback_media(env: &mut HashMap<String, String>) {
+    const FLAG: &str = "MEDIA_FETCH_ALLOW_LOOPBACK";
+    let Some(explicit) = env.get(FLAG).map(|v| v == "true") else {
+        return;
+    };
+    let providers = ["META_GRAPH_URL", "WECHAT_API_URL"]
+        .into_iter()
+        .filter_map(|name| env.get(name).map(String::as_str));
+    if shared::domain::fetch::loopback_fetch_allowed(providers, explicit) {
+        env.insert(FLAG.to_owned(), "true".to_owned());
+    }
+}
+
 impl DevServer {
     /// Builds every function of the template with its local environment.
     pub fn new(template: &Template, settings: &LocalSettings) -> Result<Self, BoxError> {
@@ -122,6 +137,7 @@ impl DevServer {
         for function in template.functions()? {
             let mut env = template.resolve_environment(&function, &settings.overrides)?;
             env.extend(settings.lambda_environment());
+            allow_loopback_media(&mut env);
             let built = functions::build(&function.binary, &env)?;
             for (i, (pattern, bus)) in function.event_rules.iter().enumerate() {
                 let handler = built.event.clone().ok_or_else(|| {
@@ -472,6 +488,35 @@ mod tests {
         let g = parse_path("/files/{proxy+}");
         assert_eq!(match_path(&g, "/files/a/b").unwrap()["proxy"], "a/b");
         assert!(match_path(&g, "/files").is_none());
+    }
+
+    #[test]
+    fn media_is_fetched_from_loopback_whenever_a_provider_url_points_there() {
+        let env = |graph: &str, flag: &str| {
+            let mut env: HashMap<String, String> = [
+                ("META_GRAPH_URL", graph),
+                ("WECHAT_API_URL", "https://api.weixin.qq.com"),
+                ("MEDIA_FETCH_ALLOW_LOOPBACK", flag),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+            allow_loopback_media(&mut env);
+            env["MEDIA_FETCH_ALLOW_LOOPBACK"].clone()
+        };
+        // The template's "false" gives way to a provider on loopback, sandbox or not.
+        assert_eq!(env("http://127.0.0.1:3100/graph", "false"), "true");
+        assert_eq!(env("http://localhost:4010/graph", "false"), "true");
+        assert_eq!(env("https://graph.facebook.com/v21.0", "false"), "false");
+        assert_eq!(env("https://graph.facebook.com/v21.0", "true"), "true");
+        // A function that fetches no media gets no flag.
+        let mut webhook: HashMap<String, String> = [(
+            "META_GRAPH_URL".to_owned(),
+            "http://127.0.0.1:3100/graph".to_owned(),
+        )]
+        .into();
+        allow_loopback_media(&mut webhook);
+        assert!(!webhook.contains_key("MEDIA_FETCH_ALLOW_LOOPBACK"));
     }
 
     #[test]

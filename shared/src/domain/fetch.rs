@@ -40,6 +40,26 @@ impl Default for FetchPolicy {
     }
 }
 
+/// Whether a URL names this machine (`localhost`, `127.0.0.0/8`, `[::1]`).
+pub fn is_loopback_url(url: &str) -> bool {
+    match Url::parse(url.trim()).ok().as_ref().and_then(Url::host) {
+        Some(Host::Domain(d)) => d.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// The local stacks' rule: media is fetched from loopback whenever a provider API base
+/// (`META_GRAPH_URL`, `WECHAT_API_URL`) points at loopback, since that stand-in serves the
+/// media too; `explicit` (`MEDIA_FETCH_ALLOW_LOOPBACK=true`) turns it on regardless.
+pub fn loopback_fetch_allowed<'a>(
+    provider_urls: impl IntoIterator<Item = &'a str>,
+    explicit: bool,
+) -> bool {
+    explicit || provider_urls.into_iter().any(is_loopback_url)
+}
+
 /// Whether an address is one a provider's public media can never live on.
 pub fn is_internal(ip: IpAddr) -> bool {
     match ip {
@@ -162,6 +182,37 @@ mod tests {
             "https://10.0.0.1/x",
         ] {
             assert!(check(&p, url).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn loopback_fetching_is_on_whenever_a_provider_url_points_at_loopback() {
+        let remote = [
+            "https://graph.facebook.com/v21.0",
+            "https://api.weixin.qq.com",
+        ];
+        assert!(!loopback_fetch_allowed(remote, false));
+        assert!(loopback_fetch_allowed(remote, true));
+        for local in [
+            "http://127.0.0.1:3100/graph",
+            "http://localhost:4010/wechat",
+            "http://LOCALHOST./graph",
+            "http://127.8.9.10/graph",
+            "http://[::1]:3100/graph",
+        ] {
+            assert!(
+                loopback_fetch_allowed(["https://graph.facebook.com/v21.0", local], false),
+                "{local}"
+            );
+        }
+        for elsewhere in [
+            "http://10.0.0.5:3100/graph",
+            "https://localhost.evil.com/graph",
+            "http://sandbox.localhost:3100/graph",
+            "not a url",
+            "",
+        ] {
+            assert!(!loopback_fetch_allowed([elsewhere], false), "{elsewhere}");
         }
     }
 

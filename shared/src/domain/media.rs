@@ -178,6 +178,11 @@ const ALIASES: &[(&str, &str)] = &[
     ("audio/x-m4a", "audio/mp4"),
     ("audio/m4a", "audio/mp4"),
     ("audio/aacp", "audio/aac"),
+    ("audio/x-aac", "audio/aac"),
+    ("audio/x-mp3", "audio/mpeg"),
+    ("audio/mpeg3", "audio/mpeg"),
+    ("audio/x-mpeg", "audio/mpeg"),
+    ("application/x-pdf", "application/pdf"),
 ];
 
 /// The accepted type for a MIME type (parameters and case ignored, aliases resolved).
@@ -341,6 +346,22 @@ mod tests {
         );
         assert!(check_declared("voice.opus", "audio/ogg; codecs=opus", 10).is_ok());
         assert!(check_declared("voice.ogg", "audio/opus", 10).is_ok());
+    }
+
+    #[test]
+    fn names_browsers_and_phones_give_common_types_are_understood() {
+        for (name, given, canonical) in [
+            ("a.aac", "audio/x-aac", "audio/aac"),
+            ("a.mp3", "audio/x-mp3", "audio/mpeg"),
+            ("a.mp3", "audio/mpeg3", "audio/mpeg"),
+            ("a.mp3", "audio/x-mpeg", "audio/mpeg"),
+            ("a.pdf", "application/x-pdf", "application/pdf"),
+            ("a.txt", "text/plain; charset=UTF-16", "text/plain"),
+            ("a.m4a", "audio/x-m4a", "audio/mp4"),
+        ] {
+            let declared = check_declared(name, given, 10).unwrap();
+            assert_eq!(declared.media_type.mime, canonical, "{given}");
+        }
     }
 
     #[test]

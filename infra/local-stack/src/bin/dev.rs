@@ -88,8 +88,9 @@ async fn run(moto: &Moto) -> Result<(), BoxError> {
         .await
 }
 
-/// Points the provider URLs the environment leaves unset at the sandbox (and lets media
-/// be fetched from it on loopback); says which providers the functions will call.
+/// Points the provider URLs the environment leaves unset at the sandbox; says which
+/// providers the functions will call. Media is fetched from loopback whenever a provider
+/// URL points there (the dev server's rule), so a stand-in of one's own works too.
 fn use_sandbox(settings: &mut LocalSettings, sandbox_url: &str) -> String {
     let mut used = Vec::new();
     for (name, path, provider) in [
@@ -107,14 +108,6 @@ fn use_sandbox(settings: &mut LocalSettings, sandbox_url: &str) -> String {
         if let Ok(value) = std::env::var(name) {
             settings.overrides.insert(name.to_owned(), value);
         }
-    }
-    if !used.is_empty() {
-        // The sandbox serves media over plain http on loopback; the provider hosts stay
-        // allowed too.
-        settings
-            .overrides
-            .entry("MEDIA_FETCH_ALLOW_LOOPBACK".to_owned())
-            .or_insert_with(|| "true".to_owned());
     }
     match used.as_slice() {
         [] => "not used: META_GRAPH_URL and WECHAT_API_URL are set".to_owned(),
