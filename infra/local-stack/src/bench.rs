@@ -60,10 +60,28 @@ fn whatsapp_change(phone_number_id: &str, value: Value) -> String {
 
 /// A WhatsApp Cloud API webhook body with one customer text, timestamped now.
 pub fn whatsapp_text(phone_number_id: &str, customer: &str, wamid: &str, text: &str) -> String {
+    whatsapp_text_at(
+        phone_number_id,
+        customer,
+        wamid,
+        text,
+        Utc::now().timestamp(),
+    )
+}
+
+/// A WhatsApp Cloud API webhook body with one customer text sent at `timestamp` (Unix
+/// seconds, as Meta gives it).
+pub fn whatsapp_text_at(
+    phone_number_id: &str,
+    customer: &str,
+    wamid: &str,
+    text: &str,
+    timestamp: i64,
+) -> String {
     whatsapp_change(
         phone_number_id,
         json!({"contacts": [{"profile": {"name": "Bench"}, "wa_id": customer}],
-               "messages": [{"from": customer, "id": wamid, "timestamp": Utc::now().timestamp().to_string(),
+               "messages": [{"from": customer, "id": wamid, "timestamp": timestamp.to_string(),
                              "type": "text", "text": {"body": text}}]}),
     )
 }

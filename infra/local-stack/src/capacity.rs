@@ -346,8 +346,8 @@ fn read_request_units(exchange: &Exchange) -> f64 {
                     let item = found
                         .iter()
                         .find(|item| key.iter().all(|(name, v)| item.get(name) == Some(v)));
-                    units += read_units(size_of(item.copied())) as f64
-                        * consistency_factor(consistent);
+                    units +=
+                        read_units(size_of(item.copied())) as f64 * consistency_factor(consistent);
                 }
             }
             units
@@ -428,12 +428,8 @@ pub fn event_chunks(request: &Value) -> u64 {
         .unwrap_or_default()
         .iter()
         .map(|entry| {
-            let text = |field: &str| {
-                entry
-                    .get(field)
-                    .and_then(Value::as_str)
-                    .map_or(0, str::len) as u64
-            };
+            let text =
+                |field: &str| entry.get(field).and_then(Value::as_str).map_or(0, str::len) as u64;
             let resources: u64 = entry
                 .get("Resources")
                 .and_then(Value::as_array)
@@ -585,8 +581,10 @@ mod tests {
     #[test]
     fn transactions_cost_twice_and_index_key_changes_cost_two_index_writes() {
         let conv = |t: &str| {
-            item(json!({"pk": {"S": "p"}, "sk": {"S": "c"}, "gsi1pk": {"S": "g"},
-                        "gsi1sk": {"S": t}}))
+            item(
+                json!({"pk": {"S": "p"}, "sk": {"S": "c"}, "gsi1pk": {"S": "g"},
+                        "gsi1sk": {"S": t}}),
+            )
         };
         let message = item(json!({"pk": {"S": "p"}, "sk": {"S": "m"}, "text": {"S": "hi"}}));
         let exchange = Exchange {

@@ -9,10 +9,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::config::http::HttpRequest;
 use aws_sdk_dynamodb::config::interceptors::{
     BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
-use aws_sdk_dynamodb::config::http::HttpRequest;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::primitives::Blob;
@@ -228,9 +228,8 @@ impl ItemProbe {
             .build()?;
         let settings = settings.clone();
         std::thread::spawn(move || {
-            let client = runtime.block_on(async {
-                aws_sdk_dynamodb::Client::new(&settings.sdk_config())
-            });
+            let client =
+                runtime.block_on(async { aws_sdk_dynamodb::Client::new(&settings.sdk_config()) });
             while let Ok((table, key, reply)) = receiver.recv() {
                 let item = runtime.block_on(get_item(&client, table, key));
                 // The asker may have gone away; nothing to do then.
