@@ -12,6 +12,7 @@ pub const PRICE_SOURCES: &[&str] = &[
     "https://aws.amazon.com/lambda/pricing/",
     "https://aws.amazon.com/dynamodb/pricing/on-demand/",
     "https://aws.amazon.com/eventbridge/pricing/",
+    "https://aws.amazon.com/cloudwatch/pricing/",
 ];
 
 /// Lambda memory of every function (template.yaml `Globals`), in MB.
@@ -37,6 +38,8 @@ pub struct Prices {
     pub dynamodb_read_per_million: f64,
     /// EventBridge custom events, per million (64 KB chunks).
     pub eventbridge_per_million: f64,
+    /// CloudWatch Logs ingestion of Lambda logs, per GB (first tier, Standard class).
+    pub logs_per_gb: f64,
 }
 
 impl Prices {
@@ -49,6 +52,7 @@ impl Prices {
         dynamodb_write_per_million: 0.625,
         dynamodb_read_per_million: 0.125,
         eventbridge_per_million: 1.00,
+        logs_per_gb: 0.50,
     };
 
     /// Lambda duration price per billed millisecond at [`LAMBDA_MEMORY_MB`].
@@ -83,6 +87,8 @@ pub struct Usage {
     pub units: Units,
     /// EventBridge billed events.
     pub events: f64,
+    /// Bytes of log lines written.
+    pub log_bytes: f64,
 }
 
 impl Usage {
@@ -93,6 +99,7 @@ impl Usage {
         self.billed_ms += other.billed_ms;
         self.units += other.units;
         self.events += other.events;
+        self.log_bytes += other.log_bytes;
     }
 }
 
@@ -111,6 +118,8 @@ pub struct Bill {
     pub dynamodb_writes: f64,
     /// EventBridge.
     pub eventbridge: f64,
+    /// CloudWatch Logs ingestion.
+    pub logs: f64,
 }
 
 impl Bill {
@@ -123,6 +132,7 @@ impl Bill {
             dynamodb_reads: usage.units.read * prices.dynamodb_read_per_million,
             dynamodb_writes: usage.units.writes() * prices.dynamodb_write_per_million,
             eventbridge: usage.events * prices.eventbridge_per_million,
+            logs: usage.log_bytes * 1e6 / 1e9 * prices.logs_per_gb,
         }
     }
 
@@ -134,6 +144,7 @@ impl Bill {
             + self.dynamodb_reads
             + self.dynamodb_writes
             + self.eventbridge
+            + self.logs
     }
 
     /// Services with their share, largest first.
@@ -145,6 +156,7 @@ impl Bill {
             ("DynamoDB reads", self.dynamodb_reads),
             ("DynamoDB writes", self.dynamodb_writes),
             ("EventBridge", self.eventbridge),
+            ("CloudWatch Logs", self.logs),
         ];
         parts.sort_by(|a, b| b.1.total_cmp(&a.1));
         parts
@@ -187,6 +199,7 @@ mod tests {
                 index_write: 2.0,
             },
             events: 1.0,
+            log_bytes: 500.0,
         };
         let bill = Bill::of(&usage, &Prices::US_EAST_1, Arch::Arm64);
         assert_eq!(bill.api_gateway, 1.0);
@@ -194,6 +207,8 @@ mod tests {
         assert!((bill.lambda_duration - 10.0 * 1.666_675e-9 * 1e6).abs() < 1e-6);
         assert!((bill.dynamodb_reads - 0.0625).abs() < 1e-12);
         assert!((bill.dynamodb_writes - 6.25).abs() < 1e-12);
+        // 500 bytes a message: 0.5 GB a million.
+        assert!((bill.logs - 0.25).abs() < 1e-12);
         assert_eq!(bill.ranked()[0].0, "DynamoDB writes");
     }
 

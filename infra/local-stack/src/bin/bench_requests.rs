@@ -43,6 +43,8 @@ struct Call {
     wall: Duration,
     /// API Gateway metered requests (request and answer sizes).
     api_requests: f64,
+    /// Bytes of log lines the handler wrote.
+    log_bytes: u64,
 }
 
 /// What one invocation used.
@@ -58,6 +60,7 @@ struct Sample {
     largest_item: u64,
     events: u64,
     api_requests: f64,
+    log_bytes: u64,
     /// Wall time minus the probe's reads.
     moto_ms: f64,
     /// Of which waiting for moto.
@@ -74,6 +77,7 @@ impl Sample {
         let mut sample = Sample {
             requests: call.recorded.sent.len(),
             api_requests: call.api_requests,
+            log_bytes: call.log_bytes,
             provider_calls,
             ..Sample::default()
         };
@@ -163,6 +167,7 @@ impl Kind {
             billed_ms: self.mean(|s| cost::billed_ms(if model { s.model_ms() } else { s.moto_ms })),
             units: self.units(),
             events: self.mean(|s| s.events as f64),
+            log_bytes: self.mean(|s| s.log_bytes as f64),
         }
     }
 }
@@ -192,6 +197,10 @@ fn usd(v: f64) -> String {
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    let logs = bench::LogMeter::default();
+    if !logs.install() {
+        return Err("a log subscriber was installed already".into());
+    }
     let moto = Moto::start(0)?;
     let mut settings = LocalSettings::from_env(moto.endpoint())?;
     settings
@@ -232,10 +241,12 @@ async fn main() -> Result<(), BoxError> {
     let send = |body: String| {
         let app = &app;
         let counter = &counter;
+        let logs = &logs;
         async move {
             let event = bench::meta_webhook_event("/webhooks/whatsapp", &body, APP_SECRET);
             let request = request(&event)?;
             counter.take_recorded();
+            logs.take();
             let started = Instant::now();
             let response = webhook::handle(app, request).await;
             let wall = started.elapsed();
@@ -249,6 +260,7 @@ async fn main() -> Result<(), BoxError> {
                 recorded: counter.take_recorded(),
                 wall,
                 api_requests: cost::api_requests(body.len(), response.body().len()),
+                log_bytes: logs.take(),
             })
         }
     };
@@ -327,6 +339,7 @@ async fn main() -> Result<(), BoxError> {
     let answer = |text: String| {
         let outbound_app = &outbound_app;
         let counter = &counter;
+        let logs = &logs;
         let conversation = conversation.clone();
         async move {
             let body = json!({"kind": "text", "text": text}).to_string();
@@ -340,6 +353,7 @@ async fn main() -> Result<(), BoxError> {
             );
             let request = request(&event)?;
             counter.take_recorded();
+            logs.take();
             let started = Instant::now();
             let response = outbound::handle(outbound_app, request).await;
             let wall = started.elapsed();
@@ -353,6 +367,7 @@ async fn main() -> Result<(), BoxError> {
                 recorded: counter.take_recorded(),
                 wall,
                 api_requests: cost::api_requests(body.len(), response.body().len()),
+                log_bytes: logs.take(),
             })
         }
     };
@@ -519,9 +534,9 @@ async fn main() -> Result<(), BoxError> {
          handler's own time + {AWS_CALL_MS} ms per AWS request + {PROVIDER_CALL_MS} ms per WhatsApp send\n"
     );
     println!(
-        "| invocation | AWS requests | RRU | WRU (table + index) | largest item written | events | ms over moto | of which AWS calls | own ms | AWS model ms |"
+        "| invocation | AWS requests | RRU | WRU (table + index) | largest item written | events | log bytes | ms over moto | of which AWS calls | own ms | AWS model ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let kinds: Vec<&Kind> = std::iter::once(&inbound)
         .chain(std::iter::once(&outbound))
         .chain(statuses.iter())
@@ -529,7 +544,7 @@ async fn main() -> Result<(), BoxError> {
     for kind in &kinds {
         let units = kind.units();
         println!(
-            "| {} | {:.1} | {:.2} | {:.2} ({:.2} + {:.2}) | {:.0} B | {:.1} | {:.2} | {:.2} | {:.2} | {:.1} |",
+            "| {} | {:.1} | {:.2} | {:.2} ({:.2} + {:.2}) | {:.0} B | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} |",
             kind.name,
             kind.mean(|s| s.requests as f64),
             units.read,
@@ -541,6 +556,7 @@ async fn main() -> Result<(), BoxError> {
                 .map(|s| s.largest_item as f64)
                 .fold(0.0, f64::max),
             kind.mean(|s| s.events as f64),
+            kind.mean(|s| s.log_bytes as f64),
             kind.median(|s| s.moto_ms),
             kind.median(|s| s.aws_ms),
             kind.median(Sample::own_ms),
@@ -571,9 +587,9 @@ async fn main() -> Result<(), BoxError> {
         cost::PRICES_CHECKED
     );
     println!(
-        "| messages | API Gateway | Lambda requests | Lambda duration | DynamoDB reads | DynamoDB writes | EventBridge | total arm64 | total x86_64 | total arm64, moto duration |"
+        "| messages | API Gateway | Lambda requests | Lambda duration | DynamoDB reads | DynamoDB writes | EventBridge | CloudWatch Logs | total arm64 | total x86_64 | total arm64, moto duration |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut bills = Vec::new();
     for (name, kinds) in messages {
         let usage = message_usage(kinds, true);
@@ -581,13 +597,14 @@ async fn main() -> Result<(), BoxError> {
         let x86 = Bill::of(&usage, &prices, Arch::X86_64);
         let measured = Bill::of(&message_usage(kinds, false), &prices, Arch::Arm64);
         println!(
-            "| {name} | {} | {} | {} | {} | {} | {} | **{}** | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | **{}** | {} | {} |",
             usd(bill.api_gateway),
             usd(bill.lambda_requests),
             usd(bill.lambda_duration),
             usd(bill.dynamodb_reads),
             usd(bill.dynamodb_writes),
             usd(bill.eventbridge),
+            usd(bill.logs),
             usd(bill.total()),
             usd(x86.total()),
             usd(measured.total()),
@@ -631,7 +648,7 @@ async fn main() -> Result<(), BoxError> {
             2.0 * per_item * wru,
         ),
         (
-            "no gsi1 update per message (list order from the conversation item, not the index key)",
+            "no gsi1 write per message (e.g. gsi1sk at minute precision and a KEYS_ONLY projection: later messages of the same minute touch no index entry)",
             usage.units.index_write * prices.dynamodb_write_per_million,
         ),
         (
