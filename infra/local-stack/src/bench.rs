@@ -60,10 +60,28 @@ fn whatsapp_change(phone_number_id: &str, value: Value) -> String {
 
 /// A WhatsApp Cloud API webhook body with one customer text, timestamped now.
 pub fn whatsapp_text(phone_number_id: &str, customer: &str, wamid: &str, text: &str) -> String {
+    whatsapp_text_at(
+        phone_number_id,
+        customer,
+        wamid,
+        text,
+        Utc::now().timestamp(),
+    )
+}
+
+/// A WhatsApp Cloud API webhook body with one customer text sent at `timestamp` (Unix
+/// seconds, as Meta gives it).
+pub fn whatsapp_text_at(
+    phone_number_id: &str,
+    customer: &str,
+    wamid: &str,
+    text: &str,
+    timestamp: i64,
+) -> String {
     whatsapp_change(
         phone_number_id,
         json!({"contacts": [{"profile": {"name": "Bench"}, "wa_id": customer}],
-               "messages": [{"from": customer, "id": wamid, "timestamp": Utc::now().timestamp().to_string(),
+               "messages": [{"from": customer, "id": wamid, "timestamp": timestamp.to_string(),
                              "type": "text", "text": {"body": text}}]}),
     )
 }
@@ -153,4 +171,45 @@ pub async fn whatsapp_channel(
     };
     store.create_channel(&channel, &credentials).await?;
     Ok(channel)
+}
+
+/// Counts the bytes and lines of the log output handlers write, formatted as the functions
+/// format it in Lambda (`shared::telemetry`: JSON lines, level `INFO` as template.yaml's
+/// `ApplicationLogLevel`).
+#[derive(Debug, Clone, Default)]
+pub struct LogMeter {
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl LogMeter {
+    /// Installs the JSON subscriber writing here; false if one was installed already.
+    pub fn install(&self) -> bool {
+        let meter = self.clone();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_target(false)
+            .with_writer(move || meter.clone())
+            .try_init()
+            .is_ok()
+    }
+
+    /// Bytes written since the last call.
+    pub fn take(&self) -> u64 {
+        self.bytes.swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl std::io::Write for LogMeter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes
+            .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

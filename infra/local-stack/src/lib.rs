@@ -10,6 +10,8 @@ use shared::config::{AwsSettings, DEFAULT_META_GRAPH_URL, DEFAULT_WECHAT_API_URL
 
 pub mod bench;
 pub mod bootstrap;
+pub mod capacity;
+pub mod cost;
 pub mod counter;
 pub mod devserver;
 pub mod functions;

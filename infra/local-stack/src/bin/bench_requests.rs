@@ -1,11 +1,18 @@
-//! `make bench`, AWS requests per operation: the webhook, outbound and media handlers over
-//! moto with an SDK interceptor counting every request they send (the outbound function
-//! talks to the provider sandbox).
+//! `make bench`, AWS requests and cost per operation: the webhook, outbound and media
+//! handlers over moto with an SDK interceptor recording every request they send (the
+//! outbound function talks to the provider sandbox), the DynamoDB capacity units those
+//! requests consumed (`local_stack::capacity`), the handlers' wall time, and what an
+//! inbound and an outbound text cost per million at us-east-1 list prices
+//! (`local_stack::cost`).
+
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use lambda_http::Request;
 use local_stack::bench::{self, CountedClients};
-use local_stack::counter::RequestCounter;
+use local_stack::capacity::{self, Schema, Units};
+use local_stack::cost::{self, Arch, Bill, Prices, Usage};
+use local_stack::counter::{ItemProbe, Recorded, RequestCounter};
 use local_stack::moto::Moto;
 use local_stack::template::{self, Template};
 use local_stack::{BoxError, LOCAL_REGION, LocalSettings, bootstrap};
@@ -15,13 +22,185 @@ use shared::domain::inbound::{InboundMessage, WebhookItem};
 use shared::domain::message::{Direction, MessageKind};
 
 const APP_SECRET: &str = "bench-app-secret";
+/// Invocations measured per kind for the cost figures.
+const SAMPLES: usize = 25;
+/// Assumed latency of one DynamoDB or EventBridge request inside AWS (same region).
+const AWS_CALL_MS: f64 = 5.0;
+/// Assumed latency of one WhatsApp Cloud API send (`POST /{phone_number_id}/messages`).
+const PROVIDER_CALL_MS: f64 = 200.0;
+/// WhatsApp statuses each outbound message gets (each its own webhook).
+const STATUSES: [&str; 3] = ["sent", "delivered", "read"];
+/// Goal: USD per million inbound texts.
+const INBOUND_GOAL_USD: f64 = 5.0;
 
-fn request(event: serde_json::Value) -> Result<Request, BoxError> {
+fn request(event: &Value) -> Result<Request, BoxError> {
     Ok(lambda_http::request::from_str(&event.to_string())?)
+}
+
+/// One handler invocation as measured.
+struct Call {
+    recorded: Recorded,
+    wall: Duration,
+    /// API Gateway metered requests (request and answer sizes).
+    api_requests: f64,
+    /// Bytes of log lines the handler wrote.
+    log_bytes: u64,
+}
+
+/// What one invocation used.
+#[derive(Debug, Clone, Default)]
+struct Sample {
+    requests: usize,
+    units: Units,
+    /// Table write units of `TransactWriteItems` (what standard writes would halve).
+    transactional_writes: f64,
+    /// Items those transactions wrote.
+    transactional_items: usize,
+    /// The largest item written, in bytes (DynamoDB's size), before or after.
+    largest_item: u64,
+    events: u64,
+    api_requests: f64,
+    log_bytes: u64,
+    /// Wall time minus the probe's reads.
+    moto_ms: f64,
+    /// Of which waiting for moto.
+    aws_ms: f64,
+    provider_calls: usize,
+}
+
+impl Sample {
+    fn of(call: &Call, provider_calls: usize) -> Result<Self, BoxError> {
+        if call.recorded.overlapped {
+            return Err("two AWS requests were in flight at once: units unreliable".into());
+        }
+        let schema = Schema::chat_table();
+        let mut sample = Sample {
+            requests: call.recorded.sent.len(),
+            api_requests: call.api_requests,
+            log_bytes: call.log_bytes,
+            provider_calls,
+            ..Sample::default()
+        };
+        for sent in &call.recorded.sent {
+            sample.aws_ms += sent.elapsed.as_secs_f64() * 1000.0;
+            let Some(exchange) = &sent.exchange else {
+                continue;
+            };
+            if sent.operation == "PutEvents" {
+                sample.events += capacity::event_chunks(&exchange.request);
+                continue;
+            }
+            let largest = exchange.before.iter().chain(&exchange.after).flatten();
+            for item in largest {
+                sample.largest_item = sample.largest_item.max(capacity::item_size(item));
+            }
+            let units = capacity::units(exchange, &schema);
+            if sent.operation == "TransactWriteItems" && exchange.status == 200 {
+                sample.transactional_writes += units.write;
+                sample.transactional_items += exchange
+                    .request
+                    .get("TransactItems")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+            }
+            sample.units += units;
+        }
+        sample.moto_ms = (call.wall.saturating_sub(call.recorded.probing)).as_secs_f64() * 1000.0;
+        Ok(sample)
+    }
+
+    /// The handler's own time: everything but waiting for AWS.
+    fn own_ms(&self) -> f64 {
+        (self.moto_ms - self.aws_ms).max(0.0)
+    }
+
+    /// The duration in AWS: own time plus the assumed latencies.
+    fn model_ms(&self) -> f64 {
+        self.own_ms()
+            + self.requests as f64 * AWS_CALL_MS
+            + self.provider_calls as f64 * PROVIDER_CALL_MS
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    if n == 0 { 0.0 } else { sum / n as f64 }
+}
+
+/// Many invocations of one kind, summarized.
+struct Kind {
+    name: &'static str,
+    samples: Vec<Sample>,
+}
+
+impl Kind {
+    fn mean(&self, f: impl Fn(&Sample) -> f64) -> f64 {
+        mean(self.samples.iter().map(f))
+    }
+
+    fn median(&self, f: impl Fn(&Sample) -> f64) -> f64 {
+        median(self.samples.iter().map(f).collect())
+    }
+
+    fn units(&self) -> Units {
+        Units {
+            read: self.mean(|s| s.units.read),
+            write: self.mean(|s| s.units.write),
+            index_write: self.mean(|s| s.units.index_write),
+        }
+    }
+
+    /// Usage of one invocation, Lambda billed at the AWS model (`model`) or as measured.
+    fn usage(&self, model: bool) -> Usage {
+        Usage {
+            api_requests: self.mean(|s| s.api_requests),
+            invocations: 1.0,
+            billed_ms: self.mean(|s| cost::billed_ms(if model { s.model_ms() } else { s.moto_ms })),
+            units: self.units(),
+            events: self.mean(|s| s.events as f64),
+            log_bytes: self.mean(|s| s.log_bytes as f64),
+        }
+    }
+}
+
+fn units_of(recorded: &Recorded) -> Units {
+    let schema = Schema::chat_table();
+    let mut units = Units::default();
+    for sent in &recorded.sent {
+        if let Some(exchange) = sent
+            .exchange
+            .as_ref()
+            .filter(|_| sent.operation != "PutEvents")
+        {
+            units += capacity::units(exchange, &schema);
+        }
+    }
+    units
+}
+
+fn usd(v: f64) -> String {
+    if v >= 0.995 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    let logs = bench::LogMeter::default();
+    if !logs.install() {
+        return Err("a log subscriber was installed already".into());
+    }
     let moto = Moto::start(0)?;
     let mut settings = LocalSettings::from_env(moto.endpoint())?;
     settings
@@ -40,7 +219,7 @@ async fn main() -> Result<(), BoxError> {
     bootstrap::create_resources(&template, &sdk).await?;
 
     let env = bench::function_env(&template, &settings, "webhook")?;
-    let counter = RequestCounter::default();
+    let counter = RequestCounter::with_probe(ItemProbe::start(&settings)?);
     let clients = CountedClients::new(&sdk, &counter);
     let config = shared::config::Config::from_source(&env)?;
     let app = webhook::App::with_clients(
@@ -58,49 +237,57 @@ async fn main() -> Result<(), BoxError> {
     let phone = "1065403522";
     let channel = bench::whatsapp_channel(&store, phone).await?;
 
-    let mut rows: Vec<(&str, Vec<String>, usize)> = Vec::new();
+    let mut rows: Vec<(&str, Recorded, usize)> = Vec::new();
     let send = |body: String| {
         let app = &app;
+        let counter = &counter;
+        let logs = &logs;
         async move {
             let event = bench::meta_webhook_event("/webhooks/whatsapp", &body, APP_SECRET);
-            let response = webhook::handle(app, request(event)?).await;
+            let request = request(&event)?;
+            counter.take_recorded();
+            logs.take();
+            let started = Instant::now();
+            let response = webhook::handle(app, request).await;
+            let wall = started.elapsed();
             if response.status() != 200 {
                 return Err(BoxError::from(format!(
                     "webhook answered {}",
                     response.status()
                 )));
             }
-            Ok::<_, BoxError>(())
+            Ok::<_, BoxError>(Call {
+                recorded: counter.take_recorded(),
+                wall,
+                api_requests: cost::api_requests(body.len(), response.body().len()),
+                log_bytes: logs.take(),
+            })
         }
     };
-    send(bench::whatsapp_text(
-        phone,
-        "15551230001",
-        "wamid.bench.cold",
-        "hello",
-    ))
-    .await?;
+    let text = |customer: &str, wamid: &str| bench::whatsapp_text(phone, customer, wamid, "hello");
+    let call = send(text("15551230001", "wamid.bench.cold")).await?;
     rows.push((
         "inbound text, first for the process (directory read)",
-        counter.take(),
+        call.recorded,
         3,
     ));
-    send(bench::whatsapp_text(
-        phone,
-        "15551230002",
-        "wamid.bench.warm",
-        "hello",
-    ))
-    .await?;
-    rows.push(("inbound text", counter.take(), 3));
-    send(bench::whatsapp_text(
-        phone,
-        "15551230002",
-        "wamid.bench.warm",
-        "hello",
-    ))
-    .await?;
-    rows.push(("inbound text, re-delivered", counter.take(), 3));
+    let call = send(text("15551230002", "wamid.bench.warm")).await?;
+    rows.push(("inbound text, new conversation", call.recorded, 3));
+    let call = send(text("15551230002", "wamid.bench.warm")).await?;
+    rows.push(("inbound text, re-delivered", call.recorded, 3));
+    // The customer's next message, a second later (it moves the conversation in gsi1).
+    let next = Utc::now().timestamp() + 1;
+    let again = bench::whatsapp_text_at(phone, "15551230002", "wamid.bench.again", "hi", next);
+    let call = send(again).await?;
+    rows.push(("inbound text, conversation exists", call.recorded, 3));
+    let long = "a".repeat(1000);
+    let body = bench::whatsapp_text_at(phone, "15551230002", "wamid.bench.long", &long, next + 1);
+    let call = send(body).await?;
+    rows.push((
+        "inbound text of 1,000 characters, conversation exists",
+        call.recorded,
+        3,
+    ));
 
     // An outbound message recorded, then its status.
     let outbound = InboundMessage {
@@ -126,33 +313,16 @@ async fn main() -> Result<(), BoxError> {
     if let Some(e) = ingested.error {
         return Err(e.into());
     }
-    counter.take();
-    send(bench::whatsapp_status(
-        phone,
-        "15551230002",
-        "wamid.bench.out",
-        "delivered",
-    ))
-    .await?;
-    rows.push(("status update, message exists", counter.take(), 2));
-    send(bench::whatsapp_status(
-        phone,
-        "15551230002",
-        "wamid.bench.out",
-        "delivered",
-    ))
-    .await?;
-    rows.push(("status update, repeated (stale)", counter.take(), 2));
-    send(bench::whatsapp_status(
-        phone,
-        "15551230002",
-        "wamid.bench.unknown",
-        "delivered",
-    ))
-    .await?;
+    let status =
+        |wamid: &str, status: &str| bench::whatsapp_status(phone, "15551230002", wamid, status);
+    let call = send(status("wamid.bench.out", "delivered")).await?;
+    rows.push(("status update, message exists", call.recorded, 2));
+    let call = send(status("wamid.bench.out", "delivered")).await?;
+    rows.push(("status update, repeated (stale)", call.recorded, 2));
+    let call = send(status("wamid.bench.unknown", "delivered")).await?;
     rows.push((
         "status update, message not recorded yet (kept)",
-        counter.take(),
+        call.recorded,
         2,
     ));
 
@@ -166,29 +336,49 @@ async fn main() -> Result<(), BoxError> {
         local_stack::functions::local_credentials(),
     )?;
     let conversation = shared::domain::conversation::conversation_id(&channel.id, "15551230002");
-    for (name, text) in [
-        (
-            "outbound text, first for the process (directory read)",
-            "Thanks, on it",
-        ),
-        ("outbound text", "Your order ships today"),
-    ] {
-        counter.take();
-        let body = json!({"kind": "text", "text": text}).to_string();
-        let path = format!("/conversations/{conversation}/messages");
-        let event = bench::agent_event(
-            "POST",
-            "/conversations/{id}/messages",
-            &path,
-            json!({"id": conversation}),
-            &body,
-        );
-        let response = outbound::handle(&outbound_app, request(event)?).await;
-        if response.status() != 202 {
-            return Err(format!("outbound answered {}", response.status()).into());
+    let answer = |text: String| {
+        let outbound_app = &outbound_app;
+        let counter = &counter;
+        let logs = &logs;
+        let conversation = conversation.clone();
+        async move {
+            let body = json!({"kind": "text", "text": text}).to_string();
+            let path = format!("/conversations/{conversation}/messages");
+            let event = bench::agent_event(
+                "POST",
+                "/conversations/{id}/messages",
+                &path,
+                json!({"id": conversation}),
+                &body,
+            );
+            let request = request(&event)?;
+            counter.take_recorded();
+            logs.take();
+            let started = Instant::now();
+            let response = outbound::handle(outbound_app, request).await;
+            let wall = started.elapsed();
+            if response.status() != 202 {
+                return Err(BoxError::from(format!(
+                    "outbound answered {}",
+                    response.status()
+                )));
+            }
+            Ok::<_, BoxError>(Call {
+                recorded: counter.take_recorded(),
+                wall,
+                api_requests: cost::api_requests(body.len(), response.body().len()),
+                log_bytes: logs.take(),
+            })
         }
-        rows.push((name, counter.take(), 3));
-    }
+    };
+    let call = answer("Thanks, on it".into()).await?;
+    rows.push((
+        "outbound text, first for the process (directory read)",
+        call.recorded,
+        3,
+    ));
+    let call = answer("Your order ships today".into()).await?;
+    rows.push(("outbound text", call.recorded, 3));
     if sandbox.outbox(Some(phone), None).len() != 2 {
         return Err("the sandbox did not receive both sends".into());
     }
@@ -205,20 +395,20 @@ async fn main() -> Result<(), BoxError> {
     let png = local_stack::media_files::png(0);
     let form = json!({"filename": "photo.png", "content_type": "image/png", "size": png.len()})
         .to_string();
-    let upload_form = request(bench::agent_event(
+    let upload_form = request(&bench::agent_event(
         "POST",
         "/media",
         "/media",
         Value::Null,
         &form,
     ))?;
-    counter.take();
+    counter.take_recorded();
     let response = media::handle_http(&media_app, upload_form).await;
     if response.status() != 201 {
         return Err(format!("POST /media answered {}", response.status()).into());
     }
     let ticket: serde_json::Value = serde_json::from_slice(response.body().as_ref())?;
-    let form_requests = counter.take();
+    let mut media_requests = counter.take_recorded();
     let key = ticket["upload"]["fields"]["key"]
         .as_str()
         .ok_or("no key")?
@@ -245,15 +435,19 @@ async fn main() -> Result<(), BoxError> {
     if validation.outcome != "valid" {
         return Err(format!("the upload was {}", validation.outcome).into());
     }
-    let mut sent = form_requests;
-    sent.extend(counter.take());
-    rows.push(("media upload -> valid (form, then validation)", sent, 4));
+    media_requests.sent.extend(counter.take_recorded().sent);
+    rows.push((
+        "media upload -> valid (form, then validation)",
+        media_requests,
+        4,
+    ));
 
     println!("\nAWS requests per operation (handlers over moto, counted at the SDK)\n");
-    println!("| operation | requests | budget | result | sent |");
-    println!("|---|---|---|---|---|");
+    println!("| operation | requests | budget | result | RRU | WRU (table + index) | sent |");
+    println!("|---|---|---|---|---|---|---|");
     let mut failed = false;
-    for (name, sent, budget) in &rows {
+    for (name, recorded, budget) in &rows {
+        let sent: Vec<&str> = recorded.sent.iter().map(|s| s.operation.as_str()).collect();
         let ok = sent.len() <= *budget;
         failed |= !ok;
         let reads = sent
@@ -262,10 +456,15 @@ async fn main() -> Result<(), BoxError> {
                 op.starts_with("Get") || op.starts_with("Query") || op.starts_with("Batch")
             })
             .count();
+        let units = units_of(recorded);
         println!(
-            "| {name} | {} | <= {budget} | {} | {} |",
+            "| {name} | {} | <= {budget} | {} | {} | {} ({} + {}) | {} |",
             sent.len(),
             if ok { "pass" } else { "FAIL" },
+            units.read,
+            units.writes(),
+            units.write,
+            units.index_write,
             if reads == 0 {
                 sent.join(", ")
             } else {
@@ -273,9 +472,220 @@ async fn main() -> Result<(), BoxError> {
             },
         );
     }
+
+    // Cost: many warm invocations of each kind a message causes.
+    let mut inbound = Kind {
+        name: "webhook: inbound text, conversation exists",
+        samples: Vec::new(),
+    };
+    let mut outbound = Kind {
+        name: "outbound: agent text",
+        samples: Vec::new(),
+    };
+    let mut statuses: Vec<Kind> = STATUSES
+        .iter()
+        .map(|s| Kind {
+            name: match *s {
+                "sent" => "webhook: status sent (after the send settled it)",
+                "delivered" => "webhook: status delivered",
+                _ => "webhook: status read",
+            },
+            samples: Vec::new(),
+        })
+        .collect();
+    // Inbound: a customer writing a message a second after the last one (each moves the
+    // conversation in gsi1, as messages seconds apart do); the first creates it.
+    let base = Utc::now().timestamp() - SAMPLES as i64 - 5;
+    let customer = "15551230003";
+    send(bench::whatsapp_text_at(
+        phone,
+        customer,
+        "wamid.bench.first",
+        "hi",
+        base,
+    ))
+    .await?;
+    for i in 0..SAMPLES {
+        let wamid = format!("wamid.bench.in.{i}");
+        let at = base + 1 + i as i64;
+        let call = send(bench::whatsapp_text_at(
+            phone, customer, &wamid, "hello", at,
+        ))
+        .await?;
+        inbound.samples.push(Sample::of(&call, 0)?);
+    }
+    for i in 0..SAMPLES {
+        let call = answer(format!("Reply number {i}")).await?;
+        outbound.samples.push(Sample::of(&call, 1)?);
+        let wamid = sandbox
+            .outbox(Some(phone), None)
+            .last()
+            .and_then(|sent| sent.provider_message_id.clone())
+            .ok_or("the sandbox gave no wamid")?;
+        for (kind, name) in statuses.iter_mut().zip(STATUSES) {
+            let call = send(status(&wamid, name)).await?;
+            kind.samples.push(Sample::of(&call, 0)?);
+        }
+    }
     drop(moto);
+
+    println!(
+        "\nPer invocation, {SAMPLES} warm runs each (means; Lambda ms are medians). \"AWS model\" = the \
+         handler's own time + {AWS_CALL_MS} ms per AWS request + {PROVIDER_CALL_MS} ms per WhatsApp send\n"
+    );
+    println!(
+        "| invocation | AWS requests | RRU | WRU (table + index) | largest item written | events | log bytes | ms over moto | of which AWS calls | own ms | AWS model ms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let kinds: Vec<&Kind> = std::iter::once(&inbound)
+        .chain(std::iter::once(&outbound))
+        .chain(statuses.iter())
+        .collect();
+    for kind in &kinds {
+        let units = kind.units();
+        println!(
+            "| {} | {:.1} | {:.2} | {:.2} ({:.2} + {:.2}) | {:.0} B | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} |",
+            kind.name,
+            kind.mean(|s| s.requests as f64),
+            units.read,
+            units.writes(),
+            units.write,
+            units.index_write,
+            kind.samples
+                .iter()
+                .map(|s| s.largest_item as f64)
+                .fold(0.0, f64::max),
+            kind.mean(|s| s.events as f64),
+            kind.mean(|s| s.log_bytes as f64),
+            kind.median(|s| s.moto_ms),
+            kind.median(|s| s.aws_ms),
+            kind.median(Sample::own_ms),
+            kind.median(Sample::model_ms),
+        );
+    }
+
+    let prices = Prices::US_EAST_1;
+    let message_usage = |kinds: &[&Kind], model: bool| {
+        let mut usage = Usage::default();
+        for kind in kinds {
+            usage.add(&kind.usage(model));
+        }
+        usage
+    };
+    let inbound_kinds = [&inbound];
+    let outbound_kinds: Vec<&Kind> = std::iter::once(&outbound).chain(statuses.iter()).collect();
+    let messages: [(&str, &[&Kind]); 2] = [
+        ("1M inbound texts (1 webhook each)", &inbound_kinds),
+        (
+            "1M outbound texts (1 send + 3 status webhooks each)",
+            &outbound_kinds,
+        ),
+    ];
+    println!(
+        "\nCost per 1,000,000 messages, USD, us-east-1 on-demand list prices checked {} \
+         (Lambda arm64, 128 MB, at the AWS model duration; x86_64 and the moto-measured duration for comparison)\n",
+        cost::PRICES_CHECKED
+    );
+    println!(
+        "| messages | API Gateway | Lambda requests | Lambda duration | DynamoDB reads | DynamoDB writes | EventBridge | CloudWatch Logs | total arm64 | total x86_64 | total arm64, moto duration |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut bills = Vec::new();
+    for (name, kinds) in messages {
+        let usage = message_usage(kinds, true);
+        let bill = Bill::of(&usage, &prices, Arch::Arm64);
+        let x86 = Bill::of(&usage, &prices, Arch::X86_64);
+        let measured = Bill::of(&message_usage(kinds, false), &prices, Arch::Arm64);
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | **{}** | {} | {} |",
+            usd(bill.api_gateway),
+            usd(bill.lambda_requests),
+            usd(bill.lambda_duration),
+            usd(bill.dynamodb_reads),
+            usd(bill.dynamodb_writes),
+            usd(bill.eventbridge),
+            usd(bill.logs),
+            usd(bill.total()),
+            usd(x86.total()),
+            usd(measured.total()),
+        );
+        bills.push((name, usage, bill));
+    }
+
+    println!();
+    for (name, usage, bill) in &bills {
+        let total = bill.total();
+        let ranked: Vec<String> = bill
+            .ranked()
+            .iter()
+            .filter(|(_, v)| *v > 0.0)
+            .map(|(service, v)| format!("{service} {} ({:.0} %)", usd(*v), v / total * 100.0))
+            .collect();
+        println!(
+            "{name}: ${} = {}; DynamoDB {:.2} WRU ({:.2} table + {:.2} index) and {:.2} RRU per message.",
+            usd(total),
+            ranked.join(", "),
+            usage.units.writes(),
+            usage.units.write,
+            usage.units.index_write,
+            usage.units.read,
+        );
+    }
+
+    // What would halve an inbound text: levers priced from the measured usage.
+    let (_, usage, bill) = &bills[0];
+    let tx = inbound.mean(|s| s.transactional_writes);
+    let tx_items = inbound.mean(|s| s.transactional_items as f64);
+    let per_item = if tx_items > 0.0 { tx / tx_items } else { 0.0 };
+    let wru = prices.dynamodb_write_per_million;
+    let levers = [
+        (
+            "standard writes instead of one TransactWriteItems (the dedupe stays a conditional put)",
+            tx / 2.0 * wru,
+        ),
+        (
+            "two items fewer per message in the transaction (the PID# claim folded into the message item, the customer item written only when it changes)",
+            2.0 * per_item * wru,
+        ),
+        (
+            "no gsi1 write per message (e.g. gsi1sk at minute precision and a KEYS_ONLY projection: later messages of the same minute touch no index entry)",
+            usage.units.index_write * prices.dynamodb_write_per_million,
+        ),
+        (
+            "no MessageReceived event for texts (publish only what a rule consumes: has_media)",
+            bill.eventbridge,
+        ),
+        (
+            "Meta webhooks on a Lambda function URL instead of API Gateway (signature already checked in the handler)",
+            bill.api_gateway,
+        ),
+    ];
+    println!(
+        "\nTo halve an inbound text (${} -> ${}), levers and what each saves per million:",
+        usd(bill.total()),
+        usd(bill.total() / 2.0)
+    );
+    for (lever, saves) in levers {
+        println!("- {lever}: -${}", usd(saves));
+    }
+    // Both write levers together: the remaining items as standard writes.
+    let standard_fewer = (tx - (tx_items - 2.0).max(0.0) * per_item / 2.0) * wru;
+    println!(
+        "- both write levers together: -${} (${}); with no event for texts as well: ${}",
+        usd(standard_fewer),
+        usd(bill.total() - standard_fewer),
+        usd(bill.total() - standard_fewer - bill.eventbridge),
+    );
+
     if failed {
         return Err("an operation is over its request budget".into());
+    }
+    if bill.total() > INBOUND_GOAL_USD {
+        return Err(format!(
+            "an inbound text costs ${} per million, over the ${INBOUND_GOAL_USD} goal",
+            usd(bill.total())
+        )
+        .into());
     }
     Ok(())
 }
