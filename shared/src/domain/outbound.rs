@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::Error;
@@ -29,7 +29,7 @@ pub const MAX_CAPTION_CHARS: usize = 1024;
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 /// The kinds an agent can send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutboundKind {
     /// Text (emoji included).
@@ -83,7 +83,7 @@ impl OutboundKind {
 }
 
 /// `POST /conversations/{id}/messages`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
     /// What to send.

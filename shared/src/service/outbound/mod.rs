@@ -79,7 +79,7 @@ impl SendRequest {
     /// A request whose body hash is the message's own JSON (for senders without an HTTP
     /// body, such as bots and schedules).
     pub fn new(message: SendMessage, idempotency_key: Option<IdempotencyKey>) -> Self {
-        let body_hash = digest(format!("{message:?}").as_bytes());
+        let body_hash = digest(&serde_json::to_vec(&message).unwrap_or_default());
         Self {
             message,
             idempotency_key,

@@ -293,6 +293,36 @@ async fn another_tenants_conversation_is_not_found() {
     assert!(w.sender.sent().is_empty());
 }
 
+#[tokio::test]
+async fn a_sender_without_an_http_body_repeating_its_key_sends_once() {
+    let w = world();
+    let c = w.conversation(ChannelType::Whatsapp, false, 1, 0);
+    let key = || Some(IdempotencyKey::parse("bot-turn-wamid.1").unwrap());
+    let message = || serde_json::from_value::<SendMessage>(hi()).unwrap();
+    let first = SendRequest::new(message(), key());
+    let again = SendRequest::new(message(), key());
+    assert_eq!(first.body_hash, again.body_hash);
+    let a = w
+        .service
+        .send(&bot(), &w.tenant, &c, first, w.now)
+        .await
+        .unwrap();
+    let b = w
+        .service
+        .send(&bot(), &w.tenant, &c, again, w.now)
+        .await
+        .unwrap();
+    assert_eq!(a[0].id, b[0].id);
+    assert_eq!(w.sender.sent().len(), 1);
+    let other = serde_json::from_value(json!({"kind": "text", "text": "bye"})).unwrap();
+    let err = w
+        .service
+        .send(&bot(), &w.tenant, &c, SendRequest::new(other, key()), w.now)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "idempotency_key_reused");
+}
+
 fn media(id: &str, kind: MediaKind, mime: &str, tenant: &TenantId) -> MediaRecord {
     let ext = mime.rsplit('/').next().unwrap_or("bin");
     MediaRecord {
