@@ -10,3 +10,4 @@ mod media;
 mod outbound;
 mod statuses;
 mod webhooks;
+mod wechat_tokens;

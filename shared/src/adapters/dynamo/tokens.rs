@@ -53,10 +53,12 @@ impl DynamoStore {
         e.set(LEASE_HOLDER, s(&lease.holder))
             .set(LEASE_UNTIL, n(lease.until_ms))
             .set(keys::ENTITY, s("wechat_token"));
-        let (until, token, expires) = (e.name(LEASE_UNTIL), e.name(TOKEN), e.name(TOKEN_EXPIRES));
+        // Only names the condition uses: DynamoDB refuses unused ones.
+        let (until, token) = (e.name(LEASE_UNTIL), e.name(TOKEN));
         let now = e.value(n(lease.now_ms));
         let replaceable = match &lease.replacing {
             Replacing::Due { expiring_before_ms } => {
+                let expires = e.name(TOKEN_EXPIRES);
                 let due = e.value(n(*expiring_before_ms));
                 format!("attribute_not_exists({token}) OR {expires} <= {due}")
             }
