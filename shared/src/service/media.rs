@@ -529,77 +529,70 @@ where
     // Where the bytes are, and what the provider says about them.
     let mut mime = event.media.mime_type.clone();
     let mut expected_sha256 = event.media.sha256.clone();
-    let mut body = if routed.channel.channel_type == ChannelType::Wechat {
-        let Some(media_id) = event.media.provider_media_id.as_deref() else {
-            link(unavailable("the message named no media id".into())).await?;
-            return Ok("unavailable");
-        };
+    let download = |url: String, bearer: Option<String>| async move {
+        ports
+            .fetcher
+            .get(&url, bearer.as_deref())
+            .await
+            .map_err(|reason| format!("the download failed: {reason}"))
+    };
+    let opened = match routed.channel.channel_type {
         // WeChat's protocol (token, `media/get`, its JSON answers, video links) is its
         // client's; the bytes still come through the guarded fetcher.
-        match ports
-            .provider
-            .open_wechat_media(ports.fetcher, &routed, media_id)
-            .await
-        {
-            Ok(body) => body,
-            Err(reason) => {
-                link(unavailable(reason)).await?;
+        ChannelType::Wechat => match event.media.provider_media_id.as_deref() {
+            Some(media_id) => {
+                ports
+                    .provider
+                    .open_wechat_media(ports.fetcher, &routed, media_id)
+                    .await
+            }
+            None => Err("the message named no media id".to_owned()),
+        },
+        ChannelType::Whatsapp => {
+            let Some(media_id) = event.media.provider_media_id.as_deref() else {
+                link(unavailable("the message named no media id".into())).await?;
                 return Ok("unavailable");
-            }
-        }
-    } else {
-        let (url, bearer) = match routed.channel.channel_type {
-            ChannelType::Whatsapp => {
-                let Some(media_id) = event.media.provider_media_id.as_deref() else {
-                    link(unavailable("the message named no media id".into())).await?;
-                    return Ok("unavailable");
-                };
-                let lookup = format!("{}/{}", urls.graph.trim_end_matches('/'), media_id);
-                let answer = match ports.fetcher.get(&lookup, token.as_deref()).await {
-                    Ok(mut body) => read_small(&mut body, 64 * 1024).await,
-                    Err(reason) => Err(reason),
-                };
-                let meta: serde_json::Value = match answer.and_then(|b| {
-                    serde_json::from_slice(&b)
-                        .map_err(|_| "the Graph API answer is not JSON".to_owned())
-                }) {
-                    Ok(v) => v,
-                    Err(reason) => {
-                        link(unavailable(format!(
-                            "WhatsApp media lookup failed: {reason}"
-                        )))
-                        .await?;
-                        return Ok("unavailable");
-                    }
-                };
-                let Some(url) = meta["url"].as_str().map(str::to_owned) else {
-                    link(unavailable("the Graph API gave no media URL".into())).await?;
-                    return Ok("unavailable");
-                };
-                mime = mime.or_else(|| meta["mime_type"].as_str().map(str::to_owned));
-                // The lookup describes the file behind the URL: it wins over the webhook's copy.
-                expected_sha256 = meta["sha256"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .or(expected_sha256);
-                (url, token.clone())
-            }
-            ChannelType::Messenger | ChannelType::Instagram => match event.media.url.clone() {
-                Some(url) => (url, None),
-                None => {
-                    link(unavailable("the message carried no attachment URL".into())).await?;
+            };
+            let lookup = format!("{}/{}", urls.graph.trim_end_matches('/'), media_id);
+            let answer = match ports.fetcher.get(&lookup, token.as_deref()).await {
+                Ok(mut body) => read_small(&mut body, 64 * 1024).await,
+                Err(reason) => Err(reason),
+            };
+            let meta: serde_json::Value = match answer.and_then(|b| {
+                serde_json::from_slice(&b)
+                    .map_err(|_| "the Graph API answer is not JSON".to_owned())
+            }) {
+                Ok(v) => v,
+                Err(reason) => {
+                    link(unavailable(format!(
+                        "WhatsApp media lookup failed: {reason}"
+                    )))
+                    .await?;
                     return Ok("unavailable");
                 }
-            },
-            // Handled above.
-            ChannelType::Wechat => return Ok("ignored"),
-        };
-        match ports.fetcher.get(&url, bearer.as_deref()).await {
-            Ok(body) => body,
-            Err(reason) => {
-                link(unavailable(format!("the download failed: {reason}"))).await?;
+            };
+            let Some(url) = meta["url"].as_str().map(str::to_owned) else {
+                link(unavailable("the Graph API gave no media URL".into())).await?;
                 return Ok("unavailable");
-            }
+            };
+            mime = mime.or_else(|| meta["mime_type"].as_str().map(str::to_owned));
+            // The lookup describes the file behind the URL: it wins over the webhook's copy.
+            expected_sha256 = meta["sha256"]
+                .as_str()
+                .map(str::to_owned)
+                .or(expected_sha256);
+            download(url, token.clone()).await
+        }
+        ChannelType::Messenger | ChannelType::Instagram => match event.media.url.clone() {
+            Some(url) => download(url, None).await,
+            None => Err("the message carried no attachment URL".to_owned()),
+        },
+    };
+    let mut body = match opened {
+        Ok(body) => body,
+        Err(reason) => {
+            link(unavailable(reason)).await?;
+            return Ok("unavailable");
         }
     };
     let mime = mime

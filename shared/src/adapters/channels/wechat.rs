@@ -667,12 +667,8 @@ impl Client<'_> {
                 self.token(channel, stale.as_deref())
                     .await
                     .map_err(|failed| match failed {
-                        Attempt::Failed(e) if e.code == "40125" => {
-                            "WeChat refused the account's AppID/AppSecret (no access token)"
-                                .to_owned()
-                        }
                         Attempt::Failed(e) => {
-                            format!("WeChat gave no access token: {} {}", e.code, e.reason)
+                            format!("WeChat gave no access token: {} ({})", e.reason, e.code)
                         }
                         _ => "WeChat could not be reached for an access token".to_owned(),
                     })?;
