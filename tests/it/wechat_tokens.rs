@@ -278,3 +278,90 @@ async fn a_token_wechat_refuses_is_replaced_once_across_processes() {
     );
     assert_eq!(all, stable);
 }
+
+#[tokio::test]
+async fn the_token_lease_goes_to_one_process_and_only_while_the_token_is_the_one_to_replace() {
+    use shared::adapters::channels::wechat::{Lease, Replacing};
+    let sdk = stack().settings.sdk_config();
+    let store = DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        stack().template.local_name("ChatTable").unwrap(),
+    );
+    let (_, app) = wechat_account();
+    let now = chrono::Utc::now().timestamp_millis();
+    let lease = |holder: &str, replacing: Replacing| Lease {
+        holder: holder.into(),
+        now_ms: now,
+        until_ms: now + 15_000,
+        replacing,
+    };
+    let due = Replacing::Due {
+        expiring_before_ms: now + 240_000,
+    };
+    assert_eq!(store.wechat_token(&app).await.unwrap(), None);
+    assert!(
+        store
+            .lease_wechat_token(&app, &lease("p1", due.clone()))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .lease_wechat_token(&app, &lease("p2", due.clone()))
+            .await
+            .unwrap(),
+        "held"
+    );
+    assert!(
+        !store
+            .save_wechat_token(&app, "p2", "B", now, now + 7_200_000)
+            .await
+            .unwrap(),
+        "only the holder stores"
+    );
+    assert!(
+        store
+            .save_wechat_token(&app, "p1", "A", now, now + 7_200_000)
+            .await
+            .unwrap()
+    );
+    let stored = store.wechat_token(&app).await.unwrap().unwrap();
+    assert_eq!(stored.token.as_deref(), Some("A"));
+    assert_eq!(stored.expires_at_ms, now + 7_200_000);
+    assert!(stored.lease_until_ms.is_none(), "the save ends the lease");
+
+    // A fresh token is not due; a refusal of another token replaces nothing.
+    assert!(
+        !store
+            .lease_wechat_token(&app, &lease("p3", due))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .lease_wechat_token(&app, &lease("p3", Replacing::Refused("old".into())))
+            .await
+            .unwrap()
+    );
+    // The refused token is still the stored one: one process gets the lease.
+    assert!(
+        store
+            .lease_wechat_token(&app, &lease("p4", Replacing::Refused("A".into())))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .lease_wechat_token(&app, &lease("p5", Replacing::Refused("A".into())))
+            .await
+            .unwrap()
+    );
+    // A failed fetch releases it for the next process.
+    assert!(store.release_wechat_token(&app, "p4").await.unwrap());
+    assert!(
+        store
+            .lease_wechat_token(&app, &lease("p5", Replacing::Refused("A".into())))
+            .await
+            .unwrap()
+    );
+}
