@@ -47,7 +47,7 @@ impl Default for TokenTimings {
 }
 
 /// The token item of an AppID as stored (epoch milliseconds).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoredToken {
     /// The token, once one was fetched.
     pub token: Option<String>,
@@ -60,7 +60,7 @@ pub struct StoredToken {
 }
 
 /// Which token a refresh replaces: the lease is taken only while it is still there.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Replacing {
     /// A token expiring at or before this time (or none).
     Due {
@@ -72,7 +72,7 @@ pub enum Replacing {
 }
 
 /// A refresh lease to take.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Lease {
     /// Who takes it (one id per attempt).
     pub holder: String,
@@ -85,7 +85,7 @@ pub struct Lease {
 }
 
 /// A token WeChat refused, and when this process started replacing it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Refusal {
     /// The refused token.
     pub token: String,
@@ -94,7 +94,7 @@ pub struct Refusal {
 }
 
 /// What a process does with the token item it just read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum TokenStep {
     /// Use this token (it works until `expires_at_ms`).
     Use {
@@ -157,6 +157,66 @@ pub fn decide(
         TokenStep::Refresh(due)
     } else {
         usable
+    }
+}
+
+/// Tokens are never printed: the `Debug` of the token types hides them.
+const HIDDEN: &str = "***";
+
+impl std::fmt::Debug for StoredToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredToken")
+            .field("token", &self.token.as_ref().map(|_| HIDDEN))
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("fetched_at_ms", &self.fetched_at_ms)
+            .field("lease_until_ms", &self.lease_until_ms)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Replacing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Due { expiring_before_ms } => f
+                .debug_struct("Due")
+                .field("expiring_before_ms", expiring_before_ms)
+                .finish(),
+            Self::Refused(_) => f.debug_tuple("Refused").field(&HIDDEN).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("holder", &self.holder)
+            .field("now_ms", &self.now_ms)
+            .field("until_ms", &self.until_ms)
+            .field("replacing", &self.replacing)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refusal")
+            .field("token", &HIDDEN)
+            .field("since_ms", &self.since_ms)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for TokenStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Use { expires_at_ms, .. } => f
+                .debug_struct("Use")
+                .field("token", &HIDDEN)
+                .field("expires_at_ms", expires_at_ms)
+                .finish(),
+            Self::Refresh(replacing) => f.debug_tuple("Refresh").field(replacing).finish(),
+            Self::Wait => f.write_str("Wait"),
+        }
     }
 }
 
@@ -872,6 +932,20 @@ mod tests {
             decide(Some(&confirmed), now, Some(&refusal), margin),
             TokenStep::Use { token, .. } if token == "A"
         ));
+    }
+
+    #[test]
+    fn token_types_never_print_the_token() {
+        let shown = format!(
+            "{:?} {:?} {:?}",
+            stored("SECRET-TOKEN", 1, None),
+            TokenStep::Refresh(Replacing::Refused("SECRET-TOKEN".into())),
+            TokenStep::Use {
+                token: "SECRET-TOKEN".into(),
+                expires_at_ms: 1
+            }
+        );
+        assert!(!shown.contains("SECRET-TOKEN"), "{shown}");
     }
 
     #[test]
