@@ -604,3 +604,16 @@ pub trait ChannelSender: Send + Sync {
         hsm_id: Option<&str>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 }
+
+/// Provider media protocols that need the provider's client (WeChat's `media/get` with
+/// the account's access token); the bytes always come through the guarded fetcher.
+pub trait ProviderMedia: Send + Sync {
+    /// A customer's WeChat file by its `media_id`: its body (for a video, the file behind
+    /// the `video_url` WeChat answers with); `Err` is why it is unavailable.
+    fn open_wechat_media<F: MediaFetcher>(
+        &self,
+        fetcher: &F,
+        channel: &RoutedChannel,
+        media_id: &str,
+    ) -> impl Future<Output = Result<F::Body, String>> + Send;
+}

@@ -12,3 +12,4 @@ mod outbound;
 mod statuses;
 mod templates;
 mod webhooks;
+mod wechat_tokens;

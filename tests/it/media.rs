@@ -385,6 +385,32 @@ async fn wechat_media_it_no_longer_has_is_unavailable_with_its_error() {
     );
 }
 
+#[tokio::test]
+async fn a_wechat_video_is_fetched_through_its_video_url_into_s3_and_validated() {
+    let channel = connect("wechat").await;
+    let vars = FixtureVars::new(&channel, true);
+    let media_id = format!("wxv{}", vars.msg_id);
+    let video = local_stack::media_files::mp4(256 * 1024);
+    // The sandbox's media/get answers videos with {"video_url": ...}, as WeChat does.
+    sandbox_put(&media_id, video.clone(), "video/mp4");
+    let xml = vars.render(&fixture("wechat/video.xml"));
+    let start = xml.find("<MediaId>").expect("MediaId");
+    let end = xml.find("</MediaId>").expect("MediaId end");
+    let xml = format!(
+        "{}<MediaId><![CDATA[{media_id}]]>{}",
+        &xml[..start],
+        &xml[end..]
+    );
+    let reply = integration_tests::post_wechat(&channel, &xml).await;
+    assert_eq!(reply.text, "success");
+    let media = settled_media(&channel.tenant).await;
+    assert_eq!(media["status"], "fetched", "{media}");
+    let record = media_record(&channel.tenant, media["media_id"].as_str().unwrap()).await;
+    assert_eq!(record["status"], "valid", "{record}");
+    assert_eq!(record["mime_type"], "video/mp4");
+    assert_eq!(record["sha256"], hex::encode(Sha256::digest(&video)));
+}
+
 // ---------- validation, called directly over moto ----------
 // A bucket of its own, with no event notifications, so no stand-in races these runs.
 

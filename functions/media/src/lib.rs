@@ -16,6 +16,7 @@ use serde_json::Value;
 use shared::Error;
 use shared::adapters::aws::{SharedCredentialsProvider, dynamodb_client, sdk_config};
 use shared::adapters::cache::CachedDirectory;
+use shared::adapters::channels::{CALL_TIMEOUT, Channels};
 use shared::adapters::dynamo::DynamoStore;
 use shared::adapters::eventbridge::SOURCE;
 use shared::adapters::fetch::GuardedFetcher;
@@ -33,6 +34,7 @@ pub struct App {
     directory: CachedDirectory<DynamoStore>,
     objects: S3Media,
     fetcher: GuardedFetcher,
+    provider: Channels,
     bucket: String,
     urls: ProviderUrls,
 }
@@ -74,7 +76,18 @@ impl App {
             reason,
         })?;
         let store = DynamoStore::new(dynamo, config.table_name.clone());
+        // WeChat's media/get needs the account's token: the one the whole deployment shares.
+        let provider = Channels::new(
+            shared::config::ProviderUrls::from_source(env)?,
+            CALL_TIMEOUT,
+        )
+        .map_err(|reason| ConfigError::Invalid {
+            name: "WECHAT_API_URL",
+            reason,
+        })?
+        .with_wechat_tokens(store.clone());
         Ok(Self {
+            provider,
             directory: CachedDirectory::new(store.clone()),
             store,
             objects: S3Media::new(
@@ -145,6 +158,7 @@ pub async fn handle_event(app: &App, event: &Value) -> Result<&'static str, Erro
                 objects: &app.objects,
                 fetcher: &app.fetcher,
                 links: &app.store,
+                provider: &app.provider,
             };
             media::fetch_inbound(ports, &app.urls, &detail, Utc::now())
                 .instrument(span)

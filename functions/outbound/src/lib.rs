@@ -54,13 +54,14 @@ pub fn service(
 ) -> Result<Service, ConfigError> {
     let bucket = env.required("MEDIA_BUCKET")?;
     let settings = OutboundSettings::from_source(env)?;
-    let channels = Channels::new(ProviderUrls::from_source(env)?, settings.call_timeout).map_err(
-        |reason| ConfigError::Invalid {
+    let store = DynamoStore::new(dynamo, config.table_name.clone());
+    // WeChat tokens: one per account for the whole deployment, kept in the table.
+    let channels = Channels::new(ProviderUrls::from_source(env)?, settings.call_timeout)
+        .map_err(|reason| ConfigError::Invalid {
             name: "META_GRAPH_URL",
             reason,
-        },
-    )?;
-    let store = DynamoStore::new(dynamo, config.table_name.clone());
+        })?
+        .with_wechat_tokens(store.clone());
     let objects = S3Media::new(
         s3,
         bucket,

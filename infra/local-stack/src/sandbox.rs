@@ -15,12 +15,13 @@
 //! | `POST /graph/{account}/messages` | WhatsApp Cloud API or Messenger/Instagram Send API |
 //! | `GET/POST/DELETE /graph/{waba_id}/message_templates` | WhatsApp templates |
 //! | `GET /graph/{media_id}`, `GET /files/{id}` | WhatsApp media URL lookup, the file |
-//! | `GET /wechat/cgi-bin/token` | access token (a new one supersedes the old) |
+//! | `GET /wechat/cgi-bin/token` | access token (a new one supersedes the old; 2,000 a day per app, then 45009) |
+//! | `POST /wechat/cgi-bin/stable_token` | stable access token (the same one until its last five minutes; `force_refresh` replaces it) |
 //! | `POST /wechat/cgi-bin/message/custom/send` | customer-service message |
-//! | `POST /wechat/cgi-bin/media/upload`, `GET /wechat/cgi-bin/media/get` | media |
+//! | `POST /wechat/cgi-bin/media/upload`, `GET /wechat/cgi-bin/media/get` | media (videos as a `video_url`, as WeChat answers them) |
 //! | `GET/DELETE /sandbox/outbox?account=&to=` | what was sent (every call, failed ones too) |
 //! | `POST /sandbox/fail`, `POST /sandbox/chaos` | failure injection per account |
-//! | `GET /sandbox/stats` | token fetches per app, sends per account |
+//! | `GET /sandbox/stats` | token fetches per app (both endpoints; `stable_token` ones and the tokens it issued apart), sends per account |
 //! | `POST /sandbox/customer-message`, `POST /sandbox/status` | signed webhooks to the dev server |
 //!
 //! Every control route has a method on [`Sandbox`] too. Control errors are
@@ -59,6 +60,13 @@ const MAX_OUTBOX: usize = 100_000;
 /// How long WeChat keeps a superseded access token working: "the old token stays valid for
 /// five minutes after a refresh" (Official Account docs, "Get access token").
 pub const WECHAT_TOKEN_GRACE: Duration = Duration::from_secs(300);
+/// An access token's life (`expires_in`), both endpoints.
+pub const WECHAT_TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
+/// `stable_token` in normal mode hands out a new token only in its current token's last
+/// five minutes ("普通模式下平台会提前5分钟更新access_token", getStableAccessToken docs).
+pub const WECHAT_STABLE_RENEWAL: Duration = Duration::from_secs(300);
+/// `cgi-bin/token` calls per app per day (then errcode 45009).
+pub const WECHAT_TOKEN_DAILY_QUOTA: u64 = 2000;
 
 /// How the sandbox is set up.
 #[derive(Debug, Clone)]
@@ -71,6 +79,13 @@ pub struct SandboxConfig {
     /// How long a superseded WeChat access token keeps working ([`WECHAT_TOKEN_GRACE`] by
     /// default, as at WeChat; zero makes a new token invalidate the old one at once).
     pub wechat_token_grace: Duration,
+    /// An access token's life ([`WECHAT_TOKEN_LIFETIME`]; tests shorten it).
+    pub wechat_token_lifetime: Duration,
+    /// The last part of a stable token's life in which `stable_token` hands out the next
+    /// one ([`WECHAT_STABLE_RENEWAL`]).
+    pub wechat_stable_renewal: Duration,
+    /// `cgi-bin/token` calls per app per day ([`WECHAT_TOKEN_DAILY_QUOTA`]).
+    pub wechat_token_daily_quota: u64,
 }
 
 impl Default for SandboxConfig {
@@ -80,6 +95,9 @@ impl Default for SandboxConfig {
             webhook_base: None,
             meta_app_secret: "dev-app-secret".to_owned(),
             wechat_token_grace: WECHAT_TOKEN_GRACE,
+            wechat_token_lifetime: WECHAT_TOKEN_LIFETIME,
+            wechat_stable_renewal: WECHAT_STABLE_RENEWAL,
+            wechat_token_daily_quota: WECHAT_TOKEN_DAILY_QUOTA,
         }
     }
 }
@@ -137,8 +155,14 @@ pub struct SendCounts {
 /// Counters since start.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Stats {
-    /// WeChat token requests per appid (refused ones too).
+    /// WeChat token requests per appid, `cgi-bin/token` and `cgi-bin/stable_token` (refused
+    /// ones too).
     pub token_fetches: BTreeMap<String, u64>,
+    /// Of those, `cgi-bin/stable_token` requests per appid.
+    pub stable_token_fetches: BTreeMap<String, u64>,
+    /// New tokens `cgi-bin/stable_token` issued per appid (a request answered with the
+    /// current token issues none).
+    pub stable_tokens_issued: BTreeMap<String, u64>,
     /// Send calls per account.
     pub sends: BTreeMap<String, SendCounts>,
 }
@@ -223,6 +247,9 @@ struct SandboxState {
 struct Inner {
     meta_app_secret: String,
     token_grace: Duration,
+    token_lifetime: Duration,
+    stable_renewal: Duration,
+    token_daily_quota: u64,
     http: reqwest::Client,
     state: Mutex<SandboxState>,
 }
@@ -267,6 +294,9 @@ impl Sandbox {
             inner: Arc::new(Inner {
                 meta_app_secret: config.meta_app_secret,
                 token_grace: config.wechat_token_grace,
+                token_lifetime: config.wechat_token_lifetime,
+                stable_renewal: config.wechat_stable_renewal,
+                token_daily_quota: config.wechat_token_daily_quota,
                 http,
                 state: Mutex::new(SandboxState {
                     webhook_base: config.webhook_base,
@@ -290,6 +320,7 @@ impl Sandbox {
             )
             .route("/files/{id}", get(graph::download))
             .route("/wechat/cgi-bin/token", get(wechat::token))
+            .route("/wechat/cgi-bin/stable_token", post(wechat::stable_token))
             .route("/wechat/cgi-bin/message/custom/send", post(wechat::send))
             .route("/wechat/cgi-bin/media/upload", post(wechat::upload))
             .route("/wechat/cgi-bin/media/get", get(wechat::media_get))
@@ -313,8 +344,9 @@ impl Sandbox {
     }
 
     /// Serves a file: `GET /graph/{id}` answers like the Graph API media lookup (url,
-    /// mime_type, sha256, file_size), `GET /files/{id}` and WeChat's `media/get` return
-    /// the bytes. Replaces a file of the same id.
+    /// mime_type, sha256, file_size), `GET /files/{id}` returns the bytes, and so does
+    /// WeChat's `media/get` except for videos, which it answers with a `video_url` to
+    /// `/files/{id}` (as WeChat does). Replaces a file of the same id.
     pub fn put_file(&self, id: &str, bytes: Vec<u8>, mime: &str) {
         self.state().files.insert(
             id.to_owned(),

@@ -167,6 +167,15 @@ pub fn template(tenant: &TenantId, id: &str) -> Key {
     }
 }
 
+/// The deployment-wide WeChat access token of one AppID: the token, its expiry and the
+/// refresh lease (every process sending or fetching media for the account reads it).
+pub fn wechat_token(app_id: &str) -> Key {
+    Key {
+        pk: format!("WXTOKEN#{app_id}"),
+        sk: "WXTOKEN".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -843,3 +843,141 @@ async fn a_failed_status_reaches_the_dev_server_with_its_error() {
     assert_eq!(s.customer, "1555");
     assert!(s.error.is_some());
 }
+
+async fn stable_token(url: &str, appid: &str, force: Option<bool>) -> Value {
+    let mut body = json!({"grant_type": "client_credential", "appid": appid, "secret": "s"});
+    if let Some(force) = force {
+        body["force_refresh"] = json!(force);
+    }
+    send(
+        reqwest::Client::new()
+            .post(format!("{url}/wechat/cgi-bin/stable_token"))
+            .json(&body),
+    )
+    .await
+    .body
+}
+
+fn token_of(answer: &Value) -> String {
+    answer["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a token: {answer}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn stable_token_gives_every_caller_the_same_token_until_its_last_minutes() {
+    let (sandbox, url) = start(SandboxConfig {
+        wechat_token_lifetime: Duration::from_secs(3),
+        wechat_stable_renewal: Duration::from_millis(1500),
+        ..SandboxConfig::default()
+    })
+    .await;
+    let first = stable_token(&url, "wxS", None).await;
+    assert_eq!(first["expires_in"], 3);
+    let token = token_of(&first);
+    assert_eq!(
+        token_of(&stable_token(&url, "wxS", Some(false)).await),
+        token
+    );
+    // Apart from cgi-bin/token: a token from there replaces nothing here.
+    wechat_token(&url, "wxS", "s").await;
+    let text = json!({"touser": "o1", "msgtype": "text", "text": {"content": "hi"}});
+    assert_eq!(wechat_send(&url, &token, text.clone()).await["errcode"], 0);
+
+    // Inside the renewal window: the next token; the old one works until it expires.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let next = token_of(&stable_token(&url, "wxS", None).await);
+    assert_ne!(next, token);
+    assert_eq!(wechat_send(&url, &token, text.clone()).await["errcode"], 0);
+    tokio::time::sleep(Duration::from_millis(1400)).await;
+    assert_eq!(
+        wechat_send(&url, &token, text.clone()).await["errcode"],
+        42001
+    );
+    assert_eq!(wechat_send(&url, &next, text).await["errcode"], 0);
+
+    let stats = sandbox.stats();
+    assert_eq!(stats.stable_token_fetches["wxS"], 3);
+    assert_eq!(stats.stable_tokens_issued["wxS"], 2);
+    assert_eq!(stats.token_fetches["wxS"], 4, "both endpoints");
+}
+
+#[tokio::test]
+async fn a_forced_stable_token_kills_the_old_one_at_once_and_not_twice_in_30_seconds() {
+    let (_, url) = sandbox().await;
+    let token = token_of(&stable_token(&url, "wxF", None).await);
+    let forced = token_of(&stable_token(&url, "wxF", Some(true)).await);
+    assert_ne!(forced, token);
+    let text = json!({"touser": "o1", "msgtype": "text", "text": {"content": "hi"}});
+    assert_eq!(
+        wechat_send(&url, &token, text.clone()).await["errcode"],
+        40001
+    );
+    assert_eq!(wechat_send(&url, &forced, text).await["errcode"], 0);
+    assert_eq!(
+        token_of(&stable_token(&url, "wxF", Some(true)).await),
+        forced,
+        "too soon: nothing refreshed"
+    );
+    assert_eq!(token_of(&stable_token(&url, "wxF", None).await), forced);
+
+    let bad = send(
+        reqwest::Client::new()
+            .post(format!("{url}/wechat/cgi-bin/stable_token"))
+            .json(&json!({"grant_type": "client_credential", "appid": "wxF", "secret": "wrong"})),
+    )
+    .await;
+    assert_eq!(bad.body["errcode"], 40125);
+}
+
+#[tokio::test]
+async fn cgi_bin_token_calls_beyond_the_daily_quota_get_45009() {
+    let (sandbox, url) = start(SandboxConfig {
+        wechat_token_daily_quota: 2,
+        ..SandboxConfig::default()
+    })
+    .await;
+    assert!(wechat_token(&url, "wxQ", "s").await["access_token"].is_string());
+    assert!(wechat_token(&url, "wxQ", "s").await["access_token"].is_string());
+    let spent = wechat_token(&url, "wxQ", "s").await;
+    assert_eq!(spent["errcode"], 45009, "{spent}");
+    assert_eq!(spent["errmsg"], "reach max api daily quota limit");
+    // Another app, and stable_token, have their own quotas.
+    assert!(wechat_token(&url, "wxR", "s").await["access_token"].is_string());
+    assert!(stable_token(&url, "wxQ", None).await["access_token"].is_string());
+    assert_eq!(sandbox.stats().token_fetches["wxQ"], 4);
+}
+
+#[tokio::test]
+async fn wechat_media_get_answers_a_video_with_a_link_to_it() {
+    let (sandbox, url) = sandbox().await;
+    sandbox.put_file(
+        "wxvideo1",
+        b"\0\0\0\x18ftypmp42 video".to_vec(),
+        "video/mp4",
+    );
+    let token = token_of(&stable_token(&url, "wxV", None).await);
+    let answer = reqwest::Client::new()
+        .get(format!(
+            "{url}/wechat/cgi-bin/media/get?access_token={token}&media_id=wxvideo1"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        answer.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let link: Value = answer.json().await.unwrap();
+    let video_url = link["video_url"].as_str().expect("a video_url").to_owned();
+    assert!(video_url.starts_with("http://127.0.0.1:"), "{video_url}");
+    let video = reqwest::get(&video_url).await.unwrap();
+    assert_eq!(video.headers()["content-type"], "video/mp4");
+    assert_eq!(
+        video.bytes().await.unwrap().as_ref(),
+        b"\0\0\0\x18ftypmp42 video"
+    );
+}

@@ -1,5 +1,7 @@
-//! The WeChat Official Account API part: access tokens, customer-service messages and
-//! temporary media. Everything is answered with HTTP 200 and an `errcode`, as WeChat does.
+//! The WeChat Official Account API part: access tokens (`cgi-bin/token` and
+//! `cgi-bin/stable_token`, isolated from each other as at WeChat, with their daily quotas),
+//! customer-service messages and temporary media. Everything is answered with HTTP 200 and
+//! an `errcode`, as WeChat does.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,8 +18,12 @@ use super::{
     Answer, Api, Fault, Sandbox, Sent, StoredFile, detached, now_epoch_seconds, query_map, unique,
 };
 
-/// An access token's life (`expires_in`).
-const TOKEN_LIFETIME: Duration = Duration::from_secs(7200);
+/// `stable_token` calls per app per day (then 45009).
+const STABLE_DAILY_QUOTA: u64 = 500_000;
+/// `force_refresh` calls per app per day (then 45009).
+const FORCE_DAILY_QUOTA: u64 = 20;
+/// A `force_refresh` sooner than this after the previous one refreshes nothing.
+const FORCE_SPACING: Duration = Duration::from_secs(30);
 
 const MESSAGE_TYPES: &[&str] = &[
     "text",
@@ -35,14 +41,51 @@ const MESSAGE_TYPES: &[&str] = &[
 struct TokenRecord {
     appid: String,
     issued: Instant,
+    lifetime: Duration,
     superseded: Option<Instant>,
+    /// Replaced by a `force_refresh`: refused at once.
+    revoked: bool,
 }
 
-/// Access tokens issued, and each app's latest.
+/// An app's stable token and its forced refreshes.
+#[derive(Default)]
+struct StableAccount {
+    token: Option<String>,
+    last_force: Option<Instant>,
+}
+
+/// The daily quotas counted per app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Quota {
+    Token,
+    Stable,
+    Force,
+}
+
+/// Access tokens issued, each app's latest `cgi-bin/token` token and its stable token,
+/// and the calls counted against each day's quotas.
 #[derive(Default)]
 pub(super) struct Tokens {
     by_token: HashMap<String, TokenRecord>,
     latest: HashMap<String, String>,
+    stable: HashMap<String, StableAccount>,
+    /// (app, quota) → (day, calls that day).
+    calls: HashMap<(String, Quota), (u64, u64)>,
+}
+
+/// Days since the Unix epoch (WeChat's quotas reset daily).
+fn today() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400)
+}
+
+/// A stable token handed out: the token, its remaining life, and whether it is new.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct StableGrant {
+    pub(super) token: String,
+    pub(super) expires_in: Duration,
+    pub(super) issued: bool,
 }
 
 /// Why a token is refused: the errcode, and its app when the token was ours once.
@@ -53,27 +96,118 @@ pub(super) struct TokenRefused {
 }
 
 impl Tokens {
-    /// A new token for `appid`; the previous one stops working after `grace`.
-    pub(super) fn issue(&mut self, appid: &str, now: Instant, grace: Duration) -> String {
+    /// Counts a call against the app's daily quota: `false` once it is spent.
+    fn within_quota(&mut self, appid: &str, quota: Quota, limit: u64) -> bool {
+        let day = today();
+        let calls = self
+            .calls
+            .entry((appid.to_owned(), quota))
+            .or_insert((day, 0));
+        if calls.0 != day {
+            *calls = (day, 0);
+        }
+        calls.1 += 1;
+        calls.1 <= limit
+    }
+
+    /// Records a new token (and forgets dead ones).
+    fn record(&mut self, appid: &str, now: Instant, lifetime: Duration, grace: Duration) -> String {
         self.by_token.retain(|_, t| {
-            now.duration_since(t.issued) < TOKEN_LIFETIME
+            now.duration_since(t.issued) < t.lifetime
+                && !t.revoked
                 && t.superseded.is_none_or(|s| now.duration_since(s) <= grace)
         });
         let token = format!("{}{}", unique(), unique());
-        if let Some(old) = self.latest.insert(appid.to_owned(), token.clone()) {
-            if let Some(record) = self.by_token.get_mut(&old) {
-                record.superseded = Some(now);
-            }
-        }
         self.by_token.insert(
             token.clone(),
             TokenRecord {
                 appid: appid.to_owned(),
                 issued: now,
+                lifetime,
                 superseded: None,
+                revoked: false,
             },
         );
         token
+    }
+
+    /// A new `cgi-bin/token` token for `appid`; the previous one stops working after
+    /// `grace` (stable tokens are not touched).
+    pub(super) fn issue(
+        &mut self,
+        appid: &str,
+        now: Instant,
+        lifetime: Duration,
+        grace: Duration,
+    ) -> String {
+        let token = self.record(appid, now, lifetime, grace);
+        if let Some(old) = self.latest.insert(appid.to_owned(), token.clone()) {
+            if let Some(record) = self.by_token.get_mut(&old) {
+                record.superseded = Some(now);
+            }
+        }
+        token
+    }
+
+    /// `cgi-bin/stable_token`: in normal mode the app's current stable token while more
+    /// than `renewal` of its life is left, else a new one (the old one works until it
+    /// expires); `force` replaces it at once (the old one dies), at most 20 times a day
+    /// and not twice within 30 s (a sooner one hands out the current token). `Err` is the
+    /// errcode (45009: a daily quota is spent).
+    pub(super) fn stable(
+        &mut self,
+        appid: &str,
+        now: Instant,
+        force: bool,
+        lifetime: Duration,
+        renewal: Duration,
+    ) -> Result<StableGrant, i64> {
+        if !self.within_quota(appid, Quota::Stable, STABLE_DAILY_QUOTA) {
+            return Err(45009);
+        }
+        let account = self.stable.entry(appid.to_owned()).or_default();
+        let last_force = account.last_force;
+        let current = account.token.clone().and_then(|t| {
+            let record = self.by_token.get(&t)?;
+            let age = now.duration_since(record.issued);
+            (!record.revoked && age < record.lifetime).then(|| (t, record.lifetime - age))
+        });
+        let keep = |(token, expires_in): (String, Duration)| StableGrant {
+            token,
+            expires_in,
+            issued: false,
+        };
+        if force {
+            if let Some(current) = current.clone()
+                && last_force.is_some_and(|at| now.duration_since(at) < FORCE_SPACING)
+            {
+                return Ok(keep(current));
+            }
+            if !self.within_quota(appid, Quota::Force, FORCE_DAILY_QUOTA) {
+                return Err(45009);
+            }
+            if let Some((old, _)) = &current
+                && let Some(record) = self.by_token.get_mut(old)
+            {
+                record.revoked = true;
+            }
+        } else if let Some(current) = current.clone()
+            && current.1 > renewal
+        {
+            return Ok(keep(current));
+        }
+        // Stable tokens never supersede anything: the grace does not apply to them.
+        let token = self.record(appid, now, lifetime, Duration::MAX);
+        let account = self.stable.entry(appid.to_owned()).or_default();
+        account.token = Some(token.clone());
+        if force {
+            account.last_force = Some(now);
+        }
+        Ok(StableGrant {
+            token,
+            expires_in: lifetime,
+            issued: true,
+        })
     }
 
     /// The app a token belongs to, or WeChat's errcode: 41001 missing, 40001 unknown or
@@ -100,13 +234,14 @@ impl Tokens {
             errcode,
             appid: Some(record.appid.clone()),
         };
-        if record
-            .superseded
-            .is_some_and(|s| now.duration_since(s) > grace)
+        if record.revoked
+            || record
+                .superseded
+                .is_some_and(|s| now.duration_since(s) > grace)
         {
             return Err(refused(40001));
         }
-        if now.duration_since(record.issued) >= TOKEN_LIFETIME {
+        if now.duration_since(record.issued) >= record.lifetime {
             return Err(refused(42001));
         }
         Ok(record.appid.clone())
@@ -289,14 +424,80 @@ pub(super) async fn token(State(sandbox): State<Sandbox>, RawQuery(query): RawQu
     } else {
         None
     };
+    let refused = refused.or_else(|| {
+        (!state
+            .tokens
+            .within_quota(appid, Quota::Token, sandbox.inner.token_daily_quota))
+        .then_some(45009)
+    });
     let body = match refused {
         Some(errcode) => error(errcode),
         None => {
-            let token = state
-                .tokens
-                .issue(appid, Instant::now(), sandbox.inner.token_grace);
-            json!({"access_token": token, "expires_in": TOKEN_LIFETIME.as_secs()})
+            let lifetime = sandbox.inner.token_lifetime;
+            let token =
+                state
+                    .tokens
+                    .issue(appid, Instant::now(), lifetime, sandbox.inner.token_grace);
+            json!({"access_token": token, "expires_in": lifetime.as_secs()})
         }
+    };
+    Answer::wechat(body).into_response()
+}
+
+/// `POST /wechat/cgi-bin/stable_token` with JSON `{"grant_type": "client_credential",
+/// "appid", "secret", "force_refresh"}` (getStableAccessToken: POST JSON only; its
+/// tokens are apart from `cgi-bin/token`'s).
+pub(super) async fn stable_token(State(sandbox): State<Sandbox>, raw: Bytes) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(&raw) else {
+        return Answer::wechat(error(47001)).into_response();
+    };
+    let param = |k: &str| body[k].as_str().unwrap_or_default();
+    let (appid, secret) = (param("appid"), param("secret"));
+    let mut state = sandbox.state();
+    if !appid.is_empty() {
+        let stats = &mut state.stats;
+        for counter in [&mut stats.token_fetches, &mut stats.stable_token_fetches] {
+            *counter.entry(appid.to_owned()).or_default() += 1;
+        }
+    }
+    let force = match &body["force_refresh"] {
+        Value::Null => Ok(false),
+        Value::Bool(b) => Ok(*b),
+        _ => Err(47001),
+    };
+    let refused = if param("grant_type") != "client_credential" {
+        Some(40002)
+    } else if appid.is_empty() {
+        Some(41002)
+    } else if secret.is_empty() {
+        Some(41004)
+    } else if secret == "wrong" {
+        Some(40125)
+    } else {
+        force.err()
+    };
+    if let Some(errcode) = refused {
+        return Answer::wechat(error(errcode)).into_response();
+    }
+    let granted = state.tokens.stable(
+        appid,
+        Instant::now(),
+        force.unwrap_or(false),
+        sandbox.inner.token_lifetime,
+        sandbox.inner.stable_renewal,
+    );
+    let body = match granted {
+        Ok(grant) => {
+            if grant.issued {
+                *state
+                    .stats
+                    .stable_tokens_issued
+                    .entry(appid.to_owned())
+                    .or_default() += 1;
+            }
+            json!({"access_token": grant.token, "expires_in": grant.expires_in.as_secs()})
+        }
+        Err(errcode) => error(errcode),
     };
     Answer::wechat(body).into_response()
 }
@@ -404,10 +605,11 @@ pub(super) async fn upload(
     Answer::wechat(body).into_response()
 }
 
-/// `GET /wechat/cgi-bin/media/get?access_token=&media_id=`: the file, or a JSON error
-/// served as text/plain (as WeChat does).
+/// `GET /wechat/cgi-bin/media/get?access_token=&media_id=`: the file, a video's
+/// `{"video_url"}`, or a JSON error served as text/plain (as WeChat does).
 pub(super) async fn media_get(
     State(sandbox): State<Sandbox>,
+    headers: axum::http::HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
     let q = query_map(query.as_deref());
@@ -428,6 +630,20 @@ pub(super) async fn media_get(
         return refused(40007);
     }
     match sandbox.state().files.get(media_id).cloned() {
+        // WeChat answers a video with a link to it, not the bytes.
+        Some(file) if file.mime.starts_with("video/") => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1");
+            let link = json!({"video_url": format!("http://{host}/files/{media_id}")});
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json; encoding=utf-8")],
+                link.to_string(),
+            )
+                .into_response()
+        }
         Some(file) => ([(header::CONTENT_TYPE, file.mime)], file.bytes).into_response(),
         None => refused(40007),
     }
@@ -442,9 +658,10 @@ mod tests {
         let mut tokens = Tokens::default();
         let start = Instant::now();
         let grace = Duration::from_secs(300);
-        let first = tokens.issue("wxA", start, grace);
-        let other_app = tokens.issue("wxB", start, grace);
-        let second = tokens.issue("wxA", start + Duration::from_secs(10), grace);
+        let life = Duration::from_secs(7200);
+        let first = tokens.issue("wxA", start, life, grace);
+        let other_app = tokens.issue("wxB", start, life, grace);
+        let second = tokens.issue("wxA", start + Duration::from_secs(10), life, grace);
         let at = |s| start + Duration::from_secs(s);
         assert_eq!(tokens.check(Some(&first), at(20), grace), Ok("wxA".into()));
         assert_eq!(

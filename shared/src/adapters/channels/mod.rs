@@ -18,11 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::Error;
+use crate::adapters::dynamo::DynamoStore;
 use crate::domain::channel::ChannelType;
 use crate::domain::message::DeliveryError;
 use crate::domain::outbound::Attempt;
 use crate::ports::CreatedTemplate;
-use crate::ports::{ChannelSender, MediaUpload, Outgoing, RoutedChannel};
+use crate::ports::{
+    ChannelSender, MediaFetcher, MediaUpload, Outgoing, ProviderMedia, RoutedChannel,
+};
 
 /// Time to connect; a request that never connected was not sent and may be retried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -43,7 +46,7 @@ pub struct ProviderUrls {
 pub struct Channels {
     http: LazyHttp,
     urls: Arc<ProviderUrls>,
-    wechat_tokens: wechat::TokenCache,
+    wechat_tokens: wechat::Tokens,
 }
 
 impl std::fmt::Debug for Channels {
@@ -115,8 +118,27 @@ impl Channels {
         Ok(Self {
             http,
             urls: Arc::new(urls),
-            wechat_tokens: wechat::TokenCache::default(),
+            wechat_tokens: wechat::Tokens::default(),
         })
+    }
+
+    /// Shares WeChat access tokens with every other process through the table (one token
+    /// per account for the whole deployment, refreshed under a lease). Without it a
+    /// process keeps its own (tests of other parts only).
+    #[must_use]
+    pub fn with_wechat_tokens(self, store: DynamoStore) -> Self {
+        self.with_wechat_token_timings(store, wechat::TokenTimings::default())
+    }
+
+    /// [`Channels::with_wechat_tokens`] with other timings (tests shorten them).
+    #[must_use]
+    pub fn with_wechat_token_timings(
+        mut self,
+        store: DynamoStore,
+        timings: wechat::TokenTimings,
+    ) -> Self {
+        self.wechat_tokens = wechat::Tokens::shared(store, timings);
+        self
     }
 
     /// The base URLs.
@@ -209,6 +231,20 @@ impl ChannelSender for Channels {
     ) -> Result<(), Error> {
         let client = self.admin_client()?;
         whatsapp::delete_template(client, &self.urls.graph, channel, waba_id, name, hsm_id).await
+    }
+}
+
+impl ProviderMedia for Channels {
+    async fn open_wechat_media<F: MediaFetcher>(
+        &self,
+        fetcher: &F,
+        channel: &RoutedChannel,
+        media_id: &str,
+    ) -> Result<F::Body, String> {
+        let client = self
+            .wechat()
+            .map_err(|_| "the HTTP client could not start".to_owned())?;
+        client.open_media(fetcher, channel, media_id).await
     }
 }
 

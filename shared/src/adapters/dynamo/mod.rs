@@ -24,6 +24,7 @@ mod media;
 mod outbound;
 mod system;
 mod templates;
+mod tokens;
 
 /// Attempts of a transaction that conflicts with a concurrent one on the same items.
 const TRANSACTION_ATTEMPTS: u32 = 8;
