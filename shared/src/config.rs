@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-pub use crate::adapters::channels::ProviderUrls;
 pub use crate::service::outbound::OutboundSettings;
 
 /// A configuration problem found at start-up.
@@ -176,6 +175,16 @@ fn base_url(env: &impl Source, name: &'static str, default: &str) -> Result<Stri
             reason: "must be an absolute http(s) URL".into(),
         }),
     }
+}
+
+/// The provider APIs' base URLs (`META_GRAPH_URL`, `WECHAT_API_URL`), without a trailing
+/// `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderUrls {
+    /// Graph API base, with the version.
+    pub graph: String,
+    /// WeChat API base.
+    pub wechat: String,
 }
 
 impl ProviderUrls {

@@ -18,13 +18,14 @@ use shared::adapters::aws::{SharedCredentialsProvider, dynamodb_client, sdk_conf
 use shared::adapters::cache::CachedDirectory;
 use shared::adapters::channels::{CALL_TIMEOUT, Channels};
 use shared::adapters::dynamo::DynamoStore;
-use shared::adapters::eventbridge::SOURCE;
 use shared::adapters::fetch::GuardedFetcher;
 use shared::adapters::s3::S3Media;
-use shared::config::{Config, ConfigError, DEFAULT_META_GRAPH_URL, DEFAULT_WECHAT_API_URL, Source};
+use shared::config::{Config, ConfigError, ProviderUrls, Source};
+use shared::domain::events::SOURCE;
+use shared::domain::events::{EventBridgeEvent, MessageReceived};
 use shared::domain::fetch::FetchPolicy;
 use shared::http::{self, json};
-use shared::service::media::{self, FetchPorts, InboundMediaEvent, ProviderUrls, Validation};
+use shared::service::media::{self, FetchPorts, Validation};
 use tracing::{Instrument, info_span, warn};
 
 /// Clients and settings, built once per process.
@@ -76,16 +77,14 @@ impl App {
             reason,
         })?;
         let store = DynamoStore::new(dynamo, config.table_name.clone());
+        let urls = ProviderUrls::from_source(env)?;
         // WeChat's media/get needs the account's token: the one the whole deployment shares.
-        let provider = Channels::new(
-            shared::config::ProviderUrls::from_source(env)?,
-            CALL_TIMEOUT,
-        )
-        .map_err(|reason| ConfigError::Invalid {
-            name: "WECHAT_API_URL",
-            reason,
-        })?
-        .with_wechat_tokens(store.clone());
+        let provider = Channels::new(urls.clone(), CALL_TIMEOUT)
+            .map_err(|reason| ConfigError::Invalid {
+                name: "WECHAT_API_URL",
+                reason,
+            })?
+            .with_wechat_tokens(store.clone());
         Ok(Self {
             provider,
             directory: CachedDirectory::new(store.clone()),
@@ -99,14 +98,7 @@ impl App {
             ),
             fetcher,
             bucket,
-            urls: ProviderUrls {
-                graph: env
-                    .optional("META_GRAPH_URL")
-                    .unwrap_or_else(|| DEFAULT_META_GRAPH_URL.to_owned()),
-                wechat: env
-                    .optional("WECHAT_API_URL")
-                    .unwrap_or_else(|| DEFAULT_WECHAT_API_URL.to_owned()),
-            },
+            urls,
         })
     }
 }
@@ -140,18 +132,24 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
 /// `MessageReceived` with media (fetch the customer's file). Returns the outcome; `Err`
 /// only when a retry can help (storage unavailable). Other events are ignored.
 pub async fn handle_event(app: &App, event: &Value) -> Result<&'static str, Error> {
-    let span = info_span!("event", function = "media", id = %event["id"].as_str().unwrap_or("-"));
-    match (event["source"].as_str(), event["detail-type"].as_str()) {
-        (Some("aws.s3"), Some("Object Created")) => validate_event(app, event)
+    let Ok(envelope) = serde_json::from_value::<EventBridgeEvent<Value>>(event.clone()) else {
+        warn!("not an EventBridge event; ignored");
+        return Ok("ignored");
+    };
+    let span = info_span!("event", function = "media", id = %envelope.id);
+    match (envelope.source.as_str(), envelope.detail_type.as_str()) {
+        ("aws.s3", "Object Created") => validate_event(app, event)
             .instrument(span)
             .await
             .map(|v| v.outcome),
-        (Some(SOURCE), Some("MessageReceived")) if event["detail"]["has_media"] == true => {
-            let Ok(detail) = serde_json::from_value::<InboundMediaEvent>(event["detail"].clone())
-            else {
+        (SOURCE, "MessageReceived") => {
+            let Ok(detail) = serde_json::from_value::<MessageReceived>(envelope.detail) else {
                 warn!("MessageReceived event without the expected fields; ignored");
                 return Ok("ignored");
             };
+            if !detail.has_media {
+                return Ok("ignored");
+            }
             let ports = FetchPorts {
                 directory: &app.directory,
                 media: &app.store,
@@ -215,4 +213,44 @@ pub fn to_api_gateway_response(response: Response<Body>) -> Value {
         "body": text,
         "isBase64Encoded": false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECEIVED: &str = include_str!("../../fixtures/eventbridge-message-received.json");
+
+    /// An app whose AWS endpoint accepts no connections: these tests must not reach AWS.
+    fn app() -> App {
+        let (env, credentials) = shared::fakes::unreachable_aws(&[("MEDIA_BUCKET", "media")]);
+        App::from_source(&env, credentials).expect("config")
+    }
+
+    #[tokio::test]
+    async fn events_that_are_not_for_this_function_are_ignored_before_any_io() {
+        let app = app();
+        let mut event: Value = serde_json::from_str(RECEIVED).unwrap();
+        event["detail"]["has_media"] = false.into();
+        assert_eq!(handle_event(&app, &event).await.unwrap(), "ignored");
+        event["detail"] = serde_json::json!({"tenant_id": 7});
+        assert_eq!(handle_event(&app, &event).await.unwrap(), "ignored");
+        event["detail-type"] = "MessageStatusChanged".into();
+        assert_eq!(handle_event(&app, &event).await.unwrap(), "ignored");
+        assert_eq!(
+            handle_event(&app, &serde_json::json!({"hello": "world"}))
+                .await
+                .unwrap(),
+            "ignored"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_received_event_with_media_goes_to_the_store() {
+        // The fixture names a channel: looking it up needs DynamoDB, which is unreachable
+        // here, so the event fails in a way a retry can help.
+        let event: Value = serde_json::from_str(RECEIVED).unwrap();
+        let err = handle_event(&app(), &event).await.unwrap_err();
+        assert_eq!(err.code(), "internal_error");
+    }
 }

@@ -10,7 +10,7 @@ use crate::ports::{DomainEvent, EventPublisher};
 /// PutEvents accepts at most 10 entries.
 const MAX_ENTRIES: usize = 10;
 /// `source` of every event this backend publishes.
-pub const SOURCE: &str = "chatroom";
+pub use crate::domain::events::SOURCE;
 
 /// Publishes to one bus through a shared client.
 #[derive(Debug, Clone)]

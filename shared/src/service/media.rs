@@ -398,14 +398,7 @@ impl<S: MediaStore, O: ObjectStore> Check<'_, S, O> {
 /// A `MessageReceived` event carrying media (the bus's one typed event).
 pub use crate::domain::events::{EventMedia, MessageReceived as InboundMediaEvent};
 
-/// Provider API base URLs (`META_GRAPH_URL`, `WECHAT_API_URL`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProviderUrls {
-    /// Graph API base, with the version.
-    pub graph: String,
-    /// WeChat API base.
-    pub wechat: String,
-}
+pub use crate::config::ProviderUrls;
 
 /// The ports fetching inbound media uses.
 pub struct FetchPorts<'a, D, M, O, F, L, P> {

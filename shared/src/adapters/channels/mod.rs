@@ -32,14 +32,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default whole-call cap; a call cut after connecting has an unknown outcome.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The provider APIs' base URLs (`META_GRAPH_URL`, `WECHAT_API_URL`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProviderUrls {
-    /// Graph API base, with the version (no trailing `/`).
-    pub graph: String,
-    /// WeChat API base (no trailing `/`).
-    pub wechat: String,
-}
+pub use crate::config::ProviderUrls;
 
 /// The provider clients, one per process.
 #[derive(Clone)]
