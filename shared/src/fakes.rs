@@ -546,9 +546,12 @@ impl ChannelSender for RecordingSender {
             content,
             delivery: message.delivery,
         });
-        lock(&self.script)
-            .pop_front()
-            .unwrap_or_else(|| Attempt::Accepted(Some(format!("pm.{}", ulid::Ulid::new()))))
+        lock(&self.script).pop_front().unwrap_or_else(|| {
+            Attempt::Accepted(crate::domain::outbound::Receipt::id(format!(
+                "pm.{}",
+                ulid::Ulid::new()
+            )))
+        })
     }
 
     async fn upload_media(

@@ -16,7 +16,7 @@ use shared::adapters::fetch::GuardedFetcher;
 use shared::domain::channel::{Channel, ChannelType, Credentials, Secret};
 use shared::domain::fetch::FetchPolicy;
 use shared::domain::ids::{ChannelId, TenantId};
-use shared::domain::outbound::{Attempt, Content, Delivery};
+use shared::domain::outbound::{Attempt, Content, Delivery, Receipt};
 use shared::ports::{ChannelSender, FetchBody, Outgoing, ProviderMedia, RoutedChannel};
 use tokio::sync::Barrier;
 
@@ -160,7 +160,7 @@ async fn ten_processes_sending_and_fetching_media_fetch_one_wechat_token_per_lif
                 match calls % 3 {
                     0 => assert_eq!(
                         send_text(&channels, &channel, "hello").await,
-                        Attempt::Accepted(None),
+                        Attempt::Accepted(Receipt::default()),
                         "process {p}"
                     ),
                     1 => assert_eq!(
@@ -228,7 +228,7 @@ async fn a_token_wechat_refuses_is_replaced_once_across_processes() {
     for channels in &processes {
         assert_eq!(
             send_text(channels, &channel, "warm").await,
-            Attempt::Accepted(None)
+            Attempt::Accepted(Receipt::default())
         );
     }
     assert_eq!(count(&sandbox.stats(), &app).1, 1, "one token for all");
@@ -256,7 +256,7 @@ async fn a_token_wechat_refuses_is_replaced_once_across_processes() {
             if p % 2 == 0 {
                 assert_eq!(
                     send_text(&channels, &channel, "after").await,
-                    Attempt::Accepted(None),
+                    Attempt::Accepted(Receipt::default()),
                     "process {p}"
                 );
             } else {

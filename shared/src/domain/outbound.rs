@@ -412,11 +412,32 @@ pub enum Content<'a> {
     },
 }
 
+/// What a provider said when it accepted a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Receipt {
+    /// The provider's message id (WeChat gives none).
+    pub id: Option<String>,
+    /// The recipient the provider resolved the address to, when it says: WhatsApp's
+    /// `contacts[0].wa_id`, which may differ from the number sent to (Brazilian numbers
+    /// without their ninth digit, for example).
+    pub recipient: Option<String>,
+}
+
+impl Receipt {
+    /// A receipt with just the provider's message id.
+    pub fn id(id: impl Into<String>) -> Self {
+        Self {
+            id: Some(id.into()),
+            recipient: None,
+        }
+    }
+}
+
 /// What one provider call came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attempt {
-    /// Accepted, with the provider's message id (WeChat gives none).
-    Accepted(Option<String>),
+    /// Accepted, with what the provider said about it.
+    Accepted(Receipt),
     /// Failed for now: try again (after at least `after` when the provider said).
     Retry {
         /// The provider's code (or `http_<status>`).

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::{parse_retry_after, transport_failure};
 use crate::domain::message::DeliveryError;
-use crate::domain::outbound::Attempt;
+use crate::domain::outbound::{Attempt, Receipt};
 use crate::ports::RoutedChannel;
 
 /// Graph error codes worth retrying: API throttling (4, 17, 32, 613, 80007), temporary
@@ -64,7 +64,10 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<std::time::Duratio
             .as_str()
             .or_else(|| json["message_id"].as_str());
         return match id {
-            Some(id) => Attempt::Accepted(Some(id.to_owned())),
+            Some(id) => Attempt::Accepted(Receipt {
+                id: Some(id.to_owned()),
+                recipient: json["contacts"][0]["wa_id"].as_str().map(str::to_owned),
+            }),
             None => Attempt::Unknown,
         };
     }
@@ -128,15 +131,20 @@ mod tests {
 
     #[test]
     fn graph_answers_are_classified() {
-        let ok = br#"{"messaging_product":"whatsapp","contacts":[{"input":"1","wa_id":"1"}],"messages":[{"id":"wamid.X"}]}"#;
+        // WhatsApp answers with the wa_id it resolved the number to (here without the
+        // ninth digit of a Brazilian mobile number).
+        let ok = br#"{"messaging_product":"whatsapp","contacts":[{"input":"+55 11 91234-5678","wa_id":"551112345678"}],"messages":[{"id":"wamid.X"}]}"#;
         assert_eq!(
             classify(200, ok, None),
-            Attempt::Accepted(Some("wamid.X".into()))
+            Attempt::Accepted(Receipt {
+                id: Some("wamid.X".into()),
+                recipient: Some("551112345678".into()),
+            })
         );
         let ok = br#"{"recipient_id":"1","message_id":"m_1"}"#;
         assert_eq!(
             classify(200, ok, None),
-            Attempt::Accepted(Some("m_1".into()))
+            Attempt::Accepted(Receipt::id("m_1"))
         );
         assert_eq!(classify(200, b"{}", None), Attempt::Unknown);
         let after = Some(Duration::from_secs(2));

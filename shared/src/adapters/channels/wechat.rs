@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::{retry_transport, transport_failure};
 use crate::adapters::dynamo::DynamoStore;
 use crate::domain::message::DeliveryError;
-use crate::domain::outbound::{Attempt, Content, OutboundKind};
+use crate::domain::outbound::{Attempt, Content, OutboundKind, Receipt};
 use crate::ports::{FetchBody, MediaFetcher, MediaUpload, Outgoing, RoutedChannel};
 
 /// A token is renewed this long before it expires: inside WeChat's last five minutes, when
@@ -329,7 +329,7 @@ pub fn classify(status: u16, body: &[u8]) -> Attempt {
         }
     };
     match json["errcode"].as_i64().unwrap_or(0) {
-        0 if (200..300).contains(&status) => Attempt::Accepted(None),
+        0 if (200..300).contains(&status) => Attempt::Accepted(Receipt::default()),
         0 => Attempt::Failed(DeliveryError::explain(&format!("http_{status}"), None)),
         -1 => Attempt::Retry {
             code: "-1".into(),
@@ -793,7 +793,7 @@ mod tests {
     fn wechat_answers_are_classified() {
         assert_eq!(
             classify(200, br#"{"errcode":0,"errmsg":"ok"}"#),
-            Attempt::Accepted(None)
+            Attempt::Accepted(Receipt::default())
         );
         assert_eq!(
             classify(200, br#"{"errcode":42001}"#),

@@ -223,12 +223,12 @@ where
         };
         let call = || async {
             match self.channels.send(plan.channel, &message).await {
-                Attempt::Accepted(id) => Ok(id),
+                Attempt::Accepted(receipt) => Ok(receipt),
                 other => Err(other),
             }
         };
         match with_retries(call, self.settings.retry, deadline).await {
-            Ok(id) => SendOutcome::Sent(id),
+            Ok(receipt) => SendOutcome::Sent(receipt.id),
             Err(outcome) => outcome,
         }
     }
