@@ -106,6 +106,17 @@ pub fn canonical_customer(
     Some((canonical, missing))
 }
 
+/// The id to alias to a conversation after a send: the recipient the provider resolved
+/// the address to (WhatsApp's `contacts[0].wa_id`, `Receipt::recipient`) when it is not
+/// the number the conversation is keyed by (compared as digits). Brazilian numbers
+/// answered without their ninth digit are the common case.
+pub fn answered_alias(sent_to: &str, answered: Option<&str>) -> Option<String> {
+    let digits = |v: &str| v.chars().filter(char::is_ascii_digit).collect::<String>();
+    let answered = digits(answered?);
+    (!answered.is_empty() && answered != digits(sent_to) && ids_storable(&[&answered]))
+        .then_some(answered)
+}
+
 /// A change a provider reports to a message already sent (or not stored yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MessageChange {
@@ -397,6 +408,17 @@ mod tests {
             Some(("5511988887777".into(), vec![]))
         );
         assert_eq!(canonical_customer(&[], &none), None);
+    }
+
+    #[test]
+    fn a_resolved_number_other_than_the_one_sent_to_is_an_alias() {
+        assert_eq!(
+            answered_alias("5511988887777", Some("551188887777")).as_deref(),
+            Some("551188887777")
+        );
+        assert_eq!(answered_alias("15551234567", Some("+1 555 123 4567")), None);
+        assert_eq!(answered_alias("15551234567", None), None);
+        assert_eq!(answered_alias("15551234567", Some("")), None);
     }
 
     #[test]

@@ -404,14 +404,10 @@ fn whatsapp_status(s: &Value) -> Vec<WebhookItem> {
 /// Brazilian numbers answered without the ninth digit are the common case.
 pub fn whatsapp_answered_wa_id(answer: &Value) -> Option<String> {
     let contact = answer["contacts"].as_array()?.first()?;
-    let digits = |v: &Value| {
-        v.as_str()
-            .map(|s| s.chars().filter(char::is_ascii_digit).collect::<String>())
-            .filter(|d| !d.is_empty())
-    };
-    let wa_id = digits(&contact["wa_id"])?;
-    let input = digits(&contact["input"]);
-    (input.as_deref() != Some(wa_id.as_str()) && ids_storable(&[&wa_id])).then_some(wa_id)
+    crate::domain::inbound::answered_alias(
+        contact["input"].as_str().unwrap_or_default(),
+        contact["wa_id"].as_str(),
+    )
 }
 
 /// Parses a Messenger (`object: page`) or Instagram (`object: instagram`) webhook: every
