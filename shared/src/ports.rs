@@ -11,7 +11,7 @@ use crate::Error;
 use crate::domain::channel::{Channel, Credentials};
 use crate::domain::conversation::{ConversationFilter, ConversationState, Message};
 use crate::domain::ids::{ChannelId, TenantId};
-use crate::domain::inbound::{InboundMessage, StatusUpdate, Watermark};
+use crate::domain::inbound::{InboundMessage, LifecycleEvent, StatusUpdate, Watermark};
 use crate::domain::media::{Claim, MediaRecord, Settlement};
 use crate::domain::message::DeliveryError;
 use crate::domain::page::{Page, PageRequest};
@@ -151,6 +151,62 @@ pub trait InboundStore: Send + Sync {
         message: &crate::domain::system::SystemMessage,
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<MessageRef, Error>> + Send;
+}
+
+/// Result of applying a lifecycle change (edit, deletion, reaction, play) to a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    /// The message it names now shows the change.
+    Applied(MessageRef),
+    /// The message is not stored yet: the change is kept (bounded, with a TTL) and shows
+    /// once it is.
+    Kept,
+    /// This change was applied before (a re-delivery): nothing changed.
+    Duplicate,
+}
+
+/// The several ids a provider may use for one customer (WhatsApp: phone number,
+/// business-scoped user id, and the `wa_id` the Graph API answered for a number we
+/// started a conversation with). An alias points at the id the conversation is keyed by.
+pub trait CustomerAliases: Send + Sync {
+    /// The aliases among `ids` on a channel: alias id → the id its conversation is keyed
+    /// by (one consistent read; ids without an alias are absent).
+    fn customer_aliases(
+        &self,
+        channel: &Channel,
+        ids: &[String],
+    ) -> impl Future<Output = Result<std::collections::HashMap<String, String>, Error>> + Send;
+
+    /// Links `alias` to the customer whose conversation is keyed by `canonical`, with a
+    /// conditional put: the first link of an alias wins. Returns the id in force for
+    /// `alias` afterwards (`canonical`, or the earlier link's target).
+    ///
+    /// The send path calls it when the Graph API answers a business-initiated send with a
+    /// `contacts[0].wa_id` other than the number sent to (see
+    /// [`crate::domain::meta::whatsapp_answered_wa_id`]): the customer's reply and the
+    /// statuses, which come from that `wa_id`, then land in the started conversation.
+    ///
+    /// # Errors
+    /// `internal` when the store fails.
+    fn alias_customer(
+        &self,
+        channel: &Channel,
+        alias: &str,
+        canonical: &str,
+    ) -> impl Future<Output = Result<String, Error>> + Send;
+}
+
+/// Changes to messages reported after they were sent: edits, deletions, reactions, plays.
+pub trait MessageLifecycle: Send + Sync {
+    /// Applies a change to the message it names (kept on its provider id item, where the
+    /// message view reads it, with the provider's fragment appended to its history), once
+    /// per event id. A change for a message not stored yet is kept there until it is.
+    fn apply_change(
+        &self,
+        channel: &Channel,
+        event: &LifecycleEvent,
+        received_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<ChangeOutcome, Error>> + Send;
 }
 
 /// Reading conversations and messages for agents. Every read is scoped to one tenant.

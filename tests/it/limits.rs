@@ -384,6 +384,8 @@ async fn a_kept_status_loses_its_expiry_once_its_message_is_recorded() {
         timestamp: Some(chrono::Utc::now()),
         opens_window: false,
         raw: json!({}),
+        identity: Default::default(),
+        standby: false,
     };
     let sdk = stack().settings.sdk_config();
     let store = DynamoStore::new(

@@ -49,6 +49,8 @@ fn outbound(customer: &str, provider_id: &str) -> InboundMessage {
         timestamp: Some(Utc::now()),
         opens_window: false,
         raw: json!({}),
+        identity: Default::default(),
+        standby: false,
     }
 }
 
@@ -204,4 +206,76 @@ async fn whatsapp_statuses_of_a_recorded_message_only_move_forward() {
         .record_message(&c, &outbound(&vars.sender, &vars.ref_id), Utc::now())
         .await;
     assert_eq!(again.unwrap(), Recorded::Duplicate);
+}
+
+#[tokio::test]
+async fn status_pricing_and_conversation_objects_are_kept_on_the_message() {
+    let channel = connect("whatsapp").await;
+    let c = channel_of(&channel, ChannelType::Whatsapp);
+    let vars = FixtureVars::new(&channel, false);
+    let at = record_outbound(&c, &vars.sender, &vars.ref_id).await;
+    let reply = post_meta(
+        "whatsapp",
+        &vars.render(&fixture("whatsapp/status_sent.json")),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let messages = all_messages(&channel.tenant, &at.conversation_id).await;
+    let m = messages
+        .iter()
+        .find(|m| m["id"] == at.message_id.as_str())
+        .unwrap();
+    assert_eq!(
+        m["raw"]["pricing"],
+        json!({"billable": true, "pricing_model": "PMP", "category": "utility", "type": "regular"})
+    );
+    assert_eq!(
+        m["raw"]["conversation"]["id"],
+        "6ceb9d929c0b9e7a8b2f5c1d3e4f6a7b"
+    );
+    assert_eq!(m["raw"]["conversation"]["origin"]["type"], "utility");
+    assert_eq!(
+        m["raw"]["conversation"]["expiration_timestamp"],
+        "1749502800"
+    );
+}
+
+#[tokio::test]
+async fn pricing_that_comes_before_the_message_is_recorded_is_kept() {
+    let channel = connect("whatsapp").await;
+    let c = channel_of(&channel, ChannelType::Whatsapp);
+    let vars = FixtureVars::new(&channel, false);
+    let reply = post_meta(
+        "whatsapp",
+        &vars.render(&fixture("whatsapp/status_sent.json")),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let at = record_outbound(&c, &vars.sender, &vars.ref_id).await;
+    let messages = all_messages(&channel.tenant, &at.conversation_id).await;
+    let m = messages
+        .iter()
+        .find(|m| m["id"] == at.message_id.as_str())
+        .unwrap();
+    assert_eq!(m["status"], "sent");
+    assert_eq!(m["raw"]["pricing"]["pricing_model"], "PMP");
+}
+
+#[tokio::test]
+async fn a_played_voice_message_is_read_and_shows_when_it_was_played() {
+    let channel = connect("whatsapp").await;
+    let c = channel_of(&channel, ChannelType::Whatsapp);
+    let vars = FixtureVars::new(&channel, false);
+    let at = record_outbound(&c, &vars.sender, &vars.ref_id).await;
+    let reply = post_meta(
+        "whatsapp",
+        &vars.render(&fixture("whatsapp/status_played.json")),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let messages = all_messages(&channel.tenant, &at.conversation_id).await;
+    assert_eq!(messages.len(), 1, "a play is not a message");
+    let m = &messages[0];
+    assert_eq!(m["status"], "read");
+    assert!(m["raw"]["lifecycle"]["played_at"].is_string(), "{m}");
 }

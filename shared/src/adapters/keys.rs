@@ -77,6 +77,16 @@ pub fn customer(tenant: &TenantId, id: &str) -> Key {
     }
 }
 
+/// An alias of a customer's provider id on a channel (WhatsApp: a business-scoped user id,
+/// or the `wa_id` the Graph API answered for a number we started a conversation with),
+/// in its tenant's partition; it names the id the customer's conversation is keyed by.
+pub fn customer_alias(tenant: &TenantId, channel: &ChannelId, alias: &str) -> Key {
+    Key {
+        pk: tenant_pk(tenant),
+        sk: format!("ALIAS#{channel}#{alias}"),
+    }
+}
+
 /// Sort key prefix of a tenant's conversations.
 pub const CONVERSATION_PREFIX: &str = "CONV#";
 

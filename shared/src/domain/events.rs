@@ -93,6 +93,10 @@ pub struct MessageReceived {
     /// Whether it carries media to fetch.
     #[serde(default)]
     pub has_media: bool,
+    /// Received while another app owns the thread (Messenger/Instagram handover
+    /// `standby`): stored, never answered automatically (bots skip it).
+    #[serde(default)]
+    pub standby: bool,
     /// The media (all fields `null` when it has none).
     #[serde(default, deserialize_with = "null_as_default")]
     pub media: EventMedia,
@@ -126,6 +130,24 @@ pub struct MessageStatusChanged {
     pub error_code: Option<String>,
 }
 
+/// `MessageChanged`: a stored message was edited, deleted, reacted to (or the reaction
+/// removed) or played, as the provider reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageChanged {
+    /// Tenant.
+    pub tenant_id: String,
+    /// Channel.
+    pub channel_id: String,
+    /// Conversation.
+    pub conversation_id: String,
+    /// Our message id.
+    pub message_id: String,
+    /// `edited`, `deleted`, `reacted`, `unreacted` or `played`.
+    pub change: String,
+    /// `inbound`: the customer changed it; `outbound`: the business did.
+    pub by: Direction,
+}
+
 /// One of our events, ready for the bus.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DomainEvent {
@@ -133,6 +155,8 @@ pub enum DomainEvent {
     MessageReceived(MessageReceived),
     /// An outbound message's status moved.
     MessageStatusChanged(MessageStatusChanged),
+    /// A stored message changed (edit, deletion, reaction, play).
+    MessageChanged(MessageChanged),
 }
 
 impl DomainEvent {
@@ -141,6 +165,7 @@ impl DomainEvent {
         match self {
             Self::MessageReceived(_) => "MessageReceived",
             Self::MessageStatusChanged(_) => "MessageStatusChanged",
+            Self::MessageChanged(_) => "MessageChanged",
         }
     }
 
@@ -149,6 +174,7 @@ impl DomainEvent {
         match self {
             Self::MessageReceived(e) => serde_json::to_value(e),
             Self::MessageStatusChanged(e) => serde_json::to_value(e),
+            Self::MessageChanged(e) => serde_json::to_value(e),
         }
         .unwrap_or(serde_json::Value::Null)
     }

@@ -47,6 +47,167 @@ pub struct InboundMessage {
     pub opens_window: bool,
     /// The provider's own fragment, for audit.
     pub raw: Value,
+    /// Every identifier the provider gave for the customer (WhatsApp: phone number,
+    /// business-scoped user id, username); `customer` is the one the conversation is keyed by.
+    pub identity: CustomerIdentity,
+    /// Received while another app owns the thread (Messenger/Instagram handover `standby`):
+    /// stored, but nothing may reply to it automatically.
+    pub standby: bool,
+}
+
+/// What identifies a customer at the provider. WhatsApp users with a username may come
+/// without a phone number, with only their business-scoped user id (BSUID, `user_id`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CustomerIdentity {
+    /// The phone number (WhatsApp `wa_id` / `from`), when the provider shares it.
+    pub phone: Option<String>,
+    /// WhatsApp's business-scoped user id (`user_id` / `from_user_id`), e.g. `US.1349120865`.
+    pub user_id: Option<String>,
+    /// WhatsApp username (display only: users may change it).
+    pub username: Option<String>,
+}
+
+impl CustomerIdentity {
+    /// The id a conversation is keyed by when no alias says otherwise: the phone number
+    /// when there is one (conversations keyed by it before usernames existed stay the
+    /// same), else the business-scoped user id.
+    pub fn key(&self) -> Option<&str> {
+        self.phone.as_deref().or(self.user_id.as_deref())
+    }
+
+    /// Every identifier, key first.
+    pub fn ids(&self) -> Vec<&str> {
+        self.phone
+            .iter()
+            .chain(self.user_id.iter())
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+/// Picks the id a customer's conversation lives under, given the aliases already stored
+/// (`alias id → canonical id`): the target of an alias of any of its ids, else its key.
+/// Also returns the ids that need an alias to that canonical id (ids seen for the first
+/// time beside it).
+pub fn canonical_customer(
+    ids: &[&str],
+    aliases: &std::collections::HashMap<String, String>,
+) -> Option<(String, Vec<String>)> {
+    let canonical = ids
+        .iter()
+        .find_map(|id| aliases.get(*id))
+        .cloned()
+        .or_else(|| ids.first().map(|id| (*id).to_owned()))?;
+    let missing = ids
+        .iter()
+        .filter(|id| **id != canonical && !aliases.contains_key(**id))
+        .map(|id| (*id).to_owned())
+        .collect();
+    Some((canonical, missing))
+}
+
+/// The id to alias to a conversation after a send: the recipient the provider resolved
+/// the address to (WhatsApp's `contacts[0].wa_id`, `Receipt::recipient`) when it is not
+/// the number the conversation is keyed by (compared as digits). Brazilian numbers
+/// answered without their ninth digit are the common case.
+pub fn answered_alias(sent_to: &str, answered: Option<&str>) -> Option<String> {
+    let digits = |v: &str| v.chars().filter(char::is_ascii_digit).collect::<String>();
+    let answered = digits(answered?);
+    (!answered.is_empty() && answered != digits(sent_to) && ids_storable(&[&answered]))
+        .then_some(answered)
+}
+
+/// A change a provider reports to a message already sent (or not stored yet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageChange {
+    /// New text (or caption) for the message.
+    Edited {
+        /// The new text; `None` when the edit carries none.
+        text: Option<String>,
+    },
+    /// Deleted / revoked / unsent by its author.
+    Deleted,
+    /// A reaction set (one per person per message: a new one replaces it).
+    Reacted {
+        /// The emoji.
+        emoji: String,
+    },
+    /// The reaction removed.
+    Unreacted,
+    /// A voice message played by the customer (WhatsApp `played` status).
+    Played,
+}
+
+impl MessageChange {
+    /// The name used in the stored history and in events.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Edited { .. } => "edited",
+            Self::Deleted => "deleted",
+            Self::Reacted { .. } => "reacted",
+            Self::Unreacted => "unreacted",
+            Self::Played => "played",
+        }
+    }
+}
+
+/// A lifecycle event: a change to the message the provider names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LifecycleEvent {
+    /// The provider id of this event (or a stable synthetic one): dedupes re-deliveries.
+    pub event_id: String,
+    /// The provider id of the message it changes.
+    pub target: String,
+    /// The customer of the conversation.
+    pub customer: String,
+    /// Who made the change: `Inbound` the customer, `Outbound` the business.
+    pub by: Direction,
+    /// What changed.
+    pub change: MessageChange,
+    /// The provider's timestamp.
+    pub timestamp: Option<DateTime<Utc>>,
+    /// The provider's fragment, kept in the message's history.
+    pub raw: Value,
+}
+
+/// Most lifecycle events kept in one message's history (each bounded by
+/// [`MAX_HISTORY_ENTRY_BYTES`]); later ones still change the message, unrecorded.
+pub const MAX_HISTORY: usize = 20;
+/// Largest provider fragment kept per history entry.
+pub const MAX_HISTORY_ENTRY_BYTES: usize = 4 * 1024;
+/// How long changes for a message not stored yet are kept (TTL of the kept item).
+pub const PENDING_CHANGE_TTL_DAYS: i64 = 7;
+
+/// One history entry as stored: the change, who, when, and the provider's fragment
+/// (replaced by its size when larger than [`MAX_HISTORY_ENTRY_BYTES`]).
+pub fn history_entry(event: &LifecycleEvent, received_at: DateTime<Utc>) -> Value {
+    let fragment = event.raw.to_string();
+    let fragment = if fragment.len() > MAX_HISTORY_ENTRY_BYTES {
+        serde_json::json!({"truncated": true, "bytes": fragment.len()})
+    } else {
+        event.raw.clone()
+    };
+    let mut entry = serde_json::json!({
+        "event": event.change.as_str(),
+        "by": if event.by == Direction::Inbound { "customer" } else { "business" },
+        "at": crate::domain::time::rfc3339(&event.timestamp.unwrap_or(received_at)),
+        "event_id": event.event_id,
+        "fragment": fragment,
+    });
+    match &event.change {
+        MessageChange::Edited { text: Some(t) } => entry["text"] = Value::String(t.clone()),
+        MessageChange::Reacted { emoji } => entry["emoji"] = Value::String(emoji.clone()),
+        _ => {}
+    }
+    entry
+}
+
+/// The `pricing` and `conversation` objects of a status webhook (SPEC §4), when present:
+/// Meta's per-message pricing (`pricing_model`, `type`, `category`, `billable`) and the
+/// conversation (`id`, `origin.type`, `expiration_timestamp`).
+pub fn billing_of(raw: &Value) -> (Option<&Value>, Option<&Value>) {
+    let pick = |k: &str| raw.get(k).filter(|v| v.is_object());
+    (pick("pricing"), pick("conversation"))
 }
 
 /// How far ahead of our clock a provider timestamp may be before it is not believed.
@@ -123,6 +284,8 @@ pub enum WebhookItem {
     Status(StatusUpdate),
     /// A delivery/read watermark.
     Watermark(Watermark),
+    /// An edit, deletion, reaction or play of an earlier message.
+    Lifecycle(LifecycleEvent),
 }
 
 /// The items addressed to one business account (phone_number_id, page id, IG id, WeChat id).
@@ -216,7 +379,82 @@ mod tests {
             timestamp,
             opens_window: true,
             raw: Value::Null,
+            identity: CustomerIdentity::default(),
+            standby: false,
         }
+    }
+
+    #[test]
+    fn a_customer_lives_under_the_alias_of_any_of_its_ids() {
+        use std::collections::HashMap;
+        let none = HashMap::new();
+        assert_eq!(
+            canonical_customer(&["5511988887777", "BR.15025"], &none),
+            Some(("5511988887777".into(), vec!["BR.15025".into()]))
+        );
+        assert_eq!(
+            canonical_customer(&["BR.15025"], &none),
+            Some(("BR.15025".into(), vec![]))
+        );
+        // Started by the agent as 55 11 9xxxx-xxxx, answered by Meta without the ninth digit.
+        let started = HashMap::from([("551188887777".to_owned(), "5511988887777".to_owned())]);
+        assert_eq!(
+            canonical_customer(&["551188887777", "BR.15025"], &started),
+            Some(("5511988887777".into(), vec!["BR.15025".into()]))
+        );
+        let by_user = HashMap::from([("BR.15025".to_owned(), "5511988887777".to_owned())]);
+        assert_eq!(
+            canonical_customer(&["BR.15025"], &by_user),
+            Some(("5511988887777".into(), vec![]))
+        );
+        assert_eq!(canonical_customer(&[], &none), None);
+    }
+
+    #[test]
+    fn a_resolved_number_other_than_the_one_sent_to_is_an_alias() {
+        assert_eq!(
+            answered_alias("5511988887777", Some("551188887777")).as_deref(),
+            Some("551188887777")
+        );
+        assert_eq!(answered_alias("15551234567", Some("+1 555 123 4567")), None);
+        assert_eq!(answered_alias("15551234567", None), None);
+        assert_eq!(answered_alias("15551234567", Some("")), None);
+    }
+
+    #[test]
+    fn the_phone_number_keys_a_customer_before_the_username_id() {
+        let both = CustomerIdentity {
+            phone: Some("155".into()),
+            user_id: Some("US.1".into()),
+            username: Some("@jane".into()),
+        };
+        assert_eq!(both.key(), Some("155"));
+        assert_eq!(both.ids(), vec!["155", "US.1"]);
+        let only_user = CustomerIdentity {
+            user_id: Some("US.1".into()),
+            ..CustomerIdentity::default()
+        };
+        assert_eq!(only_user.key(), Some("US.1"));
+    }
+
+    #[test]
+    fn a_large_fragment_is_replaced_by_its_size_in_the_history() {
+        let event = LifecycleEvent {
+            event_id: "e".into(),
+            target: "t".into(),
+            customer: "c".into(),
+            by: Direction::Inbound,
+            change: MessageChange::Edited {
+                text: Some("new".into()),
+            },
+            timestamp: None,
+            raw: serde_json::json!({"big": "x".repeat(MAX_HISTORY_ENTRY_BYTES)}),
+        };
+        let entry = history_entry(&event, Utc::now());
+        assert_eq!(entry["fragment"]["truncated"], true);
+        assert_eq!(entry["event"], "edited");
+        assert_eq!(entry["text"], "new");
+        assert_eq!(entry["by"], "customer");
     }
 
     #[test]

@@ -188,6 +188,8 @@ mod tests {
             timestamp: None,
             opens_window: true,
             raw: serde_json::Value::Null,
+            identity: Default::default(),
+            standby: false,
         }
     }
 

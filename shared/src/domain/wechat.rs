@@ -16,8 +16,9 @@ use crate::domain::message::{Direction, MessageKind};
 
 /// Most fields a WeChat message may have (real ones have about ten).
 const MAX_FIELDS: usize = 64;
-/// Deepest element nesting accepted (WeChat nests one level, e.g. `ScanCodeInfo`).
-const MAX_DEPTH: usize = 4;
+/// Deepest element nesting accepted, counting `<xml>`: WeChat nests up to four levels
+/// below it (`SendPicsInfo/PicList/item/PicMd5Sum`, `CopyrightCheckResult/ResultList/item/…`).
+const MAX_DEPTH: usize = 6;
 
 /// The signature WeChat puts in the query: sha1 of token, timestamp and nonce sorted and
 /// concatenated, in lower-case hex.
@@ -171,7 +172,28 @@ fn push_text(fields: &mut BTreeMap<String, String>, path: &[String], text: &str)
         .push_str(text);
 }
 
-/// Parses one pushed message or event. Unknown `MsgType`s are stored as `unsupported`.
+/// Event types that report on the account's own jobs, not on a follower: acknowledged
+/// (WeChat retries anything else, then tells the follower the account cannot serve), not
+/// stored in a conversation.
+const ACCOUNT_EVENTS: [&str; 2] = ["templatesendjobfinish", "masssendjobfinish"];
+
+/// Whether an event opens WeChat's reply window: a follower writing, following, scanning a
+/// QR code, or a menu click of the kinds WeChat names (click, scancode_push,
+/// scancode_waitmsg). Unfollowing, opening a menu link (VIEW), location reports and
+/// customer-service session changes do not.
+pub fn event_opens_window(event: &str) -> bool {
+    matches!(
+        event.to_ascii_lowercase().as_str(),
+        "subscribe" | "scan" | "click" | "scancode_push" | "scancode_waitmsg"
+    )
+}
+
+/// Parses one pushed message or event. Every documented `MsgType` (text, image, voice,
+/// video, shortvideo, location, link, file) and every event (subscribe, unsubscribe, SCAN,
+/// CLICK, VIEW, scancode_*, pic_*, location_select, view_miniprogram, kf_*_session, …) is
+/// stored; account job reports (TEMPLATESENDJOBFINISH, MASSSENDJOBFINISH) and periodic
+/// LOCATION reports are acknowledged without storing. Unknown `MsgType`s are stored as
+/// `unsupported`.
 pub fn parse_message(body: &[u8]) -> Result<ParsedWebhook, Error> {
     let fields = parse_fields(body)?;
     let get = |k: &str| {
@@ -184,6 +206,19 @@ pub fn parse_message(body: &[u8]) -> Result<ParsedWebhook, Error> {
     let customer = get("FromUserName").ok_or_else(|| bad_xml("FromUserName is missing"))?;
     let create_time = get("CreateTime").ok_or_else(|| bad_xml("CreateTime is missing"))?;
     let msg_type = get("MsgType").ok_or_else(|| bad_xml("MsgType is missing"))?;
+    let mut out = ParsedWebhook::default();
+    let event = get("Event").unwrap_or_default();
+    if msg_type == "event" {
+        let lower = event.to_ascii_lowercase();
+        if ACCOUNT_EVENTS.contains(&lower.as_str()) {
+            out.skipped.push("WeChat account job report");
+            return Ok(out);
+        }
+        if lower == "location" {
+            out.skipped.push("WeChat periodic location report");
+            return Ok(out);
+        }
+    }
     let media = |id: Option<String>, url: Option<String>| {
         Some(InboundMedia {
             provider_media_id: id,
@@ -207,30 +242,35 @@ pub fn parse_message(body: &[u8]) -> Result<ParsedWebhook, Error> {
         "video" | "shortvideo" => (MessageKind::Video, None, media(get("MediaId"), None)),
         "location" => (MessageKind::Location, get("Label"), None),
         "link" => (MessageKind::Link, get("Title").or_else(|| get("Url")), None),
+        // A file has no MediaId to fetch: its title and key are kept.
+        "file" => (MessageKind::File, get("Title"), None),
         "event" => {
-            let event = get("Event").unwrap_or_default();
-            // Following, menu clicks and scans are customer actions that open the reply
-            // window; unfollowing and periodic location reports are not.
-            opens_window = matches!(
-                event.to_ascii_lowercase().as_str(),
-                "subscribe" | "click" | "scan" | "view"
-            );
+            opens_window = event_opens_window(&event);
+            let detail = get("ScanCodeInfo.ScanResult")
+                .or_else(|| get("SendLocationInfo.Label"))
+                .or_else(|| get("EventKey"));
+            let text = match detail {
+                Some(d) => format!("{event}: {d}"),
+                None => event.clone(),
+            };
             (
                 MessageKind::Event,
-                Some(event).filter(|e| !e.is_empty()),
+                Some(text).filter(|e| !e.is_empty()),
                 None,
             )
         }
         _ => (MessageKind::Unsupported, None, None),
     };
-    // Events carry no MsgId: the sender and CreateTime (and the event) identify them.
-    let id = match get("MsgId") {
+    // Events carry no MsgId: the sender, CreateTime and the event (and its key, hashed,
+    // when there is one: two menu taps in one second are two events) identify them.
+    let id = match get("MsgId").or_else(|| get("MsgID")) {
         Some(id) => id,
-        None => format!(
-            "{}:{customer}:{create_time}:{}",
-            msg_type,
-            get("Event").unwrap_or_default()
-        ),
+        None => {
+            let key = get("EventKey")
+                .map(|k| format!(":{}", &hex::encode(Sha1::digest(k.as_bytes()))[..12]))
+                .unwrap_or_default();
+            format!("{msg_type}:{customer}:{create_time}:{event}{key}")
+        }
     };
     let raw = Value::Object(
         fields
@@ -250,8 +290,9 @@ pub fn parse_message(body: &[u8]) -> Result<ParsedWebhook, Error> {
         timestamp: from_epoch_seconds(&Value::String(create_time)),
         opens_window,
         raw,
+        identity: crate::domain::inbound::CustomerIdentity::default(),
+        standby: false,
     };
-    let mut out = ParsedWebhook::default();
     out.push(&account, WebhookItem::Message(message));
     Ok(out)
 }
@@ -305,6 +346,144 @@ mod tests {
         assert_eq!(m.kind, MessageKind::Event);
         assert_eq!(m.provider_message_id, "event:oU:123:unsubscribe");
         assert!(!m.opens_window);
+    }
+
+    fn event(name: &str, extra: &str) -> String {
+        format!(
+            "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[oU]]></FromUserName>\
+             <CreateTime>1348831860</CreateTime><MsgType><![CDATA[event]]></MsgType>\
+             <Event><![CDATA[{name}]]></Event>{extra}</xml>"
+        )
+    }
+
+    #[test]
+    fn every_documented_wechat_event_is_stored_or_acknowledged() {
+        let stored = [
+            event(
+                "subscribe",
+                "<EventKey><![CDATA[qrscene_123]]></EventKey><Ticket><![CDATA[T]]></Ticket>",
+            ),
+            event("unsubscribe", ""),
+            event(
+                "SCAN",
+                "<EventKey><![CDATA[123]]></EventKey><Ticket><![CDATA[T]]></Ticket>",
+            ),
+            event("CLICK", "<EventKey><![CDATA[MENU_1]]></EventKey>"),
+            event(
+                "VIEW",
+                "<EventKey><![CDATA[https://example.com/page]]></EventKey><MenuId>1</MenuId>",
+            ),
+            event(
+                "scancode_push",
+                "<EventKey><![CDATA[k]]></EventKey><ScanCodeInfo><ScanType><![CDATA[qrcode]]></ScanType><ScanResult><![CDATA[1]]></ScanResult></ScanCodeInfo>",
+            ),
+            event(
+                "scancode_waitmsg",
+                "<EventKey><![CDATA[k]]></EventKey><ScanCodeInfo><ScanType><![CDATA[qrcode]]></ScanType><ScanResult><![CDATA[2]]></ScanResult></ScanCodeInfo>",
+            ),
+            event(
+                "pic_sysphoto",
+                "<EventKey><![CDATA[k]]></EventKey><SendPicsInfo><Count>1</Count><PicList><item><PicMd5Sum><![CDATA[1b5f7c23b5bf75682a53e7b6d163e185]]></PicMd5Sum></item></PicList></SendPicsInfo>",
+            ),
+            event(
+                "pic_photo_or_album",
+                "<EventKey><![CDATA[k]]></EventKey><SendPicsInfo><Count>1</Count><PicList><item><PicMd5Sum><![CDATA[5a75aaca956d97be686719218f275c6b]]></PicMd5Sum></item></PicList></SendPicsInfo>",
+            ),
+            event(
+                "pic_weixin",
+                "<EventKey><![CDATA[k]]></EventKey><SendPicsInfo><Count>1</Count><PicList><item><PicMd5Sum><![CDATA[5a75aaca956d97be686719218f275c6b]]></PicMd5Sum></item></PicList></SendPicsInfo>",
+            ),
+            event(
+                "location_select",
+                "<EventKey><![CDATA[k]]></EventKey><SendLocationInfo><Location_X><![CDATA[23]]></Location_X><Location_Y><![CDATA[113]]></Location_Y><Scale><![CDATA[15]]></Scale><Label><![CDATA[Guangzhou]]></Label><Poiname><![CDATA[]]></Poiname></SendLocationInfo>",
+            ),
+            event(
+                "view_miniprogram",
+                "<EventKey><![CDATA[pages/index/index]]></EventKey><MenuId>1</MenuId>",
+            ),
+            event(
+                "kf_create_session",
+                "<KfAccount><![CDATA[test1@test]]></KfAccount>",
+            ),
+            event(
+                "kf_close_session",
+                "<KfAccount><![CDATA[test1@test]]></KfAccount>",
+            ),
+            event(
+                "kf_switch_session",
+                "<FromKfAccount><![CDATA[a@test]]></FromKfAccount><ToKfAccount><![CDATA[b@test]]></ToKfAccount>",
+            ),
+        ];
+        for xml in &stored {
+            let m = only_message(parse_message(xml.as_bytes()).unwrap());
+            assert_eq!(m.kind, MessageKind::Event, "{xml}");
+        }
+        let acknowledged = [
+            event(
+                "LOCATION",
+                "<Latitude>23.137466</Latitude><Longitude>113.352425</Longitude><Precision>119.385040</Precision>",
+            ),
+            event(
+                "TEMPLATESENDJOBFINISH",
+                "<MsgID>200163836</MsgID><Status><![CDATA[success]]></Status>",
+            ),
+            event(
+                "MASSSENDJOBFINISH",
+                "<MsgID>1000001625</MsgID><Status><![CDATA[send success]]></Status><TotalCount>100</TotalCount><FilterCount>80</FilterCount><SentCount>75</SentCount><ErrorCount>5</ErrorCount><CopyrightCheckResult><Count>1</Count><ResultList><item><ArticleIdx>1</ArticleIdx><UserDeclareState>0</UserDeclareState><AuditState>2</AuditState><OriginalArticleUrl><![CDATA[Url_1]]></OriginalArticleUrl><OriginalArticleType>1</OriginalArticleType><CanReprint>1</CanReprint><NeedReplaceContent>1</NeedReplaceContent><NeedShowReprintSource>1</NeedShowReprintSource></item></ResultList><CheckState>2</CheckState></CopyrightCheckResult><ArticleUrlResult><Count>1</Count><ResultList><item><ArticleIdx>1</ArticleIdx><ArticleUrl><![CDATA[Url]]></ArticleUrl></item></ResultList></ArticleUrlResult>",
+            ),
+        ];
+        for xml in &acknowledged {
+            let parsed = parse_message(xml.as_bytes()).unwrap();
+            assert_eq!(parsed.item_count(), 0, "{xml}");
+            assert_eq!(parsed.skipped.len(), 1, "{xml}");
+        }
+    }
+
+    #[test]
+    fn only_the_customer_actions_wechat_names_open_the_reply_window() {
+        for opens in [
+            "subscribe",
+            "SCAN",
+            "CLICK",
+            "scancode_push",
+            "scancode_waitmsg",
+        ] {
+            assert!(event_opens_window(opens), "{opens}");
+        }
+        for not in [
+            "unsubscribe",
+            "VIEW",
+            "LOCATION",
+            "kf_close_session",
+            "view_miniprogram",
+        ] {
+            assert!(!event_opens_window(not), "{not}");
+        }
+    }
+
+    #[test]
+    fn two_menu_taps_in_one_second_are_two_events() {
+        let a = only_message(
+            parse_message(event("CLICK", "<EventKey>A</EventKey>").as_bytes()).unwrap(),
+        );
+        let b = only_message(
+            parse_message(event("CLICK", "<EventKey>B</EventKey>").as_bytes()).unwrap(),
+        );
+        assert_ne!(a.provider_message_id, b.provider_message_id);
+        assert!(a.provider_message_id.len() < 100);
+    }
+
+    #[test]
+    fn a_file_message_is_stored_as_a_file() {
+        let xml = "<xml><ToUserName>gh_1</ToUserName><FromUserName>oU</FromUserName>\
+            <CreateTime>123</CreateTime><MsgType>file</MsgType><Title>report.pdf</Title>\
+            <Description>d</Description><FileKey>k</FileKey><FileMd5>m</FileMd5>\
+            <FileTotalLen>10</FileTotalLen><MsgId>77</MsgId></xml>";
+        let m = only_message(parse_message(xml.as_bytes()).unwrap());
+        assert_eq!(
+            (m.kind, m.text.as_deref()),
+            (MessageKind::File, Some("report.pdf"))
+        );
     }
 
     #[test]

@@ -8,17 +8,18 @@ use tracing::{info, warn};
 
 use crate::Error;
 use crate::domain::channel::{Channel, ChannelType};
-use crate::domain::events::{EventMedia, MessageReceived, MessageStatusChanged};
+use crate::domain::events::{EventMedia, MessageChanged, MessageReceived, MessageStatusChanged};
 use crate::domain::inbound::{
-    InboundMessage, ParsedWebhook, StatusUpdate, WebhookItem, ids_storable,
+    InboundMessage, LifecycleEvent, ParsedWebhook, StatusUpdate, WebhookItem, canonical_customer,
+    ids_storable,
 };
 use crate::domain::limits;
 use crate::domain::message::{DeliveryError, DeliveryStatus, Direction};
 use crate::domain::system::SystemMessage;
 use crate::domain::time::rfc3339;
 use crate::ports::{
-    ChannelDirectory, DomainEvent, EventPublisher, InboundStore, MessageRef, Recorded,
-    StatusOutcome,
+    ChangeOutcome, ChannelDirectory, CustomerAliases, DomainEvent, EventPublisher, InboundStore,
+    MessageLifecycle, MessageRef, Recorded, StatusOutcome,
 };
 
 /// Conversations of one webhook processed at the same time (items of one customer stay in
@@ -48,6 +49,10 @@ pub struct IngestReport {
     /// Items the store refused for good even when cut: acknowledged, logged, not stored
     /// (a retry could not store them either).
     pub rejected: usize,
+    /// Edits, deletions, reactions and plays applied to a stored message.
+    pub changes_applied: usize,
+    /// Changes kept for a message not stored yet.
+    pub changes_kept: usize,
 }
 
 impl IngestReport {
@@ -61,6 +66,8 @@ impl IngestReport {
         self.skipped += other.skipped;
         self.truncated += other.truncated;
         self.rejected += other.rejected;
+        self.changes_applied += other.changes_applied;
+        self.changes_kept += other.changes_kept;
     }
 }
 
@@ -94,7 +101,7 @@ pub async fn ingest_webhook<D, S, P>(
 ) -> Result<IngestReport, Error>
 where
     D: ChannelDirectory,
-    S: InboundStore,
+    S: InboundStore + CustomerAliases + MessageLifecycle,
     P: EventPublisher,
 {
     let mut report = IngestReport {
@@ -177,12 +184,21 @@ pub struct Ingested {
 
 /// Stores the items of one channel. Items of different customers run concurrently; items
 /// of one customer run in payload order, each tried whatever happened to the one before.
-pub async fn ingest_items<S: InboundStore>(
+pub async fn ingest_items<S: InboundStore + CustomerAliases + MessageLifecycle>(
     store: &S,
     channel: &Channel,
     items: Vec<WebhookItem>,
     now: DateTime<Utc>,
 ) -> Ingested {
+    let items = match resolve_customers(store, channel, items).await {
+        Ok(items) => items,
+        Err(e) => {
+            return Ingested {
+                error: Some(e),
+                ..Ingested::default()
+            };
+        }
+    };
     let mut groups: Vec<(String, Vec<WebhookItem>)> = Vec::new();
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut oversize = 0;
@@ -191,6 +207,7 @@ pub async fn ingest_items<S: InboundStore>(
             WebhookItem::Message(m) => (&m.customer, m.provider_message_id.as_str()),
             WebhookItem::Status(s) => (&s.customer, s.provider_message_id.as_str()),
             WebhookItem::Watermark(w) => (&w.customer, "watermark"),
+            WebhookItem::Lifecycle(c) => (&c.customer, c.target.as_str()),
         };
         if !ids_storable(&[customer, id]) {
             oversize += 1;
@@ -271,7 +288,7 @@ pub async fn ingest_items<S: InboundStore>(
     }
 }
 
-async fn ingest_item<S: InboundStore>(
+async fn ingest_item<S: InboundStore + CustomerAliases + MessageLifecycle>(
     store: &S,
     channel: &Channel,
     item: WebhookItem,
@@ -313,6 +330,7 @@ async fn ingest_item<S: InboundStore>(
                         provider_message_id: Some(message.provider_message_id.clone()),
                         created_at: rfc3339(&message.effective_time(now)),
                         has_media: message.media.is_some(),
+                        standby: message.standby,
                         media: message
                             .media
                             .as_ref()
@@ -388,6 +406,25 @@ async fn ingest_item<S: InboundStore>(
                 events.push(status_event(channel, &at, watermark.status, None));
             }
         }
+        WebhookItem::Lifecycle(mut change) => {
+            let mut outcome = store.apply_change(channel, &change, now).await?;
+            // Not there: the message may live under an alias of this customer id.
+            if outcome == ChangeOutcome::Kept
+                && let Some(canonical) =
+                    alias_target(store, channel, &item_ids_of_change(&change)).await?
+            {
+                change.customer = canonical;
+                outcome = store.apply_change(channel, &change, now).await?;
+            }
+            match outcome {
+                ChangeOutcome::Applied(at) => {
+                    report.changes_applied += 1;
+                    events.push(change_event(channel, &at, &change));
+                }
+                ChangeOutcome::Kept => report.changes_kept += 1,
+                ChangeOutcome::Duplicate => report.duplicates += 1,
+            }
+        }
     }
     Ok(())
 }
@@ -427,9 +464,130 @@ async fn record<S: InboundStore>(
     }
 }
 
+/// `MessageChanged`: a stored message was edited, deleted, reacted to or played.
+fn change_event(channel: &Channel, at: &MessageRef, change: &LifecycleEvent) -> DomainEvent {
+    DomainEvent::MessageChanged(MessageChanged {
+        tenant_id: channel.tenant_id.to_string(),
+        channel_id: channel.id.to_string(),
+        conversation_id: at.conversation_id.clone(),
+        message_id: at.message_id.clone(),
+        change: change.change.as_str().to_owned(),
+        by: change.by,
+    })
+}
+
+/// The customer ids a message names: every id the provider gave, key first.
+fn message_ids(m: &InboundMessage) -> Vec<String> {
+    let ids = m.identity.ids();
+    if ids.is_empty() {
+        vec![m.customer.clone()]
+    } else {
+        ids.into_iter().map(str::to_owned).collect()
+    }
+}
+
+fn item_ids_of_change(c: &LifecycleEvent) -> Vec<String> {
+    with_user_id(&c.customer, &c.raw)
+}
+
+/// Where the conversation of a customer named by `ids` lives when an alias says so (and
+/// it is not under the first id): WhatsApp only, one consistent read. Statuses and
+/// changes use it only when their message was not found under the id they name, so the
+/// usual status costs no read.
+async fn alias_target<S: CustomerAliases>(
+    store: &S,
+    channel: &Channel,
+    ids: &[String],
+) -> Result<Option<String>, Error> {
+    if channel.channel_type != ChannelType::Whatsapp {
+        return Ok(None);
+    }
+    let ids: Vec<String> = ids
+        .iter()
+        .filter(|id| ids_storable(&[id]))
+        .cloned()
+        .collect();
+    let aliases = store.customer_aliases(channel, &ids).await?;
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    Ok(canonical_customer(&refs, &aliases)
+        .map(|(canonical, _)| canonical)
+        .filter(|canonical| ids.first() != Some(canonical)))
+}
+
+fn with_user_id(customer: &str, raw: &serde_json::Value) -> Vec<String> {
+    let mut ids = vec![customer.to_owned()];
+    for field in ["recipient_user_id", "from_user_id", "to_user_id"] {
+        if let Some(id) = raw[field].as_str().filter(|id| *id != customer) {
+            ids.push(id.to_owned());
+        }
+    }
+    ids
+}
+
+/// WhatsApp names one customer by several ids (phone number, business-scoped user id, a
+/// `wa_id` other than the number a conversation was started with): each item goes to the
+/// conversation its ids are aliased to (one consistent read per webhook), and ids seen
+/// for the first time beside it are aliased to it (a conditional put each, the first
+/// link wins). Other channels have one id per customer: nothing read.
+///
+/// # Errors
+/// `internal` when the store fails (the provider retries).
+pub async fn resolve_customers<S: CustomerAliases>(
+    store: &S,
+    channel: &Channel,
+    mut items: Vec<WebhookItem>,
+) -> Result<Vec<WebhookItem>, Error> {
+    let has_messages = items.iter().any(|i| matches!(i, WebhookItem::Message(_)));
+    if channel.channel_type != ChannelType::Whatsapp || !has_messages {
+        return Ok(items);
+    }
+    let ids: Vec<String> = items
+        .iter()
+        .filter_map(|i| match i {
+            WebhookItem::Message(m) => Some(message_ids(m)),
+            _ => None,
+        })
+        .flatten()
+        .filter(|id| ids_storable(&[id]))
+        .collect();
+    let mut aliases = store.customer_aliases(channel, &ids).await?;
+    for item in &mut items {
+        let WebhookItem::Message(m) = item else {
+            continue;
+        };
+        let ids = message_ids(m);
+        let refs: Vec<&str> = ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| ids_storable(&[id]))
+            .collect();
+        let Some((mut canonical, mut missing)) = canonical_customer(&refs, &aliases) else {
+            continue;
+        };
+        // A customer keyed by its business-scoped user id (no phone number shared) links
+        // that id to itself: when the number shows up beside it later, it follows.
+        if m.identity.phone.is_none()
+            && m.identity.user_id.as_deref() == Some(canonical.as_str())
+            && !aliases.contains_key(&canonical)
+        {
+            missing.push(canonical.clone());
+        }
+        for alias in missing {
+            let target = store.alias_customer(channel, &alias, &canonical).await?;
+            if target != canonical {
+                // A parallel delivery linked this id first: follow it.
+                canonical = target.clone();
+            }
+            aliases.insert(alias, target);
+        }
+        m.customer = canonical;
+    }
+    Ok(items)
+}
+
 /// Applies a status; one the store refuses for good is counted as `rejected`, logged
 /// and acknowledged.
-async fn apply_status<S: InboundStore>(
+async fn apply_status<S: InboundStore + CustomerAliases>(
     store: &S,
     channel: &Channel,
     update: &StatusUpdate,
@@ -452,7 +610,7 @@ async fn apply_status<S: InboundStore>(
     }
 }
 
-async fn apply_status_once<S: InboundStore>(
+async fn apply_status_once<S: InboundStore + CustomerAliases>(
     store: &S,
     channel: &Channel,
     update: &StatusUpdate,
@@ -460,7 +618,21 @@ async fn apply_status_once<S: InboundStore>(
     report: &mut IngestReport,
     events: &mut Vec<DomainEvent>,
 ) -> Result<(), Error> {
-    match store.apply_status(channel, update).await? {
+    let mut outcome = store.apply_status(channel, update).await?;
+    let mut aliased;
+    let mut update = update;
+    // Not there: the message may live under an alias of this customer id (a conversation
+    // started with another number, or a customer keyed by its business-scoped user id).
+    if outcome == StatusOutcome::Kept
+        && let Some(canonical) =
+            alias_target(store, channel, &with_user_id(&update.customer, &update.raw)).await?
+    {
+        aliased = update.clone();
+        aliased.customer = canonical;
+        update = &aliased;
+        outcome = store.apply_status(channel, update).await?;
+    }
+    match outcome {
         StatusOutcome::Applied(at) => {
             report.statuses_applied += 1;
             status_applied(store, channel, &at, update, now, events).await?;
@@ -544,6 +716,35 @@ mod tests {
     #[derive(Default)]
     struct Picky {
         stored: Mutex<Vec<InboundMessage>>,
+    }
+
+    impl CustomerAliases for Picky {
+        async fn customer_aliases(
+            &self,
+            _: &Channel,
+            _: &[String],
+        ) -> Result<std::collections::HashMap<String, String>, Error> {
+            Ok(std::collections::HashMap::new())
+        }
+        async fn alias_customer(
+            &self,
+            _: &Channel,
+            _: &str,
+            canonical: &str,
+        ) -> Result<String, Error> {
+            Ok(canonical.to_owned())
+        }
+    }
+
+    impl MessageLifecycle for Picky {
+        async fn apply_change(
+            &self,
+            _: &Channel,
+            _: &LifecycleEvent,
+            _: DateTime<Utc>,
+        ) -> Result<ChangeOutcome, Error> {
+            Ok(ChangeOutcome::Kept)
+        }
     }
 
     impl InboundStore for Picky {
@@ -637,6 +838,8 @@ mod tests {
             timestamp: None,
             opens_window: true,
             raw: serde_json::Value::Null,
+            identity: Default::default(),
+            standby: false,
         })
     }
 
@@ -759,6 +962,35 @@ mod tests {
             inner: Picky,
             statuses: Mutex<usize>,
         }
+        impl CustomerAliases for Counting {
+            async fn customer_aliases(
+                &self,
+                _: &Channel,
+                _: &[String],
+            ) -> Result<std::collections::HashMap<String, String>, Error> {
+                Ok(std::collections::HashMap::new())
+            }
+            async fn alias_customer(
+                &self,
+                _: &Channel,
+                _: &str,
+                canonical: &str,
+            ) -> Result<String, Error> {
+                Ok(canonical.to_owned())
+            }
+        }
+
+        impl MessageLifecycle for Counting {
+            async fn apply_change(
+                &self,
+                _: &Channel,
+                _: &LifecycleEvent,
+                _: DateTime<Utc>,
+            ) -> Result<ChangeOutcome, Error> {
+                Ok(ChangeOutcome::Kept)
+            }
+        }
+
         impl InboundStore for Counting {
             async fn record_message(
                 &self,

@@ -26,8 +26,13 @@ pub struct CustomerMessage {
     /// The business account: phone_number_id, page id, Instagram account id, or the
     /// WeChat official account's original id (`gh_…`).
     pub account: String,
-    /// The customer: WhatsApp id, PSID, IGSID or openid.
+    /// The customer: WhatsApp id, PSID, IGSID or openid. WhatsApp: may be empty when
+    /// `user_id` is given (a user with a username who does not share the number).
     pub from: String,
+    /// WhatsApp: the business-scoped user id (`from_user_id`, `contacts[].user_id`).
+    pub user_id: Option<String>,
+    /// WhatsApp: the user's username (`contacts[].profile.username`).
+    pub username: Option<String>,
     /// WhatsApp profile name (default `Customer`).
     pub name: Option<String>,
     /// The text (required).
@@ -55,11 +60,13 @@ pub struct StatusWebhook {
     pub channel: String,
     /// The phone_number_id.
     pub account: String,
-    /// The customer's WhatsApp id (`recipient_id`).
+    /// The customer's WhatsApp id (`recipient_id`); may be empty when `user_id` is given.
     pub to: String,
+    /// The customer's business-scoped user id (`recipient_user_id`).
+    pub user_id: Option<String>,
     /// The `wamid…` the send answered with.
     pub provider_message_id: String,
-    /// `sent`, `delivered`, `read` or `failed`.
+    /// `sent`, `delivered`, `read`, `played` (a voice message) or `failed`.
     pub status: String,
     /// For `failed`: the error code (default 131026).
     pub error_code: Option<i64>,
@@ -139,22 +146,32 @@ fn whatsapp_envelope(waba_id: &Option<String>, value: Value) -> Value {
 
 /// A WhatsApp text message webhook.
 pub(super) fn whatsapp_text(m: &CustomerMessage, text: &str, id: &str, timestamp: i64) -> Value {
+    let mut contact = json!({"profile": {"name": m.name.as_deref().unwrap_or("Customer")}});
+    let mut message = json!({
+        "id": id,
+        "timestamp": timestamp.to_string(),
+        "type": "text",
+        "text": {"body": text},
+    });
+    // A user with a username may withhold the number: then only the user id is sent.
+    if !m.from.is_empty() {
+        contact["wa_id"] = json!(m.from);
+        message["from"] = json!(m.from);
+    }
+    if let Some(user_id) = m.user_id.as_deref().filter(|u| !u.is_empty()) {
+        contact["user_id"] = json!(user_id);
+        message["from_user_id"] = json!(user_id);
+    }
+    if let Some(username) = &m.username {
+        contact["profile"]["username"] = json!(username);
+    }
     whatsapp_envelope(
         &m.waba_id,
         json!({
             "messaging_product": "whatsapp",
             "metadata": whatsapp_metadata(&m.display_phone_number, &m.account),
-            "contacts": [{
-                "profile": {"name": m.name.as_deref().unwrap_or("Customer")},
-                "wa_id": m.from,
-            }],
-            "messages": [{
-                "from": m.from,
-                "id": id,
-                "timestamp": timestamp.to_string(),
-                "type": "text",
-                "text": {"body": text},
-            }],
+            "contacts": [contact],
+            "messages": [message],
         }),
     )
 }
@@ -211,8 +228,13 @@ pub(super) fn whatsapp_status(s: &StatusWebhook, timestamp: i64) -> Value {
         "id": s.provider_message_id,
         "status": s.status,
         "timestamp": timestamp.to_string(),
-        "recipient_id": s.to,
     });
+    if !s.to.is_empty() {
+        status["recipient_id"] = json!(s.to);
+    }
+    if let Some(user_id) = s.user_id.as_deref().filter(|u| !u.is_empty()) {
+        status["recipient_user_id"] = json!(user_id);
+    }
     if matches!(s.status.as_str(), "sent" | "delivered") {
         let category = s.category.as_deref().unwrap_or("service");
         let mut conversation = json!({
@@ -260,7 +282,13 @@ impl Sandbox {
     /// answers what the dev server said. 400 for a bad request, 409 without a webhook target.
     pub async fn customer_message(&self, m: CustomerMessage) -> Result<WebhookReply, SandboxError> {
         let account = required(&m.account, "account")?;
-        let from = required(&m.from, "from")?;
+        let whatsapp_user =
+            m.channel == "whatsapp" && m.user_id.as_deref().is_some_and(|u| !u.is_empty());
+        let from = if whatsapp_user {
+            m.from.as_str()
+        } else {
+            required(&m.from, "from")?
+        };
         let text = required_opt(&m.text, "text")?;
         let timestamp = m.timestamp.unwrap_or_else(now_epoch_seconds);
         let timestamp_ms = match m.timestamp {
@@ -332,12 +360,14 @@ impl Sandbox {
             ));
         }
         required(&s.account, "account")?;
-        required(&s.to, "to")?;
+        if s.user_id.as_deref().is_none_or(str::is_empty) {
+            required(&s.to, "to")?;
+        }
         let id = required(&s.provider_message_id, "provider_message_id")?.to_owned();
-        if !["sent", "delivered", "read", "failed"].contains(&s.status.as_str()) {
+        if !["sent", "delivered", "read", "played", "failed"].contains(&s.status.as_str()) {
             return Err(SandboxError::bad_request(
                 "invalid_status",
-                "status is sent, delivered, read or failed",
+                "status is sent, delivered, read, played or failed",
             ));
         }
         if s.error_code.is_some() && s.status != "failed" {
@@ -430,6 +460,45 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn a_whatsapp_user_without_a_shared_number_is_sent_by_user_id() {
+        let m = CustomerMessage {
+            channel: "whatsapp".into(),
+            account: "10".into(),
+            user_id: Some("US.13491208655302741918".into()),
+            username: Some("@jane".into()),
+            ..CustomerMessage::default()
+        };
+        let body = whatsapp_text(&m, "hi", "wamid.1", 1_700_000_000).to_string();
+        let parsed = shared::domain::meta::parse_whatsapp(body.as_bytes()).expect("parses");
+        let shared::domain::inbound::WebhookItem::Message(got) = &parsed.accounts[0].items[0]
+        else {
+            panic!("a message: {parsed:?}");
+        };
+        assert_eq!(got.customer, "US.13491208655302741918");
+        assert_eq!(got.identity.username.as_deref(), Some("@jane"));
+        assert_eq!(got.identity.phone, None);
+    }
+
+    #[test]
+    fn a_played_status_reads_as_a_play_of_the_message() {
+        let s = StatusWebhook {
+            channel: "whatsapp".into(),
+            account: "10".into(),
+            to: "155".into(),
+            provider_message_id: "wamid.V".into(),
+            status: "played".into(),
+            ..StatusWebhook::default()
+        };
+        let body = whatsapp_status(&s, 1_700_000_000).to_string();
+        let parsed = shared::domain::meta::parse_whatsapp(body.as_bytes()).expect("parses");
+        assert!(parsed.accounts[0].items.iter().any(|i| matches!(
+            i,
+            shared::domain::inbound::WebhookItem::Lifecycle(c)
+                if c.change == shared::domain::inbound::MessageChange::Played
+        )));
     }
 
     #[test]

@@ -345,8 +345,35 @@ impl DynamoStore {
             .collect())
     }
 
+    /// The provider id items of a conversation, by provider id (one consistent batch read
+    /// per 100 ids; keys still unprocessed after retries are given up on).
+    async fn provider_items(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        provider_ids: &[String],
+    ) -> Result<HashMap<String, HashMap<String, AttributeValue>>, Error> {
+        let keys = provider_ids
+            .iter()
+            .map(|pid| keys::provider_message(tenant, conversation_id, pid))
+            .collect();
+        let items = self
+            .batch_get_consistent(keys, false, "read statuses")
+            .await?;
+        Ok(items
+            .into_iter()
+            .filter_map(|item| {
+                let pid = get_s(&item, keys::SK)?
+                    .strip_prefix(keys::PROVIDER_MESSAGE_PREFIX)?
+                    .to_owned();
+                Some((pid, item))
+            })
+            .collect())
+    }
+
     /// Outbound messages take their delivery status from their provider id item (where
-    /// status webhooks write it): one consistent batch read per page.
+    /// status webhooks write it), and every message the changes kept there (edits,
+    /// deletions, reactions, plays, billing objects): one consistent batch read per page.
     pub(super) async fn merge_statuses(
         &self,
         tenant: &TenantId,
@@ -355,26 +382,33 @@ impl DynamoStore {
     ) -> Result<(), Error> {
         let wanted: Vec<String> = messages
             .iter()
-            .filter(|m| m.direction == Direction::Outbound)
+            .filter(|m| m.direction != Direction::System)
             .filter_map(|m| m.provider_message_id.clone())
             .collect();
         if wanted.is_empty() {
             return Ok(());
         }
         let found = self
-            .provider_statuses(tenant, conversation_id, &wanted)
+            .provider_items(tenant, conversation_id, &wanted)
             .await?;
         for m in messages.iter_mut() {
-            let Some((status, error)) = m
+            let Some(item) = m
                 .provider_message_id
                 .as_ref()
                 .and_then(|pid| found.get(pid))
             else {
                 continue;
             };
-            if m.status.can_become(*status) {
-                m.status = *status;
-                m.error = error.clone().or(m.error.take());
+            super::lifecycle::decorate(m, item);
+            if m.direction != Direction::Outbound {
+                continue;
+            }
+            let Some((status, error)) = status_of(item) else {
+                continue;
+            };
+            if m.status.can_become(status) {
+                m.status = status;
+                m.error = error.or(m.error.take());
             }
         }
         Ok(())

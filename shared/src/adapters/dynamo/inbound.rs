@@ -318,6 +318,16 @@ impl InboundStore for DynamoStore {
         if let Some(name) = &m.customer_name {
             cust.set("name", s(name));
         }
+        // Every id the provider gave for the customer, kept together (WhatsApp usernames).
+        for (attribute, value) in [
+            ("wa_id", &m.identity.phone),
+            ("wa_user_id", &m.identity.user_id),
+            ("wa_username", &m.identity.username),
+        ] {
+            if let Some(v) = value {
+                cust.set(attribute, s(v));
+            }
+        }
         if !outbound {
             cust.set("last_seen_at", s(rfc3339(&received_at)));
         }
@@ -431,6 +441,10 @@ impl InboundStore for DynamoStore {
         e.set(keys::ENTITY, s("provider_message"))
             .set("status", s(u.status.as_str()))
             .set("status_rank", n(rank));
+        // Meta's `pricing` and `conversation` objects, shown on the message view.
+        for (attribute, json) in super::lifecycle::billing_attributes(&u.raw) {
+            e.set(attribute, s(json));
+        }
         if let Some(err) = &u.error {
             let within = |text: &str, max| s(limits::cut_at_char_boundary(text, max));
             e.set("error_code", within(&err.code, limits::MAX_TOKEN_BYTES))

@@ -20,6 +20,7 @@ use crate::adapters::keys::{self, Key};
 mod channels;
 mod conversations;
 mod inbound;
+mod lifecycle;
 mod media;
 mod outbound;
 mod system;
