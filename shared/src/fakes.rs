@@ -31,9 +31,9 @@ use crate::domain::template::{Template, TemplateStatus};
 use crate::domain::window::WindowPolicy;
 use crate::ports::{
     Acceptance, ChannelDirectory, ChannelSender, ConversationReader, Copied, CreatedTemplate,
-    MediaStore, MediaUpload, MessageKey, ObjectStore, ObjectWriter, OpenedObject, OutboundBatch,
-    OutboundStore, Outgoing, PendingMessage, PresignedUpload, RoutedChannel, SendOutcome,
-    TemplateStore,
+    CustomerAliases, MediaStore, MediaUpload, MessageKey, ObjectStore, ObjectWriter, OpenedObject,
+    OutboundBatch, OutboundStore, Outgoing, PendingMessage, PresignedUpload, RoutedChannel,
+    SendOutcome, TemplateStore,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -51,6 +51,7 @@ struct State {
     idempotency: HashMap<(String, String, String), (String, Vec<MessageKey>)>,
     media: HashMap<(String, String), MediaRecord>,
     templates: HashMap<(String, String), Template>,
+    aliases: HashMap<(ChannelId, String), String>,
 }
 
 /// Every store port in memory, behind one lock (so each call is atomic, as the
@@ -476,6 +477,49 @@ impl TemplateStore for InMemoryStore {
             .templates
             .remove(&(tenant.to_string(), id.to_owned()));
         Ok(())
+    }
+}
+
+impl CustomerAliases for InMemoryStore {
+    async fn customer_aliases(
+        &self,
+        channel: &Channel,
+        ids: &[String],
+    ) -> Result<HashMap<String, String>, Error> {
+        let state = lock(&self.state);
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                state
+                    .aliases
+                    .get(&(channel.id.clone(), id.clone()))
+                    .map(|c| (id.clone(), c.clone()))
+            })
+            .collect())
+    }
+
+    async fn alias_customer(
+        &self,
+        channel: &Channel,
+        alias: &str,
+        canonical: &str,
+    ) -> Result<String, Error> {
+        let mut state = lock(&self.state);
+        Ok(state
+            .aliases
+            .entry((channel.id.clone(), alias.to_owned()))
+            .or_insert_with(|| canonical.to_owned())
+            .clone())
+    }
+}
+
+impl InMemoryStore {
+    /// The id an alias points at on a channel, if linked.
+    pub fn alias_of(&self, channel: &ChannelId, alias: &str) -> Option<String> {
+        lock(&self.state)
+            .aliases
+            .get(&(channel.clone(), alias.to_owned()))
+            .cloned()
     }
 }
 

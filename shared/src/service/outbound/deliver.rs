@@ -12,11 +12,12 @@ use super::Outbound;
 use super::accept::Resolved;
 use crate::Error;
 use crate::domain::channel::ChannelType;
+use crate::domain::inbound::answered_alias;
 use crate::domain::message::DeliveryError;
 use crate::domain::outbound::{Attempt, Content, Delivery, Part, RetryPolicy};
 use crate::ports::{
-    ChannelSender, MediaUpload, ObjectStore, OutboundStore, Outgoing, PendingMessage,
-    RoutedChannel, SendOutcome,
+    ChannelSender, CustomerAliases, MediaUpload, ObjectStore, OutboundStore, Outgoing,
+    PendingMessage, RoutedChannel, SendOutcome,
 };
 
 /// How long a presigned media link given to Meta stays valid (it fetches at send time).
@@ -122,7 +123,7 @@ async fn read_all(objects: &impl ObjectStore, key: &str) -> Result<Vec<u8>, Send
 
 impl<S, D, C, O> Outbound<S, D, C, O>
 where
-    S: OutboundStore,
+    S: OutboundStore + CustomerAliases,
     C: ChannelSender,
     O: ObjectStore,
 {
@@ -177,6 +178,23 @@ where
         with_retries(upload, self.settings.retry, deadline).await
     }
 
+    /// WhatsApp may resolve the number sent to into another `wa_id` (Brazilian mobiles
+    /// without their ninth digit): that id is linked to this conversation before the send
+    /// is settled, so the customer's reply and the statuses, which come from it, land
+    /// here. A failed link is logged; the send stays sent.
+    async fn link_answered_recipient(&self, plan: &Plan<'_>, answered: Option<&str>) {
+        let Some(wa_id) = answered_alias(plan.customer, answered) else {
+            return;
+        };
+        if let Err(e) = self
+            .store
+            .alias_customer(&plan.channel.channel, &wa_id, plan.customer)
+            .await
+        {
+            tracing::error!(error = %e, conversation_id = %plan.conversation_id, "linking the wa_id WhatsApp answered failed");
+        }
+    }
+
     /// Sends one part with retries; what came of it.
     async fn deliver(
         &self,
@@ -228,7 +246,11 @@ where
             }
         };
         match with_retries(call, self.settings.retry, deadline).await {
-            Ok(receipt) => SendOutcome::Sent(receipt.id),
+            Ok(receipt) => {
+                self.link_answered_recipient(plan, receipt.recipient.as_deref())
+                    .await;
+                SendOutcome::Sent(receipt.id)
+            }
             Err(outcome) => outcome,
         }
     }

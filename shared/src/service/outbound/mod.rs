@@ -29,8 +29,9 @@ use crate::domain::outbound::{
 use crate::domain::template::TemplateCall;
 use crate::domain::window::WECHAT_REPLIES_PER_MESSAGE;
 use crate::ports::{
-    Acceptance, ChannelDirectory, ChannelSender, ConversationReader, IdempotencyRecord, MediaStore,
-    ObjectStore, OutboundBatch, OutboundStore, RoutedChannel, TemplateStore,
+    Acceptance, ChannelDirectory, ChannelSender, ConversationReader, CustomerAliases,
+    IdempotencyRecord, MediaStore, ObjectStore, OutboundBatch, OutboundStore, RoutedChannel,
+    TemplateStore,
 };
 
 pub(crate) use accept::pending_view;
@@ -138,7 +139,7 @@ pub struct Outbound<S, D, C, O> {
 
 impl<S, D, C, O> Outbound<S, D, C, O>
 where
-    S: OutboundStore + ConversationReader + MediaStore + TemplateStore,
+    S: OutboundStore + ConversationReader + MediaStore + TemplateStore + CustomerAliases,
     D: ChannelDirectory,
     C: ChannelSender,
     O: ObjectStore,

@@ -327,6 +327,33 @@ async fn a_sender_without_an_http_body_repeating_its_key_sends_once() {
     assert_eq!(err.code(), "idempotency_key_reused");
 }
 
+#[tokio::test]
+async fn a_wa_id_whatsapp_answered_for_another_number_is_linked_to_the_conversation() {
+    let w = world();
+    let c = w.conversation(ChannelType::Whatsapp, false, 1, 0);
+    // The conversation is keyed by 5511912345678; WhatsApp resolved it without the ninth
+    // digit.
+    w.sender
+        .answer([Attempt::Accepted(crate::domain::outbound::Receipt {
+            id: Some("wamid.1".into()),
+            recipient: Some("551112345678".into()),
+        })]);
+    w.send(&agent(), &c, hi(), None).await.unwrap();
+    let channel = c.channel().unwrap();
+    assert_eq!(
+        w.store.alias_of(&channel, "551112345678").as_deref(),
+        Some("15551234567")
+    );
+    // The same number answered: nothing to link.
+    w.sender
+        .answer([Attempt::Accepted(crate::domain::outbound::Receipt {
+            id: Some("wamid.2".into()),
+            recipient: Some("15551234567".into()),
+        })]);
+    w.send(&agent(), &c, hi(), None).await.unwrap();
+    assert_eq!(w.store.alias_of(&channel, "15551234567"), None);
+}
+
 fn media(id: &str, kind: MediaKind, mime: &str, tenant: &TenantId) -> MediaRecord {
     let ext = mime.rsplit('/').next().unwrap_or("bin");
     MediaRecord {
