@@ -189,8 +189,10 @@ where
         request: SendRequest,
         now: DateTime<Utc>,
     ) -> Result<Vec<Message>, Error> {
-        // The body is checked before any read; it is split again for the channel once known.
-        request.message.parts(ChannelType::Whatsapp)?;
+        // The body is checked before any read, by the most lenient channel's rules (a
+        // caption sent as a text may be longer than WhatsApp's); it is split again for the
+        // channel once known.
+        request.message.parts(ChannelType::Messenger)?;
         let conversation_id = conversation.as_str();
         let key = key_record(request.idempotency_key.as_ref(), &request.body_hash);
         // A repeat is answered before any rule is checked again: the window may have closed
