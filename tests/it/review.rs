@@ -228,3 +228,36 @@ async fn hostile_ids_in_other_routes_are_not_found_never_a_5xx() {
         start.text
     );
 }
+
+#[tokio::test]
+async fn racing_repeats_of_one_key_for_the_last_wechat_reply_all_get_the_same_message() {
+    let channel = connect("wechat").await;
+    let conversation = customer_wrote(&channel, "wechat").await;
+    for i in 0..4 {
+        let body = json!({"kind": "text", "text": format!("reply {i}")});
+        assert_eq!(send(&channel, &conversation, body, None).await.status, 202);
+    }
+    let racers = (0..10).map(|_| {
+        send(
+            &channel,
+            &conversation,
+            json!({"kind": "text", "text": "the last one"}),
+            Some("last-reply"),
+        )
+    });
+    let replies = futures::future::join_all(racers).await;
+    let statuses: Vec<(u16, String)> = replies
+        .iter()
+        .map(|r| {
+            (
+                r.status,
+                r.body["id"].as_str().unwrap_or(r.code()).to_owned(),
+            )
+        })
+        .collect();
+    let first = &statuses[0];
+    assert!(
+        first.0 == 202 && statuses.iter().all(|s| s == first),
+        "{statuses:?}"
+    );
+}
