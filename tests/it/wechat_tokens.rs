@@ -365,3 +365,27 @@ async fn the_token_lease_goes_to_one_process_and_only_while_the_token_is_the_one
             .unwrap()
     );
 }
+
+#[tokio::test]
+async fn another_tenants_channel_with_the_same_appid_but_not_its_secret_never_gets_the_token() {
+    let (_sandbox, url) = own_sandbox(SandboxConfig::default()).await;
+    let (owner, _) = wechat_account();
+    let mut intruder = owner.clone();
+    intruder.channel.id = ChannelId::generate();
+    intruder.channel.tenant_id = TenantId::parse(&integration_tests::unique_tenant()).unwrap();
+    intruder.credentials.app_secret = Some(Secret::new("wrong"));
+    let one = process(&url, TokenTimings::default());
+    assert_eq!(
+        send_text(&one, &owner, "hello").await,
+        Attempt::Accepted(Receipt::default())
+    );
+    // Another process (the table only) and the same process (its cache as well).
+    let other = process(&url, TokenTimings::default());
+    for channels in [&other, &one] {
+        assert_ne!(
+            send_text(channels, &intruder, "spam").await,
+            Attempt::Accepted(Receipt::default()),
+            "an AppID alone must not open the account's token"
+        );
+    }
+}

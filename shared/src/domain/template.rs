@@ -399,10 +399,29 @@ impl Template {
             })
             .and_then(|c| c["text"].as_str())
             .unwrap_or_default();
-        let mut out = body.to_owned();
-        for (i, p) in parameters.iter().skip(self.header_parameters).enumerate() {
-            out = out.replace(&format!("{{{{{}}}}}", i + 1), p);
+        // One pass over the template's own text: a parameter is never read for placeholders.
+        let values = parameters.get(self.header_parameters..).unwrap_or_default();
+        let mut out = String::with_capacity(body.len());
+        let mut rest = body;
+        while let Some(start) = rest.find("{{") {
+            let after = &rest[start + 2..];
+            let Some(end) = after.find("}}") else {
+                break;
+            };
+            let value = after[..end]
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| n.checked_sub(1))
+                .and_then(|i| values.get(i));
+            out.push_str(&rest[..start]);
+            match value {
+                Some(v) => out.push_str(v),
+                None => out.push_str(&rest[start..start + 2 + end + 2]),
+            }
+            rest = &after[end + 2..];
         }
+        out.push_str(rest);
         out
     }
 }
@@ -534,6 +553,23 @@ mod tests {
         assert_eq!(c[0]["parameters"][0]["text"], "A-1");
         assert_eq!(c[1]["parameters"][1]["text"], "today");
         assert_eq!(t.rendered_body(&params), "Hi Ana, your order ships today.");
+    }
+
+    #[test]
+    fn a_parameter_that_spells_a_placeholder_is_shown_as_written_not_filled_again() {
+        let t = approved(0, 2);
+        let params = vec!["{{2}}".to_owned(), "today".to_owned()];
+        assert_eq!(
+            t.rendered_body(&params),
+            "Hi {{2}}, your order ships today."
+        );
+        // Chained parameters must not multiply: 3 parameters of 1,024 characters made a
+        // 42 MB text (an item DynamoDB refuses: a 500), each more one 200 times larger.
+        let mut t = approved(0, 3);
+        t.components = vec![body("{{1}} {{2}} {{3}}")];
+        let chain = |n: usize| format!("{{{{{n}}}}}").repeat(1024 / 5);
+        let params = vec![chain(2), chain(3), "x".repeat(1024)];
+        assert!(t.rendered_body(&params).len() <= 3 * 1024 + 2);
     }
 
     #[test]

@@ -363,6 +363,15 @@ fn app(channel: &RoutedChannel) -> Result<(&str, &str), Attempt> {
     }
 }
 
+/// What an account's token is kept under (this process's cache and the table's item): the
+/// AppID with a fingerprint of the AppSecret. An AppID is public, so a channel that names
+/// one without holding its secret never gets that account's token.
+pub fn token_account(app_id: &str, secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let fingerprint = hex::encode(&Sha256::digest(secret.as_bytes())[..8]);
+    format!("{app_id}#{fingerprint}")
+}
+
 /// One process's view of the WeChat API.
 pub struct Client<'a> {
     /// The HTTP client.
@@ -387,7 +396,9 @@ impl Client<'_> {
         stale: Option<&str>,
     ) -> Result<String, Attempt> {
         let (app_id, secret) = app(channel)?;
-        if let Some(token) = self.tokens.cache.get(app_id, stale) {
+        let account = token_account(app_id, secret);
+        let account = account.as_str();
+        if let Some(token) = self.tokens.cache.get(account, stale) {
             return Ok(token);
         }
         let Some(store) = &self.tokens.store else {
@@ -401,7 +412,7 @@ impl Client<'_> {
         let started = Instant::now();
         loop {
             let now = now_ms();
-            let stored = match store.wechat_token(app_id).await {
+            let stored = match store.wechat_token(account).await {
                 Ok(stored) => stored,
                 Err(error) => {
                     tracing::warn!(%error, "wechat token item unreadable; fetching directly");
@@ -420,7 +431,7 @@ impl Client<'_> {
                 } => {
                     self.tokens
                         .cache
-                        .put(app_id, &token, expires_at_ms, timings.refresh_before);
+                        .put(account, &token, expires_at_ms, timings.refresh_before);
                     return Ok(token);
                 }
                 TokenStep::Refresh(replacing) => {
@@ -431,7 +442,7 @@ impl Client<'_> {
                             .saturating_add(i64::try_from(timings.lease.as_millis()).unwrap_or(0)),
                         replacing,
                     };
-                    match store.lease_wechat_token(app_id, &lease).await {
+                    match store.lease_wechat_token(account, &lease).await {
                         Ok(true) => {
                             return self.refresh(store, app_id, secret, &lease.holder).await;
                         }
@@ -463,10 +474,11 @@ impl Client<'_> {
         secret: &str,
         holder: &str,
     ) -> Result<String, Attempt> {
+        let account = token_account(app_id, secret);
         let fetched = match self.fetch(app_id, secret).await {
             Ok(f) => f,
             Err(failed) => {
-                if let Err(error) = store.release_wechat_token(app_id, holder).await {
+                if let Err(error) = store.release_wechat_token(&account, holder).await {
                     tracing::warn!(%error, "wechat token lease not released");
                 }
                 return Err(failed);
@@ -474,7 +486,7 @@ impl Client<'_> {
         };
         match store
             .save_wechat_token(
-                app_id,
+                &account,
                 holder,
                 &fetched.token,
                 fetched.fetched_at_ms,
@@ -486,19 +498,19 @@ impl Client<'_> {
             Ok(false) => tracing::warn!("wechat token lease ran out before the token was stored"),
             Err(error) => tracing::warn!(%error, "wechat token not stored"),
         }
-        self.keep(app_id, &fetched);
+        self.keep(&account, &fetched);
         Ok(fetched.token)
     }
 
     async fn fetch_and_keep(&self, app_id: &str, secret: &str) -> Result<String, Attempt> {
         let fetched = self.fetch(app_id, secret).await?;
-        self.keep(app_id, &fetched);
+        self.keep(&token_account(app_id, secret), &fetched);
         Ok(fetched.token)
     }
 
-    fn keep(&self, app_id: &str, fetched: &Fetched) {
+    fn keep(&self, account: &str, fetched: &Fetched) {
         self.tokens.cache.put(
-            app_id,
+            account,
             &fetched.token,
             fetched.expires_at_ms,
             self.tokens.timings.refresh_before,

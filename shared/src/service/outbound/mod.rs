@@ -190,8 +190,10 @@ where
         request: SendRequest,
         now: DateTime<Utc>,
     ) -> Result<Vec<Message>, Error> {
-        // The body is checked before any read; it is split again for the channel once known.
-        request.message.parts(ChannelType::Whatsapp)?;
+        // The body is checked before any read, by the most lenient channel's rules (a
+        // caption sent as a text may be longer than WhatsApp's); it is split again for the
+        // channel once known.
+        request.message.parts(ChannelType::Messenger)?;
         let conversation_id = conversation.as_str();
         let key = key_record(request.idempotency_key.as_ref(), &request.body_hash);
         // A repeat is answered before any rule is checked again: the window may have closed
@@ -233,13 +235,28 @@ where
             state
                 .policy
                 .window_at(state.last_inbound_at, state.replies_since_inbound, now);
-        let delivery = authorize(
+        let delivery = match authorize(
             channel_type,
             &window,
             state.replies_since_inbound,
             &parts,
             actor,
-        )?;
+        ) {
+            Ok(delivery) => delivery,
+            // A repeat racing its first request: the first may have been accepted (and
+            // spent the last WeChat reply) after the look-up above.
+            Err(refused) => {
+                if let Some(k) = &key
+                    && let Some(refs) = self
+                        .store
+                        .find_replay(tenant, conversation_id, &k.key_hash, &k.body_hash)
+                        .await?
+                {
+                    return self.store.messages(tenant, conversation_id, &refs).await;
+                }
+                return Err(refused);
+            }
+        };
         let resolved = resolve(&self.store, tenant, &channel, &request.message, &parts).await?;
         let pending = pending_messages(&parts, &resolved, now);
         let customer = state.customer.external_id.clone();

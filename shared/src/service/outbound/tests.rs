@@ -372,3 +372,36 @@ fn media(id: &str, kind: MediaKind, mime: &str, tenant: &TenantId) -> MediaRecor
         version: None,
     }
 }
+
+#[tokio::test]
+async fn a_long_caption_on_a_channel_that_sends_it_as_text_is_accepted() {
+    let w = world();
+    let c = w.conversation(ChannelType::Messenger, true, 1, 0);
+    w.store
+        .put_media(media("m1", MediaKind::Image, "image/jpeg", &w.tenant));
+    // 1,500 characters: over WhatsApp's caption limit, within Messenger's text limit.
+    let caption = "a".repeat(1500);
+    let body = json!({"kind": "image", "media_id": "m1", "caption": caption});
+    let messages = w.send(&agent(), &c, body, None).await.unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(w.sender.sent()[1].content, caption);
+}
+
+#[tokio::test]
+async fn a_repeated_key_answers_the_first_messages_after_the_window_closed() {
+    let w = world();
+    let c = w.conversation(ChannelType::Whatsapp, false, 23, 0);
+    let first = w.send(&agent(), &c, hi(), Some("late-1")).await.unwrap();
+    let request = SendRequest {
+        message: serde_json::from_value(hi()).unwrap(),
+        idempotency_key: Some(IdempotencyKey::parse("late-1").unwrap()),
+        body_hash: digest(hi().to_string().as_bytes()),
+    };
+    let later = w
+        .service
+        .send(&agent(), &w.tenant, &c, request, w.now + Span::hours(48))
+        .await
+        .unwrap();
+    assert_eq!(first[0].id, later[0].id);
+    assert_eq!(w.sender.sent().len(), 1);
+}
