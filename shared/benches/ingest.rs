@@ -5,7 +5,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
-use shared::domain::{meta, wechat};
+use shared::adapters::channels::wechat::webhook as wechat;
+use shared::adapters::channels::{graph, messenger, whatsapp};
 
 const SECRET: &str = "bench-app-secret";
 
@@ -56,21 +57,21 @@ fn ingest(c: &mut Criterion) {
         ("whatsapp_text", &wa_text),
         ("whatsapp_batch_50", &wa_batch),
     ] {
-        let signature = meta::sign(SECRET, body.as_bytes());
+        let signature = graph::sign(SECRET, body.as_bytes());
         c.bench_function(name, |b| {
             b.iter(|| {
-                meta::verify_signature(SECRET, black_box(body.as_bytes()), Some(&signature))
+                graph::verify_signature(SECRET, black_box(body.as_bytes()), Some(&signature))
                     .unwrap();
-                black_box(meta::parse_whatsapp(body.as_bytes()).unwrap())
+                black_box(whatsapp::webhook::parse_whatsapp(body.as_bytes()).unwrap())
             })
         });
     }
-    let signature = meta::sign(SECRET, messenger.as_bytes());
+    let signature = graph::sign(SECRET, messenger.as_bytes());
     c.bench_function("messenger_text", |b| {
         b.iter(|| {
-            meta::verify_signature(SECRET, black_box(messenger.as_bytes()), Some(&signature))
+            graph::verify_signature(SECRET, black_box(messenger.as_bytes()), Some(&signature))
                 .unwrap();
-            black_box(meta::parse_messaging(messenger.as_bytes(), None).unwrap())
+            black_box(messenger::webhook::parse_messaging(messenger.as_bytes(), None).unwrap())
         })
     });
     let now = chrono::Utc::now();

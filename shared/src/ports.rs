@@ -183,7 +183,7 @@ pub trait CustomerAliases: Send + Sync {
     ///
     /// The send path calls it when the Graph API answers a business-initiated send with a
     /// `contacts[0].wa_id` other than the number sent to (see
-    /// [`crate::domain::meta::whatsapp_answered_wa_id`]): the customer's reply and the
+    /// [`crate::domain::inbound::answered_alias`]): the customer's reply and the
     /// statuses, which come from that `wa_id`, then land in the started conversation.
     ///
     /// # Errors

@@ -54,7 +54,10 @@ fn refused_cases(channels: &[(&'static str, TestChannel)]) -> Vec<Case> {
             Some(good.replace("sha256=", "sha1=")),
             Some(good.trim_start_matches("sha256=").to_owned()),
             Some(format!("{good}00")),
-            Some(shared::domain::meta::sign("another-app-secret", &bytes)),
+            Some(shared::adapters::channels::graph::sign(
+                "another-app-secret",
+                &bytes,
+            )),
             Some(meta_signature(b"{}")),
             Some(format!("sha256={}", "0".repeat(64))),
         ];

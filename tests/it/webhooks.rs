@@ -144,7 +144,7 @@ async fn a_reply_from_the_wa_id_meta_answered_lands_in_the_started_conversation(
         "contacts": [{"input": input, "wa_id": wa_id}],
         "messages": [{"id": "wamid.TEMPLATE", "message_status": "accepted"}]});
     assert_eq!(
-        shared::domain::meta::whatsapp_answered_wa_id(&answer).as_deref(),
+        shared::adapters::channels::whatsapp::webhook::whatsapp_answered_wa_id(&answer).as_deref(),
         Some(wa_id.as_str())
     );
     // The started conversation holds the template message (recorded under `input`).

@@ -387,7 +387,7 @@ pub fn fixture(path: &str) -> String {
 
 /// `X-Hub-Signature-256` of a body with the test stack's app secret.
 pub fn meta_signature(body: &[u8]) -> String {
-    shared::domain::meta::sign(META_APP_SECRET, body)
+    shared::adapters::channels::graph::sign(META_APP_SECRET, body)
 }
 
 /// Posts a Meta webhook with the given signature header (or none).
@@ -421,7 +421,8 @@ pub fn wechat_query(token: &str) -> String {
         .as_secs()
         .to_string();
     let nonce = format!("{}", ulid::Ulid::new().0 % 1_000_000_000);
-    let signature = shared::domain::wechat::signature(token, &timestamp, &nonce);
+    let signature =
+        shared::adapters::channels::wechat::webhook::signature(token, &timestamp, &nonce);
     format!("timestamp={timestamp}&nonce={nonce}&signature={signature}")
 }
 

@@ -16,12 +16,13 @@ use shared::adapters::aws::{
     eventbridge_client, sdk_config,
 };
 use shared::adapters::cache::CachedDirectory;
+use shared::adapters::channels::wechat::webhook as wechat;
+use shared::adapters::channels::{graph, messenger, whatsapp};
 use shared::adapters::dynamo::DynamoStore;
 use shared::adapters::eventbridge::EventBridgePublisher;
 use shared::config::{Config, ConfigError, MetaSettings, Source};
 use shared::domain::channel::ChannelType;
 use shared::domain::ids::ChannelId;
-use shared::domain::{meta, wechat};
 use shared::http;
 use shared::ports::ChannelDirectory;
 use shared::service::ingest::{self, IngestPorts, IngestReport};
@@ -95,7 +96,7 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
 async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
     let provider = match http::route_key(req) {
         "GET /webhooks/whatsapp" | "GET /webhooks/messenger" | "GET /webhooks/instagram" => {
-            let challenge = meta::verify_subscription(
+            let challenge = graph::verify_subscription(
                 http::query(req, "hub.mode"),
                 http::query(req, "hub.verify_token"),
                 http::query(req, "hub.challenge"),
@@ -143,10 +144,10 @@ async fn meta_message(
         .headers()
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok());
-    meta::verify_signature(&app.meta.app_secret, body, signature)?;
+    graph::verify_signature(&app.meta.app_secret, body, signature)?;
     let parsed = match provider {
-        ChannelType::Whatsapp => meta::parse_whatsapp(body)?,
-        _ => meta::parse_messaging(body, app.meta.app_id.as_deref())?,
+        ChannelType::Whatsapp => whatsapp::webhook::parse_whatsapp(body)?,
+        _ => messenger::webhook::parse_messaging(body, app.meta.app_id.as_deref())?,
     };
     let mut parsed = parsed;
     let template_updates = std::mem::take(&mut parsed.template_updates);
@@ -320,7 +321,7 @@ mod tests {
         event["requestContext"]["routeKey"] = route.into();
         event["requestContext"]["http"]["method"] = "POST".into();
         event["headers"]["x-hub-signature-256"] =
-            meta::sign("fixture-app-secret", body.as_bytes()).into();
+            graph::sign("fixture-app-secret", body.as_bytes()).into();
         event["body"] = body.into();
         lambda_http::request::from_str(&event.to_string()).unwrap()
     }

@@ -43,7 +43,7 @@ pub fn agent_event(method: &str, route: &str, path: &str, path_params: Value, bo
 
 /// A Meta webhook `POST` signed with `app_secret`.
 pub fn meta_webhook_event(path: &str, body: &str, app_secret: &str) -> Value {
-    let signature = shared::domain::meta::sign(app_secret, body.as_bytes());
+    let signature = shared::adapters::channels::graph::sign(app_secret, body.as_bytes());
     let headers = json!({"content-type": "application/json", "x-hub-signature-256": signature});
     api_event("POST", path, path, Value::Null, headers, body, false)
 }

@@ -743,9 +743,10 @@ async fn customer_messages_reach_the_dev_server_signed_and_parseable() {
     let got = received.recv().await.unwrap();
     assert_eq!(got.path, "/webhooks/whatsapp");
     let signature = got.headers["x-hub-signature-256"].to_str().unwrap();
-    shared::domain::meta::verify_signature("test-secret", &got.body, Some(signature))
+    shared::adapters::channels::graph::verify_signature("test-secret", &got.body, Some(signature))
         .expect("signed with the app secret");
-    let parsed = shared::domain::meta::parse_whatsapp(&got.body).expect("a WhatsApp webhook");
+    let parsed = shared::adapters::channels::whatsapp::webhook::parse_whatsapp(&got.body)
+        .expect("a WhatsApp webhook");
     assert_eq!(parsed.accounts[0].external_id, "5001");
     let shared::domain::inbound::WebhookItem::Message(m) = &parsed.accounts[0].items[0] else {
         panic!("a message: {parsed:?}");
@@ -772,8 +773,15 @@ async fn customer_messages_reach_the_dev_server_signed_and_parseable() {
         let got = received.recv().await.unwrap();
         assert_eq!(got.path, path);
         let signature = got.headers["x-hub-signature-256"].to_str().unwrap();
-        shared::domain::meta::verify_signature("test-secret", &got.body, Some(signature)).unwrap();
-        let parsed = shared::domain::meta::parse_messaging(&got.body, None).expect("parses");
+        shared::adapters::channels::graph::verify_signature(
+            "test-secret",
+            &got.body,
+            Some(signature),
+        )
+        .unwrap();
+        let parsed =
+            shared::adapters::channels::messenger::webhook::parse_messaging(&got.body, None)
+                .expect("parses");
         let shared::domain::inbound::WebhookItem::Message(m) = &parsed.accounts[0].items[0] else {
             panic!("a message: {parsed:?}");
         };
@@ -798,7 +806,7 @@ async fn customer_messages_reach_the_dev_server_signed_and_parseable() {
     assert_eq!(got.path, "/webhooks/wechat/ch%201");
     assert_eq!(got.headers["content-type"], "text/xml");
     let q = query_map(got.query.as_deref());
-    shared::domain::wechat::verify_signature(
+    shared::adapters::channels::wechat::webhook::verify_signature(
         "wx-token",
         q.get("timestamp").map(String::as_str),
         q.get("nonce").map(String::as_str),
@@ -806,7 +814,8 @@ async fn customer_messages_reach_the_dev_server_signed_and_parseable() {
         chrono::Utc::now(),
     )
     .expect("signed with the channel token");
-    let parsed = shared::domain::wechat::parse_message(&got.body).expect("parses");
+    let parsed =
+        shared::adapters::channels::wechat::webhook::parse_message(&got.body).expect("parses");
     assert_eq!(parsed.accounts[0].external_id, "gh_abc");
     let shared::domain::inbound::WebhookItem::Message(m) = &parsed.accounts[0].items[0] else {
         panic!("a message: {parsed:?}");
@@ -830,12 +839,13 @@ async fn a_failed_status_reaches_the_dev_server_with_its_error() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     let got = received.recv().await.unwrap();
     let signature = got.headers["x-hub-signature-256"].to_str().unwrap();
-    shared::domain::meta::verify_signature("test-secret", &got.body, Some(signature)).unwrap();
+    shared::adapters::channels::graph::verify_signature("test-secret", &got.body, Some(signature))
+        .unwrap();
     let raw: Value = serde_json::from_slice(&got.body).unwrap();
     let status = &raw["entry"][0]["changes"][0]["value"]["statuses"][0];
     assert_eq!(status["errors"][0]["code"], 131047);
     assert_eq!(status["biz_opaque_callback_data"], "cb");
-    let parsed = shared::domain::meta::parse_whatsapp(&got.body).unwrap();
+    let parsed = shared::adapters::channels::whatsapp::webhook::parse_whatsapp(&got.body).unwrap();
     let shared::domain::inbound::WebhookItem::Status(s) = &parsed.accounts[0].items[0] else {
         panic!("a status: {parsed:?}");
     };

@@ -440,8 +440,14 @@ mod tests {
     fn meta_signatures_verify_with_the_webhook_functions_check() {
         let body = br#"{"object":"page"}"#;
         let header = meta_signature("s3cret", body);
-        assert!(shared::domain::meta::verify_signature("s3cret", body, Some(&header)).is_ok());
-        assert!(shared::domain::meta::verify_signature("other", body, Some(&header)).is_err());
+        assert!(
+            shared::adapters::channels::graph::verify_signature("s3cret", body, Some(&header))
+                .is_ok()
+        );
+        assert!(
+            shared::adapters::channels::graph::verify_signature("other", body, Some(&header))
+                .is_err()
+        );
     }
 
     #[test]
@@ -449,9 +455,12 @@ mod tests {
         let now = chrono::Utc::now();
         let ts = now.timestamp().to_string();
         let sig = wechat_signature("tok", &ts, "123");
-        assert_eq!(sig, shared::domain::wechat::signature("tok", &ts, "123"));
+        assert_eq!(
+            sig,
+            shared::adapters::channels::wechat::webhook::signature("tok", &ts, "123")
+        );
         assert!(
-            shared::domain::wechat::verify_signature(
+            shared::adapters::channels::wechat::webhook::verify_signature(
                 "tok",
                 Some(&ts),
                 Some("123"),
@@ -472,7 +481,8 @@ mod tests {
             ..CustomerMessage::default()
         };
         let body = whatsapp_text(&m, "hi", "wamid.1", 1_700_000_000).to_string();
-        let parsed = shared::domain::meta::parse_whatsapp(body.as_bytes()).expect("parses");
+        let parsed = shared::adapters::channels::whatsapp::webhook::parse_whatsapp(body.as_bytes())
+            .expect("parses");
         let shared::domain::inbound::WebhookItem::Message(got) = &parsed.accounts[0].items[0]
         else {
             panic!("a message: {parsed:?}");
@@ -493,7 +503,8 @@ mod tests {
             ..StatusWebhook::default()
         };
         let body = whatsapp_status(&s, 1_700_000_000).to_string();
-        let parsed = shared::domain::meta::parse_whatsapp(body.as_bytes()).expect("parses");
+        let parsed = shared::adapters::channels::whatsapp::webhook::parse_whatsapp(body.as_bytes())
+            .expect("parses");
         assert!(parsed.accounts[0].items.iter().any(|i| matches!(
             i,
             shared::domain::inbound::WebhookItem::Lifecycle(c)
@@ -504,7 +515,8 @@ mod tests {
     #[test]
     fn text_with_a_cdata_terminator_survives_the_xml() {
         let xml = wechat_text("gh_1", "o1", "a]]>b", 1_700_000_000, "42");
-        let parsed = shared::domain::wechat::parse_fields(xml.as_bytes()).expect("parses");
+        let parsed = shared::adapters::channels::wechat::webhook::parse_fields(xml.as_bytes())
+            .expect("parses");
         assert_eq!(parsed.get("Content").map(String::as_str), Some("a]]>b"));
         assert_eq!(parsed.get("MsgId").map(String::as_str), Some("42"));
     }

@@ -1,9 +1,12 @@
-//! What WhatsApp, Messenger and Instagram share: the Graph API's transport, its error
-//! object and which of its codes are worth a retry.
+//! What WhatsApp, Messenger and Instagram share: the webhook subscription handshake and
+//! `X-Hub-Signature-256`, the webhook envelope, the Graph API's transport, its error object
+//! and which of its codes are worth a retry.
 
 use serde_json::Value;
+use subtle::ConstantTimeEq;
 
 use super::{parse_retry_after, transport_failure};
+use crate::Error;
 use crate::domain::message::DeliveryError;
 use crate::domain::outbound::{Attempt, Receipt};
 use crate::ports::RoutedChannel;
@@ -123,6 +126,85 @@ pub async fn admin(request: reqwest::RequestBuilder) -> Result<Value, crate::Err
     Err(Error::validation("refused_by_meta", message))
 }
 
+// Webhooks: the subscription handshake, the signature and the envelope.
+/// Longest `hub.challenge` echoed back (Meta sends a short number).
+const MAX_CHALLENGE_LEN: usize = 1024;
+
+/// The subscription handshake: Meta calls `GET` with `hub.mode=subscribe`, the verify token
+/// configured in the app dashboard and a challenge to echo.
+///
+/// Returns the challenge to answer with (200, plain text). A wrong mode or token is a 403;
+/// the token comparison takes the same time wherever the first difference is.
+pub fn verify_subscription(
+    mode: Option<&str>,
+    verify_token: Option<&str>,
+    challenge: Option<&str>,
+    expected_token: &str,
+) -> Result<String, Error> {
+    let token_ok = verify_token
+        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(expected_token.as_bytes())));
+    if mode != Some("subscribe") || !token_ok {
+        return Err(Error::Forbidden(
+            "hub.mode must be subscribe and hub.verify_token must match".into(),
+        ));
+    }
+    match challenge {
+        Some(c) if !c.is_empty() && c.len() <= MAX_CHALLENGE_LEN => Ok(c.to_owned()),
+        _ => Err(Error::bad_request(
+            "invalid_challenge",
+            "hub.challenge is missing or too long",
+        )),
+    }
+}
+
+/// Verifies `X-Hub-Signature-256: sha256=<hex>`: the HMAC-SHA256 of the raw body with the
+/// app secret, compared in constant time. Missing, malformed or wrong → 401.
+pub fn verify_signature(app_secret: &str, body: &[u8], header: Option<&str>) -> Result<(), Error> {
+    use hmac::{Hmac, Mac};
+    let unauthorized = || Error::Unauthorized("X-Hub-Signature-256 is missing or wrong".into());
+    let hex_sig = header
+        .and_then(|h| h.trim().strip_prefix("sha256="))
+        .ok_or_else(unauthorized)?;
+    let expected = hex::decode(hex_sig).map_err(|_| unauthorized())?;
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes())
+        .map_err(|_| Error::Internal("HMAC key".into()))?;
+    mac.update(body);
+    mac.verify_slice(&expected).map_err(|_| unauthorized())
+}
+
+/// `sha256=<hex>` for a body: what Meta sends (used by tests and the provider sandbox).
+pub fn sign(app_secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(app_secret.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+pub(super) fn text_of(v: &Value) -> Option<String> {
+    v.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+pub(super) fn parse_root(body: &[u8]) -> Result<Value, Error> {
+    let root: Value = serde_json::from_slice(body).map_err(|e| {
+        Error::bad_request("invalid_json", format!("the webhook body is not JSON: {e}"))
+    })?;
+    if !root.is_object() {
+        return Err(Error::bad_request(
+            "invalid_json",
+            "the webhook body is not a JSON object",
+        ));
+    }
+    Ok(root)
+}
+
+pub(super) fn entries(root: &Value) -> &[Value] {
+    root["entry"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -167,5 +249,31 @@ mod tests {
         };
         assert_eq!(e.code, "131026");
         assert!(e.hint.contains("wa.me"));
+    }
+
+    #[test]
+    fn matching_handshake_echoes_the_challenge() {
+        let got = verify_subscription(Some("subscribe"), Some("tok"), Some("1158201444"), "tok");
+        assert_eq!(got.unwrap(), "1158201444");
+    }
+
+    #[test]
+    fn wrong_token_or_mode_is_forbidden() {
+        for (mode, token) in [
+            (Some("subscribe"), Some("nope")),
+            (Some("subscribe"), None),
+            (Some("unsubscribe"), Some("tok")),
+            (None, Some("tok")),
+            (Some("subscribe"), Some("to")),
+        ] {
+            let err = verify_subscription(mode, token, Some("1"), "tok").unwrap_err();
+            assert_eq!(err.code(), "forbidden");
+        }
+    }
+
+    #[test]
+    fn missing_challenge_is_a_bad_request() {
+        let err = verify_subscription(Some("subscribe"), Some("tok"), None, "tok").unwrap_err();
+        assert_eq!(err.code(), "invalid_challenge");
     }
 }

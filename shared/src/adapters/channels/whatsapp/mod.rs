@@ -1,6 +1,8 @@
 //! WhatsApp Cloud API: message bodies (`POST /{phone_number_id}/messages`) and message
 //! templates at the WhatsApp Business Account (`/{waba_id}/message_templates`).
 
+pub mod webhook;
+
 use serde_json::{Value, json};
 
 use super::graph;

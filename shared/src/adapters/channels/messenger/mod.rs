@@ -1,6 +1,8 @@
 //! Messenger and Instagram: the Send API (`POST /{page_id|ig_account_id}/messages`), with
 //! `messaging_type` and the `HUMAN_AGENT` tag decided by the customer service window.
 
+pub mod webhook;
+
 use serde_json::{Value, json};
 
 use crate::domain::outbound::{Content, Delivery, OutboundKind};
