@@ -198,13 +198,8 @@ where
         let key = key_record(request.idempotency_key.as_ref(), &request.body_hash);
         // A repeat is answered before any rule is checked again: the window may have closed
         // since, but the message was accepted then.
-        if let Some(k) = &key
-            && let Some(refs) = self
-                .store
-                .find_replay(tenant, conversation_id, &k.key_hash, &k.body_hash)
-                .await?
-        {
-            return self.store.messages(tenant, conversation_id, &refs).await;
+        if let Some(messages) = self.replay(tenant, conversation_id, key.as_ref()).await? {
+            return Ok(messages);
         }
         let not_found = || Error::NotFound {
             what: "conversation",
@@ -246,13 +241,8 @@ where
             // A repeat racing its first request: the first may have been accepted (and
             // spent the last WeChat reply) after the look-up above.
             Err(refused) => {
-                if let Some(k) = &key
-                    && let Some(refs) = self
-                        .store
-                        .find_replay(tenant, conversation_id, &k.key_hash, &k.body_hash)
-                        .await?
-                {
-                    return self.store.messages(tenant, conversation_id, &refs).await;
+                if let Some(messages) = self.replay(tenant, conversation_id, key.as_ref()).await? {
+                    return Ok(messages);
                 }
                 return Err(refused);
             }
@@ -383,6 +373,28 @@ where
             .ok_or_else(|| Error::Internal("started conversation is missing".into()))?
             .view(now);
         Ok((conversation, messages))
+    }
+
+    /// The messages an earlier request with this key created, when there was one.
+    async fn replay(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        key: Option<&IdempotencyRecord>,
+    ) -> Result<Option<Vec<Message>>, Error> {
+        let Some(k) = key else {
+            return Ok(None);
+        };
+        match self
+            .store
+            .find_replay(tenant, conversation_id, &k.key_hash, &k.body_hash)
+            .await?
+        {
+            Some(refs) => Ok(Some(
+                self.store.messages(tenant, conversation_id, &refs).await?,
+            )),
+            None => Ok(None),
+        }
     }
 
     /// The channel with its credentials; it must be the tenant's.
