@@ -664,12 +664,26 @@ pub trait ChannelSender: Send + Sync {
 /// Provider media protocols that need the provider's client (WeChat's `media/get` with
 /// the account's access token); the bytes always come through the guarded fetcher.
 pub trait ProviderMedia: Send + Sync {
-    /// A customer's WeChat file by its `media_id`: its body (for a video, the file behind
-    /// the `video_url` WeChat answers with); `Err` is why it is unavailable.
-    fn open_wechat_media<F: MediaFetcher>(
+    /// A customer's file as the message described it: WhatsApp by media id (the Graph
+    /// lookup, then its URL with the channel's token), Messenger/Instagram by attachment
+    /// URL, WeChat by media id (`media/get` with the account's token; for a video, the file
+    /// behind the `video_url` WeChat answers with). The bytes come through `fetcher` (the
+    /// SSRF guard). `Err` is why it is unavailable, in words for the agent.
+    fn open_media<F: MediaFetcher>(
         &self,
         fetcher: &F,
         channel: &RoutedChannel,
-        media_id: &str,
-    ) -> impl Future<Output = Result<F::Body, String>> + Send;
+        media: &crate::domain::events::EventMedia,
+    ) -> impl Future<Output = Result<OpenedMedia<F::Body>, String>> + Send;
+}
+
+/// A customer's file being downloaded, with what the provider said about it.
+#[derive(Debug)]
+pub struct OpenedMedia<B> {
+    /// The bytes.
+    pub body: B,
+    /// The MIME type the provider gave (WhatsApp's lookup), if any.
+    pub mime_type: Option<String>,
+    /// The SHA-256 the provider gave for the file (WhatsApp's lookup), if any.
+    pub sha256: Option<String>,
 }

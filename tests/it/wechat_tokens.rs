@@ -109,9 +109,11 @@ async fn fetch_media(
     channel: &RoutedChannel,
     media_id: &str,
 ) -> Result<Vec<u8>, String> {
-    let mut body = channels
-        .open_wechat_media(fetcher, channel, media_id)
-        .await?;
+    let media = shared::domain::events::EventMedia {
+        provider_media_id: Some(media_id.to_owned()),
+        ..Default::default()
+    };
+    let mut body = channels.open_media(fetcher, channel, &media).await?.body;
     let mut bytes = Vec::new();
     while let Some(chunk) = body.next_chunk().await? {
         bytes.extend(chunk);

@@ -37,7 +37,6 @@ pub struct App {
     fetcher: GuardedFetcher,
     provider: Channels,
     bucket: String,
-    urls: ProviderUrls,
 }
 
 impl App {
@@ -79,7 +78,7 @@ impl App {
         let store = DynamoStore::new(dynamo, config.table_name.clone());
         let urls = ProviderUrls::from_source(env)?;
         // WeChat's media/get needs the account's token: the one the whole deployment shares.
-        let provider = Channels::new(urls.clone(), CALL_TIMEOUT)
+        let provider = Channels::new(urls, CALL_TIMEOUT)
             .map_err(|reason| ConfigError::Invalid {
                 name: "WECHAT_API_URL",
                 reason,
@@ -98,7 +97,6 @@ impl App {
             ),
             fetcher,
             bucket,
-            urls,
         })
     }
 }
@@ -158,7 +156,7 @@ pub async fn handle_event(app: &App, event: &Value) -> Result<&'static str, Erro
                 links: &app.store,
                 provider: &app.provider,
             };
-            media::fetch_inbound(ports, &app.urls, &detail, Utc::now())
+            media::fetch_inbound(ports, &detail, Utc::now())
                 .instrument(span)
                 .await
         }

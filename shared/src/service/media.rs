@@ -416,20 +416,6 @@ pub struct FetchPorts<'a, D, M, O, F, L, P> {
     pub provider: &'a P,
 }
 
-async fn read_small<B: crate::ports::FetchBody>(
-    body: &mut B,
-    cap: usize,
-) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    while let Some(chunk) = body.next_chunk().await? {
-        out.extend_from_slice(&chunk);
-        if out.len() > cap {
-            return Err("the provider's answer is too large".into());
-        }
-    }
-    Ok(out)
-}
-
 /// Fetches a customer's media into quarantine at once (provider URLs expire within
 /// minutes), where the upload validator checks it like any upload, and links it to the
 /// message. A failure marks the message's media `unavailable` with a reason; it is never
@@ -437,7 +423,6 @@ async fn read_small<B: crate::ports::FetchBody>(
 #[allow(clippy::too_many_lines)]
 pub async fn fetch_inbound<D, M, O, F, L, P>(
     ports: FetchPorts<'_, D, M, O, F, L, P>,
-    urls: &ProviderUrls,
     event: &InboundMediaEvent,
     now: DateTime<Utc>,
 ) -> Result<&'static str, Error>
@@ -449,7 +434,6 @@ where
     L: crate::ports::MessageMedia,
     P: crate::ports::ProviderMedia,
 {
-    use crate::domain::channel::ChannelType;
     use crate::domain::ids::{ChannelId, TenantId};
     use crate::domain::media::INBOUND_MAX_SIZE;
     use crate::ports::{FetchBody, MediaLink, ObjectWriter};
@@ -484,74 +468,19 @@ where
             .await
     };
     let unavailable = |reason: String| MediaLink::Unavailable { reason };
-    let token = routed
-        .credentials
-        .access_token
-        .as_ref()
-        .map(|t| t.expose().to_owned());
-
-    // Where the bytes are, and what the provider says about them.
+    // Where the bytes are, and what the provider says about them: the provider's module
+    // knows its protocol; the bytes come through the guarded fetcher.
+    let opened = ports
+        .provider
+        .open_media(ports.fetcher, &routed, &event.media)
+        .await;
     let mut mime = event.media.mime_type.clone();
     let mut expected_sha256 = event.media.sha256.clone();
-    let download = |url: String, bearer: Option<String>| async move {
-        ports
-            .fetcher
-            .get(&url, bearer.as_deref())
-            .await
-            .map_err(|reason| format!("the download failed: {reason}"))
-    };
-    let opened = match routed.channel.channel_type {
-        // WeChat's protocol (token, `media/get`, its JSON answers, video links) is its
-        // client's; the bytes still come through the guarded fetcher.
-        ChannelType::Wechat => match event.media.provider_media_id.as_deref() {
-            Some(media_id) => {
-                ports
-                    .provider
-                    .open_wechat_media(ports.fetcher, &routed, media_id)
-                    .await
-            }
-            None => Err("the message named no media id".to_owned()),
-        },
-        ChannelType::Whatsapp => {
-            let Some(media_id) = event.media.provider_media_id.as_deref() else {
-                link(unavailable("the message named no media id".into())).await?;
-                return Ok("unavailable");
-            };
-            let lookup = format!("{}/{}", urls.graph.trim_end_matches('/'), media_id);
-            let answer = match ports.fetcher.get(&lookup, token.as_deref()).await {
-                Ok(mut body) => read_small(&mut body, 64 * 1024).await,
-                Err(reason) => Err(reason),
-            };
-            let meta: serde_json::Value = match answer.and_then(|b| {
-                serde_json::from_slice(&b)
-                    .map_err(|_| "the Graph API answer is not JSON".to_owned())
-            }) {
-                Ok(v) => v,
-                Err(reason) => {
-                    link(unavailable(format!(
-                        "WhatsApp media lookup failed: {reason}"
-                    )))
-                    .await?;
-                    return Ok("unavailable");
-                }
-            };
-            let Some(url) = meta["url"].as_str().map(str::to_owned) else {
-                link(unavailable("the Graph API gave no media URL".into())).await?;
-                return Ok("unavailable");
-            };
-            mime = mime.or_else(|| meta["mime_type"].as_str().map(str::to_owned));
-            // The lookup describes the file behind the URL: it wins over the webhook's copy.
-            expected_sha256 = meta["sha256"]
-                .as_str()
-                .map(str::to_owned)
-                .or(expected_sha256);
-            download(url, token.clone()).await
-        }
-        ChannelType::Messenger | ChannelType::Instagram => match event.media.url.clone() {
-            Some(url) => download(url, None).await,
-            None => Err("the message carried no attachment URL".to_owned()),
-        },
-    };
+    let opened = opened.map(|o| {
+        mime = mime.take().or(o.mime_type);
+        expected_sha256 = o.sha256.or(expected_sha256.take());
+        o.body
+    });
     let mut body = match opened {
         Ok(body) => body,
         Err(reason) => {

@@ -20,11 +20,13 @@ use std::time::Duration;
 use crate::Error;
 use crate::adapters::dynamo::DynamoStore;
 use crate::domain::channel::ChannelType;
+use crate::domain::events::EventMedia;
 use crate::domain::message::DeliveryError;
 use crate::domain::outbound::Attempt;
 use crate::ports::CreatedTemplate;
 use crate::ports::{
-    ChannelSender, MediaFetcher, MediaUpload, Outgoing, ProviderMedia, RoutedChannel,
+    ChannelSender, FetchBody, MediaFetcher, MediaUpload, OpenedMedia, Outgoing, ProviderMedia,
+    RoutedChannel,
 };
 
 /// Time to connect; a request that never connected was not sent and may be retried.
@@ -228,17 +230,50 @@ impl ChannelSender for Channels {
 }
 
 impl ProviderMedia for Channels {
-    async fn open_wechat_media<F: MediaFetcher>(
+    async fn open_media<F: MediaFetcher>(
         &self,
         fetcher: &F,
         channel: &RoutedChannel,
-        media_id: &str,
-    ) -> Result<F::Body, String> {
-        let client = self
-            .wechat()
-            .map_err(|_| "the HTTP client could not start".to_owned())?;
-        client.open_media(fetcher, channel, media_id).await
+        media: &EventMedia,
+    ) -> Result<OpenedMedia<F::Body>, String> {
+        let by_id = || {
+            media
+                .provider_media_id
+                .as_deref()
+                .ok_or_else(|| "the message named no media id".to_owned())
+        };
+        match channel.channel.channel_type {
+            ChannelType::Whatsapp => {
+                whatsapp::open_media(fetcher, &self.urls.graph, channel, by_id()?).await
+            }
+            ChannelType::Messenger | ChannelType::Instagram => {
+                messenger::open_media(fetcher, media.url.as_deref()).await
+            }
+            ChannelType::Wechat => {
+                let client = self
+                    .wechat()
+                    .map_err(|_| "the HTTP client could not start".to_owned())?;
+                let body = client.open_media(fetcher, channel, by_id()?).await?;
+                Ok(OpenedMedia {
+                    body,
+                    mime_type: None,
+                    sha256: None,
+                })
+            }
+        }
     }
+}
+
+/// Reads a small answer (a lookup, an error) whole, refusing more than `cap` bytes.
+async fn read_small<B: FetchBody>(body: &mut B, cap: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next_chunk().await? {
+        out.extend_from_slice(&chunk);
+        if out.len() > cap {
+            return Err("the provider's answer is too large".into());
+        }
+    }
+    Ok(out)
 }
 
 /// A transport error on a call that reaches no customer (a token fetch, a media upload):

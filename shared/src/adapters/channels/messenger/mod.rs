@@ -6,7 +6,7 @@ pub mod webhook;
 use serde_json::{Value, json};
 
 use crate::domain::outbound::{Content, Delivery, OutboundKind};
-use crate::ports::Outgoing;
+use crate::ports::{MediaFetcher, OpenedMedia, Outgoing};
 
 /// The body of `POST /{page_id|ig_account_id}/messages`. The reference travels in
 /// `message.metadata` and comes back on the echo, which reconciles an unknown outcome.
@@ -35,6 +35,27 @@ pub fn body(message: &Outgoing<'_>) -> Value {
         Delivery::Response | Delivery::Template => body["messaging_type"] = json!("RESPONSE"),
     }
     body
+}
+
+/// A customer's attachment, from the URL the webhook carried (no token: Meta's CDN link
+/// is signed).
+///
+/// # Errors
+/// Why the media is unavailable, in words for the agent.
+pub async fn open_media<F: MediaFetcher>(
+    fetcher: &F,
+    url: Option<&str>,
+) -> Result<OpenedMedia<F::Body>, String> {
+    let url = url.ok_or_else(|| "the message carried no attachment URL".to_owned())?;
+    let body = fetcher
+        .get(url, None)
+        .await
+        .map_err(|reason| format!("the download failed: {reason}"))?;
+    Ok(OpenedMedia {
+        body,
+        mime_type: None,
+        sha256: None,
+    })
 }
 
 #[cfg(test)]

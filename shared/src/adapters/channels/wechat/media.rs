@@ -3,23 +3,13 @@
 
 use serde_json::Value;
 
+use super::super::read_small;
 use super::Client;
 use crate::domain::outbound::Attempt;
 use crate::ports::{FetchBody, MediaFetcher, RoutedChannel};
 
 /// The largest JSON answer `media/get` gives instead of a file (an error, a `video_url`).
 const MEDIA_ANSWER_CAP: usize = 16 * 1024;
-
-async fn read_small<B: FetchBody>(body: &mut B, cap: usize) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    while let Some(chunk) = body.next_chunk().await? {
-        out.extend_from_slice(&chunk);
-        if out.len() > cap {
-            return Err("WeChat's answer is too large".into());
-        }
-    }
-    Ok(out)
-}
 
 /// Whether a `media/get` answer is JSON rather than the file (WeChat sends its errors and
 /// video links as `application/json` or `text/plain`).

@@ -8,8 +8,7 @@ use serde_json::{Value, json};
 use super::graph;
 use crate::Error;
 use crate::domain::outbound::{Content, OutboundKind};
-use crate::ports::CreatedTemplate;
-use crate::ports::{Outgoing, RoutedChannel};
+use crate::ports::{CreatedTemplate, MediaFetcher, OpenedMedia, Outgoing, RoutedChannel};
 
 /// The body of `POST /{phone_number_id}/messages`. The message's reference comes back in
 /// status webhooks (`biz_opaque_callback_data`), which reconciles an unknown outcome.
@@ -56,6 +55,44 @@ pub fn body(message: &Outgoing<'_>) -> Value {
     body["type"] = json!(kind);
     body[kind] = object;
     body
+}
+
+/// The largest Graph media lookup answer read (it is a few hundred bytes).
+const LOOKUP_CAP: usize = 64 * 1024;
+
+/// A customer's file: `GET /{media-id}` (Graph's lookup: URL, MIME type, SHA-256) with the
+/// channel's token, then the URL it names with the same token.
+///
+/// # Errors
+/// Why the media is unavailable, in words for the agent.
+pub async fn open_media<F: MediaFetcher>(
+    fetcher: &F,
+    graph_url: &str,
+    channel: &RoutedChannel,
+    media_id: &str,
+) -> Result<OpenedMedia<F::Body>, String> {
+    let token = graph::token(channel).ok();
+    let lookup = format!("{graph_url}/{media_id}");
+    let failed = |reason: String| format!("WhatsApp media lookup failed: {reason}");
+    let mut answer = fetcher.get(&lookup, token).await.map_err(failed)?;
+    let bytes = super::read_small(&mut answer, LOOKUP_CAP)
+        .await
+        .map_err(failed)?;
+    let meta: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| failed("the Graph API answer is not JSON".to_owned()))?;
+    let url = meta["url"]
+        .as_str()
+        .ok_or_else(|| "the Graph API gave no media URL".to_owned())?;
+    let body = fetcher
+        .get(url, token)
+        .await
+        .map_err(|reason| format!("the download failed: {reason}"))?;
+    Ok(OpenedMedia {
+        body,
+        mime_type: meta["mime_type"].as_str().map(str::to_owned),
+        // The lookup describes the file behind the URL: it wins over the webhook's copy.
+        sha256: meta["sha256"].as_str().map(str::to_owned),
+    })
 }
 
 fn admin_token(channel: &RoutedChannel) -> Result<&str, Error> {
