@@ -171,7 +171,17 @@ pub(super) fn validate_whatsapp(body: &Value) -> Result<WhatsappSend, String> {
             return Err("recipient_type must be \"individual\"".into());
         }
     }
-    non_empty_str(&body["to"], "to")?;
+    let to = non_empty_str(&body["to"], "to")?;
+    // `to` is a phone number (digits, an optional `+`, spaces and dashes as people write
+    // them); a business-scoped user id such as `US.1349…` is not one.
+    if !to
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')'))
+    {
+        return Err(format!(
+            "(#100) Invalid parameter: to must be a phone number, not {to:?}"
+        ));
+    }
     if let Some(data) = root.get("biz_opaque_callback_data") {
         let data = data
             .as_str()

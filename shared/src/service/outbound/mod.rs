@@ -176,7 +176,8 @@ where
     /// - 400 `invalid_idempotency_key`; 422 `invalid_message`, `kind_not_supported`,
     ///   `template_not_supported`, `media_kind_mismatch`, `media_not_supported`,
     ///   `media_not_ready`, `media_rejected`, `unknown_media`, `unknown_template`,
-    ///   `template_not_approved`, `template_parameters`;
+    ///   `template_not_approved`, `template_parameters`, `recipient_without_phone` (a
+    ///   WhatsApp customer known only by a business-scoped user id);
     /// - 422 `window_closed` (outside the window, a bot in Messenger's human-agent band, or
     ///   WeChat's 5-replies quota spent), `template_required` (WhatsApp outside 24 h),
     ///   `idempotency_key_reused`;
@@ -225,6 +226,16 @@ where
             .filter(|r| r.channel.tenant_id == *tenant && r.channel.id.as_str() == state.channel_id)
             .ok_or(Error::NotFound { what: "channel" })?;
         let channel_type = channel.channel.channel_type;
+        if channel_type == ChannelType::Whatsapp
+            && whatsapp_number(&state.customer.external_id).is_err()
+        {
+            // A customer with a username who shares no number is known by a business-scoped
+            // user id, which the send API's `to` does not take.
+            return Err(Error::validation(
+                "recipient_without_phone",
+                "this WhatsApp customer shares no phone number (a username customer): replies by business-scoped user id are not supported yet",
+            ));
+        }
         let parts = request.message.parts(channel_type)?;
         let window =
             state

@@ -354,6 +354,27 @@ async fn a_wa_id_whatsapp_answered_for_another_number_is_linked_to_the_conversat
     assert_eq!(w.store.alias_of(&channel, "15551234567"), None);
 }
 
+#[tokio::test]
+async fn a_whatsapp_customer_known_only_by_a_username_id_is_refused_not_sent_to() {
+    let w = world();
+    let channel = fakes::channel(&w.tenant, ChannelType::Whatsapp, false);
+    let state = fakes::conversation(
+        &channel,
+        "US.13491208655302741918",
+        Some(w.now - Span::hours(1)),
+        0,
+    );
+    w.store.add_channel(channel);
+    let c = ConversationId::parse(&state.id).unwrap();
+    w.store.put_conversation(&w.tenant, state);
+    assert_eq!(
+        code(w.send(&agent(), &c, hi(), None).await),
+        "recipient_without_phone"
+    );
+    assert!(w.sender.sent().is_empty());
+    assert!(w.stored(&c).is_empty());
+}
+
 fn media(id: &str, kind: MediaKind, mime: &str, tenant: &TenantId) -> MediaRecord {
     let ext = mime.rsplit('/').next().unwrap_or("bin");
     MediaRecord {
