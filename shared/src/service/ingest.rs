@@ -965,29 +965,29 @@ mod tests {
         impl CustomerAliases for Counting {
             async fn customer_aliases(
                 &self,
-                _: &Channel,
-                _: &[String],
+                c: &Channel,
+                ids: &[String],
             ) -> Result<std::collections::HashMap<String, String>, Error> {
-                Ok(std::collections::HashMap::new())
+                self.inner.customer_aliases(c, ids).await
             }
             async fn alias_customer(
                 &self,
-                _: &Channel,
-                _: &str,
-                canonical: &str,
+                c: &Channel,
+                a: &str,
+                to: &str,
             ) -> Result<String, Error> {
-                Ok(canonical.to_owned())
+                self.inner.alias_customer(c, a, to).await
             }
         }
 
         impl MessageLifecycle for Counting {
             async fn apply_change(
                 &self,
-                _: &Channel,
-                _: &LifecycleEvent,
-                _: DateTime<Utc>,
+                c: &Channel,
+                e: &LifecycleEvent,
+                at: DateTime<Utc>,
             ) -> Result<ChangeOutcome, Error> {
-                Ok(ChangeOutcome::Kept)
+                self.inner.apply_change(c, e, at).await
             }
         }
 
