@@ -824,3 +824,29 @@ pub fn unreachable_aws(
     );
     (env, credentials)
 }
+
+/// Log output kept in memory (a `tracing` writer): tests read back the JSON lines the
+/// functions' subscriber wrote.
+#[derive(Debug, Clone, Default)]
+pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        lock(&self.0).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    /// Every line written so far, parsed as JSON (a line that is not JSON is `Null`).
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&lock(&self.0))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or(serde_json::Value::Null))
+            .collect()
+    }
+}

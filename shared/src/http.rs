@@ -277,19 +277,7 @@ mod tests {
         assert_eq!(status_of(&err), StatusCode::UNAUTHORIZED);
     }
 
-    /// Log lines written by the JSON subscriber, kept in memory.
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::fakes::CapturedLogs as Captured;
 
     #[tokio::test]
     async fn an_internal_error_is_logged_with_the_request_id_route_and_function() {
@@ -305,10 +293,9 @@ mod tests {
         })
         .await;
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        let line: serde_json::Value = text
+        let line = captured
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .into_iter()
             .find(|l| l["fields"]["message"] == "internal error")
             .expect("the internal error is logged");
         assert_eq!(line["level"], "ERROR");

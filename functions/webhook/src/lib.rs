@@ -290,29 +290,7 @@ mod tests {
         assert_eq!(handle(&app(), req).await.status(), StatusCode::FORBIDDEN);
     }
 
-    /// Log lines written by the functions' JSON subscriber, kept in memory.
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Captured {
-        fn lines(&self) -> Vec<serde_json::Value> {
-            String::from_utf8(self.0.lock().unwrap().clone())
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect()
-        }
-    }
+    use shared::fakes::CapturedLogs as Captured;
 
     fn signed_post(provider: &str, body: &str) -> Request {
         let mut event: serde_json::Value = serde_json::from_str(HANDSHAKE).unwrap();
