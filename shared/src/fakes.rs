@@ -201,6 +201,7 @@ impl OutboundStore for InMemoryStore {
                         last_message_at: now,
                         last_inbound_at: None,
                         replies_since_inbound: 0,
+                        last_inbound_provider_message_id: None,
                         preview: String::new(),
                     },
                 );
@@ -797,6 +798,7 @@ pub fn conversation(
         last_message_at: last_inbound_at.unwrap_or_else(Utc::now),
         last_inbound_at,
         replies_since_inbound,
+        last_inbound_provider_message_id: None,
         preview: String::new(),
     }
 }

@@ -186,6 +186,65 @@ pub fn wechat_token(app_id: &str) -> Key {
     }
 }
 
+// ---- The agent workspace (SPEC §7) ----
+
+/// The tenant's settings (business name, time zone, business hours), one item.
+pub fn settings(tenant: &TenantId) -> Key {
+    Key {
+        pk: tenant_pk(tenant),
+        sk: "SETTINGS".to_owned(),
+    }
+}
+
+/// Sort key prefix of a tenant's agents.
+pub const AGENT_PREFIX: &str = "AGENT#";
+
+/// An agent of the tenant (the JWT `sub`), in its tenant's partition.
+pub fn agent(tenant: &TenantId, id: &str) -> Key {
+    Key {
+        pk: tenant_pk(tenant),
+        sk: format!("{AGENT_PREFIX}{id}"),
+    }
+}
+
+/// Sort key prefix of a tenant's label catalog.
+pub const LABEL_PREFIX: &str = "LABEL#";
+
+/// A label of the tenant's catalog, in its tenant's partition.
+pub fn label(tenant: &TenantId, name: &str) -> Key {
+    Key {
+        pk: tenant_pk(tenant),
+        sk: format!("{LABEL_PREFIX}{name}"),
+    }
+}
+
+/// Sort key prefix of a tenant's FAQ entries (canned replies).
+pub const FAQ_PREFIX: &str = "FAQ#";
+
+/// A FAQ entry, in its tenant's partition.
+pub fn faq(tenant: &TenantId, id: &str) -> Key {
+    Key {
+        pk: tenant_pk(tenant),
+        sk: format!("{FAQ_PREFIX}{id}"),
+    }
+}
+
+/// Partition of one customer's own items (its notes).
+pub fn customer_items_pk(tenant: &TenantId, customer_id: &str) -> String {
+    format!("TENANT#{tenant}#CUSTOMER#{customer_id}")
+}
+
+/// Sort key prefix of a customer's notes.
+pub const NOTE_PREFIX: &str = "NOTE#";
+
+/// A note on a customer (`note_id` is a ULID, so notes sort by creation).
+pub fn note(tenant: &TenantId, customer_id: &str, note_id: &str) -> Key {
+    Key {
+        pk: customer_items_pk(tenant, customer_id),
+        sk: format!("{NOTE_PREFIX}{note_id}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

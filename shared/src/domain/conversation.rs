@@ -280,6 +280,9 @@ pub struct ConversationState {
     pub last_inbound_at: Option<DateTime<Utc>>,
     /// Replies sent since (WeChat quota).
     pub replies_since_inbound: u32,
+    /// The provider's id of the customer's latest message (wamid, mid, MsgId): what
+    /// `POST /conversations/{id}/read` marks read at the provider.
+    pub last_inbound_provider_message_id: Option<String>,
     /// Latest message, shortened.
     pub preview: String,
 }

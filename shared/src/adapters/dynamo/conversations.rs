@@ -52,6 +52,8 @@ struct ConversationRecord {
     #[serde(default)]
     last_inbound_at: Option<String>,
     #[serde(default)]
+    last_inbound_pid: Option<String>,
+    #[serde(default)]
     replies_since_inbound: u32,
     #[serde(default)]
     preview: String,
@@ -88,6 +90,7 @@ impl ConversationRecord {
             assignee: self.assignee,
             labels: self.labels,
             replies_since_inbound: self.replies_since_inbound,
+            last_inbound_provider_message_id: self.last_inbound_pid,
             preview: self.preview,
         })
     }

@@ -192,6 +192,7 @@ impl ConversationChange<'_> {
         }
         if m.opens_window && self.stage != Stage::CountOnly {
             e.set("last_inbound_at", s(self.at))
+                .set("last_inbound_pid", s(&m.provider_message_id))
                 .set("replies_since_inbound", n(0));
             conditions.push(newer_than(&mut e, "last_inbound_at"));
         }
