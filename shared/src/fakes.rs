@@ -190,6 +190,9 @@ impl OutboundStore for InMemoryStore {
                             human_agent: b.channel.human_agent,
                         },
                         status: ConversationStatus::Open,
+                        snoozed_until: None,
+                        views_version: 0,
+                        activity: None,
                         customer: CustomerRef {
                             id: b.customer.clone(),
                             name: None,
@@ -354,14 +357,15 @@ impl ConversationReader for InMemoryStore {
     async fn list_conversations(
         &self,
         tenant: &TenantId,
-        _filter: &ConversationFilter,
+        filter: &ConversationFilter,
         _page: &PageRequest,
+        now: DateTime<Utc>,
     ) -> Result<Page<ConversationState>, Error> {
         let state = lock(&self.state);
         let mut items: Vec<_> = state
             .conversations
             .iter()
-            .filter(|((t, _), _)| t == tenant.as_str())
+            .filter(|((t, _), c)| t == tenant.as_str() && filter.matches(c, now))
             .map(|(_, c)| c.clone())
             .collect();
         items.sort_by_key(|c| std::cmp::Reverse(c.last_message_at));
@@ -787,6 +791,9 @@ pub fn conversation(
             human_agent: channel.channel.human_agent,
         },
         status: ConversationStatus::Open,
+        snoozed_until: None,
+        views_version: 0,
+        activity: None,
         customer: CustomerRef {
             id: format!("cu-{customer}"),
             name: None,

@@ -211,12 +211,15 @@ pub trait MessageLifecycle: Send + Sync {
 
 /// Reading conversations and messages for agents. Every read is scoped to one tenant.
 pub trait ConversationReader: Send + Sync {
-    /// One page of conversations matching the filter, most recent activity first.
+    /// One page of conversations matching the filter as they read at `now` (a snooze that
+    /// has ended reads as open), most recent activity first. `assignee=me` must be
+    /// resolved to an agent id first.
     fn list_conversations(
         &self,
         tenant: &TenantId,
         filter: &ConversationFilter,
         page: &PageRequest,
+        now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Page<ConversationState>, Error>> + Send;
 
     /// One conversation, or `None` (also for another tenant's id).
@@ -477,6 +480,9 @@ pub struct OutboundBatch {
     pub reply_budget: Option<u32>,
     /// Business-initiated: create the conversation (and customer) when absent, reopen it.
     pub start: bool,
+    /// The conversation as the sender read it (its list views are moved from it); `None`:
+    /// the store reads it.
+    pub seen: Option<ConversationState>,
 }
 
 /// The result of accepting a batch.
@@ -686,4 +692,41 @@ pub struct OpenedMedia<B> {
     pub mime_type: Option<String>,
     /// The SHA-256 the provider gave for the file (WhatsApp's lookup), if any.
     pub sha256: Option<String>,
+}
+
+/// Agents' changes to conversations (SPEC §7): each is written with its system message in
+/// one transaction, placed in the list views from the conversation as read.
+pub trait ConversationChanges: Send + Sync {
+    /// Applies `change` to the conversation as it is now and returns it after. A change
+    /// that changes nothing (a repeat) writes nothing.
+    ///
+    /// # Errors
+    /// 404 for an unknown conversation (or another tenant's); 422 `unknown_agent` when an
+    /// assignment names no agent of the tenant, `unknown_label` when a label is not in the
+    /// catalog; the errors of [`crate::domain::changes::Change::apply`]; `Internal` when
+    /// the store fails or keeps conflicting.
+    fn change_conversation(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        change: &crate::domain::changes::Change,
+        actor: &crate::domain::actor::Actor,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<ConversationState, Error>> + Send;
+
+    /// Ids of conversations whose customer carries `label` (from its membership items,
+    /// through the index: may lag a write by a moment), at most `limit`.
+    fn labelled_conversations(
+        &self,
+        tenant: &TenantId,
+        label: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, Error>> + Send;
+
+    /// Removes a label from the tenant's catalog; `true` when it was there.
+    fn delete_catalog_label(
+        &self,
+        tenant: &TenantId,
+        label: &str,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
 }

@@ -13,7 +13,7 @@ use shared::adapters::dynamo::DynamoStore;
 use shared::config::{Config, ConfigError, ProviderUrls, Source};
 use shared::domain::conversation::ConversationFilter;
 use shared::http::{self, json};
-use shared::service::{channels, conversations, templates};
+use shared::service::{changes, channels, conversations, templates};
 
 /// Clients and settings, built once per process.
 #[derive(Debug)]
@@ -124,13 +124,49 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
             let id = http::path_param(req, "id").unwrap_or_default();
             templates::delete_template(&app.store, &app.directory, &app.provider, &principal, id)
                 .await?;
-            Ok(Response::builder()
-                .status(StatusCode::NO_CONTENT)
-                .body(Body::Empty)
-                .map_err(|e| Error::Internal(e.to_string()))?)
+            no_content()
+        }
+        "PUT /conversations/{id}/assignee" => {
+            let principal = http::principal(req)?;
+            let id = http::path_param(req, "id").unwrap_or_default();
+            let body = http::json_value(req)?;
+            let conversation =
+                changes::assign(&app.store, &principal, id, &body, Utc::now()).await?;
+            Ok(json(StatusCode::OK, &conversation))
+        }
+        "PATCH /conversations/{id}" => {
+            let principal = http::principal(req)?;
+            let id = http::path_param(req, "id").unwrap_or_default();
+            let body = http::json_body(req)?;
+            let conversation =
+                changes::set_status(&app.store, &principal, id, body, Utc::now()).await?;
+            Ok(json(StatusCode::OK, &conversation))
+        }
+        "PUT /customers/{id}/labels/{label}" | "DELETE /customers/{id}/labels/{label}" => {
+            let principal = http::principal(req)?;
+            let id = http::path_param(req, "id").unwrap_or_default();
+            let label = http::path_param(req, "label").unwrap_or_default();
+            let add = req.method() == lambda_http::http::Method::PUT;
+            let labels =
+                changes::set_label(&app.store, &principal, id, label, add, Utc::now()).await?;
+            Ok(json(StatusCode::OK, &labels))
+        }
+        "DELETE /labels/{name}" => {
+            let principal = http::principal(req)?;
+            let name = http::path_param(req, "name").unwrap_or_default();
+            changes::delete_label(&app.store, &principal, name, Utc::now()).await?;
+            no_content()
         }
         _ => Err(Error::NotFound { what: "route" }),
     }
+}
+
+/// An empty `204 No Content`.
+fn no_content() -> Result<Response<Body>, Error> {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Body::Empty)
+        .map_err(|e| Error::Internal(e.to_string()))
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! Keys are built here and nowhere else. The access patterns they serve are listed in
 //! `docs/data-model.md`. Identifiers never contain `#` (see [`crate::domain::ids`]).
 
+use crate::domain::conversation::ConversationStatus;
 use crate::domain::ids::{ChannelId, TenantId};
+use crate::domain::views::View;
 
 /// Partition key attribute.
 pub const PK: &str = "pk";
@@ -69,43 +71,90 @@ pub fn channel_route(id: &ChannelId) -> Key {
     }
 }
 
-/// A customer, in its tenant's partition.
+/// A customer, in its own partition (with its notes): every message updates it, so a
+/// tenant's customers must not share one partition.
 pub fn customer(tenant: &TenantId, id: &str) -> Key {
     Key {
-        pk: tenant_pk(tenant),
-        sk: format!("CUSTOMER#{id}"),
+        pk: customer_items_pk(tenant, id),
+        sk: "CUSTOMER".to_owned(),
     }
+}
+
+/// The tenant-wide prefix of alias partitions on a channel (the alias follows it).
+fn alias_pk_prefix(tenant: &TenantId, channel: &ChannelId) -> String {
+    format!("TENANT#{tenant}#ALIAS#{channel}#")
 }
 
 /// An alias of a customer's provider id on a channel (WhatsApp: a business-scoped user id,
-/// or the `wa_id` the Graph API answered for a number we started a conversation with),
-/// in its tenant's partition; it names the id the customer's conversation is keyed by.
+/// or the `wa_id` the Graph API answered for a number we started a conversation with), in
+/// its own partition (every WhatsApp webhook reads them); it names the id the customer's
+/// conversation is keyed by.
 pub fn customer_alias(tenant: &TenantId, channel: &ChannelId, alias: &str) -> Key {
     Key {
-        pk: tenant_pk(tenant),
-        sk: format!("ALIAS#{channel}#{alias}"),
+        pk: format!("{}{alias}", alias_pk_prefix(tenant, channel)),
+        sk: "ALIAS".to_owned(),
     }
 }
 
-/// Sort key prefix of a tenant's conversations.
-pub const CONVERSATION_PREFIX: &str = "CONV#";
+/// The alias an alias key names (see [`customer_alias`]).
+pub fn alias_of<'a>(tenant: &TenantId, channel: &ChannelId, pk: &'a str) -> Option<&'a str> {
+    pk.strip_prefix(&alias_pk_prefix(tenant, channel))
+}
 
-/// A conversation, in its tenant's partition.
+/// A conversation, first item of its own partition (its messages follow): every message
+/// updates it, so a tenant's conversations must not share one partition.
 pub fn conversation(tenant: &TenantId, id: &str) -> Key {
     Key {
-        pk: tenant_pk(tenant),
-        sk: format!("{CONVERSATION_PREFIX}{id}"),
+        pk: messages_pk(tenant, id),
+        sk: "CONV".to_owned(),
     }
 }
 
-/// GSI1 partition of a tenant's conversations.
-pub fn conversations_by_activity(tenant: &TenantId) -> String {
-    format!("TENANT#{tenant}#CONVS")
-}
-
-/// GSI1 sort key of a conversation: latest activity, then id (RFC 3339 sorts by time).
+/// The sort key all list views share: latest activity, then id (RFC 3339 sorts by time).
 pub fn conversation_activity(last_message_at: &str, id: &str) -> String {
     format!("{last_message_at}#{id}")
+}
+
+/// The conversation id of a view sort key (see [`conversation_activity`]).
+pub fn conversation_of_activity(activity: &str) -> Option<&str> {
+    activity.split_once('#').map(|(_, id)| id)
+}
+
+/// The sort key attribute every list view index shares.
+pub const VIEW_SK: &str = GSI1_SK;
+
+/// The partition of one shard of a list view (see [`crate::domain::views`]). Agent ids
+/// and label names never contain `#`; unassigned has its own word.
+pub fn view_partition(tenant: &TenantId, view: &View, shard: u8) -> String {
+    let status = |s: &Option<ConversationStatus>| match s {
+        Some(s) => format!("ST#{}#", s.as_str()),
+        None => String::new(),
+    };
+    let body = match view {
+        View::All => String::new(),
+        View::Status(s) => status(&Some(*s)),
+        View::Assignee(Some(agent), s) => format!("AS#{agent}#{}", status(s)),
+        View::Assignee(None, s) => format!("UNASSIGNED#{}", status(s)),
+        View::Channel(id, s) => format!("CH#{id}#{}", status(s)),
+        View::Label(name, s) => format!("LB#{name}#{}", status(s)),
+    };
+    format!("TENANT#{tenant}#CONVS#{body}{shard}")
+}
+
+/// Sort key of a conversation's label membership items, in the conversation's partition.
+pub const LABEL_MEMBER_PREFIX: &str = "LABEL#";
+
+/// The membership of a conversation (its customer) in a label: lists it under the label.
+pub fn label_member(tenant: &TenantId, conversation_id: &str, label: &str) -> Key {
+    Key {
+        pk: messages_pk(tenant, conversation_id),
+        sk: format!("{LABEL_MEMBER_PREFIX}{label}"),
+    }
+}
+
+/// Customers by label (GSI7 partition, on membership items; sorted by customer name key).
+pub fn customers_by_label(tenant: &TenantId, label: &str) -> String {
+    format!("TENANT#{tenant}#CUSTOMERS#LABEL#{label}")
 }
 
 /// Partition of a conversation's messages.

@@ -29,9 +29,19 @@ pub fn derived_id(prefix: &str, parts: &[&str]) -> String {
     format!("{prefix}{}", &hex::encode(hash.finalize())[..24])
 }
 
-/// The customer id of a provider user on a channel (stable, derived).
+/// The customer id of a provider user on a channel (stable, derived): `cu_` and the same
+/// suffix as the customer's conversation id, so either id names the other without a read
+/// (see [`conversation_of_customer`]).
 pub fn customer_id(channel: &ChannelId, external_id: &str) -> String {
-    derived_id("cu_", &["customer", channel.as_str(), external_id])
+    let conversation = conversation_id(channel, external_id);
+    format!("cu_{}", &conversation["cv_".len()..])
+}
+
+/// The conversation of a customer id (one thread per customer per channel); `None` for
+/// anything that is not a customer id.
+pub fn conversation_of_customer(customer_id: &str) -> Option<String> {
+    let conversation = format!("cv_{}", customer_id.strip_prefix("cu_")?);
+    channel_of_conversation(&conversation).map(|_| conversation)
 }
 
 /// The conversation id of a provider user on a channel (stable, derived): `cv_`, the
@@ -61,22 +71,28 @@ pub fn preview(kind: MessageKind, text: Option<&str>) -> String {
     }
 }
 
-/// `open` or `closed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// `open`, `closed` or `snoozed` (SPEC §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationStatus {
     /// Being worked.
     Open,
     /// Resolved; the next customer message reopens it.
     Closed,
+    /// Put aside until `snoozed_until`; the next customer message reopens it sooner.
+    Snoozed,
 }
 
 impl ConversationStatus {
+    /// Every status, in list order.
+    pub const ALL: [Self; 3] = [Self::Open, Self::Closed, Self::Snoozed];
+
     /// Parses the API/stored name.
     pub fn parse(v: &str) -> Option<Self> {
         match v {
             "open" => Some(Self::Open),
             "closed" => Some(Self::Closed),
+            "snoozed" => Some(Self::Snoozed),
             _ => None,
         }
     }
@@ -86,6 +102,7 @@ impl ConversationStatus {
         match self {
             Self::Open => "open",
             Self::Closed => "closed",
+            Self::Snoozed => "snoozed",
         }
     }
 }
@@ -121,13 +138,16 @@ pub struct Conversation {
     pub channel: ChannelType,
     /// Channel id.
     pub channel_id: String,
-    /// open | closed.
+    /// open | closed | snoozed (a snooze whose time has passed reads as open).
     pub status: ConversationStatus,
+    /// When a snooze ends (RFC 3339 UTC); `null` unless snoozed.
+    #[serde(serialize_with = "crate::domain::time::serialize_optional_rfc3339")]
+    pub snoozed_until: Option<DateTime<Utc>>,
     /// The customer.
     pub customer: CustomerRef,
     /// Assigned agent.
     pub assignee: Option<String>,
-    /// Labels.
+    /// The customer's labels.
     pub labels: Vec<String>,
     /// What may be sent now.
     pub window: Window,
@@ -213,10 +233,12 @@ mod tests {
             conversation_id(&a, "15551234567"),
             conversation_id(&b, "15551234567")
         );
-        assert_ne!(
-            customer_id(&a, "x"),
-            conversation_id(&a, "x")[..].replace("cv_", "cu_")
+        assert_eq!(
+            conversation_of_customer(&customer_id(&a, "x")),
+            Some(conversation_id(&a, "x"))
         );
+        assert_eq!(conversation_of_customer("cu_nope"), None);
+        assert_eq!(conversation_of_customer(&conversation_id(&a, "x")), None);
         assert!(crate::domain::ids::ChannelId::parse(&conversation_id(&a, "x")).is_ok());
         assert!(conversation_id(&a, "x").len() <= 64);
     }
@@ -264,14 +286,21 @@ pub struct ConversationState {
     pub channel_id: String,
     /// The channel settings the window depends on.
     pub policy: WindowPolicy,
-    /// open | closed.
+    /// open | closed | snoozed, as stored.
     pub status: ConversationStatus,
+    /// When a snooze ends.
+    pub snoozed_until: Option<DateTime<Utc>>,
     /// The customer.
     pub customer: CustomerRef,
     /// Assigned agent.
     pub assignee: Option<String>,
-    /// Labels.
+    /// The customer's labels (the customer item holds the same list).
     pub labels: Vec<String>,
+    /// Bumped by every write that moves the conversation between list views (status,
+    /// assignee, labels): writers that place its index entries condition on it.
+    pub views_version: u64,
+    /// The list sort key it was read with (`<last_message_at>#<id>`), if any.
+    pub activity: Option<String>,
     /// Unread inbound messages.
     pub unread_count: u32,
     /// Latest message time.
@@ -288,16 +317,28 @@ pub struct ConversationState {
 }
 
 impl ConversationState {
+    /// The status as it reads at `now`: a snooze whose time has passed is open.
+    pub fn status_at(&self, now: DateTime<Utc>) -> ConversationStatus {
+        match (self.status, self.snoozed_until) {
+            (ConversationStatus::Snoozed, Some(until)) if until <= now => ConversationStatus::Open,
+            (status, _) => status,
+        }
+    }
+
     /// The conversation as the API shows it at `now`.
     pub fn view(self, now: DateTime<Utc>) -> Conversation {
         let window = self
             .policy
             .window_at(self.last_inbound_at, self.replies_since_inbound, now);
+        let status = self.status_at(now);
         Conversation {
             id: self.id,
             channel: self.policy.channel_type,
             channel_id: self.channel_id,
-            status: self.status,
+            status,
+            snoozed_until: self
+                .snoozed_until
+                .filter(|_| status == ConversationStatus::Snoozed),
             customer: self.customer,
             assignee: self.assignee,
             labels: self.labels,
@@ -326,8 +367,45 @@ pub struct ConversationFilter {
     pub channel_id: Option<ChannelId>,
     /// `label=`.
     pub label: Option<String>,
-    /// `assignee=` (an agent id).
-    pub assignee: Option<String>,
+    /// `assignee=`: `me` (resolved to the caller), `none` or an agent id.
+    pub assignee: Option<AssigneeFilter>,
+}
+
+/// Whose conversations a list shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssigneeFilter {
+    /// Unassigned ones (`assignee=none`).
+    Nobody,
+    /// The caller's (`assignee=me`), until resolved with [`ConversationFilter::for_agent`].
+    Me,
+    /// One agent's.
+    Agent(String),
+}
+
+impl ConversationFilter {
+    /// `assignee=me` made the caller's id.
+    pub fn for_agent(mut self, agent_id: &str) -> Self {
+        if self.assignee == Some(AssigneeFilter::Me) {
+            self.assignee = Some(AssigneeFilter::Agent(agent_id.to_owned()));
+        }
+        self
+    }
+
+    /// Whether a conversation, as read at `now`, belongs in the list.
+    pub fn matches(&self, c: &ConversationState, now: DateTime<Utc>) -> bool {
+        self.status.is_none_or(|s| c.status_at(now) == s)
+            && self.channel.is_none_or(|t| c.policy.channel_type == t)
+            && self
+                .channel_id
+                .as_ref()
+                .is_none_or(|id| c.channel_id == id.as_str())
+            && self.label.as_ref().is_none_or(|l| c.labels.contains(l))
+            && match &self.assignee {
+                None | Some(AssigneeFilter::Me) => true,
+                Some(AssigneeFilter::Nobody) => c.assignee.is_none(),
+                Some(AssigneeFilter::Agent(id)) => c.assignee.as_deref() == Some(id.as_str()),
+            }
+    }
 }
 
 impl ConversationFilter {
@@ -338,9 +416,10 @@ impl ConversationFilter {
         };
         let text = |name: &str| query(name).filter(|v| !v.is_empty());
         let status = match text("status") {
-            Some(s) => {
-                Some(ConversationStatus::parse(&s).ok_or_else(|| bad("status", "open, closed"))?)
-            }
+            Some(s) => Some(
+                ConversationStatus::parse(&s)
+                    .ok_or_else(|| bad("status", "open, closed, snoozed"))?,
+            ),
             None => None,
         };
         let channel = match text("channel") {
@@ -362,12 +441,17 @@ impl ConversationFilter {
                 other => Ok(other),
             }
         };
+        let assignee = short("assignee")?.map(|a| match a.as_str() {
+            "me" => AssigneeFilter::Me,
+            "none" => AssigneeFilter::Nobody,
+            _ => AssigneeFilter::Agent(a),
+        });
         Ok(Self {
             status,
             channel,
             channel_id,
             label: short("label")?,
-            assignee: short("assignee")?,
+            assignee,
         })
     }
 }

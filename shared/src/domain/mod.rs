@@ -2,6 +2,7 @@
 
 pub mod actor;
 pub mod auth;
+pub mod changes;
 pub mod channel;
 pub mod conversation;
 pub mod error;
@@ -20,4 +21,5 @@ pub mod system;
 pub mod template;
 pub mod text;
 pub mod time;
+pub mod views;
 pub mod window;

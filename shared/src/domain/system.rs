@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::actor::Actor;
+use super::conversation::ConversationStatus;
 use super::message::DeliveryError;
 
 /// The `event` code of a system message (SPEC §7).
@@ -104,6 +105,60 @@ impl SystemMessage {
             text: format!("Message not delivered: {}", error.reason),
             actor: Actor::System,
             error: Some(error.clone()),
+        }
+    }
+
+    /// A status change: `text` names the new status (and the snooze end).
+    pub fn status_changed(
+        to: ConversationStatus,
+        snoozed_until: Option<chrono::DateTime<chrono::Utc>>,
+        actor: Actor,
+    ) -> Self {
+        let text = match (to, snoozed_until, &actor) {
+            (ConversationStatus::Open, _, Actor::Customer { .. }) => {
+                "Conversation reopened by the customer's message".to_owned()
+            }
+            (ConversationStatus::Snoozed, Some(until), _) => format!(
+                "Conversation snoozed until {}",
+                crate::domain::time::rfc3339(&until)
+            ),
+            (status, _, _) => format!("Conversation marked {}", status.as_str()),
+        };
+        Self {
+            event: SystemEvent::StatusChanged,
+            text,
+            actor,
+            error: None,
+        }
+    }
+
+    /// An assignment (`Some(agent)`) or its removal (`None`, naming who had it).
+    pub fn assignment(to: Option<&str>, from: Option<&str>, actor: Actor) -> Self {
+        let (event, text) = match (to, from) {
+            (Some(to), _) => (SystemEvent::Assigned, format!("Assigned to {to}")),
+            (None, Some(from)) => (SystemEvent::Unassigned, format!("Unassigned from {from}")),
+            (None, None) => (SystemEvent::Unassigned, "Unassigned".to_owned()),
+        };
+        Self {
+            event,
+            text,
+            actor,
+            error: None,
+        }
+    }
+
+    /// A label put on (`added`) or taken off the customer.
+    pub fn label(label: &str, added: bool, actor: Actor) -> Self {
+        let (event, text) = if added {
+            (SystemEvent::LabelAdded, format!("Label {label} added"))
+        } else {
+            (SystemEvent::LabelRemoved, format!("Label {label} removed"))
+        };
+        Self {
+            event,
+            text,
+            actor,
+            error: None,
         }
     }
 }

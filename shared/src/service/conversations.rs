@@ -16,8 +16,9 @@ pub async fn list_conversations(
     page: &PageRequest,
     now: DateTime<Utc>,
 ) -> Result<Page<Conversation>, Error> {
+    let filter = filter.clone().for_agent(principal.agent_id.as_str());
     let states = reader
-        .list_conversations(&principal.tenant_id, filter, page)
+        .list_conversations(&principal.tenant_id, &filter, page, now)
         .await?;
     Ok(Page {
         items: states.items.into_iter().map(|s| s.view(now)).collect(),

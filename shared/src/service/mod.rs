@@ -1,5 +1,6 @@
 //! Use cases. Each takes the ports it needs and the caller's identity, never AWS types.
 
+pub mod changes;
 pub mod channels;
 pub mod conversations;
 pub mod ingest;

@@ -233,3 +233,33 @@ impl ChannelStore for DynamoStore {
         Ok(Page { items, next_cursor })
     }
 }
+
+impl DynamoStore {
+    /// The ids of the tenant's channels of one type (a tenant has a handful: every page
+    /// of its channels is read).
+    pub(super) async fn channels_of_type(
+        &self,
+        tenant: &TenantId,
+        channel_type: crate::domain::channel::ChannelType,
+    ) -> Result<Vec<String>, Error> {
+        let mut ids = Vec::new();
+        let mut page = crate::domain::page::PageRequest {
+            cursor: None,
+            limit: 100,
+        };
+        loop {
+            let channels = self.list_channels(tenant, &page).await?;
+            ids.extend(
+                channels
+                    .items
+                    .iter()
+                    .filter(|c| c.channel_type == channel_type)
+                    .map(|c| c.id.to_string()),
+            );
+            match channels.next_cursor {
+                Some(cursor) => page.cursor = Some(cursor),
+                None => return Ok(ids),
+            }
+        }
+    }
+}

@@ -1,4 +1,5 @@
-//! Reading conversations (by activity, through GSI1) and messages (newest first).
+//! Reading conversations (through the list views, see `views.rs`) and messages (newest
+//! first).
 
 use std::collections::HashMap;
 
@@ -6,7 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Deserialize;
 
 use super::inbound::{MessageRecord, status_of};
-use super::{DynamoStore, decode_cursor, encode_cursor, get_s, internal, s};
+use super::{DynamoStore, get_s, internal};
 use crate::Error;
 use crate::adapters::keys;
 use crate::domain::channel::ChannelType;
@@ -17,11 +18,10 @@ use crate::domain::ids::TenantId;
 use crate::domain::message::{DeliveryError, DeliveryStatus, Direction, MessageKind};
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::time::parse_rfc3339;
+use crate::domain::views::plan;
 use crate::domain::window::WindowPolicy;
 use crate::ports::ConversationReader;
-
-/// Most index pages read to fill one filtered page.
-const MAX_FILTERED_READS: usize = 10;
+use chrono::{DateTime, Utc};
 
 fn default_window() -> u8 {
     24
@@ -53,6 +53,12 @@ struct ConversationRecord {
     last_inbound_at: Option<String>,
     #[serde(default)]
     last_inbound_pid: Option<String>,
+    #[serde(default)]
+    snoozed_until: Option<String>,
+    #[serde(default)]
+    views_version: u64,
+    #[serde(default)]
+    gsi1sk: Option<String>,
     #[serde(default)]
     replies_since_inbound: u32,
     #[serde(default)]
@@ -91,6 +97,9 @@ impl ConversationRecord {
             labels: self.labels,
             replies_since_inbound: self.replies_since_inbound,
             last_inbound_provider_message_id: self.last_inbound_pid,
+            snoozed_until: self.snoozed_until.as_deref().and_then(parse_rfc3339),
+            views_version: self.views_version,
+            activity: self.gsi1sk,
             preview: self.preview,
         })
     }
@@ -157,128 +166,27 @@ pub(super) fn message_from(item: &HashMap<String, AttributeValue>) -> Result<Mes
     })
 }
 
-fn filter_expression(
-    filter: &ConversationFilter,
-) -> (
-    Option<String>,
-    HashMap<String, String>,
-    HashMap<String, AttributeValue>,
-) {
-    let mut parts = Vec::new();
-    let mut names = HashMap::new();
-    let mut values = HashMap::new();
-    let mut add = |attr: &str, op: &str, value: String| {
-        let i = names.len();
-        names.insert(format!("#f{i}"), attr.to_owned());
-        values.insert(format!(":f{i}"), s(value));
-        parts.push(match op {
-            "contains" => format!("contains(#f{i}, :f{i})"),
-            _ => format!("#f{i} = :f{i}"),
-        });
-    };
-    if let Some(status) = filter.status {
-        add("status", "=", status.as_str().to_owned());
-    }
-    if let Some(channel) = filter.channel {
-        add("channel_type", "=", channel.as_str().to_owned());
-    }
-    if let Some(id) = &filter.channel_id {
-        add("channel_id", "=", id.to_string());
-    }
-    if let Some(label) = &filter.label {
-        add("labels", "contains", label.clone());
-    }
-    if let Some(assignee) = &filter.assignee {
-        add("assignee", "=", assignee.clone());
-    }
-    (
-        (!parts.is_empty()).then(|| parts.join(" AND ")),
-        names,
-        values,
-    )
-}
-
 impl ConversationReader for DynamoStore {
     async fn list_conversations(
         &self,
         tenant: &TenantId,
         filter: &ConversationFilter,
         page: &PageRequest,
+        now: DateTime<Utc>,
     ) -> Result<Page<ConversationState>, Error> {
-        let gsi_pk = keys::conversations_by_activity(tenant);
-        let base_pk = keys::tenant(tenant).pk;
-        let key_of = |sk: &str, gsi_sk: &str| {
-            HashMap::from([
-                (keys::PK.to_owned(), s(base_pk.clone())),
-                (keys::SK.to_owned(), s(sk)),
-                (keys::GSI1_PK.to_owned(), s(gsi_pk.clone())),
-                (keys::GSI1_SK.to_owned(), s(gsi_sk)),
-            ])
+        // `channel=` alone reads the views of the tenant's channels of that type.
+        let of_type = match (filter.channel, &filter.channel_id) {
+            (Some(channel_type), None) => self.channels_of_type(tenant, channel_type).await?,
+            _ => Vec::new(),
         };
-        let mut start = match &page.cursor {
-            Some(c) => {
-                let parts = decode_cursor(c, 2, keys::CONVERSATION_PREFIX)?;
-                Some(key_of(&parts[0], &parts[1]))
-            }
-            None => None,
-        };
-        let (filter_expr, mut names, mut values) = filter_expression(filter);
-        names.insert("#gpk".into(), keys::GSI1_PK.into());
-        values.insert(":gpk".into(), s(gsi_pk.clone()));
-        let limit = usize::from(page.limit);
-        let mut found: Vec<HashMap<String, AttributeValue>> = Vec::new();
-        let mut exhausted = false;
-        for _ in 0..MAX_FILTERED_READS {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(keys::GSI1)
-                .key_condition_expression("#gpk = :gpk")
-                .set_filter_expression(filter_expr.clone())
-                .set_expression_attribute_names(Some(names.clone()))
-                .set_expression_attribute_values(Some(values.clone()))
-                .set_exclusive_start_key(start.take())
-                .scan_index_forward(false)
-                .limit(i32::from(page.limit))
-                .send()
-                .await
-                .map_err(|e| internal("list conversations", e))?;
-            found.extend(out.items().iter().cloned());
-            match out.last_evaluated_key() {
-                Some(k) if found.len() < limit => start = Some(k.clone()),
-                Some(k) => {
-                    start = Some(k.clone());
-                    break;
-                }
-                None => {
-                    exhausted = true;
-                    break;
-                }
-            }
+        let views = plan(filter, &of_type);
+        if views.is_empty() {
+            return Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            });
         }
-        // The cursor is the key of the last item returned, wherever the reads stopped.
-        let more = found.len() > limit || !exhausted;
-        found.truncate(limit);
-        let next_cursor = match found.last() {
-            Some(last) if more => {
-                let sk = get_s(last, keys::SK).unwrap_or_default();
-                let gsk = get_s(last, keys::GSI1_SK).unwrap_or_default();
-                Some(encode_cursor(&[sk, gsk]))
-            }
-            None if !exhausted => start.as_ref().and_then(|k| {
-                Some(encode_cursor(&[
-                    get_s(k, keys::SK)?,
-                    get_s(k, keys::GSI1_SK)?,
-                ]))
-            }),
-            _ => None,
-        };
-        let items = found
-            .iter()
-            .map(conversation_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page { items, next_cursor })
+        self.list_views(tenant, &views, filter, page, now).await
     }
 
     async fn get_conversation(

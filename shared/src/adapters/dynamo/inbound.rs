@@ -8,14 +8,18 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteIte
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::conversations::conversation_from;
 use super::{
     DynamoStore, Expr, TRANSACTION_ATTEMPTS, cancelled, conflict_backoff, get_s, internal,
     key_item, n, reason_codes, s, store_error, update,
 };
 use crate::Error;
 use crate::adapters::keys::{self, Key};
+use crate::domain::actor::Actor;
 use crate::domain::channel::Channel;
-use crate::domain::conversation::{conversation_id, customer_id, preview};
+use crate::domain::conversation::{
+    ConversationState, ConversationStatus, conversation_id, customer_id, preview,
+};
 use crate::domain::ids::TenantId;
 use crate::domain::inbound::{InboundMessage, StatusUpdate, Watermark};
 use crate::domain::limits;
@@ -120,7 +124,8 @@ struct ConversationChange<'a> {
     conversation_id: &'a str,
     customer_id: &'a str,
     at: &'a str,
-    stage: Stage,
+    /// The conversation as read before this write (`None`: not created yet).
+    seen: Option<&'a ConversationState>,
 }
 
 /// How much of the conversation a message may move. Messages arrive out of order: one
@@ -135,23 +140,45 @@ enum Stage {
     CountOnly,
 }
 
-impl Stage {
-    /// The next, smaller stage after the conversation refused this one.
-    fn next(self, opens_window: bool) -> Option<Self> {
-        match self {
-            Self::Full if opens_window => Some(Self::WindowOnly),
-            Self::Full | Self::WindowOnly => Some(Self::CountOnly),
-            Self::CountOnly => None,
+impl ConversationChange<'_> {
+    /// What this message may move, against the conversation as read.
+    fn stage(&self, at: DateTime<Utc>) -> Stage {
+        let Some(seen) = self.seen else {
+            return Stage::Full;
+        };
+        if at >= seen.last_message_at {
+            Stage::Full
+        } else if self.message.opens_window && seen.last_inbound_at.is_none_or(|t| at >= t) {
+            Stage::WindowOnly
+        } else {
+            Stage::CountOnly
         }
     }
-}
 
-impl ConversationChange<'_> {
-    fn write(&self, table: &str) -> Result<TransactWriteItem, Error> {
+    /// The status after this message: the customer writing reopens the conversation.
+    fn status(&self) -> ConversationStatus {
+        match self.seen {
+            Some(seen) if self.message.direction != Direction::Inbound => seen.status,
+            _ => ConversationStatus::Open,
+        }
+    }
+
+    /// Whether this message reopens a closed or snoozed conversation.
+    fn reopens(&self) -> bool {
+        self.seen
+            .is_some_and(|seen| seen.status != ConversationStatus::Open)
+            && self.status() == ConversationStatus::Open
+    }
+
+    /// The conversation update and the label membership updates, in that order.
+    fn writes(&self, table: &str, at: DateTime<Utc>) -> Result<Vec<TransactWriteItem>, Error> {
         let c = self.channel;
         let m = self.message;
         let tenant = &c.tenant_id;
         let inbound = m.direction == Direction::Inbound;
+        let stage = self.stage(at);
+        let status = self.status();
+        let assignee = self.seen.and_then(|x| x.assignee.as_deref());
         let mut e = Expr::default();
         e.set(keys::ENTITY, s("conversation"))
             .set("id", s(self.conversation_id))
@@ -162,42 +189,78 @@ impl ConversationChange<'_> {
             .set("human_agent", AttributeValue::Bool(c.human_agent))
             .set("customer_id", s(self.customer_id))
             .set("customer_external_id", s(&m.customer))
-            .set(keys::GSI1_PK, s(keys::conversations_by_activity(tenant)))
+            .set("status", s(status.as_str()))
             .set_if_absent("created_at", s(self.at))
             .set_if_absent("labels", AttributeValue::L(Vec::new()))
             .add("unread_count", n(u8::from(inbound)));
+        super::views::set_views(
+            &mut e,
+            tenant,
+            self.conversation_id,
+            status,
+            assignee,
+            c.id.as_str(),
+        );
         if let Some(name) = &m.customer_name {
             e.set("customer_name", s(name));
         }
-        // The customer writing reopens a closed conversation.
         if inbound {
-            e.set("status", s("open"));
-        } else {
-            e.set_if_absent("status", s("open"));
+            e.remove("snoozed_until");
         }
-        let key = keys::conversation(tenant, self.conversation_id);
+        let mut conditions = Vec::new();
+        // Placed from what was read: a concurrent move between views (status, assignee,
+        // labels) makes this write read again.
+        match self.seen {
+            None => {
+                let pk = e.name(keys::PK);
+                conditions.push(format!("attribute_not_exists({pk})"));
+            }
+            Some(seen) => {
+                let version = e.name("views_version");
+                if seen.views_version == 0 {
+                    conditions.push(format!("attribute_not_exists({version})"));
+                } else {
+                    let v = e.value(n(seen.views_version));
+                    conditions.push(format!("{version} = {v}"));
+                }
+                if self.reopens() {
+                    e.set("views_version", n(seen.views_version + 1));
+                }
+            }
+        }
+        let activity = keys::conversation_activity(self.at, self.conversation_id);
         let newer_than = |e: &mut Expr, attribute: &str| {
             let (name, value) = (e.name(attribute), e.value(s(self.at)));
             format!("(attribute_not_exists({name}) OR {name} <= {value})")
         };
-        let mut conditions = Vec::new();
-        if self.stage == Stage::Full {
+        if stage == Stage::Full {
             e.set("last_message_at", s(self.at))
                 .set("preview", s(preview(m.kind, m.text.as_deref())))
-                .set(
-                    keys::GSI1_SK,
-                    s(keys::conversation_activity(self.at, self.conversation_id)),
-                );
+                .set(keys::VIEW_SK, s(&activity));
             conditions.push(newer_than(&mut e, "last_message_at"));
         }
-        if m.opens_window && self.stage != Stage::CountOnly {
+        if m.opens_window && stage != Stage::CountOnly {
             e.set("last_inbound_at", s(self.at))
                 .set("last_inbound_pid", s(&m.provider_message_id))
                 .set("replies_since_inbound", n(0));
             conditions.push(newer_than(&mut e, "last_inbound_at"));
         }
         let condition = (!conditions.is_empty()).then(|| conditions.join(" AND "));
-        update(table, key, &e, condition)
+        let key = keys::conversation(tenant, self.conversation_id);
+        let mut writes = vec![update(table, key, &e, condition)?];
+        if stage == Stage::Full || self.reopens() {
+            for label in self.seen.map(|x| x.labels.as_slice()).unwrap_or_default() {
+                writes.push(super::views::member_update(
+                    table,
+                    tenant,
+                    self.conversation_id,
+                    label,
+                    status,
+                    (stage == Stage::Full).then_some(activity.as_str()),
+                )?);
+            }
+        }
+        Ok(writes)
     }
 }
 
@@ -334,29 +397,58 @@ impl InboundStore for DynamoStore {
         }
         let customer_write = update(&self.table, keys::customer(tenant, &customer), &cust, None)?;
 
-        let mut stage = Stage::Full;
+        let effective = m.effective_time(received_at);
+        let conversation_key = keys::conversation(tenant, &conversation);
+        let mut seen = None;
+        let mut read = true;
         for attempt in 0..TRANSACTION_ATTEMPTS {
-            let conversation_write = ConversationChange {
+            if read {
+                seen = self
+                    .get_consistent(conversation_key.clone(), "read conversation")
+                    .await?
+                    .as_ref()
+                    .map(conversation_from)
+                    .transpose()?;
+                read = false;
+            }
+            let change = ConversationChange {
                 channel,
                 message: m,
                 conversation_id: &conversation,
                 customer_id: &customer,
                 at: &at,
-                stage,
+                seen: seen.as_ref(),
+            };
+            let mut items = vec![
+                claim_write.clone(),
+                TransactWriteItem::builder()
+                    .put(message_put.clone())
+                    .build(),
+                customer_write.clone(),
+            ];
+            // Order matters: index 0 failing means "already stored", 2.. a changed
+            // conversation (read it again).
+            items.splice(2..2, change.writes(&self.table, effective)?);
+            if change.reopens() {
+                let note = SystemMessage::status_changed(
+                    ConversationStatus::Open,
+                    None,
+                    Actor::Customer {
+                        id: customer.clone(),
+                    },
+                );
+                items.push(super::system::system_put(
+                    &self.table,
+                    tenant,
+                    &conversation,
+                    &effective,
+                    &note,
+                )?);
             }
-            .write(&self.table)?;
-            // Order matters: index 0 failing means "already stored", index 2 "older".
             let result = self
                 .client
                 .transact_write_items()
-                .transact_items(claim_write.clone())
-                .transact_items(
-                    TransactWriteItem::builder()
-                        .put(message_put.clone())
-                        .build(),
-                )
-                .transact_items(conversation_write)
-                .transact_items(customer_write.clone())
+                .set_transact_items(Some(items))
                 .send()
                 .await;
             let err = match result {
@@ -374,21 +466,15 @@ impl InboundStore for DynamoStore {
                     if codes.first() == Some(&"ConditionalCheckFailed") {
                         return Ok(Recorded::Duplicate);
                     }
-                    if codes.get(2) == Some(&"ConditionalCheckFailed") {
-                        match stage.next(m.opens_window) {
-                            Some(next) => {
-                                stage = next;
-                                continue;
-                            }
-                            None => {
-                                return Err(Error::Internal(
-                                    "conversation refused an unconditional update".into(),
-                                ));
-                            }
-                        }
+                    if codes.iter().skip(2).any(|c| *c == "ConditionalCheckFailed") {
+                        // The conversation moved (a newer message, a status, an assignee
+                        // or a label) since it was read.
+                        read = true;
+                        continue;
                     }
                     if codes.contains(&"TransactionConflict") {
                         conflict_backoff(attempt).await;
+                        read = true;
                         continue;
                     }
                     return Err(cancelled("record message", &codes));

@@ -233,11 +233,11 @@ impl CustomerAliases for DynamoStore {
         let items = self
             .batch_get_consistent(wanted, true, "read customer aliases")
             .await?;
-        let prefix = keys::customer_alias(&channel.tenant_id, &channel.id, "").sk;
         Ok(items
             .iter()
             .filter_map(|item| {
-                let alias = get_s(item, keys::SK)?.strip_prefix(&prefix)?;
+                let alias =
+                    keys::alias_of(&channel.tenant_id, &channel.id, get_s(item, keys::PK)?)?;
                 Some((alias.to_owned(), get_s(item, CANONICAL)?.to_owned()))
             })
             .collect())

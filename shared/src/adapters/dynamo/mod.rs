@@ -17,6 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::Error;
 use crate::adapters::keys::{self, Key};
 
+mod changes;
 mod channels;
 mod conversations;
 mod inbound;
@@ -26,6 +27,7 @@ mod outbound;
 mod system;
 mod templates;
 mod tokens;
+mod views;
 
 /// Attempts of a transaction that conflicts with a concurrent one on the same items.
 const TRANSACTION_ATTEMPTS: u32 = 8;

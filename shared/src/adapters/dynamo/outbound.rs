@@ -16,7 +16,9 @@ use super::{
 };
 use crate::Error;
 use crate::adapters::keys;
-use crate::domain::conversation::{ConversationState, Message, customer_id, preview};
+use crate::domain::conversation::{
+    ConversationState, ConversationStatus, Message, customer_id, preview,
+};
 use crate::domain::ids::{ChannelId, TenantId};
 use crate::domain::message::{DeliveryError, DeliveryStatus, Direction};
 use crate::domain::system::SystemMessage;
@@ -32,6 +34,8 @@ enum Slot {
     Idempotency,
     Message,
     Conversation,
+    /// A label membership item of the conversation.
+    Member,
     Customer,
 }
 
@@ -50,23 +54,29 @@ fn message_ref(m: &PendingMessage) -> String {
 }
 
 impl DynamoStore {
-    fn conversation_write(&self, b: &OutboundBatch) -> Result<TransactWriteItem, Error> {
+    /// The conversation update and its label membership updates, placed from `seen` (the
+    /// conversation as read; `None` when it does not exist yet).
+    fn conversation_writes(
+        &self,
+        b: &OutboundBatch,
+        seen: Option<&ConversationState>,
+    ) -> Result<Vec<TransactWriteItem>, Error> {
         let c = &b.channel;
         let tenant = &c.tenant_id;
         let last = b
             .messages
             .last()
             .ok_or_else(|| Error::Internal("an outbound batch has no message".into()))?;
+        let activity = keys::conversation_activity(&last.created_at, &b.conversation_id);
+        // Starting a conversation (a template) reopens it; a reply leaves the status.
+        let status = match seen {
+            Some(x) if !b.start => x.status,
+            _ => ConversationStatus::Open,
+        };
         let mut e = Expr::default();
         e.set("last_message_at", s(&last.created_at))
             .set("preview", s(preview(last.kind, last.text.as_deref())))
-            .set(
-                keys::GSI1_SK,
-                s(keys::conversation_activity(
-                    &last.created_at,
-                    &b.conversation_id,
-                )),
-            )
+            .set(keys::VIEW_SK, s(&activity))
             // The agent answering has seen the customer's messages.
             .set("unread_count", n(0));
         let mut conditions = Vec::new();
@@ -80,13 +90,40 @@ impl DynamoStore {
                 .set("human_agent", AttributeValue::Bool(c.human_agent))
                 .set("customer_id", s(customer_id(&c.id, &b.customer)))
                 .set("customer_external_id", s(&b.customer))
-                .set(keys::GSI1_PK, s(keys::conversations_by_activity(tenant)))
-                .set("status", s("open"))
+                .set("status", s(status.as_str()))
                 .set_if_absent("created_at", s(&last.created_at))
                 .set_if_absent("labels", AttributeValue::L(Vec::new()));
-        } else {
-            let pk = e.name(keys::PK);
-            conditions.push(format!("attribute_exists({pk})"));
+            if seen.is_some_and(|x| x.status != ConversationStatus::Open) {
+                e.remove("snoozed_until");
+            }
+        }
+        super::views::set_views(
+            &mut e,
+            tenant,
+            &b.conversation_id,
+            status,
+            seen.and_then(|x| x.assignee.as_deref()),
+            c.id.as_str(),
+        );
+        match seen {
+            None => {
+                let pk = e.name(keys::PK);
+                conditions.push(format!("attribute_not_exists({pk})"));
+            }
+            Some(x) => {
+                let pk = e.name(keys::PK);
+                conditions.push(format!("attribute_exists({pk})"));
+                let version = e.name("views_version");
+                if x.views_version == 0 {
+                    conditions.push(format!("attribute_not_exists({version})"));
+                } else {
+                    let v = e.value(n(x.views_version));
+                    conditions.push(format!("{version} = {v}"));
+                }
+                if status != x.status {
+                    e.set("views_version", n(x.views_version + 1));
+                }
+            }
         }
         if let Some(budget) = b.reply_budget {
             let count = u32::try_from(b.messages.len()).unwrap_or(u32::MAX);
@@ -96,12 +133,23 @@ impl DynamoStore {
             e.add("replies_since_inbound", n(count));
         }
         let condition = (!conditions.is_empty()).then(|| conditions.join(" AND "));
-        update(
+        let mut writes = vec![update(
             &self.table,
             keys::conversation(tenant, &b.conversation_id),
             &e,
             condition,
-        )
+        )?];
+        for label in seen.map(|x| x.labels.as_slice()).unwrap_or_default() {
+            writes.push(super::views::member_update(
+                &self.table,
+                tenant,
+                &b.conversation_id,
+                label,
+                status,
+                Some(&activity),
+            )?);
+        }
+        Ok(writes)
     }
 
     fn customer_write(&self, b: &OutboundBatch) -> Result<TransactWriteItem, Error> {
@@ -119,6 +167,15 @@ impl DynamoStore {
                 s(b.messages.first().map_or("", |m| m.created_at.as_str())),
             );
         update(&self.table, keys::customer(&c.tenant_id, &id), &e, None)
+    }
+
+    /// The conversation at `key`, read consistently.
+    async fn read_state(&self, key: &keys::Key) -> Result<Option<ConversationState>, Error> {
+        self.get_consistent(key.clone(), "read conversation")
+            .await?
+            .as_ref()
+            .map(conversation_from)
+            .transpose()
     }
 
     /// The messages of an idempotency item, checked against the request's body hash.
@@ -256,17 +313,34 @@ impl OutboundStore for DynamoStore {
             items.push(put(&self.table, record.item(key)?)?);
             slots.push(Slot::Message);
         }
-        items.push(self.conversation_write(b)?);
-        slots.push(Slot::Conversation);
-        if b.start {
-            items.push(self.customer_write(b)?);
-            slots.push(Slot::Customer);
-        }
+        let conversation_key = keys::conversation(tenant, &b.conversation_id);
+        let mut seen = match &b.seen {
+            Some(state) => Some(state.clone()),
+            None => self.read_state(&conversation_key).await?,
+        };
         for attempt in 0..TRANSACTION_ATTEMPTS {
+            let mut all = items.clone();
+            let mut all_slots = slots.clone();
+            for (i, write) in self
+                .conversation_writes(b, seen.as_ref())?
+                .into_iter()
+                .enumerate()
+            {
+                all.push(write);
+                all_slots.push(if i == 0 {
+                    Slot::Conversation
+                } else {
+                    Slot::Member
+                });
+            }
+            if b.start {
+                all.push(self.customer_write(b)?);
+                all_slots.push(Slot::Customer);
+            }
             let result = self
                 .client
                 .transact_write_items()
-                .set_transact_items(Some(items.clone()))
+                .set_transact_items(Some(all))
                 .send()
                 .await;
             let err = match result {
@@ -279,7 +353,7 @@ impl OutboundStore for DynamoStore {
                     let failed = codes
                         .iter()
                         .position(|c| *c == "ConditionalCheckFailed")
-                        .and_then(|i| slots.get(i));
+                        .and_then(|i| all_slots.get(i));
                     match failed {
                         Some(Slot::Idempotency) => {
                             let (hash, key) = idempotency
@@ -290,21 +364,29 @@ impl OutboundStore for DynamoStore {
                             })?;
                             return Ok(Acceptance::Replay(refs));
                         }
-                        Some(Slot::Conversation) if b.reply_budget.is_some() && b.start => {
-                            return Err(quota_spent());
-                        }
-                        Some(Slot::Conversation) => {
-                            // Either gone (deleted) or, on WeChat, the quota was spent by a
-                            // parallel send: tell which with the condition that held.
-                            let key = keys::conversation(tenant, &b.conversation_id);
-                            return Err(
-                                match self.get_consistent(key, "read conversation").await? {
-                                    None => Error::NotFound {
+                        Some(Slot::Conversation | Slot::Member) => {
+                            // Gone, moved between views since it was read (read it again
+                            // and retry), or on WeChat the quota was spent by a parallel
+                            // send.
+                            let fresh = self.read_state(&conversation_key).await?;
+                            let moved = match (&seen, &fresh) {
+                                (_, None) if !b.start => {
+                                    return Err(Error::NotFound {
                                         what: "conversation",
-                                    },
-                                    Some(_) => quota_spent(),
-                                },
-                            );
+                                    });
+                                }
+                                (Some(old), Some(new)) => {
+                                    old.views_version != new.views_version
+                                        || old.labels != new.labels
+                                }
+                                (None, Some(_)) => true,
+                                (_, None) => false,
+                            };
+                            if moved || failed == Some(&Slot::Member) {
+                                seen = fresh;
+                                continue;
+                            }
+                            return Err(quota_spent());
                         }
                         Some(Slot::Message | Slot::Customer) | None => {}
                     }

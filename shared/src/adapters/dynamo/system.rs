@@ -37,3 +37,27 @@ impl MessageRecord {
         }
     }
 }
+
+/// The put of a system message at `at` into a transaction (written with the change it
+/// records, so neither lands without the other).
+pub(super) fn system_put(
+    table: &str,
+    tenant: &TenantId,
+    conversation_id: &str,
+    at: &chrono::DateTime<chrono::Utc>,
+    message: &SystemMessage,
+) -> Result<aws_sdk_dynamodb::types::TransactWriteItem, crate::Error> {
+    let id = ulid::Ulid::new().to_string();
+    let when = crate::domain::time::rfc3339(at);
+    let record = MessageRecord::system(tenant, conversation_id, &when, &id, message);
+    let key = crate::adapters::keys::message(tenant, conversation_id, &when, &id);
+    let put = aws_sdk_dynamodb::types::Put::builder()
+        .table_name(table)
+        .set_item(Some(record.item(key)?))
+        .condition_expression("attribute_not_exists(pk)")
+        .build()
+        .map_err(|e| super::internal("build put", e))?;
+    Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder()
+        .put(put)
+        .build())
+}

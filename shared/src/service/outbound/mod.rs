@@ -274,6 +274,7 @@ where
                         .saturating_sub(u32::try_from(pending.len()).unwrap_or(u32::MAX))
                 }),
             start: false,
+            seen: Some(state.clone()),
         };
         if let Acceptance::Replay(refs) = self.store.accept(&batch).await? {
             return self.store.messages(tenant, &state.id, &refs).await;
@@ -355,6 +356,7 @@ where
             idempotency: key,
             reply_budget: None,
             start: true,
+            seen: None,
         };
         let accepted = match replayed {
             Some(refs) => Acceptance::Replay(refs),
