@@ -1,4 +1,5 @@
-//! `chatroom`: the agent API (health, channels, conversations and messages, templates).
+//! `chatroom`: the agent API (health, channels, conversations and messages, read receipts,
+//! templates).
 //!
 //! [`handle`] is what Lambda runs and what the dev server and tests call.
 
@@ -13,7 +14,7 @@ use shared::adapters::dynamo::DynamoStore;
 use shared::config::{Config, ConfigError, ProviderUrls, Source};
 use shared::domain::conversation::ConversationFilter;
 use shared::http::{self, json};
-use shared::service::{channels, conversations, templates};
+use shared::service::{channels, conversations, reads, templates};
 
 /// Clients and settings, built once per process.
 #[derive(Debug)]
@@ -128,6 +129,13 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
                 .status(StatusCode::NO_CONTENT)
                 .body(Body::Empty)
                 .map_err(|e| Error::Internal(e.to_string()))?)
+        }
+        "POST /conversations/{id}/read" => {
+            let principal = http::principal(req)?;
+            let id = http::path_param(req, "id").unwrap_or_default();
+            let read =
+                reads::mark_read(&app.store, &app.directory, &app.provider, &principal, id).await?;
+            Ok(json(StatusCode::OK, &read))
         }
         _ => Err(Error::NotFound { what: "route" }),
     }
