@@ -9,6 +9,7 @@ mod limits;
 mod local_stack;
 mod media;
 mod outbound;
+mod reads;
 mod review;
 mod statuses;
 mod templates;

@@ -241,6 +241,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_receipt_is_logged_with_its_code_and_no_customer_data() {
+        let captured = fakes::CapturedLogs::default();
+        let sink = captured.clone();
+        let _guard = tracing::subscriber::set_default(crate::telemetry::json_subscriber(
+            "info",
+            move || sink.clone(),
+        ));
+        let w = world(ChannelType::Whatsapp);
+        let id = w.conversation("15551234567", 1, Some("wamid.SECRET"));
+        w.sender.answer_reads([ReadReceipt::Failed {
+            code: "131047".into(),
+        }]);
+        w.read("acme", &id).await.unwrap();
+        let line = captured
+            .lines()
+            .into_iter()
+            .find(|l| l["fields"]["message"] == "read receipt not sent")
+            .expect("the failure is logged");
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["fields"]["code"], "131047");
+        assert_eq!(line["fields"]["channel"], "whatsapp");
+        assert_eq!(line["fields"]["conversation_id"], id.as_str());
+        let text = line.to_string();
+        assert!(!text.contains("15551234567") && !text.contains("wamid.SECRET"));
+    }
+
+    #[tokio::test]
     async fn wechat_has_no_receipt_and_is_not_called() {
         let w = world(ChannelType::Wechat);
         let id = w.conversation("oUser1", 1, Some("24012345678"));
