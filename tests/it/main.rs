@@ -13,5 +13,6 @@ mod reads;
 mod review;
 mod statuses;
 mod templates;
+mod tenancy;
 mod webhooks;
 mod wechat_tokens;

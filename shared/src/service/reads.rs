@@ -163,7 +163,8 @@ mod tests {
             state.unread_count = unread;
             state.last_inbound_provider_message_id = latest.map(str::to_owned);
             let id = state.id.clone();
-            self.store.put_conversation(&channel.channel.tenant_id, state);
+            self.store
+                .put_conversation(&channel.channel.tenant_id, state);
             id
         }
 

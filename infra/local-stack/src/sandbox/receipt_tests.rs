@@ -69,7 +69,10 @@ async fn a_whatsapp_read_receipt_is_accepted_and_recorded_as_meta_answers_it() {
             "message_id": "wamid.HBgLMTU1NTEyMzQ1NjcVAgASGBQzQTdCRjA"})
     );
     assert_eq!(outbox[0].response, json!({"success": true}));
-    assert_eq!(outbox[0].provider_message_id, None, "a receipt is no message");
+    assert_eq!(
+        outbox[0].provider_message_id, None,
+        "a receipt is no message"
+    );
 }
 
 #[tokio::test]

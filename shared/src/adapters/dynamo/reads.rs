@@ -48,11 +48,7 @@ impl ReadMarker for DynamoStore {
             .send()
             .await;
         match result.map_err(aws_sdk_dynamodb::error::SdkError::into_service_error) {
-            Ok(out) => out
-                .attributes
-                .as_ref()
-                .map(conversation_from)
-                .transpose(),
+            Ok(out) => out.attributes.as_ref().map(conversation_from).transpose(),
             Err(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(None),
             Err(other) => Err(internal("mark conversation read", other)),
         }
