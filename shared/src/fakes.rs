@@ -1,7 +1,7 @@
 //! In-memory fakes of the ports (feature `test-util`, and this crate's own tests), so that
 //! services can be unit-tested as sentences without the emulator: [`InMemoryStore`]
 //! (conversations, messages, media records, templates, channels), [`RecordingSender`]
-//! (records what would reach a provider and answers as scripted) and [`MemoryObjects`]
+//! (records what would reach a provider, read receipts too, and answers as scripted) and [`MemoryObjects`]
 //! (the media bucket).
 //!
 //! They keep the adapters' contracts where a service depends on them: the accept of a
@@ -32,8 +32,8 @@ use crate::domain::window::WindowPolicy;
 use crate::ports::{
     Acceptance, ChannelDirectory, ChannelSender, ConversationReader, Copied, CreatedTemplate,
     CustomerAliases, MediaStore, MediaUpload, MessageKey, ObjectStore, ObjectWriter, OpenedObject,
-    OutboundBatch, OutboundStore, Outgoing, PendingMessage, PresignedUpload, RoutedChannel,
-    SendOutcome, TemplateStore,
+    OutboundBatch, OutboundStore, Outgoing, PendingMessage, PresignedUpload, ReadMarker,
+    ReadReceipt, RoutedChannel, SendOutcome, TemplateStore,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -398,6 +398,23 @@ impl ConversationReader for InMemoryStore {
     }
 }
 
+impl ReadMarker for InMemoryStore {
+    async fn mark_conversation_read(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<ConversationState>, Error> {
+        let mut state = lock(&self.state);
+        Ok(state
+            .conversations
+            .get_mut(&(tenant.to_string(), id.to_owned()))
+            .map(|c| {
+                c.unread_count = 0;
+                c.clone()
+            }))
+    }
+}
+
 impl MediaStore for InMemoryStore {
     async fn create_media(&self, record: &MediaRecord) -> Result<(), Error> {
         self.put_media(record.clone());
@@ -555,12 +572,25 @@ pub struct Sent {
     pub delivery: Delivery,
 }
 
+/// A read receipt a [`RecordingSender`] was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadCall {
+    /// Our channel id.
+    pub channel_id: String,
+    /// The customer's provider id.
+    pub customer: String,
+    /// The provider id of the message marked read.
+    pub provider_message_id: String,
+}
+
 /// Records every send and answers from a script (then `Accepted` with a new id).
 #[derive(Debug, Clone, Default)]
 pub struct RecordingSender {
     sent: Arc<Mutex<Vec<Sent>>>,
     script: Arc<Mutex<VecDeque<Attempt>>>,
     uploads: Arc<Mutex<Vec<String>>>,
+    reads: Arc<Mutex<Vec<ReadCall>>>,
+    read_script: Arc<Mutex<VecDeque<ReadReceipt>>>,
 }
 
 impl RecordingSender {
@@ -577,6 +607,16 @@ impl RecordingSender {
     /// File names uploaded (channels that take media by id).
     pub fn uploads(&self) -> Vec<String> {
         lock(&self.uploads).clone()
+    }
+
+    /// Answers the next read receipts with these, in order (then `Sent`).
+    pub fn answer_reads(&self, receipts: impl IntoIterator<Item = ReadReceipt>) {
+        lock(&self.read_script).extend(receipts);
+    }
+
+    /// Every read receipt asked for so far (WeChat's, which have no call, are not).
+    pub fn reads(&self) -> Vec<ReadCall> {
+        lock(&self.reads).clone()
     }
 }
 
@@ -601,6 +641,25 @@ impl ChannelSender for RecordingSender {
                 ulid::Ulid::new()
             )))
         })
+    }
+
+    async fn mark_read(
+        &self,
+        channel: &RoutedChannel,
+        customer: &str,
+        provider_message_id: &str,
+    ) -> ReadReceipt {
+        if channel.channel.channel_type == crate::domain::channel::ChannelType::Wechat {
+            return ReadReceipt::NotSupported;
+        }
+        lock(&self.reads).push(ReadCall {
+            channel_id: channel.channel.id.to_string(),
+            customer: customer.to_owned(),
+            provider_message_id: provider_message_id.to_owned(),
+        });
+        lock(&self.read_script)
+            .pop_front()
+            .unwrap_or(ReadReceipt::Sent)
     }
 
     async fn upload_media(

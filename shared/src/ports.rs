@@ -259,6 +259,18 @@ pub struct PresignedUpload {
     pub expires_at: DateTime<Utc>,
 }
 
+/// An agent reading conversations.
+pub trait ReadMarker: Send + Sync {
+    /// Sets a conversation's `unread_count` to 0 with one conditional write and returns
+    /// the conversation as it is afterwards; `None` when the tenant has no such
+    /// conversation (another tenant's id too), in which case nothing is written.
+    fn mark_conversation_read(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ConversationState>, Error>> + Send;
+}
+
 /// Media records.
 pub trait MediaStore: Send + Sync {
     /// Stores a new record.
@@ -632,6 +644,21 @@ pub struct CreatedTemplate {
     pub category: Option<String>,
 }
 
+/// What marking a customer's messages read came to at the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadReceipt {
+    /// The provider took it (WhatsApp `status: read`, Messenger/Instagram `mark_seen`).
+    Sent,
+    /// The channel has no read receipts (WeChat): nothing was called.
+    NotSupported,
+    /// The provider refused it or could not be reached.
+    Failed {
+        /// The provider's error code, `http_<status>`, `timeout` or `connect` (for the
+        /// log; never the answer's text).
+        code: String,
+    },
+}
+
 /// The channels' provider APIs (Graph API, WeChat API): the one port every sender uses.
 pub trait ChannelSender: Send + Sync {
     /// One send call; the answer classified (never retried here).
@@ -640,6 +667,18 @@ pub trait ChannelSender: Send + Sync {
         channel: &RoutedChannel,
         message: &Outgoing<'_>,
     ) -> impl Future<Output = crate::domain::outbound::Attempt> + Send;
+
+    /// Marks the customer's messages read up to `provider_message_id` (their latest, the
+    /// one the conversation keeps): WhatsApp `status: read` of that wamid, Messenger and
+    /// Instagram a `mark_seen` sender action to `customer` (PSID / IGSID; it marks the
+    /// latest message seen), WeChat nothing ([`ReadReceipt::NotSupported`]). One call,
+    /// never retried: a receipt is a courtesy to the customer, not our state.
+    fn mark_read(
+        &self,
+        channel: &RoutedChannel,
+        customer: &str,
+        provider_message_id: &str,
+    ) -> impl Future<Output = ReadReceipt> + Send;
 
     /// Uploads a file for channels that take media by id (WeChat); its media id.
     fn upload_media(

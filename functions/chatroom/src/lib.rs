@@ -1,4 +1,5 @@
-//! `chatroom`: the agent API (health, channels, conversations and messages, templates).
+//! `chatroom`: the agent API (health, channels, conversations and messages, read receipts,
+//! templates).
 //!
 //! [`handle`] is what Lambda runs and what the dev server and tests call.
 
@@ -13,7 +14,7 @@ use shared::adapters::dynamo::DynamoStore;
 use shared::config::{Config, ConfigError, ProviderUrls, Source};
 use shared::domain::conversation::ConversationFilter;
 use shared::http::{self, json};
-use shared::service::{changes, channels, conversations, templates};
+use shared::service::{changes, channels, conversations, reads, templates};
 
 /// Clients and settings, built once per process.
 #[derive(Debug)]
@@ -156,6 +157,13 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
             let name = http::path_param(req, "name").unwrap_or_default();
             changes::delete_label(&app.store, &principal, name, Utc::now()).await?;
             no_content()
+        }
+        "POST /conversations/{id}/read" => {
+            let principal = http::principal(req)?;
+            let id = http::path_param(req, "id").unwrap_or_default();
+            let read =
+                reads::mark_read(&app.store, &app.directory, &app.provider, &principal, id).await?;
+            Ok(json(StatusCode::OK, &read))
         }
         _ => Err(Error::NotFound { what: "route" }),
     }

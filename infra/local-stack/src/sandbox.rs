@@ -47,6 +47,8 @@ mod webhooks;
 mod wechat;
 
 #[cfg(test)]
+mod receipt_tests;
+#[cfg(test)]
 mod tests;
 
 pub use faults::{ChaosSettings, Fault};

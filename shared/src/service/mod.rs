@@ -6,4 +6,5 @@ pub mod conversations;
 pub mod ingest;
 pub mod media;
 pub mod outbound;
+pub mod reads;
 pub mod templates;

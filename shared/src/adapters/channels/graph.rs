@@ -9,7 +9,7 @@ use super::{parse_retry_after, transport_failure};
 use crate::Error;
 use crate::domain::message::DeliveryError;
 use crate::domain::outbound::{Attempt, Receipt};
-use crate::ports::RoutedChannel;
+use crate::ports::{ReadReceipt, RoutedChannel};
 
 /// Graph error codes worth retrying: API throttling (4, 17, 32, 613, 80007), temporary
 /// errors (1, 2, 131000, 131016) and WhatsApp rate limits (130429 throughput, 131056 pair
@@ -56,6 +56,42 @@ pub async fn post_message(
         Ok(body) => classify(status, &body, retry_after),
         Err(_) => Attempt::Unknown,
     }
+}
+
+/// `POST {graph}/{external_id}/messages` of a read receipt (WhatsApp `status: read`,
+/// Messenger/Instagram `sender_action`) with the channel's token: `Sent` on a 2xx (unless
+/// WhatsApp answers `success: false`), else `Failed` with Meta's error code.
+pub async fn post_receipt(
+    client: &reqwest::Client,
+    graph: &str,
+    channel: &RoutedChannel,
+    body: &Value,
+) -> ReadReceipt {
+    let Ok(token) = token(channel) else {
+        return ReadReceipt::Failed { code: "190".into() };
+    };
+    let url = format!("{graph}/{}/messages", channel.channel.external_id);
+    let response = match client.post(url).bearer_auth(token).json(body).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let code = if e.is_timeout() { "timeout" } else { "connect" };
+            return ReadReceipt::Failed { code: code.into() };
+        }
+    };
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    classify_receipt(status, &answer)
+}
+
+/// Reads the answer to a read receipt.
+fn classify_receipt(status: u16, answer: &Value) -> ReadReceipt {
+    if (200..300).contains(&status) && answer["success"] != Value::Bool(false) {
+        return ReadReceipt::Sent;
+    }
+    let code = answer["error"]["code"]
+        .as_i64()
+        .map_or_else(|| format!("http_{status}"), |c| c.to_string());
+    ReadReceipt::Failed { code }
 }
 
 /// Reads a Graph API send answer: WhatsApp's `messages[0].id` or the Send API's
@@ -249,6 +285,38 @@ mod tests {
         };
         assert_eq!(e.code, "131026");
         assert!(e.hint.contains("wa.me"));
+    }
+
+    #[test]
+    fn receipt_answers_are_sent_or_failed_with_meta_code() {
+        let sent = |status, answer: Value| classify_receipt(status, &answer);
+        assert_eq!(
+            sent(200, serde_json::json!({"success": true})),
+            ReadReceipt::Sent
+        );
+        assert_eq!(
+            sent(200, serde_json::json!({"recipient_id": "1"})),
+            ReadReceipt::Sent
+        );
+        assert_eq!(
+            sent(200, serde_json::json!({"success": false})),
+            ReadReceipt::Failed {
+                code: "http_200".into()
+            }
+        );
+        let invalid = serde_json::json!({"error": {"message": "(#131009) Parameter value is not valid", "code": 131009}});
+        assert_eq!(
+            sent(400, invalid),
+            ReadReceipt::Failed {
+                code: "131009".into()
+            }
+        );
+        assert_eq!(
+            sent(500, Value::Null),
+            ReadReceipt::Failed {
+                code: "http_500".into()
+            }
+        );
     }
 
     #[test]

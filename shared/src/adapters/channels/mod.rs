@@ -1,7 +1,7 @@
 //! The channel providers' APIs, one module per provider: request bodies, answer
 //! classification, tokens and media transfer live with the client that speaks them.
 //!
-//! - [`whatsapp`]: WhatsApp Cloud API (Graph API) messages and templates.
+//! - [`whatsapp`]: WhatsApp Cloud API (Graph API) messages, read receipts and templates.
 //! - [`messenger`]: Messenger and Instagram (both the Graph API Send API).
 //! - [`wechat`]: WeChat Official Account customer-service messages, tokens and media.
 //!
@@ -26,7 +26,7 @@ use crate::domain::outbound::Attempt;
 use crate::ports::CreatedTemplate;
 use crate::ports::{
     ChannelSender, FetchBody, MediaFetcher, MediaUpload, OpenedMedia, Outgoing, ProviderMedia,
-    RoutedChannel,
+    ReadReceipt, RoutedChannel,
 };
 
 /// Time to connect; a request that never connected was not sent and may be retried.
@@ -187,6 +187,30 @@ impl ChannelSender for Channels {
                 Ok(wechat) => wechat.send(channel, &wechat::body(message)).await,
                 Err(failed) => failed,
             },
+        }
+    }
+
+    async fn mark_read(
+        &self,
+        channel: &RoutedChannel,
+        customer: &str,
+        provider_message_id: &str,
+    ) -> ReadReceipt {
+        let body = match channel.channel.channel_type {
+            ChannelType::Whatsapp => whatsapp::read_body(provider_message_id),
+            // The same account and token as the sends (`/{page_id}/messages` is the Page's
+            // `/me/messages`; Instagram's goes through its account id likewise).
+            ChannelType::Messenger | ChannelType::Instagram => messenger::seen_body(customer),
+            ChannelType::Wechat => return ReadReceipt::NotSupported,
+        };
+        match self.http.get() {
+            Ok(client) => graph::post_receipt(client, &self.urls.graph, channel, &body).await,
+            Err(reason) => {
+                tracing::error!(%reason, "provider HTTP client");
+                ReadReceipt::Failed {
+                    code: "http_client".into(),
+                }
+            }
         }
     }
 

@@ -24,6 +24,7 @@ mod inbound;
 mod lifecycle;
 mod media;
 mod outbound;
+mod reads;
 mod system;
 mod templates;
 mod tokens;

@@ -37,6 +37,12 @@ pub fn body(message: &Outgoing<'_>) -> Value {
     body
 }
 
+/// The body of `POST /{page_id|ig_account_id}/messages` that shows the customer their
+/// latest message was seen (a sender action: no message, no `messaging_type`).
+pub fn seen_body(customer: &str) -> Value {
+    json!({"recipient": {"id": customer}, "sender_action": "mark_seen"})
+}
+
 /// A customer's attachment, from the URL the webhook carried (no token: Meta's CDN link
 /// is signed).
 ///
@@ -69,6 +75,14 @@ mod tests {
             delivery,
             reference: "r",
         })
+    }
+
+    #[test]
+    fn a_seen_receipt_is_a_bare_sender_action() {
+        assert_eq!(
+            seen_body("24011234567890"),
+            json!({"recipient": {"id": "24011234567890"}, "sender_action": "mark_seen"})
+        );
     }
 
     #[test]

@@ -57,6 +57,16 @@ pub fn body(message: &Outgoing<'_>) -> Value {
     body
 }
 
+/// The body of `POST /{phone_number_id}/messages` that marks a customer's message (and
+/// every earlier one of the conversation) read: blue ticks on the customer's phone.
+pub fn read_body(provider_message_id: &str) -> Value {
+    json!({
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": provider_message_id,
+    })
+}
+
 /// The largest Graph media lookup answer read (it is a few hundred bytes).
 const LOOKUP_CAP: usize = 64 * 1024;
 
@@ -165,6 +175,14 @@ mod tests {
             delivery: Delivery::Response,
             reference: "ref",
         })
+    }
+
+    #[test]
+    fn a_read_receipt_names_the_customer_message_and_nothing_else() {
+        assert_eq!(
+            read_body("wamid.HBgL"),
+            json!({"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.HBgL"})
+        );
     }
 
     #[test]
