@@ -18,7 +18,8 @@ impl LabelName {
     /// # Errors
     /// `422 invalid_label` naming the rule it breaks.
     pub fn parse(name: &str) -> Result<Self, Error> {
-        let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        let ok_char =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
         if name.is_empty() || name.chars().count() > NAME_MAX || !name.chars().all(ok_char) {
             return Err(Error::validation(
                 "invalid_label",

@@ -21,3 +21,7 @@ pub mod template;
 pub mod text;
 pub mod time;
 pub mod window;
+// The agent workspace (SPEC §7): settings, agents, FAQ.
+pub mod agent;
+pub mod faq;
+pub mod settings;
