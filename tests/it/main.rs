@@ -14,3 +14,4 @@ mod statuses;
 mod templates;
 mod webhooks;
 mod wechat_tokens;
+mod workspace_settings;

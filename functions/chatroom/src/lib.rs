@@ -15,6 +15,8 @@ use shared::domain::conversation::ConversationFilter;
 use shared::http::{self, json};
 use shared::service::{channels, conversations, templates};
 
+mod workspace;
+
 /// Clients and settings, built once per process.
 #[derive(Debug)]
 pub struct App {
@@ -129,6 +131,8 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
                 .body(Body::Empty)
                 .map_err(|e| Error::Internal(e.to_string()))?)
         }
+        // The agent workspace (SPEC §7): settings, agents, FAQ.
+        key if workspace::ROUTES.contains(&key) => workspace::route(app, req, key).await,
         _ => Err(Error::NotFound { what: "route" }),
     }
 }

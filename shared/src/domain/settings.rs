@@ -95,7 +95,7 @@ fn parse_hhmm(text: &str) -> Result<u16, Error> {
     };
     let (hour, minute) = (number(&bytes[..2]), number(&bytes[3..]));
     match (hour, minute) {
-        (Some(h), Some(m)) if (h < 24 && m < 60) || (h == 24 && m == 0) => Ok(h * 60 + m),
+        (Some(h), Some(m)) if (h < 24 && m < 60) || h * 60 + m == DAY_MINUTES => Ok(h * 60 + m),
         _ => Err(bad()),
     }
 }

@@ -6,3 +6,7 @@ pub mod ingest;
 pub mod media;
 pub mod outbound;
 pub mod templates;
+// The agent workspace (SPEC §7).
+pub mod agents;
+pub mod faqs;
+pub mod settings;

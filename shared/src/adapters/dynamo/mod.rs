@@ -26,6 +26,11 @@ mod outbound;
 mod system;
 mod templates;
 mod tokens;
+// The agent workspace (SPEC §7).
+mod agents;
+mod contacts;
+mod faqs;
+mod settings;
 
 /// Attempts of a transaction that conflicts with a concurrent one on the same items.
 const TRANSACTION_ATTEMPTS: u32 = 8;
