@@ -87,10 +87,33 @@ async fn settings_are_the_defaults_until_an_admin_saves_them_then_read_back_as_s
     // A PUT replaces everything: what it leaves out goes back to its default.
     let replaced = put_json("/settings", &admin, &json!({"time_zone": "Europe/Paris"})).await;
     assert_eq!(replaced.status, 200, "{}", replaced.text);
+    let paris = json!({"business_name": null, "time_zone": "Europe/Paris",
+                       "business_hours": no_hours(), "auto_assign": false});
+    assert_eq!(get("/settings", Some(&agent)).await.body, paris);
+
+    // Another feature's attribute on the item neither breaks the read nor is lost.
+    let key = keys::settings(&TenantId::parse(&tenant).unwrap());
+    set_attribute(
+        key.clone(),
+        "payment_provider",
+        AttributeValue::S("stripe".into()),
+    )
+    .await;
+    assert_eq!(get("/settings", Some(&agent)).await.body, paris);
+    assert_eq!(put_json("/settings", &admin, &paris).await.status, 200);
+    let (client, table) = dynamo();
+    let item = client
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(key.pk))
+        .key("sk", AttributeValue::S(key.sk))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
-        get("/settings", Some(&agent)).await.body,
-        json!({"business_name": null, "time_zone": "Europe/Paris",
-               "business_hours": no_hours(), "auto_assign": false})
+        item.item().unwrap()["payment_provider"].as_s().unwrap(),
+        "stripe"
     );
 }
 

@@ -223,7 +223,7 @@ impl Default for TenantSettings {
 }
 
 /// Top-level fields of the settings object.
-const FIELDS: [&str; 4] = [
+pub const FIELDS: [&str; 4] = [
     "business_name",
     "time_zone",
     "business_hours",

@@ -1,16 +1,14 @@
 //! Tenant settings: one item in the tenant's partition, its fields stored as the API
-//! shows them and read back through the same parser.
+//! shows them and read back through the same parser. Writes set only those fields, so
+//! attributes another feature keeps on the item survive them.
 
-use super::{DynamoStore, internal, key_item, s};
+use super::{DynamoStore, Expr, internal, s};
 use crate::Error;
 use crate::adapters::keys;
 use crate::domain::ids::TenantId;
-use crate::domain::settings::TenantSettings;
+use crate::domain::settings::{FIELDS, TenantSettings};
 use crate::domain::time::rfc3339;
 use crate::ports::{SettingsReader, SettingsWriter};
-
-/// Attributes of the item that are not settings fields.
-const BOOKKEEPING: [&str; 4] = [keys::PK, keys::SK, keys::ENTITY, "updated_at"];
 
 impl SettingsReader for DynamoStore {
     async fn settings(&self, tenant: &TenantId) -> Result<TenantSettings, Error> {
@@ -23,9 +21,7 @@ impl SettingsReader for DynamoStore {
         let mut value: serde_json::Value =
             serde_dynamo::from_item(item).map_err(|e| internal("decode settings", e))?;
         if let Some(fields) = value.as_object_mut() {
-            for name in BOOKKEEPING {
-                fields.remove(name);
-            }
+            fields.retain(|name, _| FIELDS.contains(&name.as_str()));
         }
         TenantSettings::parse(&value)
             .map_err(|e| Error::Internal(format!("stored settings of {tenant} do not parse: {e}")))
@@ -39,15 +35,30 @@ impl SettingsWriter for DynamoStore {
         settings: &TenantSettings,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), Error> {
-        let mut item: std::collections::HashMap<_, _> =
-            serde_dynamo::to_item(settings).map_err(|e| internal("encode settings", e))?;
-        item.extend(key_item(keys::settings(tenant)));
-        item.insert(keys::ENTITY.into(), s("settings"));
-        item.insert("updated_at".into(), s(rfc3339(&at)));
+        let hours = serde_dynamo::to_attribute_value(&settings.business_hours)
+            .map_err(|e| internal("encode business hours", e))?;
+        let mut e = Expr::default();
+        e.set(keys::ENTITY, s("settings"))
+            .set("time_zone", s(settings.time_zone.name()))
+            .set("business_hours", hours)
+            .set(
+                "auto_assign",
+                aws_sdk_dynamodb::types::AttributeValue::Bool(settings.auto_assign),
+            )
+            .set("updated_at", s(rfc3339(&at)));
+        match &settings.business_name {
+            Some(name) => e.set("business_name", s(name)),
+            None => e.remove("business_name"),
+        };
+        let key = keys::settings(tenant);
         self.client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .key(keys::PK, s(key.pk))
+            .key(keys::SK, s(key.sk))
+            .update_expression(e.update_expression())
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
             .send()
             .await
             .map_err(|e| super::store_error("store settings", e.into_service_error()))?;
