@@ -59,6 +59,7 @@ struct State {
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryStore {
     state: Arc<Mutex<State>>,
+    workspace: Arc<Mutex<workspace::Workspace>>,
 }
 
 impl InMemoryStore {
@@ -918,3 +919,6 @@ impl CapturedLogs {
             .collect()
     }
 }
+
+// The agent workspace (SPEC §7): settings, agents, FAQ, customer contacts.
+mod workspace;

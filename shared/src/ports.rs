@@ -769,3 +769,130 @@ pub trait ConversationChanges: Send + Sync {
         label: &str,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
 }
+
+// ---- The agent workspace (SPEC §7): settings, agents, FAQ ----
+
+/// Reading a tenant's settings: what bots (outside-hours trigger), the calendar and FAQ
+/// rendering need to know about the business.
+pub trait SettingsReader: Send + Sync {
+    /// The tenant's settings, read consistently; the defaults
+    /// ([`crate::domain::settings::TenantSettings::default`]) when none were saved.
+    ///
+    /// # Errors
+    /// `internal` when the store fails or the stored item does not parse.
+    fn settings(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<crate::domain::settings::TenantSettings, Error>> + Send;
+}
+
+/// Saving a tenant's settings.
+pub trait SettingsWriter: Send + Sync {
+    /// Replaces the tenant's settings (last writer wins).
+    fn put_settings(
+        &self,
+        tenant: &TenantId,
+        settings: &crate::domain::settings::TenantSettings,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// The tenant's agent directory, as assignment reads it.
+pub trait AgentDirectory: Send + Sync {
+    /// The agent with this id (the JWT `sub`), read consistently; `None` when it is not an
+    /// agent of the tenant, including for an id that could not be one (empty, over 128
+    /// characters, with `#` or control characters), which is answered without a read.
+    fn get_agent(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<crate::domain::agent::Agent>, Error>> + Send;
+}
+
+/// Managing the agent directory.
+pub trait AgentStore: AgentDirectory {
+    /// Creates or replaces an agent's name and role; `created_at` is kept from its first
+    /// creation (`at` when new). Returns the agent as stored.
+    fn put_agent(
+        &self,
+        tenant: &TenantId,
+        id: &crate::domain::agent::AgentRef,
+        profile: &crate::domain::agent::AgentProfile,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<crate::domain::agent::Agent, Error>> + Send;
+
+    /// One page of the tenant's agents, by id.
+    fn list_agents(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<crate::domain::agent::Agent>, Error>> + Send;
+
+    /// Removes an agent; `false` when it was not one (nothing written).
+    fn delete_agent(
+        &self,
+        tenant: &TenantId,
+        id: &crate::domain::agent::AgentRef,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+}
+
+/// A tenant's FAQ catalog. Shortcuts are unique per tenant and the catalog holds at most
+/// [`crate::domain::faq::CATALOG_MAX`] entries, both settled by conditional writes.
+pub trait FaqStore: Send + Sync {
+    /// Stores a new entry.
+    ///
+    /// # Errors
+    /// `409 duplicate_shortcut` (another entry has its shortcut), `409 faq_limit_reached`
+    /// (the catalog is full); nothing is written then.
+    fn create_faq(
+        &self,
+        tenant: &TenantId,
+        faq: &crate::domain::faq::Faq,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Replaces an entry's title, text and shortcut (its `created_at` kept); `None` when
+    /// the tenant has no entry with this id.
+    ///
+    /// # Errors
+    /// `409 duplicate_shortcut`; nothing is written then.
+    fn replace_faq(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        draft: &crate::domain::faq::FaqDraft,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<crate::domain::faq::Faq>, Error>> + Send;
+
+    /// Removes an entry (and frees its shortcut); `false` when there was none.
+    fn delete_faq(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// One entry, read consistently, or `None`.
+    fn get_faq(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<crate::domain::faq::Faq>, Error>> + Send;
+
+    /// One page of entries, oldest first, matching `query` when given.
+    fn search_faqs(
+        &self,
+        tenant: &TenantId,
+        query: Option<&crate::domain::faq::FaqQuery>,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<crate::domain::faq::Faq>, Error>> + Send;
+}
+
+/// Reading what FAQ rendering needs of a customer's own item (name, phone, WhatsApp
+/// number, provider id, channel type).
+pub trait CustomerContacts: Send + Sync {
+    /// The customer's contact attributes, read consistently, or `None`.
+    fn customer_contact(
+        &self,
+        tenant: &TenantId,
+        customer_id: &str,
+    ) -> impl Future<Output = Result<Option<crate::domain::faq::CustomerContact>, Error>> + Send;
+}

@@ -16,3 +16,4 @@ mod templates;
 mod tenancy;
 mod webhooks;
 mod wechat_tokens;
+mod workspace_settings;

@@ -16,6 +16,8 @@ use shared::domain::conversation::ConversationFilter;
 use shared::http::{self, json};
 use shared::service::{changes, channels, conversations, reads, templates};
 
+mod workspace;
+
 /// Clients and settings, built once per process.
 #[derive(Debug)]
 pub struct App {
@@ -165,6 +167,8 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
                 reads::mark_read(&app.store, &app.directory, &app.provider, &principal, id).await?;
             Ok(json(StatusCode::OK, &read))
         }
+        // The agent workspace (SPEC §7): settings, agents, FAQ.
+        key if workspace::ROUTES.contains(&key) => workspace::route(app, req, key).await,
         _ => Err(Error::NotFound { what: "route" }),
     }
 }

@@ -278,6 +278,23 @@ pub fn faq(tenant: &TenantId, id: &str) -> Key {
     }
 }
 
+/// The claim on an FAQ shortcut (names the entry holding it): its conditional put makes
+/// shortcuts unique per tenant. Not under [`FAQ_PREFIX`], so listings never see it.
+pub fn faq_shortcut(tenant: &TenantId, shortcut: &str) -> Key {
+    Key {
+        pk: tenant_pk(tenant),
+        sk: format!("FAQSHORTCUT#{shortcut}"),
+    }
+}
+
+/// The tenant's FAQ catalog counter (`count`), bounded by a condition on every create.
+pub fn faq_catalog(tenant: &TenantId) -> Key {
+    Key {
+        pk: tenant_pk(tenant),
+        sk: "FAQCATALOG".to_owned(),
+    }
+}
+
 /// Partition of one customer's own items (its notes).
 pub fn customer_items_pk(tenant: &TenantId, customer_id: &str) -> String {
     format!("TENANT#{tenant}#CUSTOMER#{customer_id}")

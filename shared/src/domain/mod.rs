@@ -23,3 +23,7 @@ pub mod text;
 pub mod time;
 pub mod views;
 pub mod window;
+// The agent workspace (SPEC §7): settings, agents, FAQ.
+pub mod agent;
+pub mod faq;
+pub mod settings;

@@ -8,3 +8,7 @@ pub mod media;
 pub mod outbound;
 pub mod reads;
 pub mod templates;
+// The agent workspace (SPEC §7).
+pub mod agents;
+pub mod faqs;
+pub mod settings;

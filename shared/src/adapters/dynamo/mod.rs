@@ -30,6 +30,12 @@ mod templates;
 mod tokens;
 mod views;
 
+// The agent workspace (SPEC §7).
+mod agents;
+mod contacts;
+mod faqs;
+mod settings;
+
 /// Attempts of a transaction that conflicts with a concurrent one on the same items.
 const TRANSACTION_ATTEMPTS: u32 = 8;
 
