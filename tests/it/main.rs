@@ -16,4 +16,5 @@ mod templates;
 mod tenancy;
 mod webhooks;
 mod wechat_tokens;
+mod workspace;
 mod workspace_settings;
