@@ -267,28 +267,30 @@ async fn main() -> Result<(), BoxError> {
     let text = |customer: &str, wamid: &str| bench::whatsapp_text(phone, customer, wamid, "hello");
     let call = send(text("15551230001", "wamid.bench.cold")).await?;
     // WhatsApp messages read their customer's aliases (phone number, business-scoped user
-    // id, a wa_id the Graph API answered) in one batch: directory, aliases, write, event.
+    // id, a wa_id the Graph API answered) in one batch, and the conversation (its status,
+    // assignee and labels place the message in the list views): directory, aliases,
+    // conversation, write, event.
     rows.push((
         "inbound text, first for the process (directory read)",
         call.recorded,
-        4,
+        5,
     ));
     let call = send(text("15551230002", "wamid.bench.warm")).await?;
-    rows.push(("inbound text, new conversation", call.recorded, 3));
+    rows.push(("inbound text, new conversation", call.recorded, 4));
     let call = send(text("15551230002", "wamid.bench.warm")).await?;
-    rows.push(("inbound text, re-delivered", call.recorded, 3));
-    // The customer's next message, a second later (it moves the conversation in gsi1).
+    rows.push(("inbound text, re-delivered", call.recorded, 4));
+    // The customer's next message, a second later (it moves the conversation in its views).
     let next = Utc::now().timestamp() + 1;
     let again = bench::whatsapp_text_at(phone, "15551230002", "wamid.bench.again", "hi", next);
     let call = send(again).await?;
-    rows.push(("inbound text, conversation exists", call.recorded, 3));
+    rows.push(("inbound text, conversation exists", call.recorded, 4));
     let long = "a".repeat(1000);
     let body = bench::whatsapp_text_at(phone, "15551230002", "wamid.bench.long", &long, next + 1);
     let call = send(body).await?;
     rows.push((
         "inbound text of 1,000 characters, conversation exists",
         call.recorded,
-        3,
+        4,
     ));
 
     // An outbound message recorded, then its status.

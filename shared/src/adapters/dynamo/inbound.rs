@@ -437,11 +437,13 @@ impl InboundStore for DynamoStore {
                         id: customer.clone(),
                     },
                 );
+                // Written when it happened here: after whatever an agent did before the
+                // message arrived (provider times have whole seconds).
                 items.push(super::system::system_put(
                     &self.table,
                     tenant,
                     &conversation,
-                    &effective,
+                    &effective.max(received_at),
                     &note,
                 )?);
             }
