@@ -21,6 +21,7 @@ use crate::domain::conversation::{
     ConversationFilter, ConversationState, ConversationStatus, CustomerRef, Message, preview,
 };
 use crate::domain::ids::{ChannelId, TenantId};
+use crate::domain::label::{Label, LabelName};
 use crate::domain::media::{Claim, MediaRecord, Settlement};
 use crate::domain::message::{DeliveryStatus, Direction, MessageKind};
 use crate::domain::outbound::{Attempt, Content, Delivery, OutboundKind};
@@ -31,9 +32,9 @@ use crate::domain::template::{Template, TemplateStatus};
 use crate::domain::window::WindowPolicy;
 use crate::ports::{
     Acceptance, ChannelDirectory, ChannelSender, ConversationReader, Copied, CreatedTemplate,
-    CustomerAliases, MediaStore, MediaUpload, MessageKey, ObjectStore, ObjectWriter, OpenedObject,
-    OutboundBatch, OutboundStore, Outgoing, PendingMessage, PresignedUpload, ReadMarker,
-    ReadReceipt, RoutedChannel, SendOutcome, TemplateStore,
+    CustomerAliases, LabelCatalog, LabelStore, MediaStore, MediaUpload, MessageKey, ObjectStore,
+    ObjectWriter, OpenedObject, OutboundBatch, OutboundStore, Outgoing, PendingMessage,
+    PresignedUpload, ReadMarker, ReadReceipt, RoutedChannel, SendOutcome, TemplateStore,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -51,6 +52,7 @@ struct State {
     idempotency: HashMap<(String, String, String), (String, Vec<MessageKey>)>,
     media: HashMap<(String, String), MediaRecord>,
     templates: HashMap<(String, String), Template>,
+    labels: BTreeMap<(String, String), Label>,
     aliases: HashMap<(ChannelId, String), String>,
 }
 
@@ -500,6 +502,49 @@ impl TemplateStore for InMemoryStore {
             .templates
             .remove(&(tenant.to_string(), id.to_owned()));
         Ok(())
+    }
+}
+
+impl LabelCatalog for InMemoryStore {
+    async fn get_label(&self, tenant: &TenantId, name: &LabelName) -> Result<Option<Label>, Error> {
+        Ok(lock(&self.state)
+            .labels
+            .get(&(tenant.to_string(), name.to_string()))
+            .cloned())
+    }
+}
+
+impl LabelStore for InMemoryStore {
+    async fn create_label(&self, tenant: &TenantId, label: &Label) -> Result<(), Error> {
+        let mut state = lock(&self.state);
+        let key = (tenant.to_string(), label.name.to_string());
+        if state.labels.contains_key(&key) {
+            return Err(Error::conflict(
+                "duplicate_label",
+                "the tenant has a label so named already",
+            ));
+        }
+        state.labels.insert(key, label.clone());
+        Ok(())
+    }
+
+    /// By name; the cursor is the last name of the page.
+    async fn list_labels(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<Label>, Error> {
+        let state = lock(&self.state);
+        let after = page.cursor.clone().unwrap_or_default();
+        let mut items: Vec<Label> = state
+            .labels
+            .iter()
+            .filter(|((t, name), _)| t == tenant.as_str() && *name > after)
+            .map(|(_, l)| l.clone())
+            .take(usize::from(page.limit) + 1)
+            .collect();
+        let more = items.len() > usize::from(page.limit);
+        items.truncate(usize::from(page.limit));
+        let next_cursor = more
+            .then(|| items.last().map(|l| l.name.to_string()))
+            .flatten();
+        Ok(Page { items, next_cursor })
     }
 }
 

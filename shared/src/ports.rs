@@ -10,7 +10,10 @@ use chrono::{DateTime, Utc};
 use crate::Error;
 use crate::domain::channel::{Channel, Credentials};
 use crate::domain::conversation::{ConversationFilter, ConversationState, Message};
-use crate::domain::ids::{ChannelId, TenantId};
+use crate::domain::customer::{Customer, CustomerPatch, CustomerQuery};
+use crate::domain::ids::{AgentId, ChannelId, TenantId};
+use crate::domain::label::{Label, LabelName};
+use crate::domain::note::Note;
 use crate::domain::inbound::{InboundMessage, LifecycleEvent, StatusUpdate, Watermark};
 use crate::domain::media::{Claim, MediaRecord, Settlement};
 use crate::domain::message::DeliveryError;
@@ -194,6 +197,118 @@ pub trait CustomerAliases: Send + Sync {
         alias: &str,
         canonical: &str,
     ) -> impl Future<Output = Result<String, Error>> + Send;
+}
+
+/// The tenant's label catalog, as whatever puts labels on customers reads it.
+pub trait LabelCatalog: Send + Sync {
+    /// One label of the tenant's catalog, read consistently; `None` when the tenant has
+    /// no label so named.
+    ///
+    /// # Errors
+    /// `internal` when the store fails.
+    fn get_label(
+        &self,
+        tenant: &TenantId,
+        name: &LabelName,
+    ) -> impl Future<Output = Result<Option<Label>, Error>> + Send;
+}
+
+/// Creating and listing the label catalog.
+pub trait LabelStore: Send + Sync {
+    /// Adds a label to the tenant's catalog (conditional put).
+    ///
+    /// # Errors
+    /// `409 duplicate_label` when the tenant has one so named (nothing written).
+    fn create_label(
+        &self,
+        tenant: &TenantId,
+        label: &Label,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// One page of the catalog, by name.
+    fn list_labels(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<Label>, Error>> + Send;
+}
+
+/// Customers as agents read, edit and search them. Every call is scoped to one tenant:
+/// another tenant's id is unknown.
+pub trait CustomerStore: Send + Sync {
+    /// One customer, read consistently, or `None`.
+    fn get_customer(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Customer>, Error>> + Send;
+
+    /// Applies a PATCH atomically with the conversation's copy of the agent's name, and
+    /// returns the customer as it is now; `None` for an unknown customer (nothing written).
+    ///
+    /// # Errors
+    /// `422 invalid_attributes` when the merged attributes would be over 50.
+    fn patch_customer(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        patch: &CustomerPatch,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Customer>, Error>> + Send;
+
+    /// One page of the customers a query matches, each read back fresh; every page is
+    /// served by an index.
+    ///
+    /// # Errors
+    /// `400 invalid_cursor`.
+    fn search_customers(
+        &self,
+        tenant: &TenantId,
+        query: &CustomerQuery,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<Customer>, Error>> + Send;
+}
+
+/// Notes on customers.
+pub trait NoteStore: Send + Sync {
+    /// Stores a note by `author` (its name read from the agent directory); `None` when the
+    /// tenant has no such customer (nothing written).
+    fn add_note(
+        &self,
+        tenant: &TenantId,
+        customer_id: &str,
+        author: &AgentId,
+        text: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<Note>, Error>> + Send;
+
+    /// One page of a customer's notes, newest first, with their authors' current names;
+    /// `None` when the tenant has no such customer.
+    ///
+    /// # Errors
+    /// `400 invalid_cursor`.
+    fn list_notes(
+        &self,
+        tenant: &TenantId,
+        customer_id: &str,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Option<Page<Note>>, Error>> + Send;
+
+    /// One note, read consistently, or `None`.
+    fn get_note(
+        &self,
+        tenant: &TenantId,
+        customer_id: &str,
+        note_id: &str,
+    ) -> impl Future<Output = Result<Option<Note>, Error>> + Send;
+
+    /// Deletes a note; `false` when it was gone already.
+    fn delete_note(
+        &self,
+        tenant: &TenantId,
+        customer_id: &str,
+        note_id: &str,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
 }
 
 /// Changes to messages reported after they were sent: edits, deletions, reactions, plays.

@@ -311,6 +311,87 @@ pub fn note(tenant: &TenantId, customer_id: &str, note_id: &str) -> Key {
     }
 }
 
+// ---- Customer search (gsi7, gsi8, gsi9; projections KEYS_ONLY) ----
+//
+// Every index sort key ends with `#<customer id>` (ids never contain `#`), so an index entry
+// names its customer without a projected attribute; results are read back from the table.
+
+/// GSI7: customers by display name (and, in a label's partition, by label then name).
+pub const GSI7: &str = "gsi7";
+/// GSI7 partition key attribute.
+pub const GSI7_PK: &str = "gsi7pk";
+/// GSI7 sort key attribute.
+pub const GSI7_SK: &str = "gsi7sk";
+/// GSI8: customers by phone digits.
+pub const GSI8: &str = "gsi8";
+/// GSI8 partition key attribute.
+pub const GSI8_PK: &str = "gsi8pk";
+/// GSI8 sort key attribute.
+pub const GSI8_SK: &str = "gsi8sk";
+/// GSI9: customers by provider id (external id).
+pub const GSI9: &str = "gsi9";
+/// GSI9 partition key attribute.
+pub const GSI9_PK: &str = "gsi9pk";
+/// GSI9 sort key attribute.
+pub const GSI9_SK: &str = "gsi9sk";
+
+/// Longest folded name kept in a [`customer_name_key`], in bytes (an index sort key holds
+/// at most 1024 bytes, and NFKD folding may lengthen a name several times).
+pub const NAME_KEY_MAX_BYTES: usize = 200;
+
+/// GSI7 partition of all of a tenant's customers, by name.
+pub fn customers_by_name(tenant: &TenantId) -> String {
+    format!("TENANT#{tenant}#CUSTOMERS")
+}
+
+/// The name search prefix of a text: folded (case, accents; [`crate::domain::text::fold`])
+/// and cut to [`NAME_KEY_MAX_BYTES`] at a character boundary.
+pub fn name_prefix(text: &str) -> String {
+    let mut folded = crate::domain::text::fold(text);
+    if folded.len() > NAME_KEY_MAX_BYTES {
+        let mut end = NAME_KEY_MAX_BYTES;
+        while !folded.is_char_boundary(end) {
+            end -= 1;
+        }
+        folded.truncate(end);
+    }
+    folded
+}
+
+/// GSI7 sort key of a customer: its display name folded ([`name_prefix`]; empty for a
+/// customer without a name), `#`, its id.
+pub fn customer_name_key(display_name: Option<&str>, customer_id: &str) -> String {
+    format!("{}#{customer_id}", name_prefix(display_name.unwrap_or("")))
+}
+
+/// GSI8 partition of a tenant's customers with a phone number.
+pub fn customers_by_phone(tenant: &TenantId) -> String {
+    format!("TENANT#{tenant}#CUSTOMERS#PHONE")
+}
+
+/// GSI8 sort key of a customer: the phone's digits (no `+`), `#`, its id.
+pub fn customer_phone_key(digits: &str, customer_id: &str) -> String {
+    format!("{digits}#{customer_id}")
+}
+
+/// GSI9 partition of a tenant's customers by provider id.
+pub fn customers_by_external_id(tenant: &TenantId) -> String {
+    format!("TENANT#{tenant}#CUSTOMERS#EXTERNAL")
+}
+
+/// GSI9 sort key of a customer: its provider id, `#`, its id.
+pub fn customer_external_key(external_id: &str, customer_id: &str) -> String {
+    format!("{external_id}#{customer_id}")
+}
+
+/// The customer id a customer index sort key ends with.
+pub fn customer_of_index_key(sort_key: &str) -> Option<&str> {
+    sort_key
+        .rsplit_once('#')
+        .map(|(_, id)| id)
+        .filter(|id| !id.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,5 +403,25 @@ mod tests {
         let b = message(&t, "cv", "2026-11-24T09:00:00.001Z", "a");
         assert!(a.sk < b.sk);
         assert_eq!(a.pk, messages_pk(&t, "cv"));
+    }
+
+    #[test]
+    fn customer_index_keys_end_with_the_customer_id() {
+        let key = customer_name_key(Some("  Zoë  ÅSE "), "cu_1");
+        assert_eq!(key, "zoe ase#cu_1");
+        assert_eq!(customer_of_index_key(&key), Some("cu_1"));
+        assert_eq!(customer_name_key(None, "cu_2"), "#cu_2");
+        assert_eq!(customer_of_index_key("a#b#cu_3"), Some("cu_3"));
+        assert_eq!(customer_of_index_key("nohash"), None);
+    }
+
+    #[test]
+    fn long_names_are_cut_at_a_character_boundary() {
+        let key = customer_name_key(Some(&"é".repeat(300)), "cu_1");
+        let (name, _) = key.rsplit_once('#').unwrap();
+        assert_eq!(name.len(), NAME_KEY_MAX_BYTES);
+        // NFKD may lengthen a character many times; still bounded.
+        assert!(name_prefix(&"\u{FDFA}".repeat(200)).len() <= NAME_KEY_MAX_BYTES);
+        assert!(name_prefix(&"陈".repeat(100)).len() <= NAME_KEY_MAX_BYTES);
     }
 }

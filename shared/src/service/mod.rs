@@ -3,8 +3,11 @@
 pub mod changes;
 pub mod channels;
 pub mod conversations;
+pub mod customers;
 pub mod ingest;
+pub mod labels;
 pub mod media;
+pub mod notes;
 pub mod outbound;
 pub mod reads;
 pub mod templates;

@@ -40,6 +40,9 @@ struct ConversationRecord {
     customer_external_id: String,
     #[serde(default)]
     customer_name: Option<String>,
+    /// The name an agent gave the customer (PATCH /customers/{id}); wins over the profile's.
+    #[serde(default)]
+    customer_name_override: Option<String>,
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
@@ -88,7 +91,7 @@ impl ConversationRecord {
             unread_count: u32::try_from(self.unread_count.max(0)).unwrap_or(u32::MAX),
             customer: CustomerRef {
                 id: self.customer_id,
-                name: self.customer_name,
+                name: self.customer_name_override.or(self.customer_name),
                 external_id: self.customer_external_id,
             },
             id: self.id,

@@ -395,6 +395,14 @@ impl InboundStore for DynamoStore {
         if !outbound {
             cust.set("last_seen_at", s(rfc3339(&received_at)));
         }
+        super::customers::index_keys(
+            &mut cust,
+            tenant,
+            &customer,
+            &m.customer,
+            m.customer_name.as_deref(),
+            m.identity.phone.as_deref(),
+        );
         let customer_write = update(&self.table, keys::customer(tenant, &customer), &cust, None)?;
 
         let effective = m.effective_time(received_at);

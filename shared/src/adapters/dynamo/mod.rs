@@ -20,9 +20,13 @@ use crate::adapters::keys::{self, Key};
 mod changes;
 mod channels;
 mod conversations;
+mod customer_search;
+mod customers;
 mod inbound;
+mod labels;
 mod lifecycle;
 mod media;
+mod notes;
 mod outbound;
 mod reads;
 mod system;
@@ -330,6 +334,15 @@ impl Expr {
         self
     }
 
+    /// `attribute = if_not_exists(source, value)`: a copy of `source` when the item has
+    /// it, else `value` (keeps an index key in step with an attribute written elsewhere,
+    /// without reading it).
+    fn set_from_or(&mut self, attribute: &str, source: &str, value: AttributeValue) -> &mut Self {
+        let (n, from, v) = (self.name(attribute), self.name(source), self.value(value));
+        self.sets.push(format!("{n} = if_not_exists({from}, {v})"));
+        self
+    }
+
     /// Removes an attribute.
     fn remove(&mut self, attribute: &str) -> &mut Self {
         let n = self.name(attribute);
@@ -357,7 +370,7 @@ impl Expr {
             out.push_str(" REMOVE ");
             out.push_str(&self.removes.join(", "));
         }
-        out
+        out.trim_start().to_owned()
     }
 
     fn names(&self) -> Option<HashMap<String, String>> {

@@ -166,6 +166,9 @@ impl DynamoStore {
                 "created_at",
                 s(b.messages.first().map_or("", |m| m.created_at.as_str())),
             );
+        let whatsapp = c.channel_type == crate::domain::channel::ChannelType::Whatsapp;
+        let wa_id = whatsapp.then_some(b.customer.as_str());
+        super::customers::index_keys(&mut e, &c.tenant_id, &id, &b.customer, None, wa_id);
         update(&self.table, keys::customer(&c.tenant_id, &id), &e, None)
     }
 
