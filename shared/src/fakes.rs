@@ -529,7 +529,11 @@ impl LabelStore for InMemoryStore {
     }
 
     /// By name; the cursor is the last name of the page.
-    async fn list_labels(&self, tenant: &TenantId, page: &PageRequest) -> Result<Page<Label>, Error> {
+    async fn list_labels(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<Label>, Error> {
         let state = lock(&self.state);
         let after = page.cursor.clone().unwrap_or_default();
         let mut items: Vec<Label> = state

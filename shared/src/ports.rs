@@ -12,11 +12,11 @@ use crate::domain::channel::{Channel, Credentials};
 use crate::domain::conversation::{ConversationFilter, ConversationState, Message};
 use crate::domain::customer::{Customer, CustomerPatch, CustomerQuery};
 use crate::domain::ids::{AgentId, ChannelId, TenantId};
-use crate::domain::label::{Label, LabelName};
-use crate::domain::note::Note;
 use crate::domain::inbound::{InboundMessage, LifecycleEvent, StatusUpdate, Watermark};
+use crate::domain::label::{Label, LabelName};
 use crate::domain::media::{Claim, MediaRecord, Settlement};
 use crate::domain::message::DeliveryError;
+use crate::domain::note::Note;
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::sniff::Blob;
 

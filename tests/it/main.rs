@@ -2,6 +2,7 @@
 
 mod auth;
 mod channels;
+mod customers;
 mod events;
 mod hostile;
 mod inbound;

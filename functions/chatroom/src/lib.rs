@@ -13,8 +13,11 @@ use shared::adapters::channels::{CALL_TIMEOUT, Channels};
 use shared::adapters::dynamo::DynamoStore;
 use shared::config::{Config, ConfigError, ProviderUrls, Source};
 use shared::domain::conversation::ConversationFilter;
+use shared::domain::customer::CustomerQuery;
 use shared::http::{self, json};
-use shared::service::{changes, channels, conversations, reads, templates};
+use shared::service::{
+    changes, channels, conversations, customers, labels, notes, reads, templates,
+};
 
 mod workspace;
 
@@ -166,6 +169,61 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
             let read =
                 reads::mark_read(&app.store, &app.directory, &app.provider, &principal, id).await?;
             Ok(json(StatusCode::OK, &read))
+        }
+        "GET /labels" => {
+            let principal = http::principal(req)?;
+            let page = http::page_request(req)?;
+            let list = labels::list_labels(&app.store, &principal, &page).await?;
+            Ok(json(StatusCode::OK, &list))
+        }
+        "POST /labels" => {
+            let principal = http::principal(req)?;
+            principal.require_admin()?;
+            let body = http::json_body(req)?;
+            let label = labels::create_label(&app.store, &principal, &body, Utc::now()).await?;
+            Ok(json(StatusCode::CREATED, &label))
+        }
+        "GET /customers" => {
+            let principal = http::principal(req)?;
+            let query = CustomerQuery::parse(http::query(req, "q"), http::query(req, "label"))?;
+            let page = http::page_request(req)?;
+            let list = customers::search_customers(&app.store, &principal, &query, &page).await?;
+            Ok(json(StatusCode::OK, &list))
+        }
+        "GET /customers/{id}" => {
+            let principal = http::principal(req)?;
+            let id = http::path_param(req, "id").unwrap_or_default();
+            let customer = customers::get_customer(&app.store, &principal, id).await?;
+            Ok(json(StatusCode::OK, &customer))
+        }
+        "PATCH /customers/{id}" => {
+            let principal = http::principal(req)?;
+            let id = http::path_param(req, "id").unwrap_or_default();
+            let body = http::json_value(req)?;
+            let customer =
+                customers::patch_customer(&app.store, &principal, id, body, Utc::now()).await?;
+            Ok(json(StatusCode::OK, &customer))
+        }
+        "GET /customers/{id}/notes" => {
+            let principal = http::principal(req)?;
+            let id = http::path_param(req, "id").unwrap_or_default();
+            let page = http::page_request(req)?;
+            let list = notes::list_notes(&app.store, &principal, id, &page).await?;
+            Ok(json(StatusCode::OK, &list))
+        }
+        "POST /customers/{id}/notes" => {
+            let principal = http::principal(req)?;
+            let id = http::path_param(req, "id").unwrap_or_default();
+            let body = http::json_body(req)?;
+            let note = notes::add_note(&app.store, &principal, id, &body, Utc::now()).await?;
+            Ok(json(StatusCode::CREATED, &note))
+        }
+        "DELETE /customers/{id}/notes/{note_id}" => {
+            let principal = http::principal(req)?;
+            let id = http::path_param(req, "id").unwrap_or_default();
+            let note_id = http::path_param(req, "note_id").unwrap_or_default();
+            notes::delete_note(&app.store, &principal, id, note_id).await?;
+            no_content()
         }
         // The agent workspace (SPEC §7): settings, agents, FAQ.
         key if workspace::ROUTES.contains(&key) => workspace::route(app, req, key).await,

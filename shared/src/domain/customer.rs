@@ -313,7 +313,10 @@ impl CustomerQuery {
         }
         Ok(Self {
             text: text.map(str::to_owned),
-            label: label.filter(|l| !l.is_empty()).map(LabelName::parse).transpose()?,
+            label: label
+                .filter(|l| !l.is_empty())
+                .map(LabelName::parse)
+                .transpose()?,
         })
     }
 
@@ -440,7 +443,8 @@ mod tests {
 
     #[test]
     fn attributes_are_short_keys_with_string_values() {
-        let ok = json!({"attributes": {"tier": "gold", "k".repeat(40): "v".repeat(500), "old": null}});
+        let ok =
+            json!({"attributes": {"tier": "gold", "k".repeat(40): "v".repeat(500), "old": null}});
         let patch = CustomerPatch::parse(ok).unwrap();
         assert_eq!(patch.attributes["old"], None);
         for bad in [
@@ -485,13 +489,12 @@ mod tests {
             two_more.merged_attributes(&current).unwrap_err().code(),
             "invalid_attributes"
         );
-        let swap = CustomerPatch::parse(json!({"attributes": {"a": "v", "b": "v", "k0": null}}))
-            .unwrap();
+        let swap =
+            CustomerPatch::parse(json!({"attributes": {"a": "v", "b": "v", "k0": null}})).unwrap();
         let full: BTreeMap<String, String> =
             (0..50).map(|i| (format!("k{i}"), "v".to_owned())).collect();
         assert!(swap.merged_attributes(&full).is_err());
-        let swap_one =
-            CustomerPatch::parse(json!({"attributes": {"a": "v", "k0": null}})).unwrap();
+        let swap_one = CustomerPatch::parse(json!({"attributes": {"a": "v", "k0": null}})).unwrap();
         assert_eq!(swap_one.merged_attributes(&full).unwrap().len(), 50);
     }
 

@@ -123,7 +123,15 @@ mod tests {
     #[test]
     fn colors_are_six_hex_digits_after_a_hash_stored_lowercase() {
         assert_eq!(LabelColor::parse("#FFaa00").unwrap().as_str(), "#ffaa00");
-        for bad in ["", "#fff", "ffaa00", "#ffaa0g", "#ffaa000", "##ffaa0", "#ｆｆａａ００"] {
+        for bad in [
+            "",
+            "#fff",
+            "ffaa00",
+            "#ffaa0g",
+            "#ffaa000",
+            "##ffaa0",
+            "#ｆｆａａ００",
+        ] {
             assert_eq!(
                 LabelColor::parse(bad).unwrap_err().code(),
                 "invalid_color",

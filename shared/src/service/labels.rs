@@ -85,8 +85,17 @@ mod tests {
         let found = store.get_label(&admin.tenant_id, &name).await.unwrap();
         assert_eq!(found, Some(label));
         let other = principal("globex", Role::Agent);
-        assert!(list_labels(&store, &other, &page()).await.unwrap().items.is_empty());
-        assert_eq!(store.get_label(&other.tenant_id, &name).await.unwrap(), None);
+        assert!(
+            list_labels(&store, &other, &page())
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        assert_eq!(
+            store.get_label(&other.tenant_id, &name).await.unwrap(),
+            None
+        );
     }
 
     #[tokio::test]
@@ -105,6 +114,12 @@ mod tests {
                 .unwrap_err();
             assert_eq!(err.code(), code);
         }
-        assert!(list_labels(&store, &admin, &page()).await.unwrap().items.is_empty());
+        assert!(
+            list_labels(&store, &admin, &page())
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
     }
 }

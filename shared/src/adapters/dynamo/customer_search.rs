@@ -165,7 +165,8 @@ fn decode_position(cursor: &str, sources: &[Source]) -> Result<Position, Error> 
 
 fn encode_position(source: &Source, start: Option<&HashMap<String, AttributeValue>>) -> String {
     let (_, _, gsi_sk) = source.index.attributes();
-    let key = start.and_then(|k| Some([get_s(k, gsi_sk)?, get_s(k, keys::PK)?, get_s(k, keys::SK)?]));
+    let key =
+        start.and_then(|k| Some([get_s(k, gsi_sk)?, get_s(k, keys::PK)?, get_s(k, keys::SK)?]));
     match key {
         Some([index_sk, pk, sk]) => encode_cursor(&[source.index.tag(), index_sk, pk, sk]),
         None => encode_cursor(&[source.index.tag()]),
@@ -325,7 +326,10 @@ mod tests {
         let (at, start) = decode_position(&cursor, &srcs).unwrap();
         assert_eq!(at, 0);
         let start = start.unwrap();
-        assert_eq!(get_s(&start, keys::GSI7_PK), Some(srcs[0].partition.as_str()));
+        assert_eq!(
+            get_s(&start, keys::GSI7_PK),
+            Some(srcs[0].partition.as_str())
+        );
         assert_eq!(get_s(&start, keys::SK), Some("CUSTOMER#cu_1"));
 
         let next_source = encode_position(&srcs[1], None);

@@ -123,7 +123,10 @@ impl CustomerRecord {
 
     pub(super) fn view(&self) -> Result<Customer, Error> {
         let channel = ChannelType::parse(&self.channel_type).ok_or_else(|| {
-            Error::Internal(format!("stored customer {} has a bad channel_type", self.id))
+            Error::Internal(format!(
+                "stored customer {} has a bad channel_type",
+                self.id
+            ))
         })?;
         Ok(Customer {
             id: self.id.clone(),
@@ -167,7 +170,13 @@ fn patch_writes(
     read: &CustomerRecord,
     patch: &CustomerPatch,
     at: DateTime<Utc>,
-) -> Result<(Vec<aws_sdk_dynamodb::types::TransactWriteItem>, CustomerRecord), Error> {
+) -> Result<
+    (
+        Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+        CustomerRecord,
+    ),
+    Error,
+> {
     let id = read.id.as_str();
     let mut after = read.clone();
     let mut e = Expr::default();
@@ -236,10 +245,7 @@ fn patch_writes(
             match read.wa_id.as_deref().and_then(phone_of_wa_id) {
                 Some(wa) => {
                     e.set(keys::GSI8_PK, s(keys::customers_by_phone(tenant)))
-                        .set(
-                            keys::GSI8_SK,
-                            s(keys::customer_phone_key(wa.digits(), id)),
-                        );
+                        .set(keys::GSI8_SK, s(keys::customer_phone_key(wa.digits(), id)));
                 }
                 None => {
                     e.remove(keys::GSI8_PK).remove(keys::GSI8_SK);
