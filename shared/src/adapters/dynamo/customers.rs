@@ -365,6 +365,7 @@ impl CustomerStore for DynamoStore {
                     // Another PATCH (or the ingest, for what a clear goes back to) came
                     // between the read and the write: read again and merge again.
                     if codes.first() == Some(&"ConditionalCheckFailed") {
+                        conflict_backoff(attempt).await;
                         continue;
                     }
                     if codes.get(1) == Some(&"ConditionalCheckFailed") {
