@@ -2,16 +2,14 @@
 //! a real webhook, then read, edited and searched by agents; every search is served by an
 //! index and every other tenant's id is a 404.
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::local_stack::token::{AgentClaims, mint};
 use integration_tests::{
     FixtureVars, JWT_SECRET, Reply, TestChannel, call, connect_for, fixture, get, post_json,
-    post_meta, stack, token, unique_tenant,
+    post_meta, token, unique_tenant,
 };
 use serde_json::{Value, json};
-use shared::adapters::keys;
 use shared::domain::conversation::{conversation_id, customer_id};
-use shared::domain::ids::{ChannelId, TenantId};
+use shared::domain::ids::ChannelId;
 
 /// A token of `tenant` for the agent `sub`.
 fn token_of(tenant: &str, role: &str, sub: &str) -> String {
@@ -81,28 +79,6 @@ async fn search(bearer: &str, pairs: &[(&str, &str)]) -> Vec<String> {
         }
     }
     panic!("a search never ended");
-}
-
-fn table() -> (aws_sdk_dynamodb::Client, String) {
-    (
-        aws_sdk_dynamodb::Client::new(&stack().settings.sdk_config()),
-        stack().template.local_name("ChatTable").unwrap(),
-    )
-}
-
-async fn stored(key: keys::Key) -> std::collections::HashMap<String, AttributeValue> {
-    let (dynamo, table) = table();
-    dynamo
-        .get_item()
-        .table_name(table)
-        .key("pk", AttributeValue::S(key.pk))
-        .key("sk", AttributeValue::S(key.sk))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -364,19 +340,18 @@ async fn notes_name_their_author_and_only_the_author_or_an_admin_deletes_one() {
     let tenant = unique_tenant();
     let channel = connect_for(&tenant, "whatsapp", json!({})).await;
     let (id, _) = whatsapp_writes(&channel, &unique_phone(), "Ana").await;
-    // The agent directory item (`PUT /agents/{id}` is another change; written directly).
-    let (dynamo, table) = table();
-    let t = TenantId::parse(&tenant).unwrap();
-    let agent_key = keys::agent(&t, "agent-1");
-    dynamo
-        .put_item()
-        .table_name(&table)
-        .item("pk", AttributeValue::S(agent_key.pk))
-        .item("sk", AttributeValue::S(agent_key.sk))
-        .item("name", AttributeValue::S("Alice Agent".into()))
-        .send()
-        .await
-        .unwrap();
+    let named = call(
+        "PUT",
+        "/agents/agent-1",
+        Some(&token(&tenant, "admin")),
+        Some(
+            json!({"name": "Alice Agent", "role": "agent"})
+                .to_string()
+                .into_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(named.status, 200, "{}", named.text);
     let author = token_of(&tenant, "agent", "agent-1");
     let colleague = token_of(&tenant, "agent", "agent-2");
     let admin = token_of(&tenant, "admin", "boss");
@@ -570,47 +545,11 @@ async fn labels_are_created_by_admins_once_and_listed_to_agents_of_their_tenant(
     assert_eq!(other.body, json!({"items": [], "next_cursor": null}));
 }
 
-/// Puts `label` on a customer as the label routes do: the customer's `labels` list and a
-/// membership item in the label's gsi7 partition under the customer's name key.
-///
-/// WRITTEN DIRECTLY: `PUT /customers/{id}/labels/{label}` is built in another change and
-/// is not on main yet; replace this with the route once it is.
-async fn label_directly(tenant: &str, customer: &str, label: &str) {
-    let t = TenantId::parse(tenant).unwrap();
-    let key = keys::customer(&t, customer);
-    let item = stored(key.clone()).await;
-    let name_key = item["gsi7sk"].as_s().unwrap().clone();
-    let (dynamo, table) = table();
-    dynamo
-        .update_item()
-        .table_name(&table)
-        .key("pk", AttributeValue::S(key.pk))
-        .key("sk", AttributeValue::S(key.sk))
-        .update_expression("SET labels = list_append(if_not_exists(labels, :none), :l)")
-        .expression_attribute_values(":none", AttributeValue::L(vec![]))
-        .expression_attribute_values(
-            ":l",
-            AttributeValue::L(vec![AttributeValue::S(label.into())]),
-        )
-        .send()
-        .await
-        .unwrap();
-    dynamo
-        .put_item()
-        .table_name(&table)
-        .item(
-            "pk",
-            AttributeValue::S(keys::customer_items_pk(&t, customer)),
-        )
-        .item("sk", AttributeValue::S(format!("LABEL#{label}")))
-        .item(
-            "gsi7pk",
-            AttributeValue::S(keys::customers_by_label(&t, label)),
-        )
-        .item("gsi7sk", AttributeValue::S(name_key))
-        .send()
-        .await
-        .unwrap();
+/// Puts `label` (in the catalog) on a customer through `PUT /customers/{id}/labels/{label}`.
+async fn label(tenant: &str, customer: &str, label: &str) {
+    let path = format!("/customers/{customer}/labels/{label}");
+    let reply = call("PUT", &path, Some(&token(tenant, "agent")), None).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
 }
 
 #[tokio::test]
@@ -622,9 +561,11 @@ async fn a_label_filter_reads_the_labels_members_and_combines_with_q() {
     let (ana, _) = whatsapp_writes(&channel, &ana_phone, "Ana Lima").await;
     let (bea, _) = whatsapp_writes(&channel, &bea_phone, "Ana Bea").await;
     let (cid, _) = whatsapp_writes(&channel, &unique_phone(), "Carla").await;
-    // Labelled directly (the label routes are another change; see `label_directly`).
-    label_directly(&tenant, &ana, "vip").await;
-    label_directly(&tenant, &cid, "vip").await;
+    let vip = json!({"name": "vip", "color": "#ffaa00"});
+    let created = post_json("/labels", Some(&token(&tenant, "admin")), &vip).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    label(&tenant, &ana, "vip").await;
+    label(&tenant, &cid, "vip").await;
 
     assert_eq!(
         search(&agent, &[("label", "vip")]).await,

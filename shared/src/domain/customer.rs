@@ -64,10 +64,10 @@ pub struct Customer {
     pub conversation_ids: Vec<String>,
 }
 
-/// Whether `id` can be a customer id (`cu_` and 24 hex digits); anything else is unknown.
+/// Whether `id` can be a customer id (`cu_<channel id>_<hash>`, see
+/// [`crate::domain::conversation::customer_id`]); anything else is unknown.
 pub fn is_customer_id(id: &str) -> bool {
-    id.strip_prefix("cu_")
-        .is_some_and(|h| h.len() == 24 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    crate::domain::conversation::conversation_of_customer(id).is_some()
 }
 
 /// The phone a WhatsApp id gives (`wa_id` is the number's digits), as E.164.
@@ -350,8 +350,9 @@ mod tests {
         );
         assert!(is_customer_id(&id));
         assert!(!is_customer_id("cu_1"));
-        assert!(!is_customer_id("cv_0123456789abcdef01234567"));
-        assert!(!is_customer_id("cu_0123456789abcdef0123456#"));
+        assert!(!is_customer_id(&id.replacen("cu_", "cv_", 1)));
+        assert!(!is_customer_id(&format!("{id}#")));
+        assert!(!is_customer_id("cu_a#b_0123456789abcdef01234567"));
     }
 
     #[test]

@@ -21,11 +21,11 @@ use super::{
 use crate::Error;
 use crate::adapters::keys;
 use crate::domain::channel::ChannelType;
-use crate::domain::conversation::conversation_id;
+use crate::domain::conversation::conversation_of_customer;
 use crate::domain::customer::{
     Change, Customer, CustomerPatch, CustomerQuery, is_customer_id, phone_of_wa_id,
 };
-use crate::domain::ids::{ChannelId, TenantId};
+use crate::domain::ids::TenantId;
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::ports::CustomerStore;
@@ -116,9 +116,10 @@ impl CustomerRecord {
         serde_dynamo::from_item(item.clone()).map_err(|e| internal("decode customer", e))
     }
 
-    fn channel(&self) -> Result<ChannelId, Error> {
-        ChannelId::parse(&self.channel_id)
-            .map_err(|_| Error::Internal(format!("stored customer {} has a bad channel", self.id)))
+    /// The customer's conversation (one per channel and provider id).
+    fn conversation(&self) -> Result<String, Error> {
+        conversation_of_customer(&self.id)
+            .ok_or_else(|| Error::Internal(format!("stored customer {} has a bad id", self.id)))
     }
 
     pub(super) fn view(&self) -> Result<Customer, Error> {
@@ -146,7 +147,7 @@ impl CustomerRecord {
             attributes: self.attributes.clone(),
             created_at: self.created_at.as_deref().and_then(parse_rfc3339),
             last_inbound_at: self.last_seen_at.as_deref().and_then(parse_rfc3339),
-            conversation_ids: vec![conversation_id(&self.channel()?, &self.external_id)],
+            conversation_ids: vec![self.conversation()?],
         })
     }
 }
@@ -279,10 +280,9 @@ fn patch_writes(
             _ => c.remove(CONVERSATION_NAME_OVERRIDE),
         };
         let pk = c.name(keys::PK);
-        let conversation = conversation_id(&read.channel()?, &read.external_id);
         writes.push(update(
             table,
-            keys::conversation(tenant, &conversation),
+            keys::conversation(tenant, &read.conversation()?),
             &c,
             Some(format!("attribute_exists({pk})")),
         )?);
