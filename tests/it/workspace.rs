@@ -285,7 +285,7 @@ async fn labels_sit_on_the_customer_once_under_concurrency_and_filter_the_list()
     let channel = connect("whatsapp").await;
     let agent = token(&channel.tenant, "agent");
     let (conversation, customer, vars) = customer_writes(&channel).await;
-    let (other, _, _) = customer_writes(&channel).await;
+    let (other, _, _) = customer_writes_on(&channel, "whatsapp", 10).await;
     let path = format!("/customers/{customer}/labels/vip");
 
     let reply = put(&path, &agent, None).await;
@@ -333,6 +333,21 @@ async fn labels_sit_on_the_customer_once_under_concurrency_and_filter_the_list()
     assert_eq!(
         listed(&channel.tenant, "label=vip").await,
         vec![conversation.clone()]
+    );
+    // Customers by label follow a rename.
+    let reply = patch(
+        &format!("/customers/{customer}"),
+        &agent,
+        json!({"name": "Zoë Ames"}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let found = get("/customers?label=vip&q=zoe", Some(&agent)).await;
+    assert_eq!(
+        found.body["items"][0]["id"],
+        customer.as_str(),
+        "{}",
+        found.text
     );
     assert_eq!(
         listed(&channel.tenant, "label=vip&status=open").await,

@@ -286,6 +286,21 @@ fn patch_writes(
             &c,
             Some(format!("attribute_exists({pk})")),
         )?);
+        // Customers by label list by name: each membership takes the new name key.
+        let key =
+            keys::customer_name_key(after.name_override.as_deref().or(read.name.as_deref()), id);
+        let conversation = read.conversation()?;
+        for label in &read.labels {
+            let mut m = Expr::default();
+            m.set(keys::GSI7_SK, s(&key));
+            let pk = m.name(keys::PK);
+            writes.push(update(
+                table,
+                keys::label_member(tenant, &conversation, label),
+                &m,
+                Some(format!("attribute_exists({pk})")),
+            )?);
+        }
     }
     Ok((writes, after))
 }
@@ -372,6 +387,11 @@ impl CustomerStore for DynamoStore {
                         return Err(Error::Internal(format!(
                             "customer {id} has no conversation item"
                         )));
+                    }
+                    if codes.iter().skip(2).any(|c| *c == "ConditionalCheckFailed") {
+                        // A label came off meanwhile: read the labels again.
+                        conflict_backoff(attempt).await;
+                        continue;
                     }
                     if codes.contains(&"TransactionConflict") {
                         conflict_backoff(attempt).await;

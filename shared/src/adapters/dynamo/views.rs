@@ -13,7 +13,6 @@ use crate::adapters::keys::{self, Key};
 use crate::domain::conversation::{ConversationFilter, ConversationState, ConversationStatus};
 use crate::domain::ids::TenantId;
 use crate::domain::page::{Page, PageRequest};
-use crate::domain::text::fold;
 use crate::domain::views::{self, View, conversation_views, label_views};
 
 /// Most index entries one list request reads before it answers with what it has (and a
@@ -100,13 +99,12 @@ pub(super) fn member_put(
         attr(keys::VIEW_SK, activity.clone());
     }
     // Customers by label, in name order.
-    attr("gsi7pk", keys::customers_by_label(tenant, label));
+    attr(keys::GSI7_PK, keys::customers_by_label(tenant, label));
     attr(
-        "gsi7sk",
-        format!(
-            "{}#{}",
-            fold(conversation.customer.name.as_deref().unwrap_or_default()),
-            conversation.customer.id
+        keys::GSI7_SK,
+        keys::customer_name_key(
+            conversation.customer.name.as_deref(),
+            &conversation.customer.id,
         ),
     );
     let put = Put::builder()
