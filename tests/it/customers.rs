@@ -4,8 +4,8 @@
 
 use integration_tests::local_stack::token::{AgentClaims, mint};
 use integration_tests::{
-    FixtureVars, JWT_SECRET, Reply, TestChannel, call, connect_for, fixture, get, post_json,
-    post_meta, token, unique_tenant,
+    FixtureVars, JWT_SECRET, TestChannel, call, connect_for, delete_as as delete, fixture, get,
+    patch_as as patch, post_json, post_meta, token, unique_tenant,
 };
 use serde_json::{Value, json};
 use shared::domain::conversation::{conversation_id, customer_id};
@@ -19,20 +19,6 @@ fn token_of(tenant: &str, role: &str, sub: &str) -> String {
 /// A phone number no other test uses: `852` and 8 more digits (11, E.164).
 fn unique_phone() -> String {
     format!("852{:08}", ulid::Ulid::new().0 % 100_000_000)
-}
-
-async fn patch(path: &str, bearer: &str, body: &Value) -> Reply {
-    call(
-        "PATCH",
-        path,
-        Some(bearer),
-        Some(body.to_string().into_bytes()),
-    )
-    .await
-}
-
-async fn delete(path: &str, bearer: &str) -> Reply {
-    call("DELETE", path, Some(bearer), None).await
 }
 
 /// The customer `from` writes to a WhatsApp channel under the profile name `name`

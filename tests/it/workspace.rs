@@ -3,8 +3,8 @@
 
 use futures::future::join_all;
 use integration_tests::{
-    FixtureVars, Reply, TestChannel, all_messages, call, connect, connect_for, fixture, get,
-    post_json, post_meta, token,
+    FixtureVars, Reply, TestChannel, all_messages, connect, connect_for, delete_as as delete,
+    fixture, get, patch_as, post_json, post_meta, put_as, token,
 };
 use serde_json::{Value, json};
 use shared::domain::conversation::{conversation_id, customer_id};
@@ -52,27 +52,11 @@ async fn write_on(provider: &str, vars: &FixtureVars, suffix: &str) {
 }
 
 async fn put(path: &str, bearer: &str, body: Option<Value>) -> Reply {
-    call(
-        "PUT",
-        path,
-        Some(bearer),
-        body.map(|b| b.to_string().into_bytes()),
-    )
-    .await
+    put_as(path, bearer, body.as_ref()).await
 }
 
 async fn patch(path: &str, bearer: &str, body: Value) -> Reply {
-    call(
-        "PATCH",
-        path,
-        Some(bearer),
-        Some(body.to_string().into_bytes()),
-    )
-    .await
-}
-
-async fn delete(path: &str, bearer: &str) -> Reply {
-    call("DELETE", path, Some(bearer), None).await
+    patch_as(path, bearer, &body).await
 }
 
 /// The system messages of a conversation with `event`.

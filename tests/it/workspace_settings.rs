@@ -3,27 +3,17 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::{
-    FixtureVars, Reply, TestChannel, call, connect_for, fixture, get, post_json, post_meta, stack,
-    token, unique_tenant,
+    FixtureVars, Reply, TestChannel, call, connect_for, delete_as as delete, fixture, get,
+    post_json, post_meta, put_as, stack, token, unique_tenant,
 };
 use serde_json::{Value, json};
 use shared::adapters::keys::{self, Key};
-use shared::domain::conversation::{conversation_id, customer_id};
-use shared::domain::ids::{ChannelId, TenantId};
 
 async fn put_json(path: &str, bearer: &str, body: &Value) -> Reply {
-    call(
-        "PUT",
-        path,
-        Some(bearer),
-        Some(body.to_string().into_bytes()),
-    )
-    .await
+    put_as(path, bearer, Some(body)).await
 }
-
-async fn delete(path: &str, bearer: &str) -> Reply {
-    call("DELETE", path, Some(bearer), None).await
-}
+use shared::domain::conversation::{conversation_id, customer_id};
+use shared::domain::ids::{ChannelId, TenantId};
 
 fn dynamo() -> (aws_sdk_dynamodb::Client, String) {
     let client = aws_sdk_dynamodb::Client::new(&stack().settings.sdk_config());

@@ -265,6 +265,33 @@ pub async fn post_json(path: &str, bearer: Option<&str>, body: &Value) -> Reply 
     call("POST", path, bearer, Some(body.to_string().into_bytes())).await
 }
 
+/// `PUT` of an optional JSON value, as `bearer`.
+pub async fn put_as(path: &str, bearer: &str, body: Option<&Value>) -> Reply {
+    call(
+        "PUT",
+        path,
+        Some(bearer),
+        body.map(|b| b.to_string().into_bytes()),
+    )
+    .await
+}
+
+/// `PATCH` of a JSON value, as `bearer`.
+pub async fn patch_as(path: &str, bearer: &str, body: &Value) -> Reply {
+    call(
+        "PATCH",
+        path,
+        Some(bearer),
+        Some(body.to_string().into_bytes()),
+    )
+    .await
+}
+
+/// `DELETE`, as `bearer`.
+pub async fn delete_as(path: &str, bearer: &str) -> Reply {
+    call("DELETE", path, Some(bearer), None).await
+}
+
 /// A connected channel of a test tenant.
 #[derive(Debug, Clone)]
 pub struct TestChannel {
