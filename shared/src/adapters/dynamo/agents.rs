@@ -65,14 +65,7 @@ impl AgentStore for DynamoStore {
             .set("updated_at", s(&now))
             .set_if_absent("created_at", s(&now));
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(key.pk))
-            .key(keys::SK, s(key.sk))
-            .update_expression(e.update_expression())
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
+            .update_item(&key, &e)
             .return_values(ReturnValue::AllNew)
             .send()
             .await
@@ -85,20 +78,8 @@ impl AgentStore for DynamoStore {
         tenant: &TenantId,
         page: &PageRequest,
     ) -> Result<Page<Agent>, Error> {
-        let (items, next_cursor) = self
-            .query_prefix(
-                keys::tenant(tenant).pk,
-                keys::AGENT_PREFIX,
-                page,
-                false,
-                "list agents",
-            )
-            .await?;
-        let items = items
-            .into_iter()
-            .map(decode)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page { items, next_cursor })
+        self.tenant_page(tenant, keys::AGENT_PREFIX, page, "list agents", decode)
+            .await
     }
 
     async fn delete_agent(&self, tenant: &TenantId, id: &AgentRef) -> Result<bool, Error> {

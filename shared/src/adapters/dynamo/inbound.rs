@@ -557,14 +557,7 @@ impl InboundStore for DynamoStore {
         let sr = e.name("status_rank");
         let value = e.value(n(rank));
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(key.pk))
-            .key(keys::SK, s(key.sk))
-            .update_expression(e.update_expression())
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
+            .update_item(&key, &e)
             .condition_expression(format!("attribute_not_exists({sr}) OR {sr} < {value}"))
             .return_values(ReturnValue::AllNew)
             .send()
@@ -771,14 +764,7 @@ impl crate::ports::MessageMedia for DynamoStore {
             }
         }
         let pk = e.name(keys::PK);
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(key.pk))
-            .key(keys::SK, s(key.sk))
-            .update_expression(e.update_expression())
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
+        self.update_item(&key, &e)
             .condition_expression(format!("attribute_exists({pk})"))
             .send()
             .await

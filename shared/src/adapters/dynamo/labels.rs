@@ -47,14 +47,7 @@ impl LabelStore for DynamoStore {
         item.insert("name".into(), s(label.name.as_str()));
         item.insert("color".into(), s(label.color.as_str()));
         item.insert("created_at".into(), s(rfc3339(&label.created_at)));
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
+        let result = self.put_new(item).send().await;
         match result.map_err(aws_sdk_dynamodb::error::SdkError::into_service_error) {
             Ok(_) => Ok(()),
             Err(PutItemError::ConditionalCheckFailedException(_)) => Err(Error::conflict(
@@ -70,19 +63,9 @@ impl LabelStore for DynamoStore {
         tenant: &TenantId,
         page: &PageRequest,
     ) -> Result<Page<Label>, Error> {
-        let (items, next_cursor) = self
-            .query_prefix(
-                keys::tenant(tenant).pk,
-                keys::LABEL_PREFIX,
-                page,
-                false,
-                "list labels",
-            )
-            .await?;
-        let items = items
-            .iter()
-            .map(label_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page { items, next_cursor })
+        self.tenant_page(tenant, keys::LABEL_PREFIX, page, "list labels", |item| {
+            label_from(&item)
+        })
+        .await
     }
 }

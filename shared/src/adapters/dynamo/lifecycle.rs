@@ -111,14 +111,7 @@ impl DynamoStore {
         context: &str,
     ) -> Result<Option<HashMap<String, AttributeValue>>, Error> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(&key.pk))
-            .key(keys::SK, s(&key.sk))
-            .update_expression(e.update_expression())
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
+            .update_item(key, e)
             .condition_expression(condition)
             .return_values(ReturnValue::AllNew)
             .send()
@@ -255,14 +248,7 @@ impl CustomerAliases for DynamoStore {
         item.insert(CANONICAL.into(), s(canonical));
         item.insert("channel_id".into(), s(channel.id.as_str()));
         item.insert("created_at".into(), s(rfc3339(&Utc::now())));
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
+        let result = self.put_new(item).send().await;
         match result.map_err(aws_sdk_dynamodb::error::SdkError::into_service_error) {
             Ok(_) => Ok(canonical.to_owned()),
             Err(PutItemError::ConditionalCheckFailedException(_)) => {

@@ -76,11 +76,7 @@ impl MediaStore for DynamoStore {
             serde_dynamo::to_item(item).map_err(|e| internal("encode media", e))?;
         item.extend(key_item(keys::media(&r.tenant_id, &r.id)));
         item.insert(keys::ENTITY.into(), s("media"));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
+        self.put_new(item)
             .send()
             .await
             .map_err(|e| internal("create media", e))?;

@@ -148,6 +148,23 @@ impl DynamoStore {
 
     /// One page of the items of `pk` whose sort key starts with `prefix`, read
     /// consistently, with the cursor of the next page.
+    /// An `UpdateItem` of `key` with the expression `e`, ready for a condition, return
+    /// values and `send`.
+    fn update_item(
+        &self,
+        key: &Key,
+        e: &Expr,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(keys::PK, s(key.pk.as_str()))
+            .key(keys::SK, s(key.sk.as_str()))
+            .update_expression(e.update_expression())
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+    }
+
     /// One conditional `UpdateItem`: `true` when applied, `false` when the condition
     /// refused it (nothing written).
     async fn conditional_update(
@@ -158,14 +175,7 @@ impl DynamoStore {
         context: &str,
     ) -> Result<bool, Error> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(key.pk))
-            .key(keys::SK, s(key.sk))
-            .update_expression(e.update_expression())
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
+            .update_item(&key, e)
             .condition_expression(condition)
             .send()
             .await;
@@ -220,6 +230,38 @@ impl DynamoStore {
             }
         }
         Ok(found)
+    }
+
+    /// A page of the tenant partition's items under `prefix` (oldest key first), each
+    /// decoded by `decode`.
+    async fn tenant_page<T>(
+        &self,
+        tenant: &crate::domain::ids::TenantId,
+        prefix: &str,
+        page: &crate::domain::page::PageRequest,
+        context: &str,
+        decode: impl Fn(HashMap<String, AttributeValue>) -> Result<T, Error>,
+    ) -> Result<crate::domain::page::Page<T>, Error> {
+        let (items, next_cursor) = self
+            .query_prefix(keys::tenant(tenant).pk, prefix, page, false, context)
+            .await?;
+        let items = items
+            .into_iter()
+            .map(decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::domain::page::Page { items, next_cursor })
+    }
+
+    /// A `PutItem` that writes only a new item (`attribute_not_exists(pk)`).
+    fn put_new(
+        &self,
+        item: HashMap<String, AttributeValue>,
+    ) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
     }
 
     async fn query_prefix(

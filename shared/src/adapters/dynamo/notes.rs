@@ -114,14 +114,7 @@ impl NoteStore for DynamoStore {
             item.insert("author_name".into(), s(name));
         }
         item.insert("created_at".into(), s(rfc3339(&at)));
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
+        let result = self.put_new(item).send().await;
         match result.map_err(aws_sdk_dynamodb::error::SdkError::into_service_error) {
             Ok(_) => Ok(Some(note)),
             Err(PutItemError::ConditionalCheckFailedException(_)) => {

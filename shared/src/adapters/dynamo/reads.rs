@@ -35,14 +35,7 @@ impl ReadMarker for DynamoStore {
         );
         let condition = format!("attribute_exists({pk}) AND {owner} = {tenant_value}");
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(key.pk))
-            .key(keys::SK, s(key.sk))
-            .update_expression(e.update_expression())
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
+            .update_item(&key, &e)
             .condition_expression(condition)
             .return_values(ReturnValue::AllNew)
             .send()

@@ -51,14 +51,7 @@ impl SettingsWriter for DynamoStore {
             None => e.remove("business_name"),
         };
         let key = keys::settings(tenant);
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key(keys::PK, s(key.pk))
-            .key(keys::SK, s(key.sk))
-            .update_expression(e.update_expression())
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
+        self.update_item(&key, &e)
             .send()
             .await
             .map_err(|e| super::store_error("store settings", e.into_service_error()))?;

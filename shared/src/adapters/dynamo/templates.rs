@@ -60,20 +60,14 @@ impl TemplateStore for DynamoStore {
         tenant: &TenantId,
         page: &PageRequest,
     ) -> Result<Page<Template>, Error> {
-        let (items, next_cursor) = self
-            .query_prefix(
-                keys::tenant(tenant).pk,
-                keys::TEMPLATE_PREFIX,
-                page,
-                false,
-                "list templates",
-            )
-            .await?;
-        let items = items
-            .into_iter()
-            .map(decode)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page { items, next_cursor })
+        self.tenant_page(
+            tenant,
+            keys::TEMPLATE_PREFIX,
+            page,
+            "list templates",
+            decode,
+        )
+        .await
     }
 
     async fn set_template_status(
