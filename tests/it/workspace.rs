@@ -148,7 +148,7 @@ async fn assignment_takes_agents_of_the_tenant_and_writes_one_system_message_per
         assigned[0]["actor"],
         json!({"type": "agent", "id": "agent-1"})
     );
-    assert!(assigned[0]["text"].as_str().unwrap().contains("agent-1"));
+    assert_eq!(assigned[0]["text"], "Assigned to Agent agent-1 (agent-1)");
 
     assert_eq!(
         listed(&channel.tenant, "assignee=me").await,
@@ -465,7 +465,12 @@ async fn list_filters_combine_across_channels_and_pages() {
     expected.extend(on_whatsapp);
     assert_eq!(seen, expected);
 
-    for bad in ["status=archived", "channel=sms", "cursor=%%%"] {
+    for bad in [
+        "status=archived",
+        "channel=sms",
+        "cursor=%%%",
+        "label=Not%20A%20Label",
+    ] {
         let reply = get(
             &format!("/conversations?{bad}"),
             Some(&token(&tenant, "agent")),

@@ -446,11 +446,18 @@ impl ConversationFilter {
             "none" => AssigneeFilter::Nobody,
             _ => AssigneeFilter::Agent(a),
         });
+        let label = short("label")?
+            .map(|l| {
+                crate::domain::label::LabelName::parse(&l)
+                    .map(|_| l)
+                    .map_err(|_| bad("label", "a label name (lowercase letters, digits, - and _)"))
+            })
+            .transpose()?;
         Ok(Self {
             status,
             channel,
             channel_id,
-            label: short("label")?,
+            label,
             assignee,
         })
     }

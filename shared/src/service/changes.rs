@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tracing::info;
 
 use crate::Error;
 use crate::domain::actor::Actor;
@@ -71,6 +72,12 @@ pub async fn assign(
             now,
         )
         .await?;
+    info!(
+        tenant = %principal.tenant_id,
+        conversation_id,
+        assignee = state.assignee.as_deref().unwrap_or("none"),
+        "conversation assigned"
+    );
     Ok(state.view(now))
 }
 
@@ -116,6 +123,12 @@ pub async fn set_status(
             now,
         )
         .await?;
+    info!(
+        tenant = %principal.tenant_id,
+        conversation_id,
+        status = state.status.as_str(),
+        "conversation status set"
+    );
     Ok(state.view(now))
 }
 
@@ -157,6 +170,13 @@ pub async fn set_label(
             Error::NotFound { .. } => not_found(),
             other => other,
         })?;
+    info!(
+        tenant = %principal.tenant_id,
+        customer_id,
+        label,
+        added = add,
+        "customer label set"
+    );
     Ok(CustomerLabels {
         id: customer_id.to_owned(),
         labels: state.labels,
@@ -216,5 +236,11 @@ pub async fn delete_label(
     if !existed && done.is_empty() {
         return Err(not_found());
     }
+    info!(
+        tenant = %principal.tenant_id,
+        label = name.as_str(),
+        customers = done.len(),
+        "label deleted"
+    );
     Ok(done.len())
 }

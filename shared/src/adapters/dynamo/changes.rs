@@ -46,6 +46,13 @@ fn check_exists(table: &str, key: Key) -> Result<TransactWriteItem, Error> {
     Ok(TransactWriteItem::builder().condition_check(check).build())
 }
 
+fn unknown_agent() -> Error {
+    Error::validation(
+        "unknown_agent",
+        "agent_id is not an agent of this tenant (PUT /agents/{id} first)",
+    )
+}
+
 fn labels_value(labels: &[String]) -> AttributeValue {
     AttributeValue::L(labels.iter().map(|l| s(l.as_str())).collect())
 }
@@ -64,6 +71,49 @@ impl DynamoStore {
             .as_ref()
             .map(conversation_from)
             .transpose()
+    }
+
+    /// The conversation as it is now and, for an assignment, the agent's name, in one
+    /// consistent read.
+    ///
+    /// # Errors
+    /// 422 `unknown_agent` when the assignee is not an agent of the tenant.
+    async fn read_for_change(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        change: &Change,
+    ) -> Result<(Option<ConversationState>, Option<String>), Error> {
+        let Change::Assign(Some(agent)) = change else {
+            return Ok((self.read_conversation(tenant, id).await?, None));
+        };
+        if crate::domain::conversation::channel_of_conversation(id).is_none() {
+            return Ok((None, None));
+        }
+        let conversation_key = keys::conversation(tenant, id);
+        let agent_key = keys::agent(tenant, agent);
+        let items = self
+            .batch_get_consistent(
+                vec![conversation_key.clone(), agent_key.clone()],
+                true,
+                "read conversation and agent",
+            )
+            .await?;
+        let conversation = items
+            .iter()
+            .find(|i| get_s(i, keys::PK) == Some(conversation_key.pk.as_str()))
+            .map(conversation_from)
+            .transpose()?;
+        let Some(agent) = items
+            .iter()
+            .find(|i| get_s(i, keys::SK) == Some(agent_key.sk.as_str()))
+        else {
+            return match conversation {
+                None => Ok((None, None)),
+                Some(_) => Err(unknown_agent()),
+            };
+        };
+        Ok((conversation, get_s(agent, "name").map(str::to_owned)))
     }
 
     /// The writes of one change from `before` to `after`, with what each index means.
@@ -175,13 +225,16 @@ impl ConversationChanges for DynamoStore {
             what: "conversation",
         };
         for attempt in 0..TRANSACTION_ATTEMPTS {
-            let before = self
-                .read_conversation(tenant, conversation_id)
-                .await?
-                .ok_or_else(not_found)?;
-            let Some((after, note)) = change.apply(&before, actor)? else {
+            let (before, agent_name) = self
+                .read_for_change(tenant, conversation_id, change)
+                .await?;
+            let before = before.ok_or_else(not_found)?;
+            let Some((after, mut note)) = change.apply(&before, actor)? else {
                 return Ok(before);
             };
+            if let (Change::Assign(Some(id)), Some(name)) = (change, agent_name) {
+                note.text = format!("Assigned to {name} ({id})");
+            }
             let (mut items, mut slots): (Vec<_>, Vec<_>) = self
                 .change_writes(tenant, change, &before, &after)?
                 .into_iter()
@@ -214,10 +267,7 @@ impl ConversationChanges for DynamoStore {
                         .map(|(_, slot)| *slot)
                         .collect();
                     if failed.contains(&Slot::Agent) {
-                        return Err(Error::validation(
-                            "unknown_agent",
-                            "agent_id is not an agent of this tenant (PUT /agents/{id} first)",
-                        ));
+                        return Err(unknown_agent());
                     }
                     if failed.contains(&Slot::Label) {
                         return Err(Error::validation(
