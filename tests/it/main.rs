@@ -18,4 +18,5 @@ mod tenancy;
 mod webhooks;
 mod wechat_tokens;
 mod workspace;
+mod workspace_hostile;
 mod workspace_settings;

@@ -154,6 +154,7 @@ mod tests {
                 id: "cu_ch_0123456789abcdef01234567".into(),
                 name: None,
                 external_id: "155".into(),
+                name_overridden: false,
             },
             assignee: None,
             labels: vec![],

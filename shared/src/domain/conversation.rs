@@ -116,6 +116,9 @@ pub struct CustomerRef {
     pub name: Option<String>,
     /// The provider's id (wa_id, PSID, IGSID, OpenID).
     pub external_id: String,
+    /// Whether `name` is an agent's (it then outlives the provider's profile name).
+    #[serde(skip)]
+    pub name_overridden: bool,
 }
 
 /// A bot running on a conversation.

@@ -105,29 +105,41 @@ pub fn label_views(label: &str, status: ConversationStatus) -> [View; 2] {
 /// `channels_of_type` is needed only for a `channel=` filter without `channel_id=`.
 ///
 /// `assignee=me` must be resolved first ([`ConversationFilter::for_agent`]).
+///
+/// `status=open` also reads the `snoozed` views: a snooze whose time has passed reads as
+/// open until something moves it (the filter, checked on what is read, keeps only those).
 pub fn plan(filter: &ConversationFilter, channels_of_type: &[String]) -> Vec<View> {
-    let status = filter.status;
+    let statuses: Vec<Option<ConversationStatus>> = match filter.status {
+        Some(ConversationStatus::Open) => vec![
+            Some(ConversationStatus::Open),
+            Some(ConversationStatus::Snoozed),
+        ],
+        other => vec![other],
+    };
+    let per_status = |view: &dyn Fn(Option<ConversationStatus>) -> View| -> Vec<View> {
+        statuses.iter().map(|s| view(*s)).collect()
+    };
     if let Some(label) = &filter.label {
-        return vec![View::Label(label.clone(), status)];
+        return per_status(&|s| View::Label(label.clone(), s));
     }
     match &filter.assignee {
         Some(AssigneeFilter::Agent(id)) => {
-            return vec![View::Assignee(Some(id.clone()), status)];
+            return per_status(&|s| View::Assignee(Some(id.clone()), s));
         }
-        Some(AssigneeFilter::Nobody) => return vec![View::Assignee(None, status)],
+        Some(AssigneeFilter::Nobody) => return per_status(&|s| View::Assignee(None, s)),
         Some(AssigneeFilter::Me) | None => {}
     }
     if let Some(id) = &filter.channel_id {
-        return vec![View::Channel(id.to_string(), status)];
+        return per_status(&|s| View::Channel(id.to_string(), s));
     }
     if filter.channel.is_some() {
         return channels_of_type
             .iter()
-            .map(|id| View::Channel(id.clone(), status))
+            .flat_map(|id| per_status(&|s| View::Channel(id.clone(), s)))
             .collect();
     }
-    match status {
-        Some(s) => vec![View::Status(s)],
+    match filter.status {
+        Some(_) => per_status(&|s| s.map_or(View::All, View::Status)),
         None => vec![View::All],
     }
 }
@@ -180,6 +192,18 @@ mod tests {
         );
         assert!(plan(&by_type, &[]).is_empty());
         assert_eq!(plan(&ConversationFilter::default(), &[]), vec![View::All]);
+        let open = ConversationFilter {
+            status: Some(ConversationStatus::Open),
+            ..ConversationFilter::default()
+        };
+        assert_eq!(
+            plan(&open, &[]),
+            vec![
+                View::Status(ConversationStatus::Open),
+                View::Status(ConversationStatus::Snoozed)
+            ],
+            "an ended snooze reads as open"
+        );
     }
 
     #[test]

@@ -17,9 +17,6 @@ use crate::domain::label::LabelName;
 use crate::domain::time::parse_rfc3339;
 use crate::ports::ConversationChanges;
 
-/// Longest agent id (a JWT `sub`; Cognito's are 36 characters).
-const AGENT_ID_MAX: usize = 128;
-
 fn actor(principal: &Principal) -> Actor {
     Actor::agent(principal.agent_id.as_str())
 }
@@ -39,16 +36,11 @@ pub async fn assign(
     let agent = match body.get("agent_id") {
         Some(Value::Null) => None,
         Some(Value::String(id)) => {
-            let well_formed = !id.is_empty()
-                && id.chars().count() <= AGENT_ID_MAX
-                && !id.chars().any(|c| c == '#' || c.is_control());
-            if !well_formed {
-                return Err(Error::validation(
-                    "unknown_agent",
-                    "agent_id is not an agent of this tenant",
-                ));
-            }
-            Some(id.clone())
+            // An id no token could carry is no agent of the tenant.
+            let valid = crate::domain::agent::AgentRef::parse(id).map_err(|_| {
+                Error::validation("unknown_agent", "agent_id is not an agent of this tenant")
+            })?;
+            Some(valid.as_str().to_owned())
         }
         _ => {
             return Err(Error::validation(

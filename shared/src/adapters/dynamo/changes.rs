@@ -8,10 +8,7 @@ use chrono::{DateTime, Utc};
 use super::conversations::conversation_from;
 use super::system::system_put;
 use super::views::{member_delete, member_put, member_update, set_views};
-use super::{
-    DynamoStore, Expr, TRANSACTION_ATTEMPTS, conflict_backoff, get_s, internal, n, reason_codes, s,
-    update,
-};
+use super::{DynamoStore, Expr, conflict_backoff, get_s, internal, n, reason_codes, s, update};
 use crate::Error;
 use crate::adapters::keys::{self, Key};
 use crate::domain::actor::Actor;
@@ -21,6 +18,10 @@ use crate::domain::ids::TenantId;
 use crate::domain::time::rfc3339;
 use crate::domain::views::{self, View};
 use crate::ports::ConversationChanges;
+
+/// Attempts of one change against concurrent writers of the same conversation (the
+/// backoff between them grows to about 0.6 s: some 3 s in all).
+const CHANGE_ATTEMPTS: u32 = 12;
 
 /// What a failed condition at a transaction index means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,7 +180,14 @@ impl DynamoStore {
                 if before.status == after.status {
                     continue;
                 }
-                member_update(table, tenant, &after.id, label, after.status, None)?
+                member_update(
+                    table,
+                    tenant,
+                    &after.id,
+                    label,
+                    after.status,
+                    super::views::MemberMove::default(),
+                )?
             } else {
                 member_put(table, tenant, after, label, &at)?
             };
@@ -191,9 +199,16 @@ impl DynamoStore {
         if before.labels != after.labels {
             // The customer item holds the same list (what `GET /customers/{id}` shows).
             let mut c = Expr::default();
-            c.set("labels", labels_value(&after.labels));
+            c.set("labels", labels_value(&after.labels))
+                .add(super::customers::LABELS_VERSION, n(1));
+            let pk = c.name(keys::PK);
             writes.push((
-                update(table, keys::customer(tenant, &after.customer.id), &c, None)?,
+                update(
+                    table,
+                    keys::customer(tenant, &after.customer.id),
+                    &c,
+                    Some(format!("attribute_exists({pk})")),
+                )?,
                 Slot::Other,
             ));
         }
@@ -224,7 +239,7 @@ impl ConversationChanges for DynamoStore {
         let not_found = || Error::NotFound {
             what: "conversation",
         };
-        for attempt in 0..TRANSACTION_ATTEMPTS {
+        for attempt in 0..CHANGE_ATTEMPTS {
             let (before, agent_name) = self
                 .read_for_change(tenant, conversation_id, change)
                 .await?;
@@ -276,6 +291,9 @@ impl ConversationChanges for DynamoStore {
                         ));
                     }
                     if failed.contains(&Slot::Moved) {
+                        // Another change or a message won the race: decide again, after a
+                        // pause that grows, so that many parallel changes all land.
+                        conflict_backoff(attempt).await;
                         continue;
                     }
                     if codes.contains(&"TransactionConflict") {
@@ -290,8 +308,9 @@ impl ConversationChanges for DynamoStore {
                 other => return Err(internal("change conversation", other)),
             }
         }
-        Err(Error::Internal(
-            "change conversation: kept conflicting".into(),
+        Err(Error::conflict(
+            "conversation_busy",
+            "the conversation kept changing while this change was written: try again",
         ))
     }
 

@@ -91,6 +91,7 @@ impl ConversationRecord {
             unread_count: u32::try_from(self.unread_count.max(0)).unwrap_or(u32::MAX),
             customer: CustomerRef {
                 id: self.customer_id,
+                name_overridden: self.customer_name_override.is_some(),
                 name: self.customer_name_override.or(self.customer_name),
                 external_id: self.customer_external_id,
             },

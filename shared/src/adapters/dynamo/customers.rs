@@ -40,6 +40,8 @@ const PHONE: &str = "phone";
 const PHONE_KEY: &str = "phone_key";
 /// Bumped by every PATCH: the condition that makes a PATCH's read-merge-write atomic.
 const PATCH_VERSION: &str = "patch_version";
+/// The customer's labels version (see [`CustomerRecord::labels_version`]).
+pub(super) const LABELS_VERSION: &str = "labels_version";
 /// The agent's name for the customer, on the conversation item.
 pub(super) const CONVERSATION_NAME_OVERRIDE: &str = "customer_name_override";
 
@@ -109,6 +111,9 @@ pub(super) struct CustomerRecord {
     pub gsi9sk: Option<String>,
     #[serde(default)]
     patch_version: u64,
+    /// Bumped by every change of `labels` (written with the conversation's).
+    #[serde(default)]
+    labels_version: u64,
 }
 
 impl CustomerRecord {
@@ -191,6 +196,18 @@ fn patch_writes(
             format!("{version} = {value}")
         }
     });
+    // The labels as read get the new name key below: a label put on meanwhile makes this
+    // PATCH read again.
+    if patch.name != Change::Keep {
+        let labels = e.name(LABELS_VERSION);
+        conditions.push(match read.labels_version {
+            0 => format!("attribute_not_exists({labels})"),
+            v => {
+                let value = e.value(n(v));
+                format!("{labels} = {value}")
+            }
+        });
+    }
     after.patch_version = read.patch_version + 1;
     e.set(PATCH_VERSION, n(after.patch_version))
         .set("updated_at", s(rfc3339(&at)));
@@ -279,6 +296,9 @@ fn patch_writes(
             Change::Set(name) => c.set(CONVERSATION_NAME_OVERRIDE, s(name)),
             _ => c.remove(CONVERSATION_NAME_OVERRIDE),
         };
+        // A label change that read the old name places its membership with it: moving the
+        // version makes it read again.
+        c.add("views_version", n(1));
         let pk = c.name(keys::PK);
         writes.push(update(
             table,

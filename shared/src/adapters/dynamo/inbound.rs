@@ -248,7 +248,21 @@ impl ConversationChange<'_> {
         let condition = (!conditions.is_empty()).then(|| conditions.join(" AND "));
         let key = keys::conversation(tenant, self.conversation_id);
         let mut writes = vec![update(table, key, &e, condition)?];
-        if stage == Stage::Full || self.reopens() {
+        // Customers by label list by name: a new profile name (no agent's over it) moves
+        // the memberships' name key too.
+        let name_key = match (self.seen, &m.customer_name) {
+            (Some(seen), Some(name))
+                if !seen.customer.name_overridden && seen.customer.name.as_ref() != Some(name) =>
+            {
+                Some(keys::customer_name_key(Some(name), self.customer_id))
+            }
+            _ => None,
+        };
+        if stage == Stage::Full || self.reopens() || name_key.is_some() {
+            let to = super::views::MemberMove {
+                activity: (stage == Stage::Full).then_some(activity.as_str()),
+                name_key: name_key.as_deref(),
+            };
             for label in self.seen.map(|x| x.labels.as_slice()).unwrap_or_default() {
                 writes.push(super::views::member_update(
                     table,
@@ -256,7 +270,7 @@ impl ConversationChange<'_> {
                     self.conversation_id,
                     label,
                     status,
-                    (stage == Stage::Full).then_some(activity.as_str()),
+                    to,
                 )?);
             }
         }

@@ -139,6 +139,19 @@ impl DynamoStore {
             &e,
             condition,
         )?];
+        if b.start && seen.is_some_and(|x| x.status != ConversationStatus::Open) {
+            // Starting again reopens a closed or snoozed conversation: recorded with it.
+            let at = crate::domain::time::parse_rfc3339(&last.created_at).unwrap_or_else(Utc::now);
+            let note =
+                SystemMessage::status_changed(ConversationStatus::Open, None, b.actor.clone());
+            writes.push(super::system::system_put(
+                &self.table,
+                tenant,
+                &b.conversation_id,
+                &at,
+                &note,
+            )?);
+        }
         for label in seen.map(|x| x.labels.as_slice()).unwrap_or_default() {
             writes.push(super::views::member_update(
                 &self.table,
@@ -146,7 +159,10 @@ impl DynamoStore {
                 &b.conversation_id,
                 label,
                 status,
-                Some(&activity),
+                super::views::MemberMove {
+                    activity: Some(&activity),
+                    name_key: None,
+                },
             )?);
         }
         Ok(writes)

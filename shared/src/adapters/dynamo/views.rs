@@ -37,19 +37,31 @@ pub(super) fn set_views(
     }
 }
 
-/// Moves an existing label membership item to `status` and, when given, to a new place
-/// in the lists (`activity`, the shared sort key). Conditional on the item existing, so a
-/// label removed meanwhile is not brought back.
+/// How a label membership item moves with its conversation.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct MemberMove<'a> {
+    /// A new place in the lists (the shared sort key).
+    pub activity: Option<&'a str>,
+    /// The customer's new name key (customers by label, in name order).
+    pub name_key: Option<&'a str>,
+}
+
+/// Moves an existing label membership item to `status` and as `to` says. Conditional on
+/// the item existing, so a label removed meanwhile is not brought back.
 pub(super) fn member_update(
     table: &str,
     tenant: &TenantId,
     conversation_id: &str,
     label: &str,
     status: ConversationStatus,
-    activity: Option<&str>,
+    to: MemberMove<'_>,
 ) -> Result<TransactWriteItem, Error> {
     let mut e = Expr::default();
     e.set("status", s(status.as_str()));
+    if let Some(key) = to.name_key {
+        e.set(keys::GSI7_SK, s(key));
+    }
+    let activity = to.activity;
     let shard = views::shard(conversation_id);
     for view in label_views(label, status) {
         e.set(
