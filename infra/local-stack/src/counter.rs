@@ -4,7 +4,13 @@
 //! carried and got back, and, for DynamoDB writes, the items they touch as they were
 //! before and after (read through the probe's own, uncounted client), so that
 //! [`crate::capacity`] can compute the capacity units.
+//!
+//! Requests may be in flight at once (a list reads its shards in parallel): each attempt
+//! is matched to its answer through the SDK's per-operation config bag. What a read got
+//! back is counted for every counter: `ScannedCount` of a `Query` or `Scan`, the items of
+//! a `BatchGetItem`.
 
+use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +23,7 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_types::config_bag::{Storable, StoreReplace};
 use base64::Engine;
 use serde_json::{Value, json};
 
@@ -31,6 +38,62 @@ pub struct Sent {
     pub elapsed: Duration,
     /// What a JSON request (DynamoDB, EventBridge) carried, when the counter has a probe.
     pub exchange: Option<Exchange>,
+    /// What a DynamoDB read's answer says it read (zero for other requests).
+    pub read: ReadCount,
+}
+
+/// What one DynamoDB read answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadCount {
+    /// `ScannedCount` of a `Query` or `Scan`: the items it evaluated (what it is billed
+    /// for, before any filter expression).
+    pub scanned: u64,
+    /// Items a `BatchGetItem` answered, over all its tables.
+    pub batch_items: u64,
+}
+
+impl ReadCount {
+    /// The counts in a DynamoDB answer (its wire JSON) to `operation`.
+    pub fn of(operation: &str, answer: &Value) -> Self {
+        match operation {
+            "Query" | "Scan" => Self {
+                scanned: answer
+                    .get("ScannedCount")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0),
+                batch_items: 0,
+            },
+            "BatchGetItem" => Self {
+                scanned: 0,
+                batch_items: answer.get("Responses").and_then(Value::as_object).map_or(
+                    0,
+                    |tables| {
+                        tables
+                            .values()
+                            .filter_map(Value::as_array)
+                            .map(|items| items.len() as u64)
+                            .sum()
+                    },
+                ),
+            },
+            _ => Self::default(),
+        }
+    }
+}
+
+impl std::ops::AddAssign for ReadCount {
+    fn add_assign(&mut self, other: Self) {
+        self.scanned += other.scanned;
+        self.batch_items += other.batch_items;
+    }
+}
+
+/// Which pending attempt an operation's config bag belongs to.
+#[derive(Debug, Clone, Copy)]
+struct Attempt(u64);
+
+impl Storable for Attempt {
+    type Storer = StoreReplace<Self>;
 }
 
 #[derive(Debug)]
@@ -44,7 +107,8 @@ struct Pending {
 #[derive(Debug, Default)]
 struct State {
     sent: Vec<Sent>,
-    pending: Option<Pending>,
+    pending: HashMap<u64, Pending>,
+    next_attempt: u64,
     overlapped: bool,
     probing: Duration,
 }
@@ -66,6 +130,17 @@ pub struct Recorded {
     /// Whether two requests were in flight at once (the probe's reads then cannot be told
     /// apart: the capacity figures are not trustworthy).
     pub overlapped: bool,
+}
+
+impl Recorded {
+    /// What the reads among the requests answered, added up.
+    pub fn read(&self) -> ReadCount {
+        let mut total = ReadCount::default();
+        for sent in &self.sent {
+            total += sent.read;
+        }
+        total
+    }
 }
 
 impl RequestCounter {
@@ -141,7 +216,7 @@ impl Intercept for RequestCounter {
         &self,
         context: &BeforeTransmitInterceptorContextRef<'_>,
         _: &RuntimeComponents,
-        _: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let request = context.request();
         let operation = operation_of(request);
@@ -166,13 +241,19 @@ impl Intercept for RequestCounter {
             _ => (None, Vec::new()),
         };
         if let Ok(mut state) = self.state.lock() {
-            state.overlapped |= state.pending.is_some();
-            state.pending = Some(Pending {
-                operation,
-                exchange,
-                targets,
-                started: Instant::now(),
-            });
+            state.overlapped |= !state.pending.is_empty();
+            let attempt = state.next_attempt;
+            state.next_attempt += 1;
+            state.pending.insert(
+                attempt,
+                Pending {
+                    operation,
+                    exchange,
+                    targets,
+                    started: Instant::now(),
+                },
+            );
+            cfg.interceptor_state().store_put(Attempt(attempt));
         }
         Ok(())
     }
@@ -181,20 +262,44 @@ impl Intercept for RequestCounter {
         &self,
         context: &FinalizerInterceptorContextRef<'_>,
         _: &RuntimeComponents,
-        _: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let Some(pending) = self.state.lock().ok().and_then(|mut s| s.pending.take()) else {
+        // An attempt that failed before transmission left no id (or its predecessor's,
+        // already taken).
+        let Some(Attempt(attempt)) = cfg.load::<Attempt>().copied() else {
+            return Ok(());
+        };
+        let Some(pending) = self
+            .state
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pending.remove(&attempt))
+        else {
             return Ok(());
         };
         let elapsed = pending.started.elapsed();
+        let wanted = pending.exchange.is_some()
+            || matches!(
+                pending.operation.as_str(),
+                "Query" | "Scan" | "BatchGetItem"
+            );
+        let answer = context.response().filter(|_| wanted).map(|response| {
+            let body = response
+                .body()
+                .bytes()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or(Value::Null);
+            (response.status().as_u16(), body)
+        });
+        let read = answer
+            .as_ref()
+            .filter(|(status, _)| *status == 200)
+            .map(|(_, body)| ReadCount::of(&pending.operation, body))
+            .unwrap_or_default();
         let exchange = pending.exchange.map(|mut exchange| {
-            if let Some(response) = context.response() {
-                exchange.status = response.status().as_u16();
-                exchange.response = response
-                    .body()
-                    .bytes()
-                    .and_then(|b| serde_json::from_slice(b).ok())
-                    .unwrap_or(Value::Null);
+            if let Some((status, body)) = answer {
+                exchange.status = status;
+                exchange.response = body;
             }
             exchange.after = self.read_items(&pending.targets);
             exchange
@@ -204,6 +309,7 @@ impl Intercept for RequestCounter {
                 operation: pending.operation,
                 elapsed,
                 exchange,
+                read,
             });
         }
         Ok(())
@@ -315,6 +421,21 @@ fn attribute_json(value: &AttributeValue) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_count_scanned_entries_and_batch_items() {
+        let query = json!({"Count": 3, "ScannedCount": 5, "Items": []});
+        assert_eq!(
+            ReadCount::of("Query", &query),
+            ReadCount {
+                scanned: 5,
+                batch_items: 0
+            }
+        );
+        let batch = json!({"Responses": {"t": [{}, {}], "u": [{}]}, "UnprocessedKeys": {}});
+        assert_eq!(ReadCount::of("BatchGetItem", &batch).batch_items, 3);
+        assert_eq!(ReadCount::of("GetItem", &query), ReadCount::default());
+    }
 
     #[test]
     fn attribute_values_become_their_wire_json() {
