@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use local_stack::bench::{self, CountedClients};
@@ -20,7 +19,6 @@ use local_stack::moto::Moto;
 use local_stack::template::{self, Template};
 use local_stack::{BoxError, LOCAL_REGION, LocalSettings, bootstrap};
 use shared::adapters::dynamo::DynamoStore;
-use shared::adapters::keys;
 use shared::domain::actor::Actor;
 use shared::domain::agent::{AgentProfile, AgentRef};
 use shared::domain::auth::Role;
@@ -29,11 +27,12 @@ use shared::domain::channel::Channel;
 use shared::domain::conversation::{ConversationFilter, ConversationStatus};
 use shared::domain::ids::TenantId;
 use shared::domain::inbound::{CustomerIdentity, InboundMessage};
-use shared::domain::label::LabelName;
+use shared::domain::label::{Label, LabelColor, LabelName};
 use shared::domain::message::{Direction, MessageKind};
 use shared::domain::page::PageRequest;
 use shared::ports::{
-    AgentStore, ConversationChanges, ConversationReader, InboundStore, Recorded as Stored,
+    AgentStore, ConversationChanges, ConversationReader, InboundStore, LabelStore,
+    Recorded as Stored,
 };
 
 /// Conversations of the tenant (the first argument may ask for another multiple of 100, at
@@ -187,30 +186,6 @@ fn text_message(customer: &str, wamid: &str, at: DateTime<Utc>) -> InboundMessag
     }
 }
 
-/// A label of the tenant's catalog, written as `POST /labels` would (only its existence is
-/// checked by the changes).
-async fn catalog_label(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-    tenant: &TenantId,
-    name: &str,
-) -> Result<(), BoxError> {
-    let key = keys::label(tenant, name);
-    let s = |v: &str| AttributeValue::S(v.to_owned());
-    client
-        .put_item()
-        .table_name(table)
-        .item(keys::PK, s(&key.pk))
-        .item(keys::SK, s(&key.sk))
-        .item(keys::ENTITY, s("label"))
-        .item("name", s(name))
-        .item("color", s("#3b82f6"))
-        .item("created_at", s(&Utc::now().to_rfc3339()))
-        .send()
-        .await?;
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let conversations = match std::env::args().nth(1) {
@@ -227,15 +202,19 @@ async fn main() -> Result<(), BoxError> {
     bootstrap::create_resources(&template, &sdk).await?;
     let env = bench::function_env(&template, &settings, "chatroom")?;
     let table = env["TABLE_NAME"].clone();
-    let plain = aws_sdk_dynamodb::Client::new(&sdk);
-    let store = DynamoStore::new(plain.clone(), table.clone());
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone());
     let counter = RequestCounter::default();
     let counted = DynamoStore::new(CountedClients::new(&sdk, &counter).dynamodb, table.clone());
     let tenant = TenantId::parse("bench")?;
 
     // The catalog and the agents the changes need.
-    for label in [RARE_LABEL, COMMON_LABEL] {
-        catalog_label(&plain, &table, &tenant, label).await?;
+    for name in [RARE_LABEL, COMMON_LABEL] {
+        let label = Label {
+            name: LabelName::parse(name)?,
+            color: LabelColor::parse("#3b82f6")?,
+            created_at: Utc::now(),
+        };
+        store.create_label(&tenant, &label).await?;
     }
     for agent in [RARE_AGENT, BULK_AGENT] {
         let profile = AgentProfile {
