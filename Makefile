@@ -49,7 +49,7 @@ $(BENCH_STAMP): infra/requirements-bench.txt
 	touch $(BENCH_STAMP)
 
 ## bench: handler CPU (criterion), AWS requests per operation, conversation list pages over
-## 10,000 conversations (~20 min on moto, mostly seeding), media validation memory, and the
+## 10,000 conversations (~15 min on moto, mostly seeding), media validation memory, and the
 ## release bootstraps' size, cold start and peak memory (builds both architectures)
 bench: $(STAMP) $(BENCH_STAMP)
 	@# Every table is printed even when an earlier one misses a budget; the exit status
