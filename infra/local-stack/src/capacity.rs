@@ -37,24 +37,29 @@ pub const WRITE_UNIT_BYTES: u64 = 1024;
 /// Bytes per read unit.
 pub const READ_UNIT_BYTES: u64 = 4096;
 
-/// Key attribute names of the table and of its global secondary index (projection `ALL`).
+/// Key attribute names of the table and of its global secondary indexes (all projected
+/// `KEYS_ONLY`: an entry holds the table's and the index's keys).
 #[derive(Debug, Clone)]
 pub struct Schema {
     /// Partition key attribute.
     pub partition: String,
     /// Sort key attribute.
     pub sort: String,
-    /// The index's partition and sort key attributes, if the table has one.
-    pub index: Option<(String, String)>,
+    /// Each index's partition and sort key attributes.
+    pub indexes: Vec<(String, String)>,
 }
 
 impl Schema {
-    /// `ChatTable` of template.yaml: `pk`/`sk`, index `gsi1` on `gsi1pk`/`gsi1sk`.
+    /// `ChatTable` of template.yaml: `pk`/`sk`; the list views `gsi1`…`gsi6` on
+    /// `gsiNpk`/`gsi1sk` and the customer indexes `gsi7`…`gsi9` on `gsiNpk`/`gsiNsk`, keys
+    /// only.
     pub fn chat_table() -> Self {
+        let views = (1..=6).map(|n| (format!("gsi{n}pk"), "gsi1sk".to_owned()));
+        let customers = (7..=9).map(|n| (format!("gsi{n}pk"), format!("gsi{n}sk")));
         Self {
             partition: "pk".into(),
             sort: "sk".into(),
-            index: Some(("gsi1pk".into(), "gsi1sk".into())),
+            indexes: views.chain(customers).collect(),
         }
     }
 
@@ -284,29 +289,46 @@ pub struct Exchange {
     pub after: Vec<Option<Item>>,
 }
 
-/// The index entry of `item`: its index key values and size, if it has both index keys.
-fn index_entry<'a>(item: Option<&'a Item>, schema: &Schema) -> Option<(&'a Value, &'a Value)> {
-    let (partition, sort) = schema.index.as_ref()?;
+/// The entry of `item` in the index on `keys` (keys only: the table's and the index's key
+/// attributes), if it has both index keys.
+fn index_entry(item: Option<&Item>, schema: &Schema, keys: &(String, String)) -> Option<Item> {
     let item = item?;
-    Some((item.get(partition)?, item.get(sort)?))
+    item.get(&keys.0)?;
+    item.get(&keys.1)?;
+    Some(
+        [&schema.partition, &schema.sort, &keys.0, &keys.1]
+            .into_iter()
+            .filter_map(|name| item.get(name).map(|v| (name.clone(), v.clone())))
+            .collect(),
+    )
 }
 
 fn size_of(item: Option<&Item>) -> u64 {
     item.map(item_size).unwrap_or_default()
 }
 
-/// Index write units of a write that turned `before` into `after`.
+/// Index write units of a write that turned `before` into `after`, over every index: an
+/// entry put or deleted costs one write of its size, a moved one (a key changed) two; a
+/// keys-only entry whose keys did not change costs nothing.
 pub fn index_write_units(before: Option<&Item>, after: Option<&Item>, schema: &Schema) -> u64 {
-    match (index_entry(before, schema), index_entry(after, schema)) {
-        (None, None) => 0,
-        (None, Some(_)) => write_units(size_of(after)),
-        (Some(_), None) => write_units(size_of(before)),
-        (Some(old), Some(new)) if old != new => {
-            write_units(size_of(before)) + write_units(size_of(after))
-        }
-        (Some(_), Some(_)) if before == after => 0,
-        (Some(_), Some(_)) => write_units(size_of(before).max(size_of(after))),
-    }
+    schema
+        .indexes
+        .iter()
+        .map(|keys| {
+            match (
+                index_entry(before, schema, keys),
+                index_entry(after, schema, keys),
+            ) {
+                (None, None) => 0,
+                (None, Some(new)) => write_units(item_size(&new)),
+                (Some(old), None) => write_units(item_size(&old)),
+                (Some(old), Some(new)) if old != new => {
+                    write_units(item_size(&old)) + write_units(item_size(&new))
+                }
+                (Some(_), Some(_)) => 0,
+            }
+        })
+        .sum()
 }
 
 fn read_request_units(exchange: &Exchange) -> f64 {
@@ -605,12 +627,26 @@ mod tests {
     #[test]
     fn a_new_index_entry_costs_one_index_write_and_an_unchanged_one_none() {
         let entry = item(json!({"gsi1pk": {"S": "g"}, "gsi1sk": {"S": "1"}, "x": {"N": "1"}}));
-        let moved = item(json!({"gsi1pk": {"S": "g"}, "gsi1sk": {"S": "1"}, "x": {"N": "2"}}));
+        let touched = item(json!({"gsi1pk": {"S": "g"}, "gsi1sk": {"S": "1"}, "x": {"N": "2"}}));
         let schema = Schema::chat_table();
         assert_eq!(index_write_units(None, Some(&entry), &schema), 1);
         assert_eq!(index_write_units(Some(&entry), Some(&entry), &schema), 0);
-        assert_eq!(index_write_units(Some(&entry), Some(&moved), &schema), 1);
+        // Keys only: an attribute outside the keys changes no index entry.
+        assert_eq!(index_write_units(Some(&entry), Some(&touched), &schema), 0);
         assert_eq!(index_write_units(Some(&entry), None, &schema), 1);
+        // A conversation sits in six views sharing one sort key: a new message moves all.
+        let views = |t: &str| {
+            let mut m = serde_json::Map::new();
+            for n in 1..=6 {
+                m.insert(format!("gsi{n}pk"), json!({"S": format!("v{n}")}));
+            }
+            m.insert("gsi1sk".into(), json!({"S": t}));
+            m
+        };
+        assert_eq!(
+            index_write_units(Some(&views("1")), Some(&views("2")), &schema),
+            12
+        );
         let plain = item(json!({"pk": {"S": "p"}}));
         assert_eq!(index_write_units(Some(&plain), Some(&plain), &schema), 0);
     }

@@ -655,7 +655,7 @@ async fn main() -> Result<(), BoxError> {
             2.0 * per_item * wru,
         ),
         (
-            "no gsi1 write per message (e.g. gsi1sk at minute precision and a KEYS_ONLY projection: later messages of the same minute touch no index entry)",
+            "no list-view index writes per message (e.g. views sorted at minute precision: later messages of the same minute move no entry)",
             usage.units.index_write * prices.dynamodb_write_per_million,
         ),
         (
