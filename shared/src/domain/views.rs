@@ -68,6 +68,15 @@ impl View {
         }
     }
 
+    /// The status the view is limited to, if any.
+    pub fn status(&self) -> Option<ConversationStatus> {
+        match self {
+            Self::All => None,
+            Self::Status(s) => Some(*s),
+            Self::Assignee(_, s) | Self::Channel(_, s) | Self::Label(_, s) => *s,
+        }
+    }
+
     /// Whether the view lists membership items (one per label) rather than conversations.
     pub fn is_label(&self) -> bool {
         matches!(self, Self::Label(..))
