@@ -3,8 +3,9 @@
 
 use futures::future::join_all;
 use integration_tests::{
-    FixtureVars, Reply, TestChannel, all_messages, connect, connect_for, delete_as as delete,
-    fixture, get, patch_as, post_json, post_meta, put_as, token,
+    FixtureVars, Reply, TestChannel, connect, connect_for, delete_as as delete, fixture, get,
+    listed_ids as listed, make_agent, make_label, patch_as, post_meta, put_as,
+    system_events as events, token,
 };
 use serde_json::{Value, json};
 use shared::domain::conversation::{conversation_id, customer_id};
@@ -57,51 +58,6 @@ async fn put(path: &str, bearer: &str, body: Option<Value>) -> Reply {
 
 async fn patch(path: &str, bearer: &str, body: Value) -> Reply {
     patch_as(path, bearer, &body).await
-}
-
-/// The system messages of a conversation with `event`.
-async fn events(tenant: &str, conversation: &str, event: &str) -> Vec<Value> {
-    all_messages(tenant, conversation)
-        .await
-        .into_iter()
-        .filter(|m| m["direction"] == "system" && m["event"] == event)
-        .collect()
-}
-
-/// The ids a list answers.
-async fn listed(tenant: &str, query: &str) -> Vec<String> {
-    let reply = get(
-        &format!("/conversations?{query}"),
-        Some(&token(tenant, "agent")),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{query}: {}", reply.text);
-    reply.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-async fn make_agent(channel: &TestChannel, id: &str) {
-    let reply = put(
-        &format!("/agents/{id}"),
-        &channel.admin(),
-        Some(json!({"name": format!("Agent {id}"), "role": "agent"})),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-}
-
-async fn make_label(channel: &TestChannel, name: &str) {
-    let reply = post_json(
-        "/labels",
-        Some(&channel.admin()),
-        &json!({"name": name, "color": "#3b82f6"}),
-    )
-    .await;
-    assert_eq!(reply.status, 201, "{}", reply.text);
 }
 
 #[tokio::test]

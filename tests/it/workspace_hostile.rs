@@ -4,7 +4,8 @@
 use futures::future::join_all;
 use integration_tests::{
     FixtureVars, Reply, TestChannel, all_messages, call, connect, connect_for, delete_as as delete,
-    fixture, get, patch_as, post_json, post_meta, put_as, token, unique_tenant,
+    fixture, get, listed_ids as listed, make_agent, make_label, patch_as, post_json, post_meta,
+    put_as, system_events as events, token, unique_tenant,
 };
 use serde_json::{Value, json};
 
@@ -50,49 +51,6 @@ async fn send(vars: &FixtureVars, name: &str, suffix: &str) {
         .render(&fixture("whatsapp/text.json"))
         .replace("Sheena Nelson", name);
     let reply = post_meta("whatsapp", &body).await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-}
-
-async fn events(tenant: &str, conversation: &str, event: &str) -> Vec<Value> {
-    all_messages(tenant, conversation)
-        .await
-        .into_iter()
-        .filter(|m| m["direction"] == "system" && m["event"] == event)
-        .collect()
-}
-
-async fn listed(tenant: &str, query: &str) -> Vec<String> {
-    let reply = get(
-        &format!("/conversations?{query}"),
-        Some(&token(tenant, "agent")),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{query}: {}", reply.text);
-    reply.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-async fn make_label(channel: &TestChannel, name: &str) {
-    let reply = post_json(
-        "/labels",
-        Some(&channel.admin()),
-        &json!({"name": name, "color": "#3b82f6"}),
-    )
-    .await;
-    assert_eq!(reply.status, 201, "{}", reply.text);
-}
-
-async fn make_agent(channel: &TestChannel, id: &str) {
-    let reply = put(
-        &format!("/agents/{id}"),
-        &channel.admin(),
-        Some(json!({"name": format!("Agent {id}"), "role": "agent"})),
-    )
-    .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
 }
 

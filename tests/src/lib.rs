@@ -523,3 +523,42 @@ pub async fn all_tenant_messages(tenant: &str) -> Vec<Value> {
     }
     out
 }
+
+/// The system messages of a conversation with `event` (newest first).
+pub async fn system_events(tenant: &str, conversation: &str, event: &str) -> Vec<Value> {
+    all_messages(tenant, conversation)
+        .await
+        .into_iter()
+        .filter(|m| m["direction"] == "system" && m["event"] == event)
+        .collect()
+}
+
+/// The conversation ids the first page of `GET /conversations?{query}` answers an agent.
+pub async fn listed_ids(tenant: &str, query: &str) -> Vec<String> {
+    let reply = get(
+        &format!("/conversations?{query}"),
+        Some(&token(tenant, "agent")),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{query}: {}", reply.text);
+    reply.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|c| c["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+/// Makes `id` an agent of the channel's tenant (`Agent <id>`).
+pub async fn make_agent(channel: &TestChannel, id: &str) {
+    let body = serde_json::json!({"name": format!("Agent {id}"), "role": "agent"});
+    let reply = put_as(&format!("/agents/{id}"), &channel.admin(), Some(&body)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
+/// Adds `name` to the channel's tenant's label catalog.
+pub async fn make_label(channel: &TestChannel, name: &str) {
+    let body = serde_json::json!({"name": name, "color": "#3b82f6"});
+    let reply = post_json("/labels", Some(&channel.admin()), &body).await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+}
