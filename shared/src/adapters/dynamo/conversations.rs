@@ -242,21 +242,13 @@ impl DynamoStore {
         conversation_id: &str,
         provider_ids: &[String],
     ) -> Result<HashMap<String, (DeliveryStatus, Option<DeliveryError>)>, Error> {
-        let keys = provider_ids
-            .iter()
-            .map(|pid| keys::provider_message(tenant, conversation_id, pid))
-            .collect();
         // Keys still unprocessed after retries are given up on: those messages then show
         // their recorded status.
-        let items = self
-            .batch_get_consistent(keys, false, "read statuses")
-            .await?;
-        Ok(items
-            .iter()
-            .filter_map(|item| {
-                let pid = get_s(item, keys::SK)?.strip_prefix(keys::PROVIDER_MESSAGE_PREFIX)?;
-                Some((pid.to_owned(), status_of(item)?))
-            })
+        Ok(self
+            .provider_items(tenant, conversation_id, provider_ids)
+            .await?
+            .into_iter()
+            .filter_map(|(pid, item)| Some((pid, status_of(&item)?)))
             .collect())
     }
 
