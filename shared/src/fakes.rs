@@ -210,6 +210,7 @@ impl OutboundStore for InMemoryStore {
                         replies_since_inbound: 0,
                         last_inbound_provider_message_id: None,
                         preview: String::new(),
+                        bot: Default::default(),
                     },
                 );
             }
@@ -674,7 +675,7 @@ impl RecordingSender {
 impl ChannelSender for RecordingSender {
     async fn send(&self, channel: &RoutedChannel, message: &Outgoing<'_>) -> Attempt {
         let content = match &message.content {
-            Content::Text(t) => (*t).to_owned(),
+            Content::Text(t) | Content::Ask { text: t, .. } => (*t).to_owned(),
             Content::Template { name, .. } => format!("template:{name}"),
             Content::Media { kind, source, .. } => {
                 format!("{}:{source}", kind_name(*kind))
@@ -918,6 +919,7 @@ pub fn conversation(
         replies_since_inbound,
         last_inbound_provider_message_id: None,
         preview: String::new(),
+        bot: Default::default(),
     }
 }
 

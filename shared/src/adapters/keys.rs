@@ -137,6 +137,7 @@ pub fn view_partition(tenant: &TenantId, view: &View, shard: u8) -> String {
         View::Assignee(None, s) => format!("UNASSIGNED#{}", status(s)),
         View::Channel(id, s) => format!("CH#{id}#{}", status(s)),
         View::Label(name, s) => format!("LB#{name}#{}", status(s)),
+        View::BotActive => "BOT#".to_owned(),
     };
     format!("TENANT#{tenant}#CONVS#{body}{shard}")
 }

@@ -166,6 +166,7 @@ mod tests {
             replies_since_inbound: 0,
             last_inbound_provider_message_id: None,
             preview: String::new(),
+            bot: Default::default(),
         }
     }
 

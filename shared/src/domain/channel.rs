@@ -33,6 +33,14 @@ pub enum ChannelType {
 }
 
 impl ChannelType {
+    /// Every channel type.
+    pub const ALL: [Self; 4] = [
+        Self::Whatsapp,
+        Self::Messenger,
+        Self::Instagram,
+        Self::Wechat,
+    ];
+
     /// The lowercase name used in the API and in keys.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::domain::bot::BotRun;
 use crate::domain::channel::ChannelType;
 use crate::domain::ids::ChannelId;
 use crate::domain::message::{DeliveryError, DeliveryStatus, Direction, MessageKind};
@@ -121,15 +122,43 @@ pub struct CustomerRef {
     pub name_overridden: bool,
 }
 
-/// A bot running on a conversation.
+/// The bot on a conversation as the API shows it (SPEC §8): `{active, bot_id, name, since,
+/// step}`, all `null` but `active` when none runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BotState {
-    /// Whether a bot is running.
+    /// Whether a bot is running (false once its timeout has passed).
     pub active: bool,
+    /// The running bot's id.
+    pub bot_id: Option<String>,
     /// Its name.
     pub name: Option<String>,
-    /// Since when.
-    pub since: Option<String>,
+    /// When it started (RFC 3339 UTC).
+    #[serde(serialize_with = "crate::domain::time::serialize_optional_rfc3339")]
+    pub since: Option<DateTime<Utc>>,
+    /// The step it waits at.
+    pub step: Option<String>,
+}
+
+impl BotState {
+    /// The state of `run` at `now`.
+    pub fn of(run: &BotRun, now: DateTime<Utc>) -> Self {
+        match run.active.as_ref().filter(|a| a.runs_at(now)) {
+            Some(a) => Self {
+                active: true,
+                bot_id: Some(a.bot_id.clone()),
+                name: Some(a.name.clone()),
+                since: Some(a.since),
+                step: Some(a.step.clone()),
+            },
+            None => Self {
+                active: false,
+                bot_id: None,
+                name: None,
+                since: None,
+                step: None,
+            },
+        }
+    }
 }
 
 /// A conversation (SPEC §5).
@@ -317,6 +346,8 @@ pub struct ConversationState {
     pub last_inbound_provider_message_id: Option<String>,
     /// Latest message, shortened.
     pub preview: String,
+    /// The bot running on it, if any, and whether bots may start.
+    pub bot: BotRun,
 }
 
 impl ConversationState {
@@ -350,11 +381,7 @@ impl ConversationState {
             last_message_at: self.last_message_at,
             last_inbound_at: self.last_inbound_at,
             preview: self.preview,
-            bot: BotState {
-                active: false,
-                name: None,
-                since: None,
-            },
+            bot: BotState::of(&self.bot, now),
         }
     }
 }

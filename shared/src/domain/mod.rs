@@ -27,5 +27,6 @@ pub mod views;
 pub mod window;
 // The agent workspace (SPEC §7): settings, agents, FAQ.
 pub mod agent;
+pub mod bot;
 pub mod faq;
 pub mod settings;

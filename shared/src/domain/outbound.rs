@@ -83,7 +83,7 @@ impl OutboundKind {
 }
 
 /// `POST /conversations/{id}/messages`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SendMessage {
     /// What to send.
@@ -96,6 +96,64 @@ pub struct SendMessage {
     pub caption: Option<String>,
     /// Template and parameters (kind `template`).
     pub template: Option<TemplateCall>,
+    /// Answer options under a text (bots' `ask` steps; agents may send them too): WhatsApp
+    /// reply buttons (up to 3) or a list (up to 10 rows), Messenger/Instagram quick
+    /// replies, a numbered menu on WeChat. The customer's choice comes back with the
+    /// option's `id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<Vec<ReplyOption>>,
+}
+
+/// An answer option of a question (see [`SendMessage::options`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyOption {
+    /// What comes back when the customer picks it (1–200 characters).
+    pub id: String,
+    /// What the customer sees (WhatsApp: 20 characters as a button, 24 as a list row;
+    /// Messenger/Instagram: 20).
+    pub title: String,
+}
+
+/// Most options of a question (WhatsApp's list: 10 rows).
+pub const MAX_REPLY_OPTIONS: usize = 10;
+/// Longest question under options (WhatsApp interactive body text).
+pub const MAX_QUESTION_CHARS: usize = 1024;
+
+/// The numbered text menu a channel without buttons shows (WeChat): the question, a blank
+/// line, then `1. title` per line. The customer answers with the number or the title.
+pub fn numbered_menu(question: &str, options: &[ReplyOption]) -> String {
+    let mut menu = question.to_owned();
+    menu.push('\n');
+    for (i, o) in options.iter().enumerate() {
+        menu.push_str(&format!("\n{}. {}", i + 1, o.title));
+    }
+    menu
+}
+
+fn check_options(options: &[ReplyOption], channel: ChannelType) -> Result<(), Error> {
+    if options.is_empty() || options.len() > MAX_REPLY_OPTIONS {
+        return Err(invalid(format!(
+            "options holds 1 to {MAX_REPLY_OPTIONS} options"
+        )));
+    }
+    let limit = crate::domain::bot::option_title_limit(channel, options.len());
+    let mut ids = std::collections::HashSet::new();
+    for o in options {
+        if o.id.trim().is_empty() || o.id.chars().count() > 200 {
+            return Err(invalid("an option id is 1-200 characters"));
+        }
+        if !ids.insert(o.id.as_str()) {
+            return Err(invalid(format!("option id `{}` is used twice", o.id)));
+        }
+        if o.title.trim().is_empty() || o.title.chars().count() > limit {
+            return Err(invalid(format!(
+                "an option title is 1-{limit} characters on {channel} with {} options",
+                options.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -120,6 +178,14 @@ pub enum Part {
     },
     /// A template message.
     Template(TemplateCall),
+    /// A question with answer options (WhatsApp interactive, Messenger/Instagram quick
+    /// replies; WeChat gets a numbered [`Part::Text`] instead).
+    Ask {
+        /// The question.
+        text: String,
+        /// The options.
+        options: Vec<ReplyOption>,
+    },
 }
 
 impl Part {
@@ -129,13 +195,14 @@ impl Part {
             Self::Text(_) => MessageKind::Text,
             Self::Media { kind, .. } => kind.message_kind(),
             Self::Template(_) => MessageKind::Template,
+            Self::Ask { .. } => MessageKind::Interactive,
         }
     }
 
     /// The text the conversation shows (caption for media).
     pub fn text(&self) -> Option<&str> {
         match self {
-            Self::Text(t) => Some(t),
+            Self::Text(t) | Self::Ask { text: t, .. } => Some(t),
             Self::Media { caption, .. } => caption.as_deref(),
             Self::Template(_) => None,
         }
@@ -157,14 +224,29 @@ impl SendMessage {
         match self.kind {
             OutboundKind::Text => {
                 if self.media_id.is_some() || self.caption.is_some() || self.template.is_some() {
-                    return Err(invalid("a text message takes only text"));
+                    return Err(invalid("a text message takes only text (and options)"));
                 }
                 let text = text.ok_or_else(|| invalid("text is required"))?;
-                long(text, MAX_TEXT_CHARS, "text")?;
-                Ok(vec![Part::Text(text.to_owned())])
+                let Some(options) = &self.options else {
+                    long(text, MAX_TEXT_CHARS, "text")?;
+                    return Ok(vec![Part::Text(text.to_owned())]);
+                };
+                long(text, MAX_QUESTION_CHARS, "a question with options")?;
+                check_options(options, channel)?;
+                if channel == ChannelType::Wechat {
+                    return Ok(vec![Part::Text(numbered_menu(text, options))]);
+                }
+                Ok(vec![Part::Ask {
+                    text: text.to_owned(),
+                    options: options.clone(),
+                }])
             }
             OutboundKind::Template => {
-                if self.media_id.is_some() || self.text.is_some() || self.caption.is_some() {
+                if self.media_id.is_some()
+                    || self.text.is_some()
+                    || self.caption.is_some()
+                    || self.options.is_some()
+                {
                     return Err(invalid("a template message takes only template"));
                 }
                 let call = self
@@ -173,6 +255,7 @@ impl SendMessage {
                     .ok_or_else(|| invalid("template {name, language, parameters} is required"))?;
                 Ok(vec![Part::Template(call)])
             }
+            _ if self.options.is_some() => Err(invalid("options go only with a text")),
             kind => {
                 if self.template.is_some() {
                     return Err(invalid("template is only for kind template"));
@@ -400,6 +483,14 @@ pub enum Content<'a> {
         caption: Option<&'a str>,
         /// File name (documents).
         filename: &'a str,
+    },
+    /// A question with options (WhatsApp buttons or list, Messenger/Instagram quick
+    /// replies).
+    Ask {
+        /// The question.
+        text: &'a str,
+        /// The options.
+        options: &'a [ReplyOption],
     },
     /// WhatsApp template.
     Template {

@@ -39,6 +39,8 @@ pub enum View {
     Channel(String, Option<ConversationStatus>),
     /// By label (membership items), optionally one status.
     Label(String, Option<ConversationStatus>),
+    /// Conversations with a bot running (a sparse index: only they carry its key).
+    BotActive,
 }
 
 /// Which global secondary index a view lives in, and its partition key attribute.
@@ -65,13 +67,14 @@ impl View {
             Self::Assignee(_, Some(_)) => index("gsi4", "gsi4pk"),
             Self::Channel(_, None) => index("gsi5", "gsi5pk"),
             Self::Channel(_, Some(_)) => index("gsi6", "gsi6pk"),
+            Self::BotActive => index("gsi10", "gsi10pk"),
         }
     }
 
     /// The status the view is limited to, if any.
     pub fn status(&self) -> Option<ConversationStatus> {
         match self {
-            Self::All => None,
+            Self::All | Self::BotActive => None,
             Self::Status(s) => Some(*s),
             Self::Assignee(_, s) | Self::Channel(_, s) | Self::Label(_, s) => *s,
         }

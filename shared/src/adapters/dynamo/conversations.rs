@@ -10,6 +10,7 @@ use super::inbound::{MessageRecord, status_of};
 use super::{DynamoStore, get_s, internal};
 use crate::Error;
 use crate::adapters::keys;
+use crate::domain::bot::{ActiveBot, BotRun};
 use crate::domain::channel::ChannelType;
 use crate::domain::conversation::{
     ConversationFilter, ConversationState, ConversationStatus, CustomerRef, MediaRef, Message,
@@ -66,6 +67,24 @@ struct ConversationRecord {
     replies_since_inbound: u32,
     #[serde(default)]
     preview: String,
+    #[serde(default)]
+    bot_id: Option<String>,
+    #[serde(default)]
+    bot_name: Option<String>,
+    #[serde(default)]
+    bot_since: Option<String>,
+    #[serde(default)]
+    bot_step: Option<String>,
+    #[serde(default)]
+    bot_asked: u8,
+    #[serde(default)]
+    bot_waiting_since: Option<String>,
+    #[serde(default)]
+    bot_timeout_minutes: u32,
+    #[serde(default)]
+    bot_blocked: bool,
+    #[serde(default)]
+    bot_version: u64,
 }
 
 impl ConversationRecord {
@@ -105,6 +124,29 @@ impl ConversationRecord {
             views_version: self.views_version,
             activity: self.gsi1sk,
             preview: self.preview,
+            bot: BotRun {
+                active: match (
+                    self.bot_id,
+                    self.bot_since.as_deref().and_then(parse_rfc3339),
+                ) {
+                    (Some(bot_id), Some(since)) => Some(ActiveBot {
+                        bot_id,
+                        name: self.bot_name.unwrap_or_default(),
+                        since,
+                        step: self.bot_step.unwrap_or_default(),
+                        asked: self.bot_asked.max(1),
+                        waiting_since: self
+                            .bot_waiting_since
+                            .as_deref()
+                            .and_then(parse_rfc3339)
+                            .unwrap_or(since),
+                        timeout_minutes: self.bot_timeout_minutes,
+                    }),
+                    _ => None,
+                },
+                blocked: self.bot_blocked,
+                version: self.bot_version,
+            },
         })
     }
 }

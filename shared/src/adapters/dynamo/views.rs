@@ -37,6 +37,19 @@ pub(super) fn set_views(
     }
 }
 
+/// Puts a conversation in the bot-active view (`active`) or takes it out: the view's key
+/// is set only while a bot runs, so the index holds just those conversations.
+#[allow(dead_code)] // the bot runner (next commit) writes it
+pub(super) fn set_bot_view(e: &mut Expr, tenant: &TenantId, id: &str, active: bool) {
+    let attribute = View::BotActive.index().attribute;
+    if active {
+        let partition = keys::view_partition(tenant, &View::BotActive, views::shard(id));
+        e.set(attribute, s(partition));
+    } else {
+        e.remove(attribute);
+    }
+}
+
 /// How a label membership item moves with its conversation.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct MemberMove<'a> {

@@ -85,7 +85,7 @@ where
                 template.check_sendable(call)?;
                 resolved.template = Some(template);
             }
-            Part::Text(_) => {}
+            Part::Text(_) | Part::Ask { .. } => {}
         }
     }
     Ok(resolved)
@@ -110,6 +110,9 @@ pub(super) fn pending_messages(
                         .map(|t| t.rendered_body(&call.parameters)),
                     serde_json::json!({"template": call}),
                 ),
+                Part::Ask { text, options } => {
+                    (Some(text.clone()), serde_json::json!({"options": options}))
+                }
                 other => (other.text().map(str::to_owned), serde_json::Value::Null),
             };
             PendingMessage {

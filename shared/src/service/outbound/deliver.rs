@@ -206,6 +206,7 @@ where
         let source;
         let content = match part {
             Part::Text(t) => Content::Text(t),
+            Part::Ask { text, options } => Content::Ask { text, options },
             Part::Template(call) => {
                 let Some(template) = plan.resolved.template.as_ref() else {
                     return SendOutcome::Failed(DeliveryError::explain("132001", None));

@@ -192,9 +192,9 @@ where
         now: DateTime<Utc>,
     ) -> Result<Vec<Message>, Error> {
         // The body is checked before any read, by the most lenient channel's rules (a
-        // caption sent as a text may be longer than WhatsApp's); it is split again for the
-        // channel once known.
-        request.message.parts(ChannelType::Messenger)?;
+        // caption sent as a text may be longer than WhatsApp's, WeChat's option titles
+        // longer than buttons'); it is split again for the channel once known.
+        request.message.parts(ChannelType::Wechat)?;
         let conversation_id = conversation.as_str();
         let key = key_record(request.idempotency_key.as_ref(), &request.body_hash);
         // A repeat is answered before any rule is checked again: the window may have closed
@@ -331,6 +331,7 @@ where
             media_id: None,
             caption: None,
             template: request.template,
+            options: None,
         };
         let id = conversation_id(&channel.channel.id, &customer);
         let replayed = match &key {

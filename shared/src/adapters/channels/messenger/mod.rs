@@ -13,6 +13,13 @@ use crate::ports::{MediaFetcher, OpenedMedia, Outgoing};
 pub fn body(message: &Outgoing<'_>) -> Value {
     let content = match &message.content {
         Content::Text(t) => json!({"text": t}),
+        Content::Ask { text, options } => {
+            let replies: Vec<Value> = options
+                .iter()
+                .map(|o| json!({"content_type": "text", "title": o.title, "payload": o.id}))
+                .collect();
+            json!({"text": text, "quick_replies": replies})
+        }
         Content::Media { kind, source, .. } => {
             let kind = match kind {
                 OutboundKind::Image | OutboundKind::Sticker => "image",

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::{retry_transport, transport_failure};
 use crate::adapters::dynamo::DynamoStore;
 use crate::domain::message::DeliveryError;
-use crate::domain::outbound::{Attempt, Content, OutboundKind, Receipt};
+use crate::domain::outbound::{Attempt, Content, OutboundKind, Receipt, numbered_menu};
 use crate::ports::{MediaUpload, Outgoing, RoutedChannel};
 
 /// The WeChat media type an outbound kind is uploaded as (`image`, `voice`, `video`).
@@ -39,6 +39,12 @@ pub fn body(message: &Outgoing<'_>) -> Value {
             body
         }
         Content::Text(t) => json!({"touser": to, "msgtype": "text", "text": {"content": t}}),
+        // Questions become a numbered menu before this (see `SendMessage::parts`).
+        Content::Ask { text, options } => json!({
+            "touser": to,
+            "msgtype": "text",
+            "text": {"content": numbered_menu(text, options)},
+        }),
         // Refused before (templates are WhatsApp-only); kept total for the type.
         Content::Template { name, .. } => {
             json!({"touser": to, "msgtype": "text", "text": {"content": name}})

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::graph;
 use crate::Error;
-use crate::domain::outbound::{Content, OutboundKind};
+use crate::domain::bot::WHATSAPP_MAX_BUTTONS;
+use crate::domain::outbound::{Content, OutboundKind, ReplyOption};
 use crate::ports::{CreatedTemplate, MediaFetcher, OpenedMedia, Outgoing, RoutedChannel};
 
 /// The body of `POST /{phone_number_id}/messages`. The message's reference comes back in
@@ -43,6 +44,7 @@ pub fn body(message: &Outgoing<'_>) -> Value {
             }
             (name, object)
         }
+        Content::Ask { text, options } => ("interactive", interactive(text, options)),
         Content::Template {
             name,
             language,
@@ -56,6 +58,33 @@ pub fn body(message: &Outgoing<'_>) -> Value {
     body[kind] = object;
     body
 }
+
+/// A question with options: reply buttons (up to 3) or a single-section list (up to 10
+/// rows), the Cloud API's `interactive` object. Titles were checked against the limits
+/// (20 characters a button, 24 a row).
+fn interactive(text: &str, options: &[ReplyOption]) -> Value {
+    if options.len() <= WHATSAPP_MAX_BUTTONS {
+        let buttons: Vec<Value> = options
+            .iter()
+            .map(|o| json!({"type": "reply", "reply": {"id": o.id, "title": o.title}}))
+            .collect();
+        return json!({"type": "button", "body": {"text": text}, "action": {"buttons": buttons}});
+    }
+    let rows: Vec<Value> = options
+        .iter()
+        .map(|o| json!({"id": o.id, "title": o.title}))
+        .collect();
+    json!({
+        "type": "list",
+        "body": {"text": text},
+        "action": {"button": LIST_BUTTON, "sections": [{"title": LIST_SECTION, "rows": rows}]},
+    })
+}
+
+/// The label of the button that opens a list (at most 20 characters).
+const LIST_BUTTON: &str = "Choose";
+/// The title of the list's one section (at most 24 characters).
+const LIST_SECTION: &str = "Options";
 
 /// The body of `POST /{phone_number_id}/messages` that marks a customer's message (and
 /// every earlier one of the conversation) read: blue ticks on the customer's phone.
