@@ -132,6 +132,7 @@ fn system_message(
         created_at: at,
         actor: Some(note.actor.clone()),
         event: Some(note.event),
+        reason: note.reason.clone(),
         raw: serde_json::Value::Null,
     }
 }

@@ -1011,3 +1011,138 @@ pub trait CustomerContacts: Send + Sync {
         customer_id: &str,
     ) -> impl Future<Output = Result<Option<crate::domain::faq::CustomerContact>, Error>> + Send;
 }
+
+// ---- Chatbots (SPEC §8) ----
+
+/// A tenant's bots, kept together as one catalog item so a bot turn reads them with its
+/// other inputs in one request. Writes replace the catalog conditionally on its version.
+pub trait BotCatalog: Send + Sync {
+    /// The tenant's bots (by id) and the catalog's version (0: never saved).
+    fn bots(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<(Vec<crate::domain::bot::Bot>, u64), Error>> + Send;
+
+    /// Replaces the catalog if its version is still `version`: `false` when another write
+    /// came first (nothing written).
+    ///
+    /// # Errors
+    /// `422 too_many_bots` when the catalog would exceed the item size limit (DynamoDB's
+    /// 400 KB); `internal` when the store fails.
+    fn save_bots(
+        &self,
+        tenant: &TenantId,
+        bots: &[crate::domain::bot::Bot],
+        version: u64,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+}
+
+/// What one bot turn reads, in one request: the conversation, the message, the tenant's
+/// settings and bots.
+#[derive(Debug, Clone)]
+pub struct TurnInputs {
+    /// The conversation.
+    pub conversation: ConversationState,
+    /// When the conversation was created (its first message's time).
+    pub conversation_created_at: Option<DateTime<Utc>>,
+    /// The inbound message.
+    pub message: Message,
+    /// The tenant's settings (defaults when never saved).
+    pub settings: crate::domain::settings::TenantSettings,
+    /// The tenant's bots.
+    pub bots: Vec<crate::domain::bot::Bot>,
+}
+
+/// A turn to claim: the bot state after it, its system messages and the sends it makes,
+/// written once per inbound message.
+#[derive(Debug, Clone)]
+pub struct TurnClaim {
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Conversation.
+    pub conversation_id: String,
+    /// The inbound message the turn answers (the claim's key).
+    pub message_id: String,
+    /// The bot state version the decision was made on.
+    pub seen_version: u64,
+    /// The turn's base time: its system messages and sends are placed from it.
+    pub at: DateTime<Utc>,
+    /// The decision.
+    pub turn: crate::domain::bot::Turn,
+}
+
+/// A claimed turn's sends, as stored with the claim (so a re-delivery after a crash
+/// finishes them with the same idempotency keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedSends {
+    /// The bot.
+    pub bot_id: String,
+    /// The turn's base time.
+    pub at: DateTime<Utc>,
+    /// The messages, in order.
+    pub sends: Vec<crate::domain::outbound::SendMessage>,
+    /// Whether they were all sent (the turn settled).
+    pub settled: bool,
+    /// The agent a handover assigns.
+    pub assign_to: Option<String>,
+}
+
+/// What claiming a turn came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// Claimed: this invocation makes the turn.
+    Claimed,
+    /// The message's turn was claimed before (a re-delivery), with its sends.
+    Taken(ClaimedSends),
+    /// The conversation's bot state moved since it was read: read again and decide again.
+    Moved,
+    /// The conversation is gone.
+    Gone,
+}
+
+/// The bot state of conversations: turns claimed once per inbound message, and stops.
+pub trait BotTurns: Send + Sync {
+    /// The inputs of a turn for the message at (`created_at`, `message_id`), read
+    /// consistently in one request; `None` when the conversation or the message is missing.
+    fn turn_inputs(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        created_at: &str,
+        message_id: &str,
+    ) -> impl Future<Output = Result<Option<TurnInputs>, Error>> + Send;
+
+    /// Claims the turn of a message in one transaction: the claim item (once per message),
+    /// the conversation's bot state (conditional on `seen_version`) and the turn's system
+    /// messages (`bot_started`, `bot_exited`).
+    fn claim_turn(
+        &self,
+        claim: &TurnClaim,
+    ) -> impl Future<Output = Result<ClaimOutcome, Error>> + Send;
+
+    /// The conversation's bot state, read consistently; `None` when it does not exist.
+    fn conversation_bot(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+    ) -> impl Future<Output = Result<Option<crate::domain::bot::BotRun>, Error>> + Send;
+
+    /// Marks a claimed turn's sends done.
+    fn settle_turn(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        message_id: &str,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Stops the running bot (conditional on the bot state version `seen`), writing the
+    /// `bot_exited` system message in the same transaction; `false` when the state moved
+    /// since it was read (nothing written).
+    fn stop_bot(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        seen: &crate::domain::bot::BotRun,
+        exit: &crate::domain::bot::Exit,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+}

@@ -19,6 +19,7 @@ use shared::service::{
     changes, channels, conversations, customers, labels, notes, reads, templates,
 };
 
+mod bots;
 mod workspace;
 
 /// Clients and settings, built once per process.
@@ -227,6 +228,7 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
         }
         // The agent workspace (SPEC §7): settings, agents, FAQ.
         key if workspace::ROUTES.contains(&key) => workspace::route(app, req, key).await,
+        key if bots::ROUTES.contains(&key) => bots::route(app, req, key).await,
         _ => Err(Error::NotFound { what: "route" }),
     }
 }

@@ -129,6 +129,26 @@ fn allow_loopback_media(env: &mut HashMap<String, String>) {
     }
 }
 
+/// The event handler of one function of the template (by its binary), built as the dev
+/// server builds it: tests deliver events to it directly (re-deliveries, concurrency).
+pub fn event_handler(
+    template: &Template,
+    settings: &LocalSettings,
+    binary: &str,
+) -> Result<functions::EventHandler, BoxError> {
+    let function = template
+        .functions()?
+        .into_iter()
+        .find(|f| f.binary == binary)
+        .ok_or_else(|| format!("template.yaml has no function with binary {binary}"))?;
+    let mut env = template.resolve_environment(&function, &settings.overrides)?;
+    env.extend(settings.lambda_environment());
+    allow_loopback_media(&mut env);
+    functions::build(binary, &env)?
+        .event
+        .ok_or_else(|| format!("{binary} handles no events").into())
+}
+
 impl DevServer {
     /// Builds every function of the template with its local environment.
     pub fn new(template: &Template, settings: &LocalSettings) -> Result<Self, BoxError> {
@@ -161,14 +181,19 @@ impl DevServer {
                     handler,
                 });
             }
-            let handler = built.http;
             for r in &function.routes {
+                let handler = built.http.clone().ok_or_else(|| {
+                    format!(
+                        "{} has HTTP routes but no HTTP handler",
+                        function.logical_id
+                    )
+                })?;
                 routes.push(Route {
                     method: r.method.clone(),
                     template_path: r.path.clone(),
                     segments: parse_path(&r.path),
                     public: r.public,
-                    handler: handler.clone(),
+                    handler,
                 });
             }
         }

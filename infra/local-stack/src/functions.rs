@@ -27,8 +27,8 @@ pub type EventHandler = Arc<
 /// What a binary serves: HTTP routes, and for some, EventBridge events (one app per
 /// binary, as in one Lambda process).
 pub struct Built {
-    /// The HTTP handler.
-    pub http: Handler,
+    /// The HTTP handler (`None` for a function without HTTP routes).
+    pub http: Option<Handler>,
     /// The event handler, for functions with `EventBridgeRule` events.
     pub event: Option<EventHandler>,
 }
@@ -59,24 +59,24 @@ pub fn build(binary: &str, env: &HashMap<String, String>) -> Result<Built, BoxEr
     let fail = |e: shared::config::ConfigError| format!("function {binary}: {e}");
     Ok(match binary {
         "chatroom" => Built {
-            http: wrap(
+            http: Some(wrap(
                 chatroom::App::from_source(env, local_credentials()).map_err(fail)?,
                 |app, req| async move { chatroom::handle(&app, req).await },
-            ),
+            )),
             event: None,
         },
         "webhook" => Built {
-            http: wrap(
+            http: Some(wrap(
                 webhook::App::from_source(env, local_credentials()).map_err(fail)?,
                 |app, req| async move { webhook::handle(&app, req).await },
-            ),
+            )),
             event: None,
         },
         "outbound" => Built {
-            http: wrap(
+            http: Some(wrap(
                 outbound::App::from_source(env, local_credentials()).map_err(fail)?,
                 |app, req| async move { outbound::handle(&app, req).await },
-            ),
+            )),
             event: None,
         },
         "media" => {
@@ -96,7 +96,23 @@ pub fn build(binary: &str, env: &HashMap<String, String>) -> Result<Built, BoxEr
                 })
             });
             Built {
-                http,
+                http: Some(http),
+                event: Some(event),
+            }
+        }
+        "bots" => {
+            let app = Arc::new(bots::App::from_source(env, local_credentials()).map_err(fail)?);
+            let event: EventHandler = Arc::new(move |event| {
+                let app = app.clone();
+                Box::pin(async move {
+                    bots::handle_event(&app, &event)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            });
+            Built {
+                http: None,
                 event: Some(event),
             }
         }

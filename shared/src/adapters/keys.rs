@@ -393,6 +393,23 @@ pub fn customer_of_index_key(sort_key: &str) -> Option<&str> {
         .filter(|id| !id.is_empty())
 }
 
+/// The tenant's bot catalog: every bot definition in one item (read with a turn's other
+/// inputs in one request).
+pub fn bot_catalog(tenant: &TenantId) -> Key {
+    Key {
+        pk: tenant_pk(tenant),
+        sk: "BOTS".to_owned(),
+    }
+}
+
+/// The claim of a message's bot turn, in its conversation's partition.
+pub fn bot_turn(tenant: &TenantId, conversation_id: &str, message_id: &str) -> Key {
+    Key {
+        pk: conversation(tenant, conversation_id).pk,
+        sk: format!("BOTTURN#{message_id}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 //! within one turn; a bot with no step left has completed. Every stop blocks the
 //! conversation for bots until it is closed (and so reopened).
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
@@ -68,6 +69,14 @@ pub const MAX_SENDS_PER_TURN: usize = 5;
 pub const MAX_STEP_TEXT_CHARS: usize = 4096;
 /// Longest `ask` question (WhatsApp interactive body text).
 pub const MAX_QUESTION_CHARS: usize = 1024;
+/// Spacing of a turn's messages from its base time, in milliseconds, so that its system
+/// messages and sends list in order.
+pub const TURN_STEP_MS: i64 = 10;
+
+/// The time of a turn's `n`th message from its base time `at` (0: `bot_started`).
+pub fn turn_time(at: DateTime<Utc>, n: usize) -> DateTime<Utc> {
+    at + Duration::milliseconds(TURN_STEP_MS.saturating_mul(i64::try_from(n).unwrap_or(1000)))
+}
 
 /// How keywords match the customer's text (case and accents ignored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -779,6 +788,8 @@ pub enum ExitReason {
     WindowClosed,
     /// The bot was disabled, deleted or changed so that its step is gone.
     BotChanged,
+    /// The send path refused its message (e.g. media no longer valid).
+    SendFailed,
 }
 
 impl ExitReason {
@@ -794,6 +805,7 @@ impl ExitReason {
             Self::Unanswered => "unanswered",
             Self::WindowClosed => "window_closed",
             Self::BotChanged => "bot_changed",
+            Self::SendFailed => "send_failed",
         }
     }
 
@@ -811,6 +823,7 @@ impl ExitReason {
                 "did not reply: the customer service window is closed (or WeChat's reply quota is spent)"
             }
             Self::BotChanged => "stopped: the bot was changed, disabled or deleted",
+            Self::SendFailed => "stopped: its message could not be sent",
         };
         format!("Bot “{bot_name}” {why}")
     }
@@ -844,6 +857,9 @@ pub struct Turn {
     pub waiting: Option<ActiveBot>,
     /// How it stops, if it does.
     pub exit: Option<Exit>,
+    /// Whether the stop blocks bots until the conversation is closed: a bot that ran
+    /// stopped; not a bot that could not start.
+    pub blocks: bool,
 }
 
 /// The decision for one inbound message.
@@ -867,8 +883,8 @@ pub struct SendAllowance {
 
 /// Decides one bot turn for an inbound customer message (SPEC §8), given the tenant's
 /// bots, the conversation's bot state and what may be sent now.
-pub fn decide(
-    bots: &[CompiledBot],
+pub fn decide<B: std::borrow::Borrow<CompiledBot>>(
+    bots: &[B],
     run: &BotRun,
     message: &InboundTurn<'_>,
     allowance: SendAllowance,
@@ -880,7 +896,8 @@ pub fn decide(
     if let Some(active) = &run.active {
         let running = bots
             .iter()
-            .find(|b| b.bot.id == active.bot_id && b.bot.enabled)
+            .map(Borrow::borrow)
+            .find(|b: &&CompiledBot| b.bot.id == active.bot_id && b.bot.enabled)
             .filter(|b| b.runs_on(message.channel_id));
         let stop = |reason, actor, at| {
             Decision::Turn(Box::new(Turn {
@@ -895,6 +912,7 @@ pub fn decide(
                     at,
                     assign_to: None,
                 }),
+                blocks: true,
             }))
         };
         let Some(bot) = running else {
@@ -919,6 +937,7 @@ pub fn decide(
             sends: Vec::new(),
             waiting: None,
             exit: None,
+            blocks: true,
         });
         match chosen(ask, message, &normalized) {
             Some(option) => run_from(
@@ -954,7 +973,8 @@ pub fn decide(
     }
     let winner = bots
         .iter()
-        .filter(|b| b.bot.enabled && b.runs_on(message.channel_id))
+        .map(Borrow::borrow)
+        .filter(|b: &&CompiledBot| b.bot.enabled && b.runs_on(message.channel_id))
         .filter(|b| b.triggers(message, &normalized))
         .max_by(|a, b| {
             a.bot
@@ -972,6 +992,7 @@ pub fn decide(
         sends: Vec::new(),
         waiting: None,
         exit: None,
+        blocks: true,
     });
     let first = bot.bot.steps.first().map(|s| s.id.as_str());
     run_from(bot, first, message.at, message, &mut turn);
@@ -986,6 +1007,12 @@ fn within_allowance(mut turn: Box<Turn>, allowance: SendAllowance, at: DateTime<
     }
     turn.sends.clear();
     turn.waiting = None;
+    // A bot that could not say its first word did not start: no `bot_started`, and bots
+    // may start on a later message.
+    if turn.starts {
+        turn.starts = false;
+        turn.blocks = false;
+    }
     turn.exit = Some(Exit {
         reason: ExitReason::WindowClosed,
         actor: Actor::System,
@@ -1108,6 +1135,22 @@ fn ask_message(step: &Step) -> SendMessage {
         ),
         ..text_message(step.text.as_deref().unwrap_or_default())
     }
+}
+
+/// The option id a customer's message carries, from the provider's fragment stored as
+/// the message's `raw`: a WhatsApp button or list reply (`interactive.button_reply.id`,
+/// `interactive.list_reply.id`), a template quick reply (`button.payload`), a Messenger or
+/// Instagram quick reply (`message.quick_reply.payload`) or postback (`postback.payload`).
+pub fn answer_of(raw: &serde_json::Value) -> Option<String> {
+    [
+        &raw["interactive"]["button_reply"]["id"],
+        &raw["interactive"]["list_reply"]["id"],
+        &raw["button"]["payload"],
+        &raw["message"]["quick_reply"]["payload"],
+        &raw["postback"]["payload"],
+    ]
+    .into_iter()
+    .find_map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned))
 }
 
 #[cfg(test)]

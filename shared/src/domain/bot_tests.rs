@@ -224,9 +224,14 @@ fn exit_keywords_timeouts_and_removed_bots_stop_it() {
     .exit
     .unwrap();
     assert_eq!((late.reason, late.at), (ExitReason::Timeout, at(30)));
-    let gone = turn(decide(&[], &waiting_run("ask", 1), &message("1", 1), OPEN))
-        .exit
-        .unwrap();
+    let gone = turn(decide::<CompiledBot>(
+        &[],
+        &waiting_run("ask", 1),
+        &message("1", 1),
+        OPEN,
+    ))
+    .exit
+    .unwrap();
     assert_eq!(gone.reason, ExitReason::BotChanged);
 }
 

@@ -245,6 +245,10 @@ pub struct Message {
     pub actor: Option<crate::domain::actor::Actor>,
     /// A system message's event code (SPEC §7); `null` otherwise.
     pub event: Option<crate::domain::system::SystemEvent>,
+    /// A system message's reason code (`bot_exited`: why the bot stopped); absent
+    /// otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// The provider's own fragment.
     pub raw: Value,
 }

@@ -70,6 +70,15 @@ impl Error {
         }
     }
 
+    /// Whether the request itself is at fault (a 4xx): asking again the same way cannot
+    /// help, unlike a store or provider failure.
+    pub fn is_client_error(&self) -> bool {
+        !matches!(
+            self,
+            Self::Internal(_) | Self::StoreRejected(_) | Self::Upstream { .. }
+        )
+    }
+
     /// The stable error code the API returns for this failure.
     pub fn code(&self) -> &'static str {
         match self {

@@ -94,6 +94,9 @@ pub struct SystemMessage {
     pub actor: Actor,
     /// The provider's failure, for `delivery_failed`.
     pub error: Option<DeliveryError>,
+    /// A machine-readable reason (`bot_exited`: an
+    /// [`ExitReason`](crate::domain::bot::ExitReason) code).
+    pub reason: Option<String>,
 }
 
 impl SystemMessage {
@@ -105,6 +108,7 @@ impl SystemMessage {
             text: format!("Message not delivered: {}", error.reason),
             actor: Actor::System,
             error: Some(error.clone()),
+            reason: None,
         }
     }
 
@@ -129,6 +133,7 @@ impl SystemMessage {
             text,
             actor,
             error: None,
+            reason: None,
         }
     }
 
@@ -144,6 +149,35 @@ impl SystemMessage {
             text,
             actor,
             error: None,
+            reason: None,
+        }
+    }
+
+    /// A bot started on the conversation (the bot is the actor).
+    pub fn bot_started(bot_id: &str, bot_name: &str) -> Self {
+        Self {
+            event: SystemEvent::BotStarted,
+            text: format!("Bot “{bot_name}” started"),
+            actor: Actor::Bot {
+                id: bot_id.to_owned(),
+            },
+            error: None,
+            reason: None,
+        }
+    }
+
+    /// A bot stopped, why and by whom.
+    pub fn bot_exited(
+        bot_name: &str,
+        reason: crate::domain::bot::ExitReason,
+        actor: Actor,
+    ) -> Self {
+        Self {
+            event: SystemEvent::BotExited,
+            text: reason.text(bot_name),
+            actor,
+            error: None,
+            reason: Some(reason.as_str().to_owned()),
         }
     }
 
@@ -159,6 +193,7 @@ impl SystemMessage {
             text,
             actor,
             error: None,
+            reason: None,
         }
     }
 }

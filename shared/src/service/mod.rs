@@ -13,5 +13,6 @@ pub mod reads;
 pub mod templates;
 // The agent workspace (SPEC §7).
 pub mod agents;
+pub mod bots;
 pub mod faqs;
 pub mod settings;

@@ -13,7 +13,7 @@ use crate::Error;
 use crate::adapters::keys::{self, Key};
 use crate::domain::actor::Actor;
 use crate::domain::changes::Change;
-use crate::domain::conversation::ConversationState;
+use crate::domain::conversation::{ConversationState, ConversationStatus};
 use crate::domain::ids::TenantId;
 use crate::domain::time::rfc3339;
 use crate::domain::views::{self, View};
@@ -138,6 +138,11 @@ impl DynamoStore {
             Some(agent) => e.set("assignee", s(agent.as_str())),
             None => e.remove("assignee"),
         };
+        // Closing lets bots start again once the customer reopens it (SPEC §8).
+        if after.status == ConversationStatus::Closed && before.status != ConversationStatus::Closed
+        {
+            e.remove("bot_blocked");
+        }
         set_views(
             &mut e,
             tenant,

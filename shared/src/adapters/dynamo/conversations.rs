@@ -201,6 +201,7 @@ pub(super) fn message_from(item: &HashMap<String, AttributeValue>) -> Result<Mes
             .event
             .as_deref()
             .and_then(crate::domain::system::SystemEvent::parse),
+        reason: r.reason,
         id: r.id,
         conversation_id: r.conversation_id,
         direction,

@@ -82,6 +82,9 @@ pub(super) struct MessageRecord {
     /// A system message's event code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
+    /// A system message's reason code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub created_at: String,
     pub received_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

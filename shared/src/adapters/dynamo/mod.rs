@@ -36,6 +36,7 @@ mod views;
 
 // The agent workspace (SPEC §7).
 mod agents;
+mod bots;
 mod contacts;
 mod faqs;
 mod settings;

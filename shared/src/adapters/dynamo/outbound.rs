@@ -132,6 +132,24 @@ impl DynamoStore {
             conditions.push(format!("(attribute_not_exists({name}) OR {name} <= {max})"));
             e.add("replies_since_inbound", n(count));
         }
+        // A person's reply stops a running bot, in this transaction; conditional on the
+        // bot state read, so a bot starting meanwhile is seen (and stopped) on the retry.
+        let mut bot_note = None;
+        if let (true, Some(x)) = (b.actor.is_human(), seen) {
+            let at = crate::domain::time::parse_rfc3339(&b.messages[0].created_at)
+                .unwrap_or_else(Utc::now);
+            let (condition, note) = super::bots::stop_on_agent_reply(
+                &self.table,
+                &mut e,
+                tenant,
+                &b.conversation_id,
+                &x.bot,
+                &b.actor,
+                at,
+            )?;
+            conditions.push(condition);
+            bot_note = note;
+        }
         let condition = (!conditions.is_empty()).then(|| conditions.join(" AND "));
         let mut writes = vec![update(
             &self.table,
@@ -139,6 +157,7 @@ impl DynamoStore {
             &e,
             condition,
         )?];
+        writes.extend(bot_note);
         if b.start && seen.is_some_and(|x| x.status != ConversationStatus::Open) {
             // Starting again reopens a closed or snoozed conversation: recorded with it.
             let at = crate::domain::time::parse_rfc3339(&last.created_at).unwrap_or_else(Utc::now);
@@ -397,6 +416,7 @@ impl OutboundStore for DynamoStore {
                                 (Some(old), Some(new)) => {
                                     old.views_version != new.views_version
                                         || old.labels != new.labels
+                                        || old.bot.version != new.bot.version
                                 }
                                 (None, Some(_)) => true,
                                 (_, None) => false,

@@ -12,20 +12,28 @@ use crate::ports::{SettingsReader, SettingsWriter};
 
 impl SettingsReader for DynamoStore {
     async fn settings(&self, tenant: &TenantId) -> Result<TenantSettings, Error> {
-        let Some(item) = self
+        let item = self
             .get_consistent(keys::settings(tenant), "read settings")
-            .await?
-        else {
-            return Ok(TenantSettings::default());
-        };
-        let mut value: serde_json::Value =
-            serde_dynamo::from_item(item).map_err(|e| internal("decode settings", e))?;
-        if let Some(fields) = value.as_object_mut() {
-            fields.retain(|name, _| FIELDS.contains(&name.as_str()));
-        }
-        TenantSettings::parse(&value)
-            .map_err(|e| Error::Internal(format!("stored settings of {tenant} do not parse: {e}")))
+            .await?;
+        settings_from(tenant, item)
     }
+}
+
+/// The settings in a stored item; the defaults when there is none.
+pub(super) fn settings_from(
+    tenant: &TenantId,
+    item: Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+) -> Result<TenantSettings, Error> {
+    let Some(item) = item else {
+        return Ok(TenantSettings::default());
+    };
+    let mut value: serde_json::Value =
+        serde_dynamo::from_item(item).map_err(|e| internal("decode settings", e))?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.retain(|name, _| FIELDS.contains(&name.as_str()));
+    }
+    TenantSettings::parse(&value)
+        .map_err(|e| Error::Internal(format!("stored settings of {tenant} do not parse: {e}")))
 }
 
 impl SettingsWriter for DynamoStore {

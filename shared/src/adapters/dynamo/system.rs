@@ -31,6 +31,7 @@ impl MessageRecord {
             error_hint: error.map(|e| e.hint.clone()),
             actor: Some(message.actor.clone()),
             event: Some(message.event.as_str().to_owned()),
+            reason: message.reason.clone(),
             created_at: when.to_owned(),
             received_at: when.to_owned(),
             ..Self::default()

@@ -39,7 +39,6 @@ pub(super) fn set_views(
 
 /// Puts a conversation in the bot-active view (`active`) or takes it out: the view's key
 /// is set only while a bot runs, so the index holds just those conversations.
-#[allow(dead_code)] // the bot runner (next commit) writes it
 pub(super) fn set_bot_view(e: &mut Expr, tenant: &TenantId, id: &str, active: bool) {
     let attribute = View::BotActive.index().attribute;
     if active {

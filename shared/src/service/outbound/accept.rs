@@ -156,6 +156,7 @@ pub(crate) fn pending_view(conversation_id: &str, m: &PendingMessage, actor: &Ac
         created_at: crate::domain::time::parse_rfc3339(&m.created_at).unwrap_or_default(),
         actor: Some(actor.clone()),
         event: None,
+        reason: None,
         raw: m.raw.clone(),
     }
 }
