@@ -312,6 +312,10 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+#[path = "conversation_filter_tests.rs"]
+mod filter_tests;
+
 /// What is stored for a conversation; [`ConversationState::view`] adds the window at a
 /// given time.
 #[derive(Debug, Clone, PartialEq)]
@@ -403,6 +407,16 @@ pub struct ConversationFilter {
     pub label: Option<String>,
     /// `assignee=`: `me` (resolved to the caller), `none` or an agent id.
     pub assignee: Option<AssigneeFilter>,
+    /// `bot=active`.
+    pub bot: Option<BotFilter>,
+}
+
+/// Which conversations a list shows by their bot (`bot=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BotFilter {
+    /// `bot=active`: a bot runs on it now (its timeout has not passed, as
+    /// [`BotState::of`] shows it).
+    Active,
 }
 
 /// Whose conversations a list shows.
@@ -439,11 +453,20 @@ impl ConversationFilter {
                 Some(AssigneeFilter::Nobody) => c.assignee.is_none(),
                 Some(AssigneeFilter::Agent(id)) => c.assignee.as_deref() == Some(id.as_str()),
             }
+            && match self.bot {
+                None => true,
+                Some(BotFilter::Active) => c.bot.active.as_ref().is_some_and(|a| a.runs_at(now)),
+            }
     }
 }
 
 impl ConversationFilter {
-    /// Parses the query values; an unknown status or channel type is a 400.
+    /// Parses the query values.
+    ///
+    /// # Errors
+    /// 400 `invalid_filter`: an unknown status, channel type or `bot` value (only
+    /// `active`), a label that cannot be one, an assignee or label over 100 characters;
+    /// 400 `invalid_channel_id`: a channel id that cannot be one.
     pub fn parse(query: impl Fn(&str) -> Option<String>) -> Result<Self, crate::Error> {
         let bad = |what: &str, allowed: &str| {
             crate::Error::bad_request("invalid_filter", format!("{what} must be one of {allowed}"))
@@ -487,12 +510,18 @@ impl ConversationFilter {
                     .map_err(|_| bad("label", "a label name (lowercase letters, digits, - and _)"))
             })
             .transpose()?;
+        let bot = match text("bot").as_deref() {
+            Some("active") => Some(BotFilter::Active),
+            Some(_) => return Err(bad("bot", "active")),
+            None => None,
+        };
         Ok(Self {
             status,
             channel,
             channel_id,
             label,
             assignee,
+            bot,
         })
     }
 }

@@ -9,6 +9,8 @@
 //! Views of the conversation item: all, by status, by assignee (any status and per
 //! status), by channel (any status and per status). A label is listed through one
 //! membership item per label of the conversation's customer (any status and per status).
+//! While a bot runs on a conversation it is also in the bot view, a sparse index only
+//! such conversations carry a key of.
 //! Filters beyond the view's own (e.g. a label and an assignee) are checked on the
 //! conversations read back, and the list reads on until its page is full.
 
@@ -112,9 +114,15 @@ pub fn label_views(label: &str, status: ConversationStatus) -> [View; 2] {
 }
 
 /// The views a list reads (their shards are merged): the most selective filter picks the
-/// view (label, then assignee, then channel id, then channel type over the tenant's
-/// channels of that type, then status); the others are checked on the conversations read.
-/// `channels_of_type` is needed only for a `channel=` filter without `channel_id=`.
+/// view (`bot=active`, then label, then assignee, then channel id, then channel type over
+/// the tenant's channels of that type, then status); the others are checked on the
+/// conversations read. `channels_of_type` is needed only when
+/// [`needs_channels_of_type`] says so.
+///
+/// `bot=active` reads the sparse bot view alone: only conversations with a running bot
+/// carry its key, so it is the rarest whatever the other filters. Its entries include bots
+/// whose timeout has passed until the runner takes them out: the filter, checked on what
+/// is read, drops those.
 ///
 /// `assignee=me` must be resolved first ([`ConversationFilter::for_agent`]).
 ///
@@ -131,6 +139,9 @@ pub fn plan(filter: &ConversationFilter, channels_of_type: &[String]) -> Vec<Vie
     let per_status = |view: &dyn Fn(Option<ConversationStatus>) -> View| -> Vec<View> {
         statuses.iter().map(|s| view(*s)).collect()
     };
+    if filter.bot.is_some() {
+        return vec![View::BotActive];
+    }
     if let Some(label) = &filter.label {
         return per_status(&|s| View::Label(label.clone(), s));
     }
@@ -156,10 +167,22 @@ pub fn plan(filter: &ConversationFilter, channels_of_type: &[String]) -> Vec<Vie
     }
 }
 
+/// Whether [`plan`] reads the views of the tenant's channels of one type (a `channel=`
+/// filter that no more selective filter outranks), so the caller must list them first.
+pub fn needs_channels_of_type(filter: &ConversationFilter) -> bool {
+    filter.channel.is_some()
+        && filter.channel_id.is_none()
+        && filter.bot.is_none()
+        && filter.label.is_none()
+        && matches!(filter.assignee, None | Some(AssigneeFilter::Me))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::channel::ChannelType;
+    use crate::domain::conversation::BotFilter;
+    use crate::domain::ids::ChannelId;
 
     #[test]
     fn shards_spread_ids_evenly() {
@@ -216,6 +239,84 @@ mod tests {
             ],
             "an ended snooze reads as open"
         );
+    }
+
+    #[test]
+    fn bot_active_reads_the_bot_view_alone_whatever_else_is_asked() {
+        let bot = || ConversationFilter {
+            bot: Some(BotFilter::Active),
+            ..ConversationFilter::default()
+        };
+        assert_eq!(plan(&bot(), &[]), vec![View::BotActive]);
+        let everything = ConversationFilter {
+            status: Some(ConversationStatus::Open),
+            label: Some("vip".into()),
+            assignee: Some(AssigneeFilter::Agent("ag1".into())),
+            channel: Some(ChannelType::Whatsapp),
+            channel_id: Some(ChannelId::parse("ch1").unwrap()),
+            ..bot()
+        };
+        assert_eq!(
+            plan(&everything, &["a".into()]),
+            vec![View::BotActive],
+            "one view, not one per status (snoozed included): status is checked on what is read"
+        );
+        let by_type = ConversationFilter {
+            channel: Some(ChannelType::Wechat),
+            ..bot()
+        };
+        assert!(!needs_channels_of_type(&by_type));
+        assert_eq!(plan(&by_type, &[]), vec![View::BotActive]);
+        assert_eq!(View::BotActive.status(), None);
+        assert!(!View::BotActive.is_label(), "it lists conversation items");
+    }
+
+    #[test]
+    fn channels_of_a_type_are_listed_only_when_the_plan_reads_them() {
+        let by_type = ConversationFilter {
+            channel: Some(ChannelType::Whatsapp),
+            ..ConversationFilter::default()
+        };
+        assert!(needs_channels_of_type(&by_type));
+        assert!(needs_channels_of_type(&ConversationFilter {
+            status: Some(ConversationStatus::Closed),
+            ..by_type.clone()
+        }));
+        for outranked in [
+            ConversationFilter {
+                label: Some("vip".into()),
+                ..by_type.clone()
+            },
+            ConversationFilter {
+                assignee: Some(AssigneeFilter::Nobody),
+                ..by_type.clone()
+            },
+            ConversationFilter {
+                channel_id: Some(ChannelId::parse("ch1").unwrap()),
+                ..by_type.clone()
+            },
+        ] {
+            assert!(!needs_channels_of_type(&outranked), "{outranked:?}");
+            assert!(
+                !plan(&outranked, &["x".into()]).contains(&View::Channel("x".into(), None)),
+                "{outranked:?}"
+            );
+        }
+        assert_eq!(
+            plan(&by_type, &["x".into()]),
+            vec![View::Channel("x".into(), None)]
+        );
+        assert!(!needs_channels_of_type(&ConversationFilter::default()));
+    }
+
+    #[test]
+    fn the_bot_view_has_an_index_of_its_own() {
+        let mut indexes: Vec<_> = conversation_views(ConversationStatus::Open, None, "ch")
+            .iter()
+            .map(|v| v.index())
+            .collect();
+        indexes.extend(label_views("vip", ConversationStatus::Open).map(|v| v.index()));
+        assert!(!indexes.contains(&View::BotActive.index()));
     }
 
     #[test]

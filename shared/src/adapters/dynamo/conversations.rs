@@ -19,7 +19,7 @@ use crate::domain::ids::TenantId;
 use crate::domain::message::{DeliveryError, DeliveryStatus, Direction, MessageKind};
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::time::parse_rfc3339;
-use crate::domain::views::plan;
+use crate::domain::views::{needs_channels_of_type, plan};
 use crate::domain::window::WindowPolicy;
 use crate::ports::ConversationReader;
 use chrono::{DateTime, Utc};
@@ -222,8 +222,10 @@ impl ConversationReader for DynamoStore {
         now: DateTime<Utc>,
     ) -> Result<Page<ConversationState>, Error> {
         // `channel=` alone reads the views of the tenant's channels of that type.
-        let of_type = match (filter.channel, &filter.channel_id) {
-            (Some(channel_type), None) => self.channels_of_type(tenant, channel_type).await?,
+        let of_type = match filter.channel {
+            Some(channel_type) if needs_channels_of_type(filter) => {
+                self.channels_of_type(tenant, channel_type).await?
+            }
             _ => Vec::new(),
         };
         let views = plan(filter, &of_type);

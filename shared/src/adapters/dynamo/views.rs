@@ -1,5 +1,10 @@
 //! List views in the table: the index keys a conversation item and its label membership
 //! items carry (see [`crate::domain::views`]), and the read that merges a view's shards.
+//!
+//! The read is the same for every view: an index entry's sort key (`gsi1sk`,
+//! `<last_message_at>#<conversation id>`) names the conversation, whether the entry is the
+//! conversation item itself (all, status, assignee, channel, and the sparse bot view) or a
+//! label membership item, and the conversation is then read from the table.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
