@@ -50,11 +50,13 @@ pub struct Schema {
 }
 
 impl Schema {
-    /// `ChatTable` of template.yaml: `pk`/`sk`; the list views `gsi1`…`gsi6` on
-    /// `gsiNpk`/`gsi1sk` and the customer indexes `gsi7`…`gsi9` on `gsiNpk`/`gsiNsk`, keys
-    /// only.
+    /// `ChatTable` of template.yaml: `pk`/`sk`; the list views `gsi1`…`gsi6` and the bot
+    /// view `gsi10` on `gsiNpk`/`gsi1sk` and the customer indexes `gsi7`…`gsi9` on
+    /// `gsiNpk`/`gsiNsk`, keys only.
     pub fn chat_table() -> Self {
-        let views = (1..=6).map(|n| (format!("gsi{n}pk"), "gsi1sk".to_owned()));
+        let views = (1..=6)
+            .chain([10])
+            .map(|n| (format!("gsi{n}pk"), "gsi1sk".to_owned()));
         let customers = (7..=9).map(|n| (format!("gsi{n}pk"), format!("gsi{n}sk")));
         Self {
             partition: "pk".into(),
@@ -646,6 +648,21 @@ mod tests {
         assert_eq!(
             index_write_units(Some(&views("1")), Some(&views("2")), &schema),
             12
+        );
+        // While a bot runs, the conversation is in the bot view (gsi10) too.
+        let with_bot = |t: &str| {
+            let mut m = views(t);
+            m.insert("gsi10pk".into(), json!({"S": "bot"}));
+            m
+        };
+        assert_eq!(
+            index_write_units(Some(&with_bot("1")), Some(&with_bot("2")), &schema),
+            14
+        );
+        assert_eq!(
+            index_write_units(Some(&with_bot("1")), Some(&views("1")), &schema),
+            1,
+            "a bot stopping takes the entry out"
         );
         let plain = item(json!({"pk": {"S": "p"}}));
         assert_eq!(index_write_units(Some(&plain), Some(&plain), &schema), 0);
