@@ -83,7 +83,13 @@ fn bot_active_is_the_only_bot_filter() {
     for bad in ["ACTIVE", "inactive", "none", "true", "active "] {
         let error = parse(&[("bot", bad)]).unwrap_err();
         assert!(
-            matches!(error, crate::Error::BadRequest { code: "invalid_filter", .. }),
+            matches!(
+                error,
+                crate::Error::BadRequest {
+                    code: "invalid_filter",
+                    ..
+                }
+            ),
             "{bad}: a 400 invalid_filter, not {error:?}"
         );
     }
