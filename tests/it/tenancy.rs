@@ -155,7 +155,27 @@ const TABLE: &[Case] = &[
         Some(r#"{"conversation_id": "{conversation}"}"#),
         &["/faqs"],
     ),
+    // Bots: ids an admin chooses, unique per tenant.
+    case("GET /bots/{id}", "/bots/{bot}", None, &["/bots"]),
+    case("DELETE /bots/{id}", "/bots/{bot}", None, &["/bots"]),
+    case(
+        "POST /conversations/{id}/bot/exit",
+        "/conversations/{conversation}/bot/exit",
+        None,
+        &[CONVERSATION, MESSAGES],
+    ),
     // Names in the caller's own namespace.
+    Case {
+        own_namespace: true,
+        ..case(
+            "PUT /bots/{id}",
+            "/bots/{bot}",
+            Some(
+                r#"{"name": "Another tenant's bot", "trigger": {"type": "first_message"}, "steps": [{"id": "a", "type": "reply", "text": "hi"}]}"#,
+            ),
+            &["/bots"],
+        )
+    },
     Case {
         own_namespace: true,
         ..case(
@@ -231,13 +251,13 @@ fn without_row(routes: &BTreeMap<String, String>) -> Vec<String> {
 fn a_route_without_a_row_is_named_whatever_its_parameters_are_called() {
     let routes: BTreeMap<String, String> = [
         "GET /conversations/{conversation_id}",
-        "POST /conversations/{id}/bot/exit",
+        "POST /conversations/{id}/teleport",
         "GET /conversations",
     ]
     .into_iter()
     .map(|r| (shape(r), r.to_owned()))
     .collect();
-    assert_eq!(without_row(&routes), ["POST /conversations/{id}/bot/exit"]);
+    assert_eq!(without_row(&routes), ["POST /conversations/{id}/teleport"]);
     assert_eq!(
         shape("DELETE /customers/{id}/notes/{note_id}"),
         "DELETE /customers/{}/notes/{}"
@@ -480,6 +500,16 @@ impl World {
                 let reply = self.make("POST /faqs", "/faqs", Some(body), "FAQ").await;
                 self.keep_secret(title);
                 ("faq", id_of(&reply, "id"))
+            }
+            "bot" => {
+                let id = format!("bot-a-{tag}");
+                let name = format!("A's bot {tag}");
+                let path = format!("/bots/{id}");
+                let body = json!({"name": name, "trigger": {"type": "keyword", "keywords": ["zebra"]},
+                    "steps": [{"id": "hi", "type": "reply", "text": "Hello from A"}]});
+                self.make("PUT /bots/{id}", &path, Some(body), "bot").await;
+                self.keep_secret(name);
+                ("bot", id)
             }
             "agent" => {
                 let id = format!("agent-a-{tag}");

@@ -259,11 +259,14 @@ impl ConversationChanges for DynamoStore {
                 .change_writes(tenant, change, &before, &after)?
                 .into_iter()
                 .unzip();
+            // Dated after the read it was decided on: a change that lost a race and is
+            // decided again lists after the one that won, as it was applied after it.
+            let when = at.max(Utc::now());
             items.push(system_put(
                 &self.table,
                 tenant,
                 conversation_id,
-                &at,
+                &when,
                 &note,
             )?);
             slots.push(Slot::Other);
