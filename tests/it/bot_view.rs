@@ -10,8 +10,8 @@ use std::time::{Duration as Wait, Instant};
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use integration_tests::{
-    FixtureVars, TestChannel, connect, fixture, get, listed_ids, make_agent, patch_as, post_json,
-    post_meta, put_as, sandbox_outbox, stack, token,
+    FixtureVars, TestChannel, connect, conversation_view, fixture, get, listed_ids, make_agent,
+    patch_as, post_json, post_meta, put_as, sandbox_outbox, stack, token,
 };
 use serde_json::{Value, json};
 use shared::adapters::keys;
@@ -63,16 +63,6 @@ async fn customer_says(channel: &TestChannel, text: &str, seconds_ago: i64) -> (
     (id, vars.sender)
 }
 
-async fn conversation(tenant: &str, id: &str) -> Value {
-    let reply = get(
-        &format!("/conversations/{id}"),
-        Some(&token(tenant, "agent")),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    reply.body
-}
-
 /// Waits until the runner has started the bot on the conversation and its question has
 /// reached the provider sandbox: the turn is over, nothing else writes the conversation.
 async fn wait_bot_asked(channel: &TestChannel, id: &str, customer: &str) {
@@ -81,7 +71,7 @@ async fn wait_bot_asked(channel: &TestChannel, id: &str, customer: &str) {
         let asked = sandbox_outbox(&channel.external_id)
             .iter()
             .any(|i| i["to"] == customer && i["status"] == 200);
-        if asked && conversation(&channel.tenant, id).await["bot"]["active"] == true {
+        if asked && conversation_view(&channel.tenant, id).await["bot"]["active"] == true {
             return;
         }
         assert!(Instant::now() < deadline, "the bot starts on {id}");
@@ -157,7 +147,7 @@ async fn bot_active_lists_the_conversations_a_bot_runs_on_with_status_and_assign
     assert!(everything.contains(&no_bot) && everything.contains(&timed_out));
 
     // What the list keeps is what the conversation shows.
-    let shown = conversation(&tenant, &mine).await;
+    let shown = conversation_view(&tenant, &mine).await;
     assert_eq!(shown["bot"]["active"], true, "{shown}");
     assert_eq!(shown["bot"]["bot_id"], "hours");
     assert_eq!(shown["bot"]["name"], "Opening hours");
@@ -170,7 +160,7 @@ async fn bot_active_lists_the_conversations_a_bot_runs_on_with_status_and_assign
             .is_ok()
     );
     for id in [&timed_out, &no_bot] {
-        let shown = conversation(&tenant, id).await;
+        let shown = conversation_view(&tenant, id).await;
         assert_eq!(
             shown["bot"],
             json!({"active": false, "bot_id": null, "name": null, "since": null, "step": null}),
@@ -236,7 +226,10 @@ async fn bot_active_lists_the_conversations_a_bot_runs_on_with_status_and_assign
     // The list reads the bot view: a running bot without the view's key (the runner
     // always writes both) is not found by it.
     update_conversation(&tenant, &mine, "REMOVE #view", None).await;
-    assert_eq!(conversation(&tenant, &mine).await["bot"]["active"], true);
+    assert_eq!(
+        conversation_view(&tenant, &mine).await["bot"]["active"],
+        true
+    );
     assert_eq!(listed(&tenant, "bot=active").await, set(&[&snoozed]));
 
     for bad in ["bot=inactive", "bot=ACTIVE", "bot=true"] {

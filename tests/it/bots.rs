@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    FixtureVars, TestChannel, connect, fixture, get, post_json, post_meta, post_wechat, put_as,
-    sandbox_outbox, stack, system_events, token,
+    FixtureVars, TestChannel, connect, conversation_view, fixture, get, post_json, post_meta,
+    post_wechat, put_as, sandbox_outbox, stack, system_events, token,
 };
 use serde_json::{Value, json};
 
@@ -62,16 +62,6 @@ async fn only_conversation(tenant: &str) -> Value {
     let items = list.body["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{}", list.text);
     items[0].clone()
-}
-
-async fn conversation(tenant: &str, id: &str) -> Value {
-    let reply = get(
-        &format!("/conversations/{id}"),
-        Some(&token(tenant, "agent")),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    reply.body
 }
 
 /// Waits until the conversation has `count` system messages with `event`.
@@ -145,7 +135,7 @@ async fn a_keyword_bot_replies_as_the_bot_and_finishes() {
         .collect();
     assert_eq!(order, ["bot_exited", "reply", "bot_started"]);
     assert_eq!(
-        conversation(&channel.tenant, id).await["bot"]["active"],
+        conversation_view(&channel.tenant, id).await["bot"]["active"],
         false
     );
 }
@@ -167,7 +157,7 @@ async fn an_ask_goes_out_as_buttons_and_the_button_reply_moves_the_bot_on() {
     );
     let c = only_conversation(&channel.tenant).await;
     let id = c["id"].as_str().unwrap().to_owned();
-    let bot = &conversation(&channel.tenant, &id).await["bot"];
+    let bot = &conversation_view(&channel.tenant, &id).await["bot"];
     assert_eq!(bot["active"], true, "{bot}");
     assert_eq!(bot["bot_id"], "appointments");
     assert_eq!(bot["name"], "Appointments");
@@ -185,7 +175,7 @@ async fn an_ask_goes_out_as_buttons_and_the_button_reply_moves_the_bot_on() {
     let exited = wait_events(&channel.tenant, &id, "bot_exited", 1).await;
     assert_eq!(exited[0]["reason"], "completed");
     assert_eq!(
-        conversation(&channel.tenant, &id).await["bot"]["active"],
+        conversation_view(&channel.tenant, &id).await["bot"]["active"],
         false
     );
 }
@@ -293,7 +283,7 @@ async fn five_concurrent_redeliveries_make_one_turn() {
             .len(),
         1
     );
-    let bot = &conversation(&channel.tenant, &id).await["bot"];
+    let bot = &conversation_view(&channel.tenant, &id).await["bot"];
     assert_eq!(
         (bot["active"].clone(), bot["step"].clone()),
         (json!(true), json!("ask"))
@@ -411,7 +401,7 @@ async fn an_agent_reply_stops_the_bot() {
         json!({"type": "agent", "id": "agent-1"})
     );
     assert_eq!(
-        conversation(&channel.tenant, &id).await["bot"]["active"],
+        conversation_view(&channel.tenant, &id).await["bot"]["active"],
         false
     );
     // The customer's answer to the old question gets no bot reply.

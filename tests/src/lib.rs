@@ -533,6 +533,17 @@ pub async fn system_events(tenant: &str, conversation: &str, event: &str) -> Vec
         .collect()
 }
 
+/// A conversation as an agent of `tenant` reads it (`GET /conversations/{id}`, 200).
+pub async fn conversation_view(tenant: &str, id: &str) -> Value {
+    let reply = get(
+        &format!("/conversations/{id}"),
+        Some(&token(tenant, "agent")),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.body
+}
+
 /// The conversation ids the first page of `GET /conversations?{query}` answers an agent.
 pub async fn listed_ids(tenant: &str, query: &str) -> Vec<String> {
     let reply = get(

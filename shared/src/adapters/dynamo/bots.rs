@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{Duration, Utc};
 
@@ -12,10 +11,7 @@ use super::conversations::{conversation_from, message_from};
 use super::settings::settings_from;
 use super::system::system_put;
 use super::views::set_bot_view;
-use super::{
-    DynamoStore, Expr, TRANSACTION_ATTEMPTS, conflict_backoff, get_s, internal, key_item, n,
-    reason_codes, s, update,
-};
+use super::{DynamoStore, Expr, get_s, internal, key_item, n, s, update};
 use crate::Error;
 use crate::adapters::keys;
 use crate::domain::bot::{ActiveBot, Bot, BotRun, Exit, ExitReason, turn_time};
@@ -344,62 +340,29 @@ impl BotTurns for DynamoStore {
                 &exit,
             )?);
         }
-        for attempt in 0..TRANSACTION_ATTEMPTS {
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
-            let err = match result {
-                Ok(_) => return Ok(ClaimOutcome::Claimed),
-                Err(err) => err.into_service_error(),
-            };
-            match err {
-                TransactWriteItemsError::TransactionCanceledException(cancel) => {
-                    let codes = reason_codes(cancel.cancellation_reasons());
-                    match codes.iter().position(|c| *c == "ConditionalCheckFailed") {
-                        Some(0) => {
-                            let key = keys::bot_turn(&c.tenant, &c.conversation_id, &c.message_id);
-                            let item = self
-                                .get_consistent(key, "read bot turn claim")
-                                .await?
-                                .ok_or_else(|| Error::Internal("bot turn claim vanished".into()))?;
-                            return Ok(ClaimOutcome::Taken(claimed_from(&item)?));
-                        }
-                        Some(1) => {
-                            let exists = self
-                                .get_consistent(
-                                    keys::conversation(&c.tenant, &c.conversation_id),
-                                    "read conversation",
-                                )
-                                .await?
-                                .is_some();
-                            return Ok(if exists {
-                                ClaimOutcome::Moved
-                            } else {
-                                ClaimOutcome::Gone
-                            });
-                        }
-                        _ if codes.contains(&"TransactionConflict") => {
-                            conflict_backoff(attempt).await;
-                        }
-                        _ => {
-                            return Err(Error::Internal(format!(
-                                "claim bot turn cancelled: {codes:?}"
-                            )));
-                        }
-                    }
-                }
-                TransactWriteItemsError::TransactionInProgressException(_) => {
-                    conflict_backoff(attempt).await;
-                }
-                other => return Err(internal("claim bot turn", other)),
-            }
+        let Some(codes) = self.transact_conditional(items, "claim bot turn").await? else {
+            return Ok(ClaimOutcome::Claimed);
+        };
+        if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") {
+            let key = keys::bot_turn(&c.tenant, &c.conversation_id, &c.message_id);
+            let item = self
+                .get_consistent(key, "read bot turn claim")
+                .await?
+                .ok_or_else(|| Error::Internal("bot turn claim vanished".into()))?;
+            return Ok(ClaimOutcome::Taken(claimed_from(&item)?));
         }
-        Err(Error::Internal(
-            "claim bot turn: transaction kept conflicting".into(),
-        ))
+        let exists = self
+            .get_consistent(
+                keys::conversation(&c.tenant, &c.conversation_id),
+                "read conversation",
+            )
+            .await?
+            .is_some();
+        Ok(if exists {
+            ClaimOutcome::Moved
+        } else {
+            ClaimOutcome::Gone
+        })
     }
 
     async fn conversation_bot(
@@ -453,36 +416,10 @@ impl BotTurns for DynamoStore {
             )?,
             exit_note(&self.table, tenant, conversation_id, name, exit)?,
         ];
-        for attempt in 0..TRANSACTION_ATTEMPTS {
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
-            let err = match result {
-                Ok(_) => return Ok(true),
-                Err(err) => err.into_service_error(),
-            };
-            match err {
-                TransactWriteItemsError::TransactionCanceledException(cancel) => {
-                    let codes = reason_codes(cancel.cancellation_reasons());
-                    if codes.first() == Some(&"ConditionalCheckFailed") {
-                        return Ok(false);
-                    }
-                    if !codes.contains(&"TransactionConflict") {
-                        return Err(Error::Internal(format!("stop bot cancelled: {codes:?}")));
-                    }
-                    conflict_backoff(attempt).await;
-                }
-                TransactWriteItemsError::TransactionInProgressException(_) => {
-                    conflict_backoff(attempt).await;
-                }
-                other => return Err(internal("stop bot", other)),
-            }
-        }
-        Err(Error::Internal(
-            "stop bot: transaction kept conflicting".into(),
-        ))
+        // Refused: the bot state moved since it was read.
+        Ok(self
+            .transact_conditional(items, "stop bot")
+            .await?
+            .is_none())
     }
 }

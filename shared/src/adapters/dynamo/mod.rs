@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, KeysAndAttributes, TransactWriteItem, Update,
 };
@@ -448,6 +449,53 @@ fn update(
 
 fn reason_codes(reasons: &[CancellationReason]) -> Vec<&str> {
     reasons.iter().map(|r| r.code().unwrap_or("None")).collect()
+}
+
+impl DynamoStore {
+    /// Writes a transaction, retrying it while it conflicts with another one in flight:
+    /// `Ok(None)` once written, `Ok(Some(codes))` when a condition refused it (the
+    /// cancellation reason per item, `"ConditionalCheckFailed"` where it failed; nothing
+    /// written).
+    ///
+    /// # Errors
+    /// `Internal` for any other failure, or when it keeps conflicting.
+    async fn transact_conditional(
+        &self,
+        items: Vec<TransactWriteItem>,
+        context: &str,
+    ) -> Result<Option<Vec<String>>, Error> {
+        for attempt in 0..TRANSACTION_ATTEMPTS {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(None),
+                Err(err) => err.into_service_error(),
+            };
+            match err {
+                TransactWriteItemsError::TransactionCanceledException(cancel) => {
+                    let codes = reason_codes(cancel.cancellation_reasons());
+                    if codes.contains(&"ConditionalCheckFailed") {
+                        return Ok(Some(codes.into_iter().map(str::to_owned).collect()));
+                    }
+                    if !codes.contains(&"TransactionConflict") {
+                        return Err(cancelled(context, &codes));
+                    }
+                    conflict_backoff(attempt).await;
+                }
+                TransactWriteItemsError::TransactionInProgressException(_) => {
+                    conflict_backoff(attempt).await;
+                }
+                other => return Err(internal(context, other)),
+            }
+        }
+        Err(Error::Internal(format!(
+            "{context}: transaction kept conflicting"
+        )))
+    }
 }
 
 /// Backoff before retrying a conflicting transaction: 10 ms doubling, with jitter.
