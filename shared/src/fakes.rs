@@ -212,6 +212,7 @@ impl OutboundStore for InMemoryStore {
                         last_inbound_provider_message_id: None,
                         preview: String::new(),
                         bot: Default::default(),
+                        reply_cancels: 0,
                     },
                 );
             }
@@ -921,6 +922,7 @@ pub fn conversation(
         last_inbound_provider_message_id: None,
         preview: String::new(),
         bot: Default::default(),
+        reply_cancels: 0,
     }
 }
 

@@ -79,6 +79,9 @@ pub struct MessageRef {
     pub message_id: String,
     /// Its conversation.
     pub conversation_id: String,
+    /// The conversation had scheduled messages the customer's reply cancels (as read
+    /// before this message).
+    pub cancels_scheduled: bool,
 }
 
 /// Result of recording a provider message.
@@ -1145,4 +1148,102 @@ pub trait BotTurns: Send + Sync {
         seen: &crate::domain::bot::BotRun,
         exit: &crate::domain::bot::Exit,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
+}
+
+// ---- Scheduled messages (SPEC §9) ----
+
+/// What cancelling a scheduled message came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// Cancelled now (with its system message).
+    Cancelled(crate::domain::schedule::ScheduledMessage),
+    /// It was no longer `scheduled` (being sent, sent, failed or cancelled before).
+    NotScheduled(crate::domain::schedule::ScheduledMessage),
+    /// No such scheduled message for the tenant.
+    Missing,
+}
+
+/// Scheduled messages in the store. Every status change is conditional on the status read,
+/// so a cancel racing a fire ends one way only, and writes its system message with it.
+pub trait ScheduledStore: Send + Sync {
+    /// Stores a new scheduled message (and, when the customer's reply cancels it, counts
+    /// it on the conversation so the webhook's event says so).
+    ///
+    /// # Errors
+    /// 404 `conversation` when it is gone; 422 `too_many_scheduled` over
+    /// [`crate::domain::schedule::MAX_PENDING_PER_CONVERSATION`]; `Internal` otherwise.
+    fn put_scheduled(
+        &self,
+        tenant: &TenantId,
+        scheduled: &crate::domain::schedule::ScheduledMessage,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// One scheduled message of the tenant, read consistently.
+    fn get_scheduled(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<crate::domain::schedule::ScheduledMessage>, Error>> + Send;
+
+    /// A page of the tenant's scheduled messages (of one conversation when given), by
+    /// `send_at`, optionally of one status.
+    fn list_scheduled(
+        &self,
+        tenant: &TenantId,
+        conversation_id: Option<&str>,
+        status: Option<crate::domain::schedule::ScheduleStatus>,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<crate::domain::schedule::ScheduledMessage>, Error>> + Send;
+
+    /// Claims a due message for sending (`scheduled` → `sending`), in one request: the
+    /// message as claimed, or as it was when it was not `scheduled` (a fire already made
+    /// or resumed, a cancel); `None` when there is no such message.
+    fn claim_scheduled(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<
+        Output = Result<Option<(crate::domain::schedule::ScheduledMessage, bool)>, Error>,
+    > + Send;
+
+    /// Settles a claimed message (`sending` → `after.status`: sent, failed or cancelled)
+    /// with its system message, once: `false` when it was settled before.
+    fn settle_scheduled(
+        &self,
+        tenant: &TenantId,
+        after: &crate::domain::schedule::ScheduledMessage,
+        note: &crate::domain::system::SystemMessage,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Cancels a `scheduled` message with its system message.
+    fn cancel_scheduled(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        reason: crate::domain::schedule::CancelReason,
+        actor: &crate::domain::actor::Actor,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<CancelOutcome, Error>> + Send;
+}
+
+/// One-time schedules (EventBridge Scheduler): each invokes the `scheduler` function with
+/// its input at its time, once, and is then deleted.
+pub trait Schedules: Send + Sync {
+    /// Creates the schedule `name` at `at` (UTC, to the second) with `input`.
+    ///
+    /// # Errors
+    /// 409 `schedule_exists` when `name` is taken; `Upstream` when Scheduler fails.
+    fn create_schedule(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+        input: &crate::domain::schedule::ScheduleInput,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Deletes the schedule `name`; one already gone (fired, or deleted) is fine.
+    ///
+    /// # Errors
+    /// `Upstream` when Scheduler fails.
+    fn delete_schedule(&self, name: &str) -> impl Future<Output = Result<(), Error>> + Send;
 }

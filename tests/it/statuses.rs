@@ -74,6 +74,7 @@ async fn record_outbound(
     shared::ports::MessageRef {
         message_id: m["id"].as_str().unwrap().to_owned(),
         conversation_id: conversation,
+        cancels_scheduled: false,
     }
 }
 

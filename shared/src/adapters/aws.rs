@@ -76,6 +76,14 @@ pub fn eventbridge_client(sdk: &SdkConfig) -> EventBridgeClient {
     EventBridgeClient::new(sdk)
 }
 
+/// The EventBridge Scheduler client type.
+pub use aws_sdk_scheduler::Client as SchedulerClient;
+
+/// The EventBridge Scheduler client of a process (build once, clone freely).
+pub fn scheduler_client(sdk: &SdkConfig) -> SchedulerClient {
+    SchedulerClient::new(sdk)
+}
+
 /// The S3 client of a process; path-style addressing when an endpoint override (the local
 /// emulator) is set.
 pub fn s3_client(sdk: &SdkConfig, settings: &AwsSettings) -> aws_sdk_s3::Client {

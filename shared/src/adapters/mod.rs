@@ -8,3 +8,4 @@ pub mod eventbridge;
 pub mod fetch;
 pub mod keys;
 pub mod s3;
+pub mod scheduler;

@@ -167,6 +167,7 @@ mod tests {
             last_inbound_provider_message_id: None,
             preview: String::new(),
             bot: Default::default(),
+            reply_cancels: 0,
         }
     }
 

@@ -356,6 +356,9 @@ pub struct ConversationState {
     pub preview: String,
     /// The bot running on it, if any, and whether bots may start.
     pub bot: BotRun,
+    /// Scheduled messages waiting on it that the customer's reply cancels (the webhook's
+    /// event says so, and the scheduler cancels them).
+    pub reply_cancels: u32,
 }
 
 impl ConversationState {

@@ -48,6 +48,7 @@ fn state() -> ConversationState {
         last_inbound_provider_message_id: None,
         preview: String::new(),
         bot: BotRun::default(),
+        reply_cancels: 0,
     }
 }
 
@@ -166,6 +167,7 @@ fn bot_active_is_checked_beside_status_and_assignee() {
     assert!(!filter.matches(&theirs, now()));
     let no_bot = ConversationState {
         bot: BotRun::default(),
+        reply_cancels: 0,
         ..mine
     };
     assert!(!filter.matches(&no_bot, now()));

@@ -97,6 +97,10 @@ pub struct MessageReceived {
     /// `standby`): stored, never answered automatically (bots skip it).
     #[serde(default)]
     pub standby: bool,
+    /// The conversation has scheduled messages this customer message cancels
+    /// (`cancel_if_customer_replies`): the scheduler's rule matches on it.
+    #[serde(default)]
+    pub cancels_scheduled: bool,
     /// The media (all fields `null` when it has none).
     #[serde(default, deserialize_with = "null_as_default")]
     pub media: EventMedia,

@@ -29,4 +29,5 @@ pub mod window;
 pub mod agent;
 pub mod bot;
 pub mod faq;
+pub mod schedule;
 pub mod settings;

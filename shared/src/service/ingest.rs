@@ -331,6 +331,7 @@ async fn ingest_item<S: InboundStore + CustomerAliases + MessageLifecycle>(
                         created_at: rfc3339(&message.effective_time(now)),
                         has_media: message.media.is_some(),
                         standby: message.standby,
+                        cancels_scheduled: at.cancels_scheduled,
                         media: message
                             .media
                             .as_ref()
@@ -766,6 +767,7 @@ mod tests {
             Ok(Recorded::Stored(MessageRef {
                 message_id: m.provider_message_id.clone(),
                 conversation_id: m.customer.clone(),
+                cancels_scheduled: false,
             }))
         }
         async fn pending_status(

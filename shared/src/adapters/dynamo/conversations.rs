@@ -85,6 +85,8 @@ struct ConversationRecord {
     bot_blocked: bool,
     #[serde(default)]
     bot_version: u64,
+    #[serde(default)]
+    reply_cancels: i64,
 }
 
 impl ConversationRecord {
@@ -147,6 +149,7 @@ impl ConversationRecord {
                 blocked: self.bot_blocked,
                 version: self.bot_version,
             },
+            reply_cancels: u32::try_from(self.reply_cancels.max(0)).unwrap_or(u32::MAX),
         })
     }
 }

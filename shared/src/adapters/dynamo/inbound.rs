@@ -483,6 +483,8 @@ impl InboundStore for DynamoStore {
                     return Ok(Recorded::Stored(MessageRef {
                         message_id,
                         conversation_id: conversation,
+                        cancels_scheduled: m.direction == Direction::Inbound
+                            && seen.as_ref().is_some_and(|c| c.reply_cancels > 0),
                     }));
                 }
                 Err(err) => err.into_service_error(),
@@ -586,6 +588,7 @@ impl InboundStore for DynamoStore {
                     Some(id) => StatusOutcome::Applied(MessageRef {
                         message_id: id.to_owned(),
                         conversation_id: conversation,
+                        cancels_scheduled: false,
                     }),
                     None => {
                         self.expire_kept_status(key_of_kept).await?;
@@ -658,6 +661,7 @@ impl InboundStore for DynamoStore {
             Ok(_) => Ok(Some(MessageRef {
                 message_id: message_id.clone(),
                 conversation_id: conversation,
+                cancels_scheduled: false,
             })),
             // Not ours, already mapped, or mapped by a parallel delivery: nothing to do.
             Err(TransactWriteItemsError::TransactionCanceledException(_)) => Ok(None),
@@ -755,6 +759,7 @@ impl InboundStore for DynamoStore {
         Ok(MessageRef {
             message_id: id,
             conversation_id: conversation_id.to_owned(),
+            cancels_scheduled: false,
         })
     }
 }

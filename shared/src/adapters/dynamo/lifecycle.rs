@@ -149,6 +149,7 @@ impl MessageLifecycle for DynamoStore {
                 ChangeOutcome::Applied(MessageRef {
                     message_id: id.to_owned(),
                     conversation_id: conversation.clone(),
+                    cancels_scheduled: false,
                 })
             })
         };

@@ -262,10 +262,11 @@ where
         plan: &Plan<'_>,
         parts: &[Part],
         pending: &[PendingMessage],
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<SendOutcome>, Error> {
         let tenant = &plan.channel.channel.tenant_id;
         let deadline = self.deadline();
         let mut first_error = None;
+        let mut outcomes = Vec::with_capacity(pending.len());
         for (part, message) in parts.iter().zip(pending) {
             let reference = format!("{}#{}", message.created_at, message.id);
             let outcome = self.deliver(plan, part, &reference, deadline).await;
@@ -287,7 +288,8 @@ where
                 tracing::error!(message_id = %message.id, error = %e, "settling a sent message failed");
                 first_error.get_or_insert(e);
             }
+            outcomes.push(outcome);
         }
-        first_error.map_or(Ok(()), Err)
+        first_error.map_or(Ok(outcomes), Err)
     }
 }

@@ -21,17 +21,18 @@ use sha2::{Digest, Sha256};
 use crate::Error;
 use crate::domain::actor::Actor;
 use crate::domain::channel::ChannelType;
-use crate::domain::conversation::{Conversation, Message, conversation_id};
+use crate::domain::conversation::{Conversation, ConversationState, Message, conversation_id};
 use crate::domain::ids::{ChannelId, ConversationId, TenantId};
 use crate::domain::outbound::{
     Delivery, IdempotencyKey, OutboundKind, Part, RetryPolicy, SendMessage, authorize,
+    check_supported,
 };
 use crate::domain::template::TemplateCall;
 use crate::domain::window::WECHAT_REPLIES_PER_MESSAGE;
 use crate::ports::{
     Acceptance, ChannelDirectory, ChannelSender, ConversationReader, CustomerAliases,
     IdempotencyRecord, MediaStore, ObjectStore, OutboundBatch, OutboundStore, RoutedChannel,
-    TemplateStore,
+    SendOutcome, TemplateStore,
 };
 
 pub(crate) use accept::pending_view;
@@ -104,6 +105,22 @@ pub struct StartConversation {
 /// SHA-256 hex of a request body or key.
 pub fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// A message view as its send was settled.
+fn as_settled(mut view: Message, outcome: &SendOutcome) -> Message {
+    match outcome {
+        SendOutcome::Sent(provider_id) => {
+            view.status = crate::domain::message::DeliveryStatus::Sent;
+            view.provider_message_id.clone_from(provider_id);
+        }
+        SendOutcome::Failed(error) => {
+            view.status = crate::domain::message::DeliveryStatus::Failed;
+            view.error = Some(error.clone());
+        }
+        SendOutcome::Unknown => {}
+    }
+    view
 }
 
 /// The stored form of an `Idempotency-Key`.
@@ -191,29 +208,71 @@ where
         request: SendRequest,
         now: DateTime<Utc>,
     ) -> Result<Vec<Message>, Error> {
-        // The body is checked before any read, by the most lenient channel's rules (a
-        // caption sent as a text may be longer than WhatsApp's, WeChat's option titles
-        // longer than buttons'); it is split again for the channel once known.
-        request.message.parts(ChannelType::Wechat)?;
-        let conversation_id = conversation.as_str();
-        let key = key_record(request.idempotency_key.as_ref(), &request.body_hash);
-        // A repeat is answered before any rule is checked again: the window may have closed
-        // since, but the message was accepted then.
-        if let Some(messages) = self.replay(tenant, conversation_id, key.as_ref()).await? {
-            return Ok(messages);
+        self.send_as(actor, tenant, conversation, request, now, false)
+            .await
+    }
+
+    /// [`Outbound::send`], answering with each message as it was settled (`sent` with the
+    /// provider's id, `failed` with the error, or still `pending` when the outcome is
+    /// unknown) rather than as accepted: for senders that record the outcome (scheduled
+    /// messages).
+    ///
+    /// # Errors
+    /// Those of [`Outbound::send`].
+    pub async fn send_settled(
+        &self,
+        actor: &Actor,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        request: SendRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Message>, Error> {
+        self.send_as(actor, tenant, conversation, request, now, true)
+            .await
+    }
+
+    /// Checks a message as a send would, without sending or writing anything: the
+    /// conversation and its channel, the body for the channel, the media and the template.
+    /// The window is not checked (it is the send's, at send time). Returns the conversation
+    /// as read and its channel's type.
+    ///
+    /// # Errors
+    /// The validation errors of [`Outbound::send`] (not the window's); 404 `conversation` /
+    /// `channel`.
+    pub async fn check(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        message: &SendMessage,
+    ) -> Result<(ConversationState, ChannelType), Error> {
+        message.parts(ChannelType::Wechat)?;
+        let (state, channel) = self.target(tenant, conversation).await?;
+        let channel_type = channel.channel.channel_type;
+        let parts = message.parts(channel_type)?;
+        for part in &parts {
+            check_supported(channel_type, part)?;
         }
+        resolve(&self.store, tenant, &channel, message, &parts).await?;
+        Ok((state, channel_type))
+    }
+
+    /// The conversation (consistent) and its channel with credentials: one request, or
+    /// none for the channel when the directory has it cached.
+    async fn target(
+        &self,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+    ) -> Result<(ConversationState, RoutedChannel), Error> {
         let not_found = || Error::NotFound {
             what: "conversation",
         };
-        // The id names the channel: the conversation and (unless cached) the channel's
-        // routing record come in one request.
         let channel_id = conversation.channel().ok_or_else(not_found)?;
         let known = self.directory.known_by_id(&channel_id);
         let (state, fetched) = self
             .store
             .conversation_for_send(
                 tenant,
-                conversation_id,
+                conversation.as_str(),
                 known.is_none().then_some(&channel_id),
             )
             .await?;
@@ -225,6 +284,30 @@ where
             .or(fetched)
             .filter(|r| r.channel.tenant_id == *tenant && r.channel.id.as_str() == state.channel_id)
             .ok_or(Error::NotFound { what: "channel" })?;
+        Ok((state, channel))
+    }
+
+    async fn send_as(
+        &self,
+        actor: &Actor,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        request: SendRequest,
+        now: DateTime<Utc>,
+        settled: bool,
+    ) -> Result<Vec<Message>, Error> {
+        // The body is checked before any read, by the most lenient channel's rules (a
+        // caption sent as a text may be longer than WhatsApp's, WeChat's option titles
+        // longer than buttons'); it is split again for the channel once known.
+        request.message.parts(ChannelType::Wechat)?;
+        let conversation_id = conversation.as_str();
+        let key = key_record(request.idempotency_key.as_ref(), &request.body_hash);
+        // A repeat is answered before any rule is checked again: the window may have closed
+        // since, but the message was accepted then.
+        if let Some(messages) = self.replay(tenant, conversation_id, key.as_ref()).await? {
+            return Ok(messages);
+        }
+        let (state, channel) = self.target(tenant, conversation).await?;
         let channel_type = channel.channel.channel_type;
         if channel_type == ChannelType::Whatsapp
             && whatsapp_number(&state.customer.external_id).is_err()
@@ -286,10 +369,18 @@ where
             resolved: &resolved,
             delivery,
         };
-        self.deliver_all(&plan, &parts, &pending).await?;
+        let outcomes = self.deliver_all(&plan, &parts, &pending).await?;
         Ok(pending
             .iter()
-            .map(|m| pending_view(&state.id, m, actor))
+            .zip(&outcomes)
+            .map(|(m, outcome)| {
+                let view = pending_view(&state.id, m, actor);
+                if settled {
+                    as_settled(view, outcome)
+                } else {
+                    view
+                }
+            })
             .collect())
     }
 
