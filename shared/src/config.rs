@@ -230,6 +230,23 @@ impl OutboundSettings {
     }
 }
 
+/// Where one-time schedules go (scheduled messages, snoozes): `SCHEDULE_GROUP_NAME`,
+/// `SCHEDULER_TARGET_ARN` (the `scheduler` function), `SCHEDULER_ROLE_ARN` (the role
+/// Scheduler assumes to invoke it) and `SCHEDULER_DLQ_ARN` (optional).
+///
+/// # Errors
+/// [`ConfigError::Missing`] for a required variable.
+pub fn schedule_target(
+    env: &impl Source,
+) -> Result<crate::adapters::scheduler::ScheduleTarget, ConfigError> {
+    Ok(crate::adapters::scheduler::ScheduleTarget {
+        group: env.required("SCHEDULE_GROUP_NAME")?,
+        function_arn: env.required("SCHEDULER_TARGET_ARN")?,
+        role_arn: env.required("SCHEDULER_ROLE_ARN")?,
+        dead_letter_arn: env.optional("SCHEDULER_DLQ_ARN").filter(|v| !v.is_empty()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

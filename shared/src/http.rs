@@ -208,6 +208,32 @@ pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Turns an HTTP response into the API Gateway payload 2.0 response JSON.
+pub fn to_api_gateway_response(response: Response<Body>) -> serde_json::Value {
+    let (parts, body) = response.into_parts();
+    let headers: serde_json::Map<String, serde_json::Value> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_owned(),
+                serde_json::Value::String(v.to_str().ok()?.to_owned()),
+            ))
+        })
+        .collect();
+    let text = match body {
+        Body::Text(t) => t,
+        Body::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
+        _ => String::new(),
+    };
+    serde_json::json!({
+        "statusCode": parts.status.as_u16(),
+        "headers": headers,
+        "body": text,
+        "isBase64Encoded": false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

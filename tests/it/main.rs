@@ -14,6 +14,7 @@ mod media;
 mod outbound;
 mod reads;
 mod review;
+mod schedules;
 mod statuses;
 mod templates;
 mod tenancy;

@@ -1,16 +1,15 @@
 //! Outbound: request shapes per channel and kind (checked at the provider sandbox), the
 //! window matrix, templates, idempotency, and failures with retries.
 
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use integration_tests::{
-    FixtureVars, Reply, TestChannel, all_messages, call, connect, connect_for, fixture, get,
-    post_json, post_meta, post_wechat, sandbox, sandbox_chaos, sandbox_fail, sandbox_outbox, stack,
-    token, unique_tenant,
+    FixtureVars, Reply, TestChannel, all_messages, call, connect, connect_for, customer_wrote,
+    fixture, get, post_json, post_meta, post_wechat, sandbox, sandbox_chaos, sandbox_fail,
+    sandbox_outbox, stack, token, unique_tenant,
 };
 use serde_json::{Value, json};
 use shared::adapters::dynamo::DynamoStore;
-use shared::domain::conversation::conversation_id;
-use shared::domain::ids::{ChannelId, TenantId};
+use shared::domain::ids::TenantId;
 use shared::domain::media::{MediaKind, MediaRecord, MediaStatus, clean_key};
 use shared::ports::MediaStore;
 
@@ -56,19 +55,6 @@ async fn valid_media(tenant: &str, kind: MediaKind, mime: &str, filename: &str) 
         .await
         .expect("media record");
     id
-}
-
-/// A customer of `channel` who wrote `hours_ago`: the conversation id and their id.
-async fn customer_wrote(channel: &TestChannel, kind: &str, hours_ago: i64) -> (String, String) {
-    let mut vars = FixtureVars::new(channel, kind == "wechat");
-    vars.timestamp = (Utc::now() - Duration::hours(hours_ago)).timestamp();
-    let reply = match kind {
-        "wechat" => post_wechat(channel, &vars.render(&fixture("wechat/text.xml"))).await,
-        _ => post_meta(kind, &vars.render(&fixture(&format!("{kind}/text.json")))).await,
-    };
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    let id = conversation_id(&ChannelId::parse(&channel.id).unwrap(), &vars.sender);
-    (id, vars.sender)
 }
 
 async fn send(channel: &TestChannel, conversation: &str, body: Value, key: Option<&str>) -> Reply {

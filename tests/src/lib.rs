@@ -179,6 +179,9 @@ fn start() -> TestStack {
                 local_stack::standin::start(&server_settings.sdk_config(), server.event_rules())
                     .await
                     .expect("the event stand-in starts");
+            let _schedules = server
+                .schedule_target()
+                .map(|target| local_stack::schedules::start(&server_settings.sdk_config(), target));
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind a loopback port");
@@ -572,4 +575,20 @@ pub async fn make_label(channel: &TestChannel, name: &str) {
     let body = serde_json::json!({"name": name, "color": "#3b82f6"});
     let reply = post_json("/labels", Some(&channel.admin()), &body).await;
     assert_eq!(reply.status, 201, "{}", reply.text);
+}
+
+/// A customer of `channel` who wrote `hours_ago`: the conversation id and their id.
+pub async fn customer_wrote(channel: &TestChannel, kind: &str, hours_ago: i64) -> (String, String) {
+    let mut vars = FixtureVars::new(channel, kind == "wechat");
+    vars.timestamp = (chrono::Utc::now() - chrono::Duration::hours(hours_ago)).timestamp();
+    let reply = match kind {
+        "wechat" => post_wechat(channel, &vars.render(&fixture("wechat/text.xml"))).await,
+        _ => post_meta(kind, &vars.render(&fixture(&format!("{kind}/text.json")))).await,
+    };
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let id = shared::domain::conversation::conversation_id(
+        &shared::domain::ids::ChannelId::parse(&channel.id).expect("channel id"),
+        &vars.sender,
+    );
+    (id, vars.sender)
 }

@@ -7,11 +7,14 @@ use chrono::Utc;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use shared::Error;
-use shared::adapters::aws::{SharedCredentialsProvider, dynamodb_client, sdk_config};
+use shared::adapters::aws::{
+    SharedCredentialsProvider, dynamodb_client, scheduler_client, sdk_config,
+};
 use shared::adapters::cache::CachedDirectory;
 use shared::adapters::channels::{CALL_TIMEOUT, Channels};
 use shared::adapters::dynamo::DynamoStore;
-use shared::config::{Config, ConfigError, ProviderUrls, Source};
+use shared::adapters::scheduler::EventBridgeSchedules;
+use shared::config::{Config, ConfigError, ProviderUrls, Source, schedule_target};
 use shared::domain::conversation::ConversationFilter;
 use shared::domain::customer::CustomerQuery;
 use shared::http::{self, json};
@@ -26,6 +29,8 @@ mod workspace;
 #[derive(Debug)]
 pub struct App {
     store: DynamoStore,
+    /// One-time schedules (a snooze's end).
+    schedules: EventBridgeSchedules,
     directory: CachedDirectory<DynamoStore>,
     provider: Channels,
 }
@@ -39,6 +44,7 @@ impl App {
         let config = Config::from_source(env)?;
         let sdk = sdk_config(&config.aws, credentials);
         let store = DynamoStore::new(dynamodb_client(&sdk), config.table_name);
+        let schedules = EventBridgeSchedules::new(scheduler_client(&sdk), schedule_target(env)?);
         let provider =
             Channels::new(ProviderUrls::from_source(env)?, CALL_TIMEOUT).map_err(|reason| {
                 ConfigError::Invalid {
@@ -47,6 +53,7 @@ impl App {
                 }
             })?;
         Ok(Self {
+            schedules,
             directory: CachedDirectory::new(store.clone()),
             store,
             provider,
@@ -146,7 +153,8 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
             let id = http::path_param(req, "id").unwrap_or_default();
             let body = http::json_body(req)?;
             let conversation =
-                changes::set_status(&app.store, &principal, id, body, Utc::now()).await?;
+                changes::set_status(&app.store, &app.schedules, &principal, id, body, Utc::now())
+                    .await?;
             Ok(json(StatusCode::OK, &conversation))
         }
         "PUT /customers/{id}/labels/{label}" | "DELETE /customers/{id}/labels/{label}" => {
@@ -249,7 +257,17 @@ mod tests {
 
     /// An app whose AWS endpoint accepts no connections: these tests must not reach AWS.
     fn app() -> App {
-        let (env, credentials) = shared::fakes::unreachable_aws(&[]);
+        let (env, credentials) = shared::fakes::unreachable_aws(&[
+            ("SCHEDULE_GROUP_NAME", "schedules"),
+            (
+                "SCHEDULER_TARGET_ARN",
+                "arn:aws:lambda:us-east-1:000000000000:function:scheduler",
+            ),
+            (
+                "SCHEDULER_ROLE_ARN",
+                "arn:aws:iam::000000000000:role/invoke",
+            ),
+        ]);
         App::from_source(&env, credentials).expect("config")
     }
 

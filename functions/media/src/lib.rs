@@ -187,31 +187,7 @@ pub async fn validate_event(app: &App, event: &Value) -> Result<Validation, Erro
     media::validate_upload(&app.store, &app.objects, key).await
 }
 
-/// Turns an HTTP response into the API Gateway payload 2.0 response JSON.
-pub fn to_api_gateway_response(response: Response<Body>) -> Value {
-    let (parts, body) = response.into_parts();
-    let headers: serde_json::Map<String, Value> = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| {
-            Some((
-                k.as_str().to_owned(),
-                Value::String(v.to_str().ok()?.to_owned()),
-            ))
-        })
-        .collect();
-    let text = match body {
-        Body::Text(t) => t,
-        Body::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
-        _ => String::new(),
-    };
-    serde_json::json!({
-        "statusCode": parts.status.as_u16(),
-        "headers": headers,
-        "body": text,
-        "isBase64Encoded": false,
-    })
-}
+pub use shared::http::to_api_gateway_response;
 
 #[cfg(test)]
 mod tests {

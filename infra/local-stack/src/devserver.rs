@@ -99,6 +99,7 @@ pub struct DevServer {
     routes: Vec<Route>,
     jwt_secret: String,
     event_rules: Vec<EventRule>,
+    schedule_target: Option<crate::schedules::ScheduleTarget>,
 }
 
 /// An `EventBridgeRule` of a function: its resolved pattern and handler.
@@ -154,11 +155,23 @@ impl DevServer {
     pub fn new(template: &Template, settings: &LocalSettings) -> Result<Self, BoxError> {
         let mut routes = Vec::new();
         let mut event_rules = Vec::new();
+        let mut schedule_target = None;
         for function in template.functions()? {
             let mut env = template.resolve_environment(&function, &settings.overrides)?;
             env.extend(settings.lambda_environment());
             allow_loopback_media(&mut env);
             let built = functions::build(&function.binary, &env)?;
+            // What EventBridge Scheduler invokes: the function the schedules name
+            // (`SCHEDULER_TARGET_ARN` is this function's own ARN in its environment).
+            if function.binary == "scheduler"
+                && let (Some(group), Some(handler)) =
+                    (env.get("SCHEDULE_GROUP_NAME"), built.event.clone())
+            {
+                schedule_target = Some(crate::schedules::ScheduleTarget {
+                    group: group.clone(),
+                    handler,
+                });
+            }
             for (i, (pattern, bus)) in function.event_rules.iter().enumerate() {
                 let handler = built.event.clone().ok_or_else(|| {
                     format!(
@@ -209,12 +222,19 @@ impl DevServer {
             routes,
             jwt_secret: settings.jwt_secret.clone(),
             event_rules,
+            schedule_target,
         })
     }
 
     /// The functions' EventBridge rules, for the local stand-in.
     pub fn event_rules(&self) -> Vec<EventRule> {
         self.event_rules.clone()
+    }
+
+    /// The schedule group and the handler its schedules invoke (for the schedule
+    /// stand-in), when the template has a scheduler function.
+    pub fn schedule_target(&self) -> Option<crate::schedules::ScheduleTarget> {
+        self.schedule_target.clone()
     }
 
     fn find(&self, method: &Method, path: &str) -> Option<(&Route, HashMap<String, String>)> {

@@ -100,6 +100,28 @@ pub fn build(binary: &str, env: &HashMap<String, String>) -> Result<Built, BoxEr
                 event: Some(event),
             }
         }
+        "scheduler" => {
+            let app =
+                Arc::new(scheduler::App::from_source(env, local_credentials()).map_err(fail)?);
+            let http_app = app.clone();
+            let http: Handler = Arc::new(move |req| {
+                let app = http_app.clone();
+                Box::pin(async move { scheduler::handle_http(&app, req).await })
+            });
+            let event: EventHandler = Arc::new(move |event| {
+                let app = app.clone();
+                Box::pin(async move {
+                    scheduler::handle_event(&app, &event)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            });
+            Built {
+                http: Some(http),
+                event: Some(event),
+            }
+        }
         "bots" => {
             let app = Arc::new(bots::App::from_source(env, local_credentials()).map_err(fail)?);
             let event: EventHandler = Arc::new(move |event| {

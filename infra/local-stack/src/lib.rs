@@ -18,6 +18,7 @@ pub mod functions;
 pub mod media_files;
 pub mod moto;
 pub mod sandbox;
+pub mod schedules;
 pub mod standin;
 pub mod template;
 pub mod token;

@@ -261,6 +261,10 @@ impl Template {
             "AWS::Scheduler::ScheduleGroup" => {
                 format!("arn:aws:scheduler:{region}:{LOCAL_ACCOUNT_ID}:schedule-group/{name}")
             }
+            // Neither exists locally (moto checks no role, and the schedule stand-in fires
+            // schedules itself): their ARNs are only passed along.
+            "AWS::IAM::Role" => format!("arn:aws:iam::{LOCAL_ACCOUNT_ID}:role/{name}"),
+            "AWS::SQS::Queue" => format!("arn:aws:sqs:{region}:{LOCAL_ACCOUNT_ID}:{name}"),
             other => return Err(format!("no local ARN for {other} ({logical_id})").into()),
         })
     }

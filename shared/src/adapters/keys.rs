@@ -410,6 +410,29 @@ pub fn bot_turn(tenant: &TenantId, conversation_id: &str, message_id: &str) -> K
     }
 }
 
+/// A scheduled message: its own partition, read by id (fires, cancels).
+pub fn scheduled(tenant: &TenantId, id: &str) -> Key {
+    Key {
+        pk: format!("{}#SCHED#{id}", tenant_pk(tenant)),
+        sk: "SCHED".to_owned(),
+    }
+}
+
+/// Index partition (`gsi1pk`) of one conversation's scheduled messages.
+pub fn scheduled_of_conversation(tenant: &TenantId, conversation_id: &str) -> String {
+    format!("{}#SCHEDULED#CONV#{conversation_id}", tenant_pk(tenant))
+}
+
+/// Index partition (`gsi2pk`) of all of a tenant's scheduled messages.
+pub fn scheduled_of_tenant(tenant: &TenantId) -> String {
+    format!("{}#SCHEDULED", tenant_pk(tenant))
+}
+
+/// Sort key (`gsi1sk`) of a scheduled message in both index partitions: by send time.
+pub fn scheduled_order(send_at: &str, id: &str) -> String {
+    format!("{send_at}#{id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

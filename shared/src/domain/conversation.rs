@@ -45,6 +45,13 @@ pub fn conversation_of_customer(customer_id: &str) -> Option<String> {
     channel_of_conversation(&conversation).map(|_| conversation)
 }
 
+/// The customer of a conversation id (see [`customer_id`]); `None` for anything that is
+/// not a conversation id.
+pub fn customer_of_conversation(conversation_id: &str) -> Option<String> {
+    channel_of_conversation(conversation_id)?;
+    Some(format!("cu_{}", conversation_id.strip_prefix("cv_")?))
+}
+
 /// The conversation id of a provider user on a channel (stable, derived): `cv_`, the
 /// channel id, `_`, and a hash. Carrying the channel lets a send read the conversation and
 /// the channel's routing record in one request.

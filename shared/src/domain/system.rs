@@ -29,6 +29,8 @@ pub enum SystemEvent {
     ScheduledSent,
     /// A scheduled message could not go out (with the reason).
     ScheduledFailed,
+    /// A scheduled message was cancelled (by an agent, or by the customer's reply).
+    ScheduledCancelled,
     /// A booking was made.
     BookingCreated,
     /// A booking was cancelled.
@@ -64,6 +66,7 @@ impl SystemEvent {
             Self::BotExited => "bot_exited",
             Self::ScheduledSent => "scheduled_sent",
             Self::ScheduledFailed => "scheduled_failed",
+            Self::ScheduledCancelled => "scheduled_cancelled",
             Self::BookingCreated => "booking_created",
             Self::BookingCancelled => "booking_cancelled",
             Self::PaymentRequested => "payment_requested",
@@ -178,6 +181,62 @@ impl SystemMessage {
             actor,
             error: None,
             reason: Some(reason.as_str().to_owned()),
+        }
+    }
+
+    /// A scheduled message went out (`fallback`: its fallback template did, the window
+    /// being closed); the schedule is the actor, on behalf of its creator.
+    pub fn scheduled_sent(scheduled: &crate::domain::schedule::ScheduledMessage) -> Self {
+        let text = if scheduled.used_fallback {
+            "Scheduled message sent as its fallback template (the window was closed)"
+        } else {
+            "Scheduled message sent"
+        };
+        Self {
+            event: SystemEvent::ScheduledSent,
+            text: text.to_owned(),
+            actor: scheduled.actor(),
+            error: None,
+            reason: None,
+        }
+    }
+
+    /// A scheduled message could not go out: `reason` is its error code, the text says why.
+    pub fn scheduled_failed(scheduled: &crate::domain::schedule::ScheduledMessage) -> Self {
+        let (code, why) = scheduled
+            .error
+            .as_ref()
+            .map_or(("failed", "it could not be sent"), |e| {
+                (e.code.as_str(), e.reason.as_str())
+            });
+        Self {
+            event: SystemEvent::ScheduledFailed,
+            text: format!("Scheduled message not sent: {why}"),
+            actor: scheduled.actor(),
+            error: None,
+            reason: Some(code.to_owned()),
+        }
+    }
+
+    /// A scheduled message was cancelled, why and by whom.
+    pub fn scheduled_cancelled(
+        reason: crate::domain::schedule::CancelReason,
+        actor: Actor,
+    ) -> Self {
+        use crate::domain::schedule::CancelReason;
+        let (code, text) = match reason {
+            CancelReason::Agent => ("agent", "Scheduled message cancelled"),
+            CancelReason::CustomerReplied => (
+                "customer_replied",
+                "Scheduled message cancelled: the customer wrote first",
+            ),
+        };
+        Self {
+            event: SystemEvent::ScheduledCancelled,
+            text: text.to_owned(),
+            actor,
+            error: None,
+            reason: Some(code.to_owned()),
         }
     }
 

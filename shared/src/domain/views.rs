@@ -126,16 +126,11 @@ pub fn label_views(label: &str, status: ConversationStatus) -> [View; 2] {
 ///
 /// `assignee=me` must be resolved first ([`ConversationFilter::for_agent`]).
 ///
-/// `status=open` also reads the `snoozed` views: a snooze whose time has passed reads as
-/// open until something moves it (the filter, checked on what is read, keeps only those).
+/// `status=open` reads the open views only: a snooze ends by its own schedule, which
+/// moves the conversation back to open (until it fires, a passed snooze reads as open on
+/// the conversation but is listed under `snoozed`).
 pub fn plan(filter: &ConversationFilter, channels_of_type: &[String]) -> Vec<View> {
-    let statuses: Vec<Option<ConversationStatus>> = match filter.status {
-        Some(ConversationStatus::Open) => vec![
-            Some(ConversationStatus::Open),
-            Some(ConversationStatus::Snoozed),
-        ],
-        other => vec![other],
-    };
+    let statuses: Vec<Option<ConversationStatus>> = vec![filter.status];
     let per_status = |view: &dyn Fn(Option<ConversationStatus>) -> View| -> Vec<View> {
         statuses.iter().map(|s| view(*s)).collect()
     };
@@ -233,11 +228,8 @@ mod tests {
         };
         assert_eq!(
             plan(&open, &[]),
-            vec![
-                View::Status(ConversationStatus::Open),
-                View::Status(ConversationStatus::Snoozed)
-            ],
-            "an ended snooze reads as open"
+            vec![View::Status(ConversationStatus::Open)],
+            "snoozes end by their schedule: open lists read the open views alone"
         );
     }
 

@@ -84,13 +84,17 @@ pub struct StatusRequest {
     pub snoozed_until: Option<String>,
 }
 
-/// `PATCH /conversations/{id}`: open, close or snooze; the conversation after.
+/// `PATCH /conversations/{id}`: open, close or snooze; the conversation after. A snooze
+/// gets a one-time schedule that ends it at `snoozed_until` (SPEC §7, through the
+/// scheduler of §9); a repeat finds it made.
 ///
 /// # Errors
 /// 422 `invalid_status`, `invalid_snooze` (see [`Change::status`]); 404 for an unknown
-/// conversation.
+/// conversation; 502 when the snooze's schedule cannot be made (the snooze is stored:
+/// repeating the request makes it).
 pub async fn set_status(
     store: &impl ConversationChanges,
+    schedules: &impl crate::ports::Schedules,
     principal: &Principal,
     conversation_id: &str,
     request: StatusRequest,
@@ -115,6 +119,15 @@ pub async fn set_status(
             now,
         )
         .await?;
+    if let (ConversationStatus::Snoozed, Some(until)) = (state.status, state.snoozed_until) {
+        crate::service::schedules::schedule_snooze_end(
+            schedules,
+            &principal.tenant_id,
+            &state.id,
+            until,
+        )
+        .await?;
+    }
     info!(
         tenant = %principal.tenant_id,
         conversation_id,

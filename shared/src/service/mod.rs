@@ -10,6 +10,7 @@ pub mod media;
 pub mod notes;
 pub mod outbound;
 pub mod reads;
+pub mod schedules;
 pub mod templates;
 // The agent workspace (SPEC §7).
 pub mod agents;

@@ -64,6 +64,10 @@ async fn run(moto: &Moto) -> Result<(), BoxError> {
     let server = DevServer::new(&template, &settings)?;
     let _standin =
         local_stack::standin::start(&settings.sdk_config(), server.event_rules()).await?;
+    // Due schedules (scheduled messages, snooze ends) fire within about a second.
+    let _schedules = server
+        .schedule_target()
+        .map(|target| local_stack::schedules::start(&settings.sdk_config(), target));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", settings.port))?;

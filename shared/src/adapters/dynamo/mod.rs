@@ -40,6 +40,7 @@ mod agents;
 mod bots;
 mod contacts;
 mod faqs;
+mod schedules;
 mod settings;
 
 /// Attempts of a transaction that conflicts with a concurrent one on the same items.

@@ -174,9 +174,6 @@ struct Shard {
     done: bool,
     /// Sort keys read and not merged yet.
     buffer: VecDeque<String>,
-    /// A view read beside the one the filter names, expected to hold few matches (the
-    /// snoozed views of `status=open`): read one entry at a time.
-    minor: bool,
 }
 
 impl DynamoStore {
@@ -229,28 +226,22 @@ impl DynamoStore {
             Some(c) => Some(decode_cursor(c, 1, "")?.remove(0)),
             None => None,
         };
-        let minor = |view: &View| {
-            filter.status == Some(ConversationStatus::Open)
-                && view.status() == Some(ConversationStatus::Snoozed)
-        };
         let mut shards: Vec<Shard> = views
             .iter()
             .flat_map(|view| {
                 let ix = view.index();
-                let minor = minor(view);
-                (0..views::SHARDS).map(move |n| (ix, keys::view_partition(tenant, view, n), minor))
+                (0..views::SHARDS).map(move |n| (ix, keys::view_partition(tenant, view, n)))
             })
-            .map(|(ix, partition, minor)| Shard {
+            .map(|(ix, partition)| Shard {
                 index: ix.index,
                 attribute: ix.attribute,
                 partition,
                 below: below.clone(),
                 done: false,
                 buffer: VecDeque::new(),
-                minor,
             })
             .collect();
-        let major = shards.iter().filter(|x| !x.minor).count().max(1);
+        let major = shards.len().max(1);
         let limit = usize::from(page.limit);
         let mut found: Vec<ConversationState> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
@@ -269,10 +260,7 @@ impl DynamoStore {
                 let reads = shards
                     .iter_mut()
                     .filter(|x| x.buffer.is_empty() && !x.done)
-                    .map(|x| {
-                        let size = if x.minor { 1 } else { per };
-                        self.read_shard(x, size)
-                    });
+                    .map(|x| self.read_shard(x, per));
                 for r in futures::future::join_all(reads).await {
                     r?;
                 }
