@@ -125,6 +125,9 @@ impl SystemMessage {
             (ConversationStatus::Open, _, Actor::Customer { .. }) => {
                 "Conversation reopened by the customer's message".to_owned()
             }
+            (ConversationStatus::Open, _, Actor::System) => {
+                "Snooze ended: conversation open".to_owned()
+            }
             (ConversationStatus::Snoozed, Some(until), _) => format!(
                 "Conversation snoozed until {}",
                 crate::domain::time::rfc3339(&until)
