@@ -3,6 +3,7 @@
 mod auth;
 mod bot_view;
 mod bots;
+mod bots_hostile;
 mod channels;
 mod customers;
 mod events;
