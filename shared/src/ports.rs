@@ -613,6 +613,9 @@ pub struct OutboundBatch {
     /// The conversation as the sender read it (its list views are moved from it); `None`:
     /// the store reads it.
     pub seen: Option<ConversationState>,
+    /// A bot's send: the bot state version its turn left (the accept is refused with
+    /// `409 bot_stopped` once an agent, Exit Bot or another turn moved it).
+    pub bot_version: Option<u64>,
 }
 
 /// The result of accepting a batch.
@@ -1088,6 +1091,8 @@ pub struct ClaimedSends {
     pub settled: bool,
     /// The agent a handover assigns.
     pub assign_to: Option<String>,
+    /// The bot state version the turn left (its sends are conditional on it).
+    pub version: u64,
 }
 
 /// What claiming a turn came to.

@@ -160,6 +160,7 @@ fn parse(req: &Request) -> Result<Call, Error> {
                     message,
                     idempotency_key,
                     body_hash,
+                    bot_version: None,
                 },
             })
         }

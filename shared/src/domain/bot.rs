@@ -13,6 +13,7 @@
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 
+use aho_corasick::{AhoCorasick, Anchored, Input, StartKind};
 use chrono::{DateTime, Duration, Utc};
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::domain::actor::Actor;
 use crate::domain::channel::ChannelType;
-use crate::domain::outbound::{OutboundKind, ReplyOption, SendMessage};
+use crate::domain::outbound::{MAX_CAPTION_CHARS, OutboundKind, ReplyOption, SendMessage};
 use crate::domain::text::fold;
 
 /// Most options of an `ask` step (WhatsApp's list: 10 rows).
@@ -43,8 +44,8 @@ pub const MAX_STEPS: usize = 50;
 pub const MAX_STEP_ID_CHARS: usize = 64;
 /// Longest bot name.
 pub const MAX_NAME_CHARS: usize = 100;
-/// Most keywords of a keyword trigger.
-pub const MAX_KEYWORDS: usize = 1000;
+/// Most keywords of a keyword trigger (500 of 100 characters fit the API's 64 KB body).
+pub const MAX_KEYWORDS: usize = 500;
 /// Longest keyword.
 pub const MAX_KEYWORD_CHARS: usize = 100;
 /// Most exit keywords.
@@ -323,11 +324,18 @@ pub fn compile_pattern(pattern: &str) -> Result<Regex, String> {
 }
 
 /// Text as matched against keywords: folded (case, accents, spaces) and stripped of
-/// surrounding punctuation, so "Agent!" is "agent".
+/// surrounding punctuation, so "Agent!" is "agent" and "¿Precio?" is "precio".
 pub fn normalize(text: &str) -> String {
-    fold(text)
-        .trim_matches(|c: char| !c.is_alphanumeric())
-        .to_owned()
+    fold(text).trim_matches(is_punctuation).to_owned()
+}
+
+/// Punctuation and spaces trimmed around a message before matching: ASCII punctuation and
+/// the marks common in the product's languages (Spanish, Chinese, Japanese, quotes). Emoji
+/// stay: a keyword may be one.
+fn is_punctuation(c: char) -> bool {
+    c.is_ascii_punctuation()
+        || c.is_whitespace()
+        || "¿¡。、，！？：；“”‘’«»…·・「」『』【】（）".contains(c)
 }
 
 fn check_text(step: &str, what: &str, text: &str, max: usize) -> Result<(), Error> {
@@ -394,7 +402,7 @@ impl BotInput {
             }
         }
         check_steps(&self.steps, channel_types)?;
-        Ok(Bot {
+        let bot = Bot {
             id: id.to_owned(),
             name,
             enabled: self.enabled,
@@ -406,7 +414,12 @@ impl BotInput {
             timeout_minutes: self.timeout_minutes,
             created_at: created_at.unwrap_or_else(|| now.to_owned()),
             updated_at: now.to_owned(),
-        })
+        };
+        // What is saved is what the runner can run.
+        CompiledBot::new(bot.clone()).map_err(|_| {
+            invalid("trigger: the keywords cannot be matched (too many or too long once folded)")
+        })?;
+        Ok(bot)
     }
 }
 
@@ -427,8 +440,10 @@ fn check_trigger(t: &Trigger) -> Result<(), Error> {
             )?;
             for k in &t.keywords {
                 only(
-                    !fold(k).is_empty() && k.chars().count() <= MAX_KEYWORD_CHARS,
-                    &format!("each keyword is 1-{MAX_KEYWORD_CHARS} characters, not blank"),
+                    !normalize(k).is_empty() && k.chars().count() <= MAX_KEYWORD_CHARS,
+                    &format!(
+                        "each keyword is 1-{MAX_KEYWORD_CHARS} characters with more than punctuation"
+                    ),
                 )?;
             }
             Ok(())
@@ -523,6 +538,43 @@ fn check_steps(steps: &[Step], channel_types: &[ChannelType]) -> Result<(), Erro
             }
         }
     }
+    // What one turn sends from each place a turn starts (the first step, each option's
+    // next): at most MAX_SENDS_PER_TURN messages before the customer can answer.
+    let entries = std::iter::once(0).chain(
+        steps
+            .iter()
+            .flat_map(|s| s.options.iter().filter_map(|o| o.next.as_ref()))
+            .map(|next| index[next.as_str()]),
+    );
+    for start in entries {
+        let mut sends = 0;
+        let mut at = Some(start);
+        let mut hops = 0;
+        while let Some(i) = at.filter(|_| hops <= steps.len()) {
+            let step = &steps[i];
+            hops += 1;
+            match step.step_type {
+                StepType::Reply => {
+                    sends += 1;
+                    at = step.next.as_ref().map(|n| index[n.as_str()]);
+                }
+                StepType::Ask => {
+                    sends += 1;
+                    at = None;
+                }
+                StepType::Handover => {
+                    sends += usize::from(step.text.is_some());
+                    at = None;
+                }
+            }
+        }
+        if sends > MAX_SENDS_PER_TURN {
+            return Err(invalid(format!(
+                "step `{}`: {sends} messages in a row from here; a turn sends at most {MAX_SENDS_PER_TURN} (WeChat's replies per customer message) before the customer can answer",
+                steps[start].id
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -548,7 +600,9 @@ fn check_step(s: &Step, channel_types: &[ChannelType]) -> Result<(), Error> {
             }
             match (&s.text, &s.media_id) {
                 (None, None) => refuse("a reply needs text or a media_id"),
-                (Some(t), _) => check_text(id, "text", t, MAX_STEP_TEXT_CHARS),
+                // With media the text is its caption (WhatsApp's limit).
+                (Some(t), Some(_)) => check_text(id, "the caption", t, MAX_CAPTION_CHARS),
+                (Some(t), None) => check_text(id, "text", t, MAX_STEP_TEXT_CHARS),
                 (None, Some(_)) => Ok(()),
             }
         }
@@ -610,10 +664,11 @@ fn check_step(s: &Step, channel_types: &[ChannelType]) -> Result<(), Error> {
 #[derive(Debug, Clone)]
 enum Matcher {
     Exact(HashSet<String>),
-    /// An alternation of the escaped folded keywords (the `regex` crate runs it with an
-    /// Aho-Corasick prefilter, so 400 keywords cost about one pass over the text).
-    Contains(Regex),
-    StartsWith(Regex),
+    /// An Aho-Corasick automaton of the normalized keywords: one pass over the text
+    /// whatever their number.
+    Contains(AhoCorasick),
+    /// The same, anchored at the start of the text.
+    StartsWith(AhoCorasick),
     Pattern(Regex),
     FirstMessage,
     OutsideHours,
@@ -634,25 +689,22 @@ impl CompiledBot {
     /// # Errors
     /// `Internal` when a stored pattern no longer compiles (it was checked at save).
     pub fn new(bot: Bot) -> Result<Self, Error> {
-        let alternation = |anchor: &str| -> Result<Regex, Error> {
-            let mut words: Vec<String> = bot
+        let automaton = |anchored: bool| -> Result<AhoCorasick, Error> {
+            let words: Vec<String> = bot
                 .trigger
                 .keywords
                 .iter()
                 .map(|k| normalize(k))
                 .filter(|k| !k.is_empty())
                 .collect();
-            // Longest first, so a longer keyword is not hidden behind its own prefix.
-            words.sort_by_key(|w| std::cmp::Reverse(w.len()));
-            let body = words
-                .iter()
-                .map(|w| regex::escape(w))
-                .collect::<Vec<_>>()
-                .join("|");
-            RegexBuilder::new(&format!("{anchor}(?:{body})"))
-                .size_limit(16 * REGEX_SIZE_LIMIT)
-                .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
-                .build()
+            let kind = if anchored {
+                StartKind::Anchored
+            } else {
+                StartKind::Unanchored
+            };
+            AhoCorasick::builder()
+                .start_kind(kind)
+                .build(words)
                 .map_err(|e| Error::Internal(format!("bot {} keywords: {e}", bot.id)))
         };
         let matcher = match bot.trigger.trigger_type {
@@ -660,8 +712,8 @@ impl CompiledBot {
                 KeywordMatch::Exact => {
                     Matcher::Exact(bot.trigger.keywords.iter().map(|k| normalize(k)).collect())
                 }
-                KeywordMatch::Contains => Matcher::Contains(alternation("")?),
-                KeywordMatch::StartsWith => Matcher::StartsWith(alternation("^")?),
+                KeywordMatch::Contains => Matcher::Contains(automaton(false)?),
+                KeywordMatch::StartsWith => Matcher::StartsWith(automaton(true)?),
             },
             TriggerType::Regex => Matcher::Pattern(
                 compile_pattern(bot.trigger.pattern.as_deref().unwrap_or_default())
@@ -688,8 +740,12 @@ impl CompiledBot {
         let text = message.text.unwrap_or("");
         match &self.matcher {
             Matcher::Exact(set) => !normalized.is_empty() && set.contains(normalized),
-            Matcher::Contains(re) | Matcher::StartsWith(re) => {
-                !normalized.is_empty() && re.is_match(normalized)
+            Matcher::Contains(ac) => !normalized.is_empty() && ac.is_match(normalized),
+            Matcher::StartsWith(ac) => {
+                !normalized.is_empty()
+                    && ac
+                        .find(Input::new(normalized).anchored(Anchored::Yes))
+                        .is_some()
             }
             Matcher::Pattern(re) => !text.is_empty() && re.is_match(text),
             Matcher::FirstMessage => message.first_message,
@@ -764,6 +820,10 @@ pub struct InboundTurn<'a> {
     pub first_message: bool,
     /// Whether the business is open at `at` (settings).
     pub business_open: bool,
+    /// Whether an agent has read or answered the conversation since the customer's
+    /// messages (its unread count is 0): no bot starts then (a late event, or an agent
+    /// already on it).
+    pub agent_caught_up: bool,
 }
 
 /// Why a bot stopped (`reason` of `bot_exited`).
@@ -921,15 +981,19 @@ pub fn decide<B: std::borrow::Borrow<CompiledBot>>(
         if !active.runs_at(message.at) {
             return stop(ExitReason::Timeout, Actor::System, active.deadline());
         }
-        if bot.exits.contains(&normalized) {
-            return stop(ExitReason::ExitKeyword, customer, message.at);
-        }
         let Some(ask) = bot
             .step(&active.step)
             .filter(|s| s.step_type == StepType::Ask)
         else {
             return stop(ExitReason::BotChanged, Actor::System, message.at);
         };
+        // A tapped button follows its option even when its title is an exit keyword.
+        let tapped = message
+            .answer
+            .is_some_and(|id| ask.options.iter().any(|o| o.id == id));
+        if !tapped && bot.exits.contains(&normalized) {
+            return stop(ExitReason::ExitKeyword, customer, message.at);
+        }
         let mut turn = Box::new(Turn {
             bot_id: bot.bot.id.clone(),
             bot_name: active.name.clone(),
@@ -966,9 +1030,9 @@ pub fn decide<B: std::borrow::Borrow<CompiledBot>>(
                 });
             }
         }
-        return within_allowance(turn, allowance, message.at);
+        return within_allowance(turn, message.channel, allowance, message.at);
     }
-    if run.blocked {
+    if run.blocked || message.agent_caught_up {
         return Decision::Nothing;
     }
     let winner = bots
@@ -996,13 +1060,23 @@ pub fn decide<B: std::borrow::Borrow<CompiledBot>>(
     });
     let first = bot.bot.steps.first().map(|s| s.id.as_str());
     run_from(bot, first, message.at, message, &mut turn);
-    within_allowance(turn, allowance, message.at)
+    within_allowance(turn, message.channel, allowance, message.at)
 }
 
 /// A bot that cannot send what the turn needs does nothing but stop, saying why.
-fn within_allowance(mut turn: Box<Turn>, allowance: SendAllowance, at: DateTime<Utc>) -> Decision {
-    if turn.sends.is_empty() || (allowance.free_form && turn.sends.len() <= allowance.replies_left)
-    {
+fn within_allowance(
+    mut turn: Box<Turn>,
+    channel: ChannelType,
+    allowance: SendAllowance,
+    at: DateTime<Utc>,
+) -> Decision {
+    // What the channel receives: a caption it cannot carry is a second message.
+    let messages: usize = turn
+        .sends
+        .iter()
+        .map(|m| m.parts(channel).map_or(1, |p| p.len()))
+        .sum();
+    if turn.sends.is_empty() || (allowance.free_form && messages <= allowance.replies_left) {
         return Decision::Turn(turn);
     }
     turn.sends.clear();
@@ -1081,20 +1155,27 @@ fn run_from(
     }
 }
 
-/// The option the customer chose: a button/row/quick reply id, the option's number (1 for
-/// the first) or its title.
+/// The option the customer chose: a button/row/quick reply id, the option's title, or its
+/// number (1 for the first).
 fn chosen<'s>(ask: &'s Step, message: &InboundTurn<'_>, normalized: &str) -> Option<&'s BotOption> {
     if let Some(answer) = message.answer {
         if let Some(o) = ask.options.iter().find(|o| o.id == answer) {
             return Some(o);
         }
     }
-    if let Ok(n) = normalized.parse::<usize>() {
-        return n.checked_sub(1).and_then(|i| ask.options.get(i));
-    }
-    ask.options
+    // A title first: an option may be titled "4" without being the fourth.
+    if let Some(o) = ask
+        .options
         .iter()
         .find(|o| normalize(&o.title) == normalized)
+    {
+        return Some(o);
+    }
+    normalized
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_sub(1))
+        .and_then(|i| ask.options.get(i))
 }
 
 fn text_message(text: &str) -> SendMessage {

@@ -51,6 +51,7 @@ fn message<'a>(text: &'a str, minute: u32) -> InboundTurn<'a> {
         at: at(minute),
         first_message: false,
         business_open: true,
+        agent_caught_up: false,
     }
 }
 

@@ -458,6 +458,7 @@ where
             at: message.created_at,
             first_message: inputs.conversation_created_at == Some(message.created_at),
             business_open: inputs.settings.is_open_at(message.created_at),
+            agent_caught_up: state.unread_count == 0,
         };
         let Decision::Turn(turn) = decide(&bots, &state.bot, &turn_input, allowance) else {
             return Ok(TurnOutcome::NoTurn);
@@ -470,7 +471,7 @@ where
             at: now,
             turn: *turn,
         };
-        let (bot_id, at, sends, assign_to) = match store.claim_turn(&claim).await? {
+        let (bot_id, at, sends, assign_to, version) = match store.claim_turn(&claim).await? {
             ClaimOutcome::Claimed => {
                 info!(
                     tenant = %tenant,
@@ -482,27 +483,37 @@ where
                     "bot turn claimed"
                 );
                 let assign_to = claim.turn.exit.as_ref().and_then(|e| e.assign_to.clone());
-                (claim.turn.bot_id, claim.at, claim.turn.sends, assign_to)
+                let version = claim.seen_version + 1;
+                (
+                    claim.turn.bot_id,
+                    claim.at,
+                    claim.turn.sends,
+                    assign_to,
+                    version,
+                )
             }
             ClaimOutcome::Taken(taken) if taken.settled => return Ok(TurnOutcome::Duplicate),
             ClaimOutcome::Taken(taken) => {
                 info!(tenant = %tenant, conversation_id, "bot turn resumed");
-                (taken.bot_id, taken.at, taken.sends, taken.assign_to)
+                (
+                    taken.bot_id,
+                    taken.at,
+                    taken.sends,
+                    taken.assign_to,
+                    taken.version,
+                )
             }
             ClaimOutcome::Moved => continue,
             ClaimOutcome::Gone => return Ok(TurnOutcome::Missing),
         };
-        send_all(
-            store,
-            outbound,
-            &tenant,
-            conversation_id,
-            &event.message_id,
-            &bot_id,
+        let turn = TurnSends {
+            message_id: &event.message_id,
+            bot_id: &bot_id,
             at,
-            &sends,
-        )
-        .await?;
+            version,
+            sends: &sends,
+        };
+        send_all(store, outbound, &tenant, conversation_id, &turn).await?;
         let settles_assignment = assign_to.is_some();
         if let Some(agent) = assign_to {
             let actor = Actor::Bot { id: bot_id.clone() };
@@ -530,18 +541,28 @@ where
     ))
 }
 
+/// A claimed turn's messages and what they are sent under.
+struct TurnSends<'a> {
+    /// The inbound message the turn answers (its sends' idempotency keys derive from it).
+    message_id: &'a str,
+    bot_id: &'a str,
+    /// The turn's base time.
+    at: DateTime<Utc>,
+    /// The bot state version the turn left: each send is conditional on it.
+    version: u64,
+    sends: &'a [SendMessage],
+}
+
 /// Sends a turn's messages in order as the bot, each with its own idempotency key and
-/// time. A refusal (window closed meanwhile, media gone) stops the bot and the rest.
-#[allow(clippy::too_many_arguments)]
+/// time, each conditional on the bot state the turn left: once an agent replies, Exit Bot
+/// or another turn moves it, the rest is not sent. A refusal (window closed meanwhile,
+/// media gone) stops the bot and the rest.
 async fn send_all<S, OS, D, C, O>(
     store: &S,
     outbound: &Outbound<OS, D, C, O>,
     tenant: &TenantId,
     conversation_id: &str,
-    message_id: &str,
-    bot_id: &str,
-    at: DateTime<Utc>,
-    sends: &[SendMessage],
+    turn: &TurnSends<'_>,
 ) -> Result<(), Error>
 where
     S: BotTurns,
@@ -550,20 +571,26 @@ where
     C: ChannelSender,
     O: ObjectStore,
 {
+    let bot_id = turn.bot_id;
     let actor = Actor::Bot {
         id: bot_id.to_owned(),
     };
     let Ok(conversation) = ConversationId::parse(conversation_id) else {
         return Ok(());
     };
-    for (i, message) in sends.iter().enumerate() {
-        let request = SendRequest::new(message.clone(), idempotency_key(message_id, i));
-        let when = turn_time(at, i + 1);
+    for (i, message) in turn.sends.iter().enumerate() {
+        let request = SendRequest::new(message.clone(), idempotency_key(turn.message_id, i))
+            .for_bot_turn(turn.version);
+        let when = turn_time(turn.at, i + 1);
         match outbound
             .send(&actor, tenant, &conversation, request, when)
             .await
         {
             Ok(_) => {}
+            Err(e) if e.code() == "bot_stopped" => {
+                info!(tenant = %tenant, conversation_id, bot_id, sent = i, "bot stopped during its turn; the rest is not sent");
+                return Ok(());
+            }
             Err(e) if e.is_client_error() => {
                 warn!(tenant = %tenant, conversation_id, bot_id, code = e.code(), "bot send refused; stopping the bot");
                 let reason = match e.code() {

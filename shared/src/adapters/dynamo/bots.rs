@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{Duration, Utc};
 
@@ -40,6 +42,21 @@ fn catalog_from(item: &HashMap<String, AttributeValue>) -> Result<(Vec<Bot>, u64
     Ok((bots, version))
 }
 
+fn too_many_bots(bytes: usize) -> Error {
+    let size = if bytes > 0 {
+        format!("would take {} KB", bytes / 1024)
+    } else {
+        "are too large".to_owned()
+    };
+    Error::validation(
+        "too_many_bots",
+        format!(
+            "the tenant's bots {size}; they must fit in {} KB (fewer or smaller bots)",
+            CATALOG_MAX_BYTES / 1024
+        ),
+    )
+}
+
 impl BotCatalog for DynamoStore {
     async fn bots(&self, tenant: &TenantId) -> Result<(Vec<Bot>, u64), Error> {
         match self
@@ -59,28 +76,38 @@ impl BotCatalog for DynamoStore {
     ) -> Result<bool, Error> {
         let json = serde_json::to_string(bots).map_err(|e| internal("encode bots", e))?;
         if json.len() > CATALOG_MAX_BYTES {
-            return Err(Error::validation(
-                "too_many_bots",
-                format!(
-                    "the tenant's bots would take {} KB; they must fit in {} KB (fewer or smaller bots)",
-                    json.len() / 1024,
-                    CATALOG_MAX_BYTES / 1024
-                ),
-            ));
+            return Err(too_many_bots(json.len()));
         }
-        let mut e = Expr::default();
-        e.set(keys::ENTITY, s("bots"))
-            .set("bots", s(json))
-            .set("version", n(version + 1));
-        let name = e.name("version");
+        // A put of the whole item (not an update): the store sizes the new item alone.
+        let mut item = key_item(keys::bot_catalog(tenant));
+        item.insert(keys::ENTITY.into(), s("bots"));
+        item.insert("bots".into(), s(json));
+        item.insert("version".into(), n(version + 1));
         let condition = if version == 0 {
-            format!("attribute_not_exists({name})")
+            "attribute_not_exists(#v)".to_owned()
         } else {
-            let v = e.value(n(version));
-            format!("{name} = {v}")
+            "#v = :v".to_owned()
         };
-        self.conditional_update(keys::bot_catalog(tenant), &e, &condition, "save bots")
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .expression_attribute_names("#v", "version");
+        if version > 0 {
+            put = put.expression_attribute_values(":v", n(version));
+        }
+        match put
+            .send()
             .await
+            .map_err(aws_sdk_dynamodb::error::SdkError::into_service_error)
+        {
+            Ok(_) => Ok(true),
+            Err(PutItemError::ConditionalCheckFailedException(_)) => Ok(false),
+            Err(e) if e.code() == Some("ValidationException") => Err(too_many_bots(0)),
+            Err(e) => Err(internal("save bots", e)),
+        }
     }
 }
 
@@ -229,6 +256,7 @@ fn claim_item(c: &TurnClaim) -> Result<HashMap<String, AttributeValue>, Error> {
         AttributeValue::Bool(c.turn.sends.is_empty() && !assigns),
     );
     item.insert(keys::EXPIRES_AT.into(), n(expires));
+    item.insert("version".into(), n(c.seen_version + 1));
     if let Some(agent) = c.turn.exit.as_ref().and_then(|e| e.assign_to.as_ref()) {
         item.insert("assign_to".into(), s(agent));
     }
@@ -246,6 +274,11 @@ fn claimed_from(item: &HashMap<String, AttributeValue>) -> Result<ClaimedSends, 
         sends,
         settled: matches!(item.get("settled"), Some(AttributeValue::Bool(true))),
         assign_to: get_s(item, "assign_to").map(str::to_owned),
+        version: item
+            .get("version")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default(),
     })
 }
 

@@ -76,9 +76,12 @@ impl DynamoStore {
         let mut e = Expr::default();
         e.set("last_message_at", s(&last.created_at))
             .set("preview", s(preview(last.kind, last.text.as_deref())))
-            .set(keys::VIEW_SK, s(&activity))
-            // The agent answering has seen the customer's messages.
-            .set("unread_count", n(0));
+            .set(keys::VIEW_SK, s(&activity));
+        if b.actor.is_human() {
+            // The agent answering has seen the customer's messages (a bot's or a
+            // schedule's message reads nothing).
+            e.set("unread_count", n(0));
+        }
         let mut conditions = Vec::new();
         if b.start {
             e.set(keys::ENTITY, s("conversation"))
@@ -149,6 +152,11 @@ impl DynamoStore {
             )?;
             conditions.push(condition);
             bot_note = note;
+        }
+        if let Some(version) = b.bot_version {
+            let name = e.name("bot_version");
+            let v = e.value(n(version));
+            conditions.push(format!("{name} = {v}"));
         }
         let condition = (!conditions.is_empty()).then(|| conditions.join(" AND "));
         let mut writes = vec![update(
@@ -421,6 +429,14 @@ impl OutboundStore for DynamoStore {
                                 (None, Some(_)) => true,
                                 (_, None) => false,
                             };
+                            if let (Some(expected), Some(new)) = (b.bot_version, &fresh)
+                                && new.bot.version != expected
+                            {
+                                return Err(Error::conflict(
+                                    "bot_stopped",
+                                    "the bot was stopped (or moved on) while its turn was sending",
+                                ));
+                            }
                             if moved || failed == Some(&Slot::Member) {
                                 seen = fresh;
                                 continue;

@@ -75,6 +75,9 @@ pub struct SendRequest {
     pub idempotency_key: Option<IdempotencyKey>,
     /// A hash of the request ([`digest`]): the same key with another request is refused.
     pub body_hash: String,
+    /// A bot's send: the bot state version its turn left; refused (`409 bot_stopped`)
+    /// once the bot was stopped or moved on meanwhile.
+    pub bot_version: Option<u64>,
 }
 
 impl SendRequest {
@@ -86,7 +89,14 @@ impl SendRequest {
             message,
             idempotency_key,
             body_hash,
+            bot_version: None,
         }
+    }
+
+    /// The same request, made by a bot's turn that left the bot state at `version`.
+    pub fn for_bot_turn(mut self, version: u64) -> Self {
+        self.bot_version = Some(version);
+        self
     }
 }
 
@@ -358,6 +368,7 @@ where
                 }),
             start: false,
             seen: Some(state.clone()),
+            bot_version: request.bot_version,
         };
         if let Acceptance::Replay(refs) = self.store.accept(&batch).await? {
             return self.store.messages(tenant, &state.id, &refs).await;
@@ -449,6 +460,7 @@ where
             reply_budget: None,
             start: true,
             seen: None,
+            bot_version: None,
         };
         let accepted = match replayed {
             Some(refs) => Acceptance::Replay(refs),

@@ -81,6 +81,7 @@ impl World {
             message,
             idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
             body_hash: digest(body.to_string().as_bytes()),
+            bot_version: None,
         };
         self.service
             .send(actor, &self.tenant, conversation, request, self.now)
@@ -417,6 +418,7 @@ async fn a_repeated_key_answers_the_first_messages_after_the_window_closed() {
         message: serde_json::from_value(hi()).unwrap(),
         idempotency_key: Some(IdempotencyKey::parse("late-1").unwrap()),
         body_hash: digest(hi().to_string().as_bytes()),
+        bot_version: None,
     };
     let later = w
         .service
