@@ -510,43 +510,43 @@ fn the_raw_the_webhook_parsers_store_carries_the_answer() {
         WebhookItem::Message(m) => answer_of(&m.raw),
         other => panic!("expected a message, got {other:?}"),
     };
-    let wa = |body: &str| answer(whatsapp::webhook::parse_whatsapp(render(body).as_bytes()).unwrap());
-    let meta = |body: &str| {
-        answer(messenger::webhook::parse_messaging(render(body).as_bytes(), None).unwrap())
-    };
-    assert_eq!(
-        wa(include_str!("../../../tests/fixtures/webhooks/whatsapp/interactive_button_reply.json"))
-            .as_deref(),
-        Some("confirm_appointment_yes")
-    );
-    assert_eq!(
-        wa(include_str!("../../../tests/fixtures/webhooks/whatsapp/interactive_list_reply.json"))
-            .as_deref(),
-        Some("slot_2024_06_13_1500")
-    );
-    assert_eq!(
-        wa(include_str!("../../../tests/fixtures/webhooks/whatsapp/button.json")).as_deref(),
-        Some("TRACK_ORDER_48213")
-    );
-    assert_eq!(
-        wa(include_str!("../../../tests/fixtures/webhooks/whatsapp/text.json")),
-        None
-    );
-    assert_eq!(
-        meta(include_str!("../../../tests/fixtures/webhooks/messenger/quick_reply.json"))
-            .as_deref(),
-        Some("QR_ORDER_STATUS")
-    );
-    assert_eq!(
-        meta(include_str!("../../../tests/fixtures/webhooks/messenger/postback.json")).as_deref(),
-        Some("HANDOFF_HUMAN_AGENT")
-    );
-    assert_eq!(
-        meta(include_str!("../../../tests/fixtures/webhooks/instagram/postback.json")).as_deref(),
-        Some("ICEBREAKER_TRACK_ORDER")
-    );
-    assert_eq!(
-        meta(include_str!("../../../tests/fixtures/webhooks/messenger/text.json")),
-        None
-    );
+    let wa = |body: &str| whatsapp::webhook::parse_whatsapp(render(body).as_bytes()).unwrap();
+    let meta =
+        |body: &str| messenger::webhook::parse_messaging(render(body).as_bytes(), None).unwrap();
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_str!(concat!("../../../tests/fixtures/webhooks/", $name))
+        };
+    }
+    for (body, id) in [
+        (
+            fixture!("whatsapp/interactive_button_reply.json"),
+            Some("confirm_appointment_yes"),
+        ),
+        (
+            fixture!("whatsapp/interactive_list_reply.json"),
+            Some("slot_2024_06_13_1500"),
+        ),
+        (fixture!("whatsapp/button.json"), Some("TRACK_ORDER_48213")),
+        (fixture!("whatsapp/text.json"), None),
+    ] {
+        assert_eq!(answer(wa(body)).as_deref(), id, "{body}");
+    }
+    for (body, id) in [
+        (
+            fixture!("messenger/quick_reply.json"),
+            Some("QR_ORDER_STATUS"),
+        ),
+        (
+            fixture!("messenger/postback.json"),
+            Some("HANDOFF_HUMAN_AGENT"),
+        ),
+        (
+            fixture!("instagram/postback.json"),
+            Some("ICEBREAKER_TRACK_ORDER"),
+        ),
+        (fixture!("messenger/text.json"), None),
+    ] {
+        assert_eq!(answer(meta(body)).as_deref(), id, "{body}");
+    }
 }

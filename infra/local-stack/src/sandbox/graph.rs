@@ -3,7 +3,9 @@
 //!
 //! Validation follows Meta's documented request shapes strictly, so a request the sandbox
 //! accepts is one Meta would accept; failures name the offending field in `details`
-//! (WhatsApp) or the message (Messenger), as Meta does.
+//! (WhatsApp: code 100, or 131009 for a value outside its limits) or the message
+//! (Messenger), as Meta does. Answer options (buttons, lists, quick replies) are checked in
+//! [`super::options`].
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -157,7 +159,8 @@ pub(super) fn validate_whatsapp(body: &Value) -> Result<WhatsappSend, Refusal> {
         return Err(format!(
             "Invalid message type \"{kind}\": expected one of {}",
             WHATSAPP_TYPES.join(", ")
-        ).into());
+        )
+        .into());
     }
     if let Some(k) = root
         .keys()
@@ -177,9 +180,9 @@ pub(super) fn validate_whatsapp(body: &Value) -> Result<WhatsappSend, Refusal> {
         .chars()
         .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')'))
     {
-        return Err(format!(
-            "(#100) Invalid parameter: to must be a phone number, not {to:?}"
-        ).into());
+        return Err(
+            format!("(#100) Invalid parameter: to must be a phone number, not {to:?}").into(),
+        );
     }
     if let Some(data) = root.get("biz_opaque_callback_data") {
         let data = data
@@ -188,7 +191,8 @@ pub(super) fn validate_whatsapp(body: &Value) -> Result<WhatsappSend, Refusal> {
         if chars(data) > MAX_CALLBACK_DATA {
             return Err(format!(
                 "biz_opaque_callback_data is at most {MAX_CALLBACK_DATA} characters"
-            ).into());
+            )
+            .into());
         }
     }
     if let Some(context) = root.get("context") {

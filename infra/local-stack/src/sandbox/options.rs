@@ -96,9 +96,8 @@ fn only_keys(o: &Map<String, Value>, allowed: &[&str], param: &str) -> Result<()
 }
 
 fn object<'a>(v: &'a Value, param: &str) -> Result<&'a Map<String, Value>, Refusal> {
-    v.as_object().ok_or_else(|| {
-        format!("The parameter {param} is required and must be an object.").into()
-    })
+    v.as_object()
+        .ok_or_else(|| format!("The parameter {param} is required and must be an object.").into())
 }
 
 /// Checks the `interactive` object of a `button` or `list` message (other interactive
@@ -123,12 +122,20 @@ pub(super) fn whatsapp_interactive(interactive: &Value) -> Result<(), Refusal> {
     object(&interactive["action"], "interactive['action']")?;
     match kind {
         "button" => {
-            only_keys(root, &["type", "header", "body", "footer", "action"], "interactive")?;
+            only_keys(
+                root,
+                &["type", "header", "body", "footer", "action"],
+                "interactive",
+            )?;
             body_text(interactive, 1024)?;
             reply_buttons(&interactive["action"])
         }
         "list" => {
-            only_keys(root, &["type", "header", "body", "footer", "action"], "interactive")?;
+            only_keys(
+                root,
+                &["type", "header", "body", "footer", "action"],
+                "interactive",
+            )?;
             body_text(interactive, 4096)?;
             list_action(&interactive["action"])
         }
@@ -143,9 +150,9 @@ fn body_text(interactive: &Value, max: usize) -> Result<(), Refusal> {
 }
 
 fn reply_buttons(action: &Value) -> Result<(), Refusal> {
-    let buttons = action["buttons"]
-        .as_array()
-        .ok_or("The parameter interactive['action']['buttons'] is required and must be an array.")?;
+    let buttons = action["buttons"].as_array().ok_or(
+        "The parameter interactive['action']['buttons'] is required and must be an array.",
+    )?;
     if !(1..=3).contains(&buttons.len()) {
         return Err(Refusal::value(
             "Invalid buttons count. Min allowed buttons: 1, Max allowed buttons: 3",
@@ -168,7 +175,10 @@ fn reply_buttons(action: &Value) -> Result<(), Refusal> {
                 "Button id cannot have leading or trailing spaces",
             ));
         }
-        let title = string(&button["reply"]["title"], &format!("{at}['reply']['title']"))?;
+        let title = string(
+            &button["reply"]["title"],
+            &format!("{at}['reply']['title']"),
+        )?;
         length(title, "Button title", 1, 20)?;
         if !ids.insert(id) {
             return Err(Refusal::value(format!("Duplicate button id: {id}")));
@@ -220,7 +230,9 @@ fn list_action(action: &Value) -> Result<(), Refusal> {
             ))
         })?;
         if rows.is_empty() {
-            return Err(Refusal::value(format!("{at}['rows'] must hold at least 1 row")));
+            return Err(Refusal::value(format!(
+                "{at}['rows'] must hold at least 1 row"
+            )));
         }
         total += rows.len();
         if total > 10 {
@@ -330,9 +342,7 @@ fn text_quick_reply(fields: &Map<String, Value>, at: &str) -> Result<(), String>
         None => return Err(format!("{at}[payload] is required for a text quick reply")),
     };
     if payload.is_empty() && !image {
-        return Err(format!(
-            "{at}[payload] may be empty only with an image_url"
-        ));
+        return Err(format!("{at}[payload] may be empty only with an image_url"));
     }
     if chars(&payload) > MAX_QUICK_REPLY_PAYLOAD {
         return Err(format!(

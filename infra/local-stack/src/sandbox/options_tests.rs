@@ -187,7 +187,10 @@ fn missing_or_unknown_parameters_are_100() {
             json!({"type": "list", "body": {"text": "x"}, "action": {"sections": [{"rows": rows(1, 0)}]}}),
             "interactive['action']['button'] is required",
         ),
-        (json!({"type": "button"}), "interactive['action'] is required"),
+        (
+            json!({"type": "button"}),
+            "interactive['action'] is required",
+        ),
     ];
     for (interactive, details) in cases {
         let r = refused(&interactive);
@@ -278,6 +281,9 @@ fn quick_replies_meta_refuses_are_refused_naming_the_field() {
     for (reply, needle) in cases {
         let message = quick(reply.clone()).expect_err(&reply.to_string());
         assert!(message.contains(needle), "{reply}: {message}");
-        assert!(message.starts_with("param message[quick_replies]"), "{message}");
+        assert!(
+            message.starts_with("param message[quick_replies]"),
+            "{message}"
+        );
     }
 }

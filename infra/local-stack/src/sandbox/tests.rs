@@ -207,7 +207,12 @@ async fn answer_options_meta_refuses_get_its_codes_and_valid_ones_go_out() {
     )
     .await;
     assert_eq!(ok.status, 200, "{}", ok.body);
-    let untyped = graph(&url, "page-2", quick(json!({"title": "Returns", "payload": "r"}))).await;
+    let untyped = graph(
+        &url,
+        "page-2",
+        quick(json!({"title": "Returns", "payload": "r"})),
+    )
+    .await;
     assert_eq!(untyped.status, 400);
     assert_eq!(untyped.body["error"]["code"], 100);
     assert_eq!(
