@@ -1,4 +1,5 @@
-"""Prints criterion medians (from <target>/criterion/*/new/estimates.json) with budgets."""
+"""Prints criterion medians (from <target>/criterion/*/new/estimates.json) with budgets:
+handler CPU (shared/benches/ingest.rs) and the bot decision (shared/benches/bot_decide.rs)."""
 
 import json
 import pathlib
@@ -12,6 +13,50 @@ BUDGETS_US = {
     "outbound_send_text": None,
     "media_sniff_jpeg": None,
 }
+
+
+# Bot decision per inbound message (shared/benches/bot_decide.rs): issue 13's goal, a keyword
+# bot with 400 keywords decides in <= 50 µs per message. Each row is the median over a mix
+# of ~100-character messages (matching early, late, not at all, one-keyword messages).
+BOT_BUDGETS_US = {
+    "bot_decide_contains": (50.0, "400 keywords `contains` + regex, first-message, outside-hours bots"),
+    "bot_decide_starts_with": (50.0, "the same with `starts_with`"),
+    "bot_decide_exact": (50.0, "the same with `exact`"),
+    "bot_decide_waiting": (50.0, "a bot waiting at its question: id, number, title, exit keyword, other"),
+    "bot_compile_400_keywords/contains": (None, "`CompiledBot::new`, once per bot version"),
+}
+
+
+def median_us(root: pathlib.Path, name: str) -> float | None:
+    path = root / name / "new" / "estimates.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())["median"]["point_estimate"] / 1000.0
+
+
+def shown(us: float) -> str:
+    return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.1f} µs"
+
+
+def bot_table(root: pathlib.Path) -> bool:
+    """Prints the bot decision table; whether a figure is missing or over its goal."""
+    failed = False
+    print("\nBot decision per inbound message (`decide`, bots compiled once), criterion median\n")
+    print("| bench | p50 | goal | result |")
+    print("|---|---|---|---|")
+    for name, (goal, what) in BOT_BUDGETS_US.items():
+        median = median_us(root, name)
+        if median is None:
+            print(f"| {name} ({what}) | missing | | FAIL |")
+            failed = True
+            continue
+        if goal is None:
+            print(f"| {name} ({what}) | {shown(median)} | — | — |")
+            continue
+        ok = median <= goal
+        failed |= not ok
+        print(f"| {name} ({what}) | {shown(median)} | <= {goal:.0f} µs | {'pass' if ok else 'FAIL'} |")
+    return failed
 
 
 def main() -> int:
@@ -39,6 +84,7 @@ def main() -> int:
         ok = median_us <= budget
         failed |= not ok
         print(f"| {name} | {median_us:.1f} µs | <= {budget:.0f} µs | {'pass' if ok else 'FAIL'} |")
+    failed |= bot_table(root)
     return 1 if failed else 0
 
 

@@ -42,6 +42,7 @@ use serde_json::{Value, json};
 
 mod faults;
 mod graph;
+mod options;
 mod templates;
 mod webhooks;
 mod wechat;

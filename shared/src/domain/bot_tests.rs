@@ -399,3 +399,155 @@ fn a_bot_with_defaults_round_trips() {
     let back: Bot = serde_json::from_value(json).unwrap();
     assert_eq!(back, b);
 }
+
+#[test]
+fn answers_are_read_from_whatsapp_messages_as_meta_documents_them() {
+    // The `messages[]` objects of the Cloud API webhook (interactive and template button
+    // replies): what the webhook stores as the message's `raw`.
+    let button_reply = serde_json::json!({
+        "context": {"from": "15550783881", "id": "wamid.HBgLMTU1NTA3ODM4ODEVAgARGBI"},
+        "from": "16505551234",
+        "id": "wamid.HBgLMTY1MDU1NTEyMzQVAgASGBQ",
+        "timestamp": "1795512600",
+        "type": "interactive",
+        "interactive": {
+            "type": "button_reply",
+            "button_reply": {"id": "returns", "title": "Returns and refunds"}
+        }
+    });
+    assert_eq!(answer_of(&button_reply).as_deref(), Some("returns"));
+    let list_reply = serde_json::json!({
+        "from": "16505551234",
+        "id": "wamid.HBgLMTY1MDU1NTEyMzQVAgASGBR",
+        "timestamp": "1795512600",
+        "type": "interactive",
+        "interactive": {
+            "type": "list_reply",
+            "list_reply": {"id": "slot-tue-9", "title": "Tue 9:00", "description": "Downtown"}
+        }
+    });
+    assert_eq!(answer_of(&list_reply).as_deref(), Some("slot-tue-9"));
+    let template_button = serde_json::json!({
+        "from": "16505551234",
+        "id": "wamid.HBgLMTY1MDU1NTEyMzQVAgASGBS",
+        "timestamp": "1795512600",
+        "type": "button",
+        "button": {"payload": "STOP_PROMOS", "text": "Stop promotions"}
+    });
+    assert_eq!(answer_of(&template_button).as_deref(), Some("STOP_PROMOS"));
+    let typed = serde_json::json!({
+        "from": "16505551234",
+        "id": "wamid.HBgLMTY1MDU1NTEyMzQVAgASGBT",
+        "timestamp": "1795512600",
+        "type": "text",
+        "text": {"body": "Returns and refunds"}
+    });
+    assert_eq!(answer_of(&typed), None);
+}
+
+#[test]
+fn answers_are_read_from_messenger_and_instagram_events_as_meta_documents_them() {
+    // `entry[].messaging[]` events of the Messenger Platform webhook (Instagram's are the
+    // same shape): what the webhook stores as the message's `raw`.
+    let quick_reply = serde_json::json!({
+        "sender": {"id": "24011234567890123"},
+        "recipient": {"id": "106540352242922"},
+        "timestamp": 1_795_512_600_000_i64,
+        "message": {
+            "mid": "m_AG5Hz2Uq7tuwNEhXfYYKj8mJEM_QPpz5jdCK48PnKAjSdjfipqxqMvK8ma6AC8fp",
+            "text": "My order",
+            "quick_reply": {"payload": "orders"}
+        }
+    });
+    assert_eq!(answer_of(&quick_reply).as_deref(), Some("orders"));
+    let postback = serde_json::json!({
+        "sender": {"id": "24011234567890123"},
+        "recipient": {"id": "17841400000000000"},
+        "timestamp": 1_795_512_600_000_i64,
+        "postback": {"mid": "aWdfZAG1faXRlbToxOklH", "title": "Talk to a person", "payload": "person"}
+    });
+    assert_eq!(answer_of(&postback).as_deref(), Some("person"));
+    let typed = serde_json::json!({
+        "sender": {"id": "24011234567890123"},
+        "recipient": {"id": "106540352242922"},
+        "timestamp": 1_795_512_600_000_i64,
+        "message": {"mid": "m_AG5Hz2Uq7tuwNEhXfYYKj8mJEM", "text": "orders"}
+    });
+    assert_eq!(answer_of(&typed), None);
+}
+
+#[test]
+fn no_answer_is_read_from_empty_odd_or_truncated_fragments() {
+    for raw in [
+        serde_json::Value::Null,
+        serde_json::json!({}),
+        serde_json::json!("orders"),
+        serde_json::json!({"truncated": true, "bytes": 90_000}),
+        serde_json::json!({"interactive": {"type": "button_reply", "button_reply": {"id": ""}}}),
+        serde_json::json!({"interactive": {"button_reply": {"id": {"nested": 1}}}}),
+        serde_json::json!({"message": {"quick_reply": null}}),
+        serde_json::json!({"interactive": {"type": "nfm_reply", "nfm_reply": {"body": "Sent"}}}),
+    ] {
+        assert_eq!(answer_of(&raw), None, "{raw}");
+    }
+}
+
+#[test]
+fn the_raw_the_webhook_parsers_store_carries_the_answer() {
+    use crate::adapters::channels::{messenger, whatsapp};
+    use crate::domain::inbound::{ParsedWebhook, WebhookItem};
+    let render = |fixture: &str| {
+        fixture
+            .replace("{{WABA_ID}}", "102290129340398")
+            .replace("{{PHONE_NUMBER_ID}}", "106540352242922")
+            .replace("{{PAGE_ID}}", "106540352242922")
+            .replace("{{IG_ID}}", "17841400000000000")
+            .replace("{{SENDER}}", "16505551234")
+            .replace("{{MSG_ID}}", "ABCDEF0123456789")
+            .replace("{{TIMESTAMP_MS}}", "1795512600000")
+            .replace("{{TIMESTAMP}}", "1795512600")
+    };
+    let answer = |parsed: ParsedWebhook| match &parsed.accounts[0].items[0] {
+        WebhookItem::Message(m) => answer_of(&m.raw),
+        other => panic!("expected a message, got {other:?}"),
+    };
+    let wa = |body: &str| whatsapp::webhook::parse_whatsapp(render(body).as_bytes()).unwrap();
+    let meta =
+        |body: &str| messenger::webhook::parse_messaging(render(body).as_bytes(), None).unwrap();
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_str!(concat!("../../../tests/fixtures/webhooks/", $name))
+        };
+    }
+    for (body, id) in [
+        (
+            fixture!("whatsapp/interactive_button_reply.json"),
+            Some("confirm_appointment_yes"),
+        ),
+        (
+            fixture!("whatsapp/interactive_list_reply.json"),
+            Some("slot_2024_06_13_1500"),
+        ),
+        (fixture!("whatsapp/button.json"), Some("TRACK_ORDER_48213")),
+        (fixture!("whatsapp/text.json"), None),
+    ] {
+        assert_eq!(answer(wa(body)).as_deref(), id, "{body}");
+    }
+    for (body, id) in [
+        (
+            fixture!("messenger/quick_reply.json"),
+            Some("QR_ORDER_STATUS"),
+        ),
+        (
+            fixture!("messenger/postback.json"),
+            Some("HANDOFF_HUMAN_AGENT"),
+        ),
+        (
+            fixture!("instagram/postback.json"),
+            Some("ICEBREAKER_TRACK_ORDER"),
+        ),
+        (fixture!("messenger/text.json"), None),
+    ] {
+        assert_eq!(answer(meta(body)).as_deref(), id, "{body}");
+    }
+}

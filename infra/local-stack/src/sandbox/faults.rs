@@ -245,6 +245,7 @@ pub(super) fn graph_title(code: i64) -> &'static str {
         613 => "Calls to this api have exceeded the rate limit.",
         130429 => "Rate limit hit",
         131000 => "Something went wrong",
+        131009 => "Parameter value is not valid",
         131026 => "Message undeliverable",
         131047 => "Re-engagement message",
         131051 => "Unsupported message type",

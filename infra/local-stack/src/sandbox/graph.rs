@@ -3,7 +3,9 @@
 //!
 //! Validation follows Meta's documented request shapes strictly, so a request the sandbox
 //! accepts is one Meta would accept; failures name the offending field in `details`
-//! (WhatsApp) or the message (Messenger), as Meta does.
+//! (WhatsApp: code 100, or 131009 for a value outside its limits) or the message
+//! (Messenger), as Meta does. Answer options (buttons, lists, quick replies) are checked in
+//! [`super::options`].
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -12,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::faults::{GraphError, graph_error};
+use super::options::{Refusal, messenger_quick_replies, whatsapp_interactive};
 use super::{Answer, Api, Fault, Sandbox, Sent, detached, query_map, unique};
 
 /// The token the WhatsApp media lookup wants (the test channels' `access_token`).
@@ -67,8 +70,6 @@ const MESSENGER_ATTACHMENTS: &[&str] = &["image", "audio", "video", "file", "tem
 const MAX_MESSENGER_TEXT: usize = 2000;
 /// Messenger `message.metadata` limit.
 const MAX_METADATA: usize = 1000;
-/// Messenger quick replies limit.
-const MAX_QUICK_REPLIES: usize = 13;
 
 /// What an accepted WhatsApp request was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,9 +125,9 @@ fn http_url(v: &Value, what: &str) -> Result<(), String> {
     }
 }
 
-/// Checks a WhatsApp Cloud API `POST /{phone_number_id}/messages` body; the details of
-/// the first problem otherwise.
-pub(super) fn validate_whatsapp(body: &Value) -> Result<WhatsappSend, String> {
+/// Checks a WhatsApp Cloud API `POST /{phone_number_id}/messages` body; the code and
+/// details of the first problem otherwise.
+pub(super) fn validate_whatsapp(body: &Value) -> Result<WhatsappSend, Refusal> {
     let root = body.as_object().ok_or("the body must be a JSON object")?;
     if body["messaging_product"] != "whatsapp" {
         return Err("messaging_product must be \"whatsapp\"".into());
@@ -158,13 +159,14 @@ pub(super) fn validate_whatsapp(body: &Value) -> Result<WhatsappSend, String> {
         return Err(format!(
             "Invalid message type \"{kind}\": expected one of {}",
             WHATSAPP_TYPES.join(", ")
-        ));
+        )
+        .into());
     }
     if let Some(k) = root
         .keys()
         .find(|k| !WHATSAPP_ROOT_KEYS.contains(&k.as_str()) && k.as_str() != kind)
     {
-        return Err(format!("Unexpected key \"{k}\" on param \"message\""));
+        return Err(format!("Unexpected key \"{k}\" on param \"message\"").into());
     }
     if let Some(t) = root.get("recipient_type") {
         if t != "individual" {
@@ -178,9 +180,9 @@ pub(super) fn validate_whatsapp(body: &Value) -> Result<WhatsappSend, String> {
         .chars()
         .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')'))
     {
-        return Err(format!(
-            "(#100) Invalid parameter: to must be a phone number, not {to:?}"
-        ));
+        return Err(
+            format!("(#100) Invalid parameter: to must be a phone number, not {to:?}").into(),
+        );
     }
     if let Some(data) = root.get("biz_opaque_callback_data") {
         let data = data
@@ -189,7 +191,8 @@ pub(super) fn validate_whatsapp(body: &Value) -> Result<WhatsappSend, String> {
         if chars(data) > MAX_CALLBACK_DATA {
             return Err(format!(
                 "biz_opaque_callback_data is at most {MAX_CALLBACK_DATA} characters"
-            ));
+            )
+            .into());
         }
     }
     if let Some(context) = root.get("context") {
@@ -372,53 +375,6 @@ fn whatsapp_contacts(contacts: &Value) -> Result<(), String> {
     Ok(())
 }
 
-fn whatsapp_interactive(interactive: &Value) -> Result<(), String> {
-    const KINDS: &[&str] = &[
-        "button",
-        "list",
-        "cta_url",
-        "product",
-        "product_list",
-        "catalog_message",
-        "flow",
-        "location_request_message",
-        "call_permission_request",
-    ];
-    let kind = non_empty_str(&interactive["type"], "interactive.type")?;
-    if !KINDS.contains(&kind) {
-        return Err(format!("interactive.type \"{kind}\" is not supported"));
-    }
-    let action = object(&interactive["action"], "interactive.action")?;
-    match kind {
-        "button" => {
-            non_empty_str(&interactive["body"]["text"], "interactive.body.text")?;
-            let n = action
-                .get("buttons")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            if !(1..=3).contains(&n) {
-                return Err("interactive.action.buttons must hold 1 to 3 buttons".into());
-            }
-        }
-        "list" => {
-            non_empty_str(&interactive["body"]["text"], "interactive.body.text")?;
-            non_empty_str(
-                &interactive["action"]["button"],
-                "interactive.action.button",
-            )?;
-            let n = action
-                .get("sections")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            if !(1..=10).contains(&n) {
-                return Err("interactive.action.sections must hold 1 to 10 sections".into());
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
 /// The recipient id of a Messenger request (`recipient.id`, a string or a number).
 fn messenger_recipient(body: &Value) -> Option<String> {
     match &body["recipient"]["id"] {
@@ -519,15 +475,7 @@ pub(super) fn validate_messenger(body: &Value) -> Result<MessengerSend, String> 
         (None, None) => return Err("param message must have text or attachment".into()),
     }
     if let Some(replies) = message.get("quick_replies") {
-        let n = replies
-            .as_array()
-            .ok_or("param message[quick_replies] must be an array")?
-            .len();
-        if n > MAX_QUICK_REPLIES {
-            return Err(format!(
-                "param message[quick_replies] has at most {MAX_QUICK_REPLIES} items"
-            ));
-        }
+        messenger_quick_replies(replies)?;
     }
     if let Some(metadata) = message.get("metadata") {
         let metadata = metadata
@@ -673,16 +621,18 @@ impl Sandbox {
             }
             None => {}
         }
-        let invalid = |message: String| {
+        // WhatsApp: Meta's title in the message, the reason in `error_data.details`;
+        // Messenger: the reason in the message.
+        let invalid = |refusal: Refusal| {
             let (message, details) = match api {
-                Api::Whatsapp => ("Invalid parameter".to_owned(), Some(message)),
-                _ => (message, None),
+                Api::Whatsapp => (refusal.title().to_owned(), Some(refusal.details)),
+                _ => (refusal.details, None),
             };
             graph_error(
                 api,
                 StatusCode::BAD_REQUEST,
                 GraphError {
-                    code: 100,
+                    code: refusal.code,
                     subcode: None,
                     message: &message,
                     details: details.as_deref(),
@@ -692,7 +642,7 @@ impl Sandbox {
         let parsed = match parsed {
             Ok(v) => v,
             Err(e) => {
-                sent.answer = invalid(format!("the body is not JSON: {e}"));
+                sent.answer = invalid(format!("the body is not JSON: {e}").into());
                 return self.record(sent);
             }
         };
@@ -732,7 +682,7 @@ impl Sandbox {
                         json!({"recipient_id": to, "message_id": id}),
                     )
                 }
-                Err(message) => invalid(message),
+                Err(message) => invalid(message.into()),
             },
         };
         self.record(sent)
@@ -925,8 +875,8 @@ mod tests {
             ),
         ];
         for (body, needle) in cases {
-            let details = validate_whatsapp(&body).expect_err(&body.to_string());
-            assert!(details.contains(needle), "{body}: {details}");
+            let refused = validate_whatsapp(&body).expect_err(&body.to_string());
+            assert!(refused.details.contains(needle), "{body}: {refused:?}");
         }
     }
 

@@ -167,6 +167,61 @@ async fn an_audio_with_a_caption_is_refused_like_meta_and_still_recorded() {
 }
 
 #[tokio::test]
+async fn answer_options_meta_refuses_get_its_codes_and_valid_ones_go_out() {
+    let (_, url) = sandbox().await;
+    let interactive = |title: &str| {
+        json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": "1555",
+            "type": "interactive", "interactive": {"type": "button", "body": {"text": "Which?"},
+            "action": {"buttons": [{"type": "reply", "reply": {"id": "a", "title": title}}]}}})
+    };
+    let ok = graph(&url, "1010", interactive("Returns")).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let long = graph(&url, "1010", interactive("A title over twenty c")).await;
+    assert_eq!(long.status, 400);
+    let error = &long.body["error"];
+    assert_eq!(error["code"], 131_009);
+    assert_eq!(error["message"], "(#131009) Parameter value is not valid");
+    assert_eq!(
+        error["error_data"]["details"],
+        "Button title length invalid. Min length: 1, Max length: 20"
+    );
+    let hollow = graph(
+        &url,
+        "1010",
+        json!({"messaging_product": "whatsapp", "to": "1555", "type": "interactive",
+            "interactive": {"type": "button", "body": {"text": "Which?"},
+            "action": {"buttons": [{"type": "reply"}]}}}),
+    )
+    .await;
+    assert_eq!(hollow.status, 400);
+    assert_eq!(hollow.body["error"]["code"], 100);
+    assert_eq!(hollow.body["error"]["message"], "(#100) Invalid parameter");
+    let quick = |reply: Value| {
+        json!({"recipient": {"id": "psid-1"}, "messaging_type": "RESPONSE",
+            "message": {"text": "Which?", "quick_replies": [reply]}})
+    };
+    let ok = graph(
+        &url,
+        "page-2",
+        quick(json!({"content_type": "text", "title": "Returns", "payload": "returns"})),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let untyped = graph(
+        &url,
+        "page-2",
+        quick(json!({"title": "Returns", "payload": "r"})),
+    )
+    .await;
+    assert_eq!(untyped.status, 400);
+    assert_eq!(untyped.body["error"]["code"], 100);
+    assert_eq!(
+        untyped.body["error"]["message"],
+        "(#100) param message[quick_replies][0][content_type] is required"
+    );
+}
+
+#[tokio::test]
 async fn graph_calls_without_a_valid_token_get_code_190() {
     let (_, url) = sandbox().await;
     let client = reqwest::Client::new();

@@ -74,6 +74,7 @@ pub async fn open_media<F: MediaFetcher>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::outbound::ReplyOption;
 
     fn out(content: Content<'_>, delivery: Delivery) -> Value {
         body(&Outgoing {
@@ -111,5 +112,41 @@ mod tests {
         let b = out(img, Delivery::Response);
         assert_eq!(b["message"]["attachment"]["type"], "image");
         assert_eq!(b["message"]["attachment"]["payload"]["url"], "https://s3/s");
+    }
+
+    #[test]
+    fn options_are_text_quick_replies_answered_in_the_window() {
+        let options = [
+            ReplyOption {
+                id: "orders".into(),
+                title: "Mes commandes".into(),
+            },
+            ReplyOption {
+                id: "person".into(),
+                title: "Falar com alguém 🙋".into(),
+            },
+        ];
+        let expected = json!({
+            "recipient": {"id": "psid"},
+            "messaging_type": "RESPONSE",
+            "message": {
+                "text": "How can we help?",
+                "quick_replies": [
+                    {"content_type": "text", "title": "Mes commandes", "payload": "orders"},
+                    {"content_type": "text", "title": "Falar com alguém 🙋", "payload": "person"}
+                ],
+                "metadata": "r"
+            }
+        });
+        // Messenger and Instagram share the Send API body.
+        let b = out(
+            Content::Ask {
+                text: "How can we help?",
+                options: &options,
+            },
+            Delivery::Response,
+        );
+        assert_eq!(b, expected);
+        assert!(b.get("tag").is_none());
     }
 }

@@ -420,6 +420,45 @@ mod tests {
     }
 
     #[test]
+    fn a_question_goes_to_wechat_as_a_numbered_text_menu() {
+        use crate::domain::channel::ChannelType;
+        use crate::domain::outbound::{Part, ReplyOption, SendMessage};
+        let options = vec![
+            ReplyOption {
+                id: "hours".into(),
+                title: "营业时间".into(),
+            },
+            ReplyOption {
+                id: "person".into(),
+                title: "Talk to us".into(),
+            },
+        ];
+        let menu = "您需要什么帮助？\n\n1. 营业时间\n2. Talk to us";
+        let b = body(&Outgoing {
+            to: "openid",
+            content: Content::Ask {
+                text: "您需要什么帮助？",
+                options: &options,
+            },
+            delivery: Delivery::Response,
+            reference: "r",
+        });
+        assert_eq!(
+            b,
+            json!({"touser": "openid", "msgtype": "text", "text": {"content": menu}})
+        );
+        // The send path turns the question into that text before any body is built.
+        let send: SendMessage = serde_json::from_value(json!({
+            "kind": "text", "text": "您需要什么帮助？", "options": options,
+        }))
+        .unwrap();
+        assert_eq!(
+            send.parts(ChannelType::Wechat).unwrap(),
+            vec![Part::Text(menu.to_owned())]
+        );
+    }
+
+    #[test]
     fn wechat_answers_are_classified() {
         assert_eq!(
             classify(200, br#"{"errcode":0,"errmsg":"ok"}"#),

@@ -245,4 +245,95 @@ mod tests {
         });
         assert_eq!(b["template"]["language"]["code"], "en_US");
     }
+
+    fn options(titles: &[&str]) -> Vec<ReplyOption> {
+        titles
+            .iter()
+            .enumerate()
+            .map(|(i, t)| ReplyOption {
+                id: format!("opt-{}", i + 1),
+                title: (*t).to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn up_to_three_options_are_reply_buttons_as_the_cloud_api_documents_them() {
+        let opts = options(&["Track my order", "Retours 🔁", "Hablar con alguien"]);
+        let b = out(Content::Ask {
+            text: "¿En qué te ayudo?",
+            options: &opts,
+        });
+        assert_eq!(
+            b,
+            json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": "15551234567",
+                "biz_opaque_callback_data": "ref",
+                "type": "interactive",
+                "interactive": {
+                    "type": "button",
+                    "body": {"text": "¿En qué te ayudo?"},
+                    "action": {"buttons": [
+                        {"type": "reply", "reply": {"id": "opt-1", "title": "Track my order"}},
+                        {"type": "reply", "reply": {"id": "opt-2", "title": "Retours 🔁"}},
+                        {"type": "reply", "reply": {"id": "opt-3", "title": "Hablar con alguien"}}
+                    ]}
+                }
+            })
+        );
+        let one = options(&["OK"]);
+        let b = out(Content::Ask {
+            text: "Done?",
+            options: &one,
+        });
+        assert_eq!(b["interactive"]["type"], "button");
+        assert_eq!(
+            b["interactive"]["action"]["buttons"],
+            json!([{"type": "reply", "reply": {"id": "opt-1", "title": "OK"}}])
+        );
+    }
+
+    #[test]
+    fn four_to_ten_options_are_a_one_section_list() {
+        let opts = options(&["Mon 9:00", "Mon 14:00", "Tue 9:00", "Terça-feira às 14:00"]);
+        let b = out(Content::Ask {
+            text: "Pick a slot",
+            options: &opts,
+        });
+        assert_eq!(b["type"], "interactive");
+        assert_eq!(
+            b["interactive"],
+            json!({
+                "type": "list",
+                "body": {"text": "Pick a slot"},
+                "action": {
+                    "button": "Choose",
+                    "sections": [{"title": "Options", "rows": [
+                        {"id": "opt-1", "title": "Mon 9:00"},
+                        {"id": "opt-2", "title": "Mon 14:00"},
+                        {"id": "opt-3", "title": "Tue 9:00"},
+                        {"id": "opt-4", "title": "Terça-feira às 14:00"}
+                    ]}]
+                }
+            })
+        );
+        let ten = options(&["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]);
+        let b = out(Content::Ask {
+            text: "Pick",
+            options: &ten,
+        });
+        let rows = &b["interactive"]["action"]["sections"][0]["rows"];
+        assert_eq!(rows.as_array().map(Vec::len), Some(10));
+        assert_eq!(rows[9], json!({"id": "opt-10", "title": "j"}));
+    }
+
+    #[test]
+    fn the_list_labels_fit_the_cloud_api_limits() {
+        // action.button at most 20 characters, a section title at most 24 (Cloud API,
+        // interactive list messages).
+        assert!((1..=20).contains(&LIST_BUTTON.chars().count()));
+        assert!((1..=24).contains(&LIST_SECTION.chars().count()));
+    }
 }
