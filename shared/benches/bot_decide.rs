@@ -235,6 +235,7 @@ fn inbound(i: usize, text: &str) -> InboundTurn<'_> {
         // Every seventh message opens its conversation.
         first_message: i % 7 == 3,
         business_open: true,
+        agent_caught_up: false,
     }
 }
 
