@@ -622,9 +622,12 @@ fn check_step(s: &Step, channel_types: &[ChannelType]) -> Result<(), Error> {
             let mut ids = HashSet::new();
             let mut titles = HashSet::new();
             for o in &s.options {
-                if o.id.trim().is_empty() || o.id.chars().count() > MAX_OPTION_ID_CHARS {
+                if o.id.trim().is_empty()
+                    || o.id.trim() != o.id
+                    || o.id.chars().count() > MAX_OPTION_ID_CHARS
+                {
                     return refuse(&format!(
-                        "an option id is 1-{MAX_OPTION_ID_CHARS} characters"
+                        "an option id is 1-{MAX_OPTION_ID_CHARS} characters, without spaces at either end"
                     ));
                 }
                 if !ids.insert(o.id.as_str()) {

@@ -139,12 +139,19 @@ fn check_options(options: &[ReplyOption], channel: ChannelType) -> Result<(), Er
     }
     let limit = crate::domain::bot::option_title_limit(channel, options.len());
     let mut ids = std::collections::HashSet::new();
+    let mut titles = std::collections::HashSet::new();
     for o in options {
-        if o.id.trim().is_empty() || o.id.chars().count() > 200 {
-            return Err(invalid("an option id is 1-200 characters"));
+        if o.id.trim().is_empty() || o.id.trim() != o.id || o.id.chars().count() > 200 {
+            return Err(invalid(
+                "an option id is 1-200 characters, without spaces at either end",
+            ));
         }
         if !ids.insert(o.id.as_str()) {
             return Err(invalid(format!("option id `{}` is used twice", o.id)));
+        }
+        // WhatsApp refuses two buttons (or rows) with the same title.
+        if !titles.insert(crate::domain::text::fold(&o.title)) {
+            return Err(invalid(format!("two options are titled `{}`", o.title)));
         }
         if o.title.trim().is_empty() || o.title.chars().count() > limit {
             return Err(invalid(format!(
@@ -355,7 +362,9 @@ pub fn check_supported(channel: ChannelType, part: &Part) -> Result<(), Error> {
                 ..
             },
         ) => unsupported("sticker"),
-        (ChannelType::Instagram, Part::Text(t)) if t.len() > MAX_INSTAGRAM_TEXT_BYTES => {
+        (ChannelType::Instagram, Part::Text(t) | Part::Ask { text: t, .. })
+            if t.len() > MAX_INSTAGRAM_TEXT_BYTES =>
+        {
             Err(invalid(format!(
                 "Instagram texts are at most {MAX_INSTAGRAM_TEXT_BYTES} bytes"
             )))
