@@ -55,6 +55,7 @@ const CONVERSATION: &str = "/conversations/{conversation}";
 const MESSAGES: &str = "/conversations/{conversation}/messages";
 const CUSTOMER: &str = "/customers/{customer}";
 const NOTES: &str = "/customers/{customer}/notes";
+const SCHEDULED: &str = "/scheduled-messages";
 
 /// Every agent route with an id in its path (SPEC §5 and §7), and how to call it with
 /// tenant A's ids.
@@ -163,6 +164,21 @@ const TABLE: &[Case] = &[
         "/conversations/{conversation}/bot/exit",
         None,
         &[CONVERSATION, MESSAGES],
+    ),
+    // Scheduled messages: a valid body, so that only the conversation can refuse it.
+    case(
+        "POST /conversations/{id}/scheduled-messages",
+        "/conversations/{conversation}/scheduled-messages",
+        Some(
+            r#"{"send_at": "{send_at}", "message": {"kind": "text", "text": "scheduled by another tenant"}}"#,
+        ),
+        &[CONVERSATION, MESSAGES, SCHEDULED],
+    ),
+    case(
+        "DELETE /scheduled-messages/{id}",
+        "/scheduled-messages/{scheduled}",
+        None,
+        &[SCHEDULED, MESSAGES],
     ),
     // Names in the caller's own namespace.
     Case {
@@ -423,6 +439,8 @@ impl World {
         match name {
             "conversation" => return self.conversation.clone(),
             "customer" => return self.customer.clone(),
+            // A time, not A's: an hour ahead, valid for any schedule.
+            "send_at" => return (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
             _ => {}
         }
         if let Some(v) = self.made.lock().unwrap().get(name) {
@@ -510,6 +528,23 @@ impl World {
                 self.make("PUT /bots/{id}", &path, Some(body), "bot").await;
                 self.keep_secret(name);
                 ("bot", id)
+            }
+            "scheduled" => {
+                // A day ahead: it never fires while the matrix runs.
+                let text = format!("A's scheduled message {tag}");
+                let path = format!("/conversations/{}/scheduled-messages", self.conversation);
+                let send_at = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+                let body = json!({"send_at": send_at, "message": {"kind": "text", "text": text}});
+                let reply = self
+                    .make(
+                        "POST /conversations/{id}/scheduled-messages",
+                        &path,
+                        Some(body),
+                        "scheduled message",
+                    )
+                    .await;
+                self.keep_secret(text);
+                ("scheduled", id_of(&reply, "id"))
             }
             "agent" => {
                 let id = format!("agent-a-{tag}");
