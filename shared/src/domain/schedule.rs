@@ -88,7 +88,9 @@ pub struct ScheduleRequest {
 /// The window as it will be at `send_at`, if the customer writes nothing before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct WindowAtSend {
-    /// Whether a free-form message may go then.
+    /// Whether the scheduled message may go free-form then: only in `free_form` mode (a
+    /// schedule is not a person answering, so Messenger's `human_agent` band is closed to
+    /// it).
     pub open: bool,
     /// The mode then (`free_form`, `human_agent`, `template_only`, `closed`).
     pub mode: WindowMode,
@@ -97,7 +99,7 @@ pub struct WindowAtSend {
 impl From<Window> for WindowAtSend {
     fn from(w: Window) -> Self {
         Self {
-            open: w.open,
+            open: w.mode == WindowMode::FreeForm,
             mode: w.mode,
         }
     }

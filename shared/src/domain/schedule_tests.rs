@@ -248,3 +248,17 @@ fn schedule_inputs_and_names_are_what_scheduler_carries() {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
     );
 }
+
+#[test]
+fn the_human_agent_band_is_closed_to_a_schedule() {
+    let policy = WindowPolicy {
+        channel_type: ChannelType::Messenger,
+        window_hours: 24,
+        human_agent: true,
+    };
+    let wrote = utc(2026, 3, 27, 9, 0);
+    let w: WindowAtSend = policy
+        .window_at(Some(wrote), 0, utc(2026, 3, 29, 9, 0))
+        .into();
+    assert_eq!((w.open, w.mode), (false, WindowMode::HumanAgent));
+}
