@@ -208,7 +208,7 @@ impl OutboundSettings {
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] naming the variable that is not a number of milliseconds,
-    /// or a budget shorter than one call.
+    /// or a budget not at least a second longer than one call.
     pub fn from_source(env: &impl Source) -> Result<Self, ConfigError> {
         let mut settings = Self::default();
         if let Some(timeout) = millis(env, "OUTBOUND_CALL_TIMEOUT_MS")? {
@@ -220,10 +220,12 @@ impl OutboundSettings {
         if let Some(budget) = millis(env, "OUTBOUND_SEND_BUDGET_MS")? {
             settings.budget = budget;
         }
-        if settings.budget < settings.call_timeout {
+        // A call starts only while a whole one still fits in the budget: a budget of one
+        // call (or less) would never start any.
+        if settings.budget < settings.call_timeout + std::time::Duration::from_secs(1) {
             return Err(ConfigError::Invalid {
                 name: "OUTBOUND_SEND_BUDGET_MS",
-                reason: "must be at least OUTBOUND_CALL_TIMEOUT_MS (one provider call)".into(),
+                reason: "must exceed OUTBOUND_CALL_TIMEOUT_MS by at least 1000 (a call starts only while a whole one fits)".into(),
             });
         }
         Ok(settings)
@@ -319,6 +321,20 @@ mod tests {
                 ..
             })
         ));
+        let one_call = OutboundSettings::from_source(&env(&[
+            ("OUTBOUND_CALL_TIMEOUT_MS", "10000"),
+            ("OUTBOUND_SEND_BUDGET_MS", "10000"),
+        ]));
+        assert!(
+            matches!(
+                one_call,
+                Err(ConfigError::Invalid {
+                    name: "OUTBOUND_SEND_BUDGET_MS",
+                    ..
+                })
+            ),
+            "a budget of exactly one call never starts a call"
+        );
         let err = OutboundSettings::from_source(&env(&[("OUTBOUND_SEND_BUDGET_MS", "10")]));
         assert!(matches!(
             err,

@@ -146,3 +146,36 @@ pub fn build(binary: &str, env: &HashMap<String, String>) -> Result<Built, BoxEr
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LOCAL_REGION;
+    use crate::template::{Template, default_path};
+
+    /// Every function starts with the environment template.yaml gives it (only the
+    /// secrets and the emulator's endpoint supplied), so a setting that cannot work in AWS
+    /// (say, a send budget of exactly one provider call) fails here, not in a deployment.
+    #[test]
+    fn every_function_starts_with_the_templates_own_settings() {
+        let template = Template::load(&default_path(), LOCAL_REGION).unwrap();
+        let secrets: HashMap<String, String> = [
+            ("META_APP_SECRET", "secret"),
+            ("META_VERIFY_TOKEN", "token"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for function in template.functions().unwrap() {
+            let mut env = template.resolve_environment(&function, &secrets).unwrap();
+            env.insert("AWS_REGION".into(), LOCAL_REGION.into());
+            env.insert("AWS_ENDPOINT_URL".into(), "http://127.0.0.1:9".into());
+            if let Err(e) = build(&function.binary, &env) {
+                panic!(
+                    "{} does not start with its template settings: {e}",
+                    function.binary
+                );
+            }
+        }
+    }
+}
