@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use chrono::{DateTime, Utc};
 
 use super::system::system_put;
@@ -341,10 +343,13 @@ impl ScheduledStore for DynamoStore {
         e.set("status", s(ScheduleStatus::Sending.as_str()));
         let status = e.name("status");
         let expected = e.value(s(ScheduleStatus::Scheduled.as_str()));
+        // A claim that fails answers the item as it is (none: unknown id), so a repeated
+        // delivery costs this one request.
         let result = self
             .update_item(&keys::scheduled(tenant, id), &e)
             .condition_expression(format!("{status} = {expected}"))
             .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result.map_err(aws_sdk_dynamodb::error::SdkError::into_service_error) {
@@ -352,9 +357,11 @@ impl ScheduledStore for DynamoStore {
                 message_of(&out.attributes.unwrap_or_default())?,
                 true,
             ))),
-            Err(UpdateItemError::ConditionalCheckFailedException(_)) => {
-                Ok(self.get_scheduled(tenant, id).await?.map(|m| (m, false)))
-            }
+            Err(UpdateItemError::ConditionalCheckFailedException(failed)) => failed
+                .item
+                .as_ref()
+                .map(|item| message_of(item).map(|m| (m, false)))
+                .transpose(),
             Err(other) => Err(internal("claim scheduled message", other)),
         }
     }
