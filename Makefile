@@ -50,7 +50,8 @@ $(BENCH_STAMP): infra/requirements-bench.txt
 
 ## bench: handler CPU and the bot decision (criterion), AWS requests per operation,
 ## conversation list pages over 10,000 conversations (~15 min on moto, mostly seeding), media
-## validation memory, and the release bootstraps' size, cold start and peak memory (builds
+## validation memory, AWS requests per scheduled-message fire and 1,000 scheduled messages due
+## in one minute (~3 min), and the release bootstraps' size, cold start and peak memory (builds
 ## both architectures)
 bench: $(STAMP) $(BENCH_STAMP)
 	@# Every table is printed even when an earlier one misses a budget; the exit status
@@ -62,6 +63,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	cargo run --quiet --locked -p local-stack --bin bench_requests || status=1; \
 	cargo run --quiet --locked -p local-stack --bin bench_lists || status=1; \
 	cargo run --quiet --locked -p local-stack --bin bench_media || status=1; \
+	cargo run --quiet --locked -p local-stack --bin bench_schedules || status=1; \
 	PATH="$(abspath $(BENCH_VENV))/bin:$$PATH" cargo lambda build --release --locked $(LAMBDA_BINS) --lambda-dir "$(TARGET_DIR)/lambda/x86_64" || status=1; \
 	PATH="$(abspath $(BENCH_VENV))/bin:$$PATH" cargo lambda build --release --locked --arm64 $(LAMBDA_BINS) --lambda-dir "$(TARGET_DIR)/lambda/arm64" || status=1; \
 	cargo run --quiet --locked -p local-stack --bin bench_cold -- "$(TARGET_DIR)/lambda/x86_64" "$(TARGET_DIR)/lambda/arm64" || status=1; \

@@ -103,6 +103,8 @@ pub struct CountedClients {
     pub s3: aws_sdk_s3::Client,
     /// EventBridge.
     pub eventbridge: aws_sdk_eventbridge::Client,
+    /// EventBridge Scheduler.
+    pub scheduler: aws_sdk_scheduler::Client,
 }
 
 impl CountedClients {
@@ -122,6 +124,11 @@ impl CountedClients {
             ),
             eventbridge: aws_sdk_eventbridge::Client::from_conf(
                 aws_sdk_eventbridge::config::Builder::from(sdk)
+                    .interceptor(counter.clone())
+                    .build(),
+            ),
+            scheduler: aws_sdk_scheduler::Client::from_conf(
+                aws_sdk_scheduler::config::Builder::from(sdk)
                     .interceptor(counter.clone())
                     .build(),
             ),
