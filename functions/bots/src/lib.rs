@@ -7,7 +7,9 @@
 use chrono::Utc;
 use serde_json::Value;
 use shared::Error;
-use shared::adapters::aws::{SharedCredentialsProvider, dynamodb_client, s3_client, sdk_config};
+use shared::adapters::aws::{
+    DynamoDbClient, SharedCredentialsProvider, dynamodb_client, s3_client, sdk_config,
+};
 use shared::adapters::dynamo::DynamoStore;
 use shared::config::{Config, ConfigError, Source};
 use shared::domain::events::{EventBridgeEvent, MessageReceived, SOURCE};
@@ -33,16 +35,30 @@ impl App {
     ) -> Result<Self, ConfigError> {
         let config = Config::from_source(env)?;
         let sdk = sdk_config(&config.aws, credentials.clone());
-        let dynamo = dynamodb_client(&sdk);
-        let outbound = outbound::service(
+        Self::with_clients(
             env,
             &config,
-            dynamo.clone(),
+            dynamodb_client(&sdk),
             s3_client(&sdk, &config.aws),
             credentials,
-        )?;
+        )
+    }
+
+    /// Builds the app around given clients (measurements attach interceptors to them).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the variable of the send service that is missing or wrong
+    /// (see [`outbound::service`]).
+    pub fn with_clients(
+        env: &impl Source,
+        config: &Config,
+        dynamo: DynamoDbClient,
+        s3: aws_sdk_s3::Client,
+        credentials: SharedCredentialsProvider,
+    ) -> Result<Self, ConfigError> {
+        let outbound = outbound::service(env, config, dynamo.clone(), s3, credentials)?;
         Ok(Self {
-            store: DynamoStore::new(dynamo, config.table_name),
+            store: DynamoStore::new(dynamo, config.table_name.clone()),
             outbound,
             cache: BotCache::default(),
         })
