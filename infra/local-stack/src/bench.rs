@@ -1,5 +1,6 @@
 //! What the `make bench` binaries share: API Gateway events as the handlers receive them,
-//! WhatsApp webhook bodies, and SDK clients whose requests are counted.
+//! WhatsApp webhook bodies, the events a handler published, the bots measured, and SDK
+//! clients whose requests are counted.
 
 use aws_config::SdkConfig;
 use chrono::Utc;
@@ -86,6 +87,25 @@ pub fn whatsapp_text_at(
     )
 }
 
+/// A WhatsApp Cloud API webhook body with a customer's tap on a reply button (`reply_id`,
+/// `title`) sent at `timestamp` (Unix seconds).
+pub fn whatsapp_button_reply(
+    phone_number_id: &str,
+    customer: &str,
+    wamid: &str,
+    (reply_id, title): (&str, &str),
+    timestamp: i64,
+) -> String {
+    whatsapp_change(
+        phone_number_id,
+        json!({"contacts": [{"profile": {"name": "Bench"}, "wa_id": customer}],
+               "messages": [{"from": customer, "id": wamid, "timestamp": timestamp.to_string(),
+                             "type": "interactive",
+                             "interactive": {"type": "button_reply",
+                                             "button_reply": {"id": reply_id, "title": title}}}]}),
+    )
+}
+
 /// A WhatsApp Cloud API webhook body with one delivery status, timestamped now.
 pub fn whatsapp_status(phone_number_id: &str, customer: &str, wamid: &str, status: &str) -> String {
     whatsapp_change(
@@ -93,6 +113,67 @@ pub fn whatsapp_status(phone_number_id: &str, customer: &str, wamid: &str, statu
         json!({"statuses": [{"id": wamid, "status": status, "timestamp": Utc::now().timestamp().to_string(),
                              "recipient_id": customer}]}),
     )
+}
+
+/// The events a recorded invocation put on the bus (its `PutEvents` entries), each as
+/// EventBridge hands it to a rule's target: the envelope (`version`, `id`, `detail-type`,
+/// `source`, `account`, `time`, `region`, `resources`) around the parsed `detail`. Needs
+/// a counter with a probe (it keeps the request bodies).
+pub fn published_events(recorded: &crate::counter::Recorded) -> Vec<Value> {
+    let entries = recorded
+        .sent
+        .iter()
+        .filter(|s| s.operation == "PutEvents")
+        .filter_map(|s| s.exchange.as_ref())
+        .filter_map(|e| e.request.get("Entries").and_then(Value::as_array))
+        .flatten();
+    entries
+        .map(|entry| {
+            let detail = entry
+                .get("Detail")
+                .and_then(Value::as_str)
+                .and_then(|d| serde_json::from_str::<Value>(d).ok())
+                .unwrap_or(Value::Null);
+            json!({
+                "version": "0",
+                "id": ulid::Ulid::new().to_string(),
+                "detail-type": entry.get("DetailType").cloned().unwrap_or(Value::Null),
+                "source": entry.get("Source").cloned().unwrap_or(Value::Null),
+                "account": crate::template::LOCAL_ACCOUNT_ID,
+                "time": Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                "region": crate::LOCAL_REGION,
+                "resources": [],
+                "detail": detail,
+            })
+        })
+        .collect()
+}
+
+/// A keyword bot: a message containing `price` (any case or accents) gets one reply, and
+/// the bot is done.
+pub fn keyword_bot() -> Value {
+    json!({
+        "name": "Prices",
+        "trigger": {"type": "keyword", "keywords": ["price"], "match": "contains"},
+        "steps": [{"id": "reply", "type": "reply", "text": "Our prices: https://example.com/prices"}]
+    })
+}
+
+/// A bot that asks: a message containing `appointment` gets a question with two reply
+/// buttons (`yes` moves to a reply step, `no` hands over to agents).
+pub fn ask_bot() -> Value {
+    json!({
+        "name": "Appointments",
+        "trigger": {"type": "keyword", "keywords": ["appointment"], "match": "contains"},
+        "steps": [
+            {"id": "ask", "type": "ask", "text": "Monday at 10:00?", "options": [
+                {"id": "yes", "title": "Yes", "next": "booked"},
+                {"id": "no", "title": "No", "next": "human"}
+            ]},
+            {"id": "booked", "type": "reply", "text": "Booked: see you Monday at 10:00."},
+            {"id": "human", "type": "handover", "text": "An agent will take it from here."}
+        ]
+    })
 }
 
 /// SDK clients of the emulator whose every request `counter` records.
@@ -218,5 +299,59 @@ impl std::io::Write for LogMeter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capacity::Exchange;
+    use crate::counter::{ReadCount, Recorded, Sent};
+
+    fn sent(operation: &str, request: Value) -> Sent {
+        Sent {
+            operation: operation.to_owned(),
+            elapsed: std::time::Duration::ZERO,
+            exchange: Some(Exchange {
+                operation: operation.to_owned(),
+                request,
+                status: 200,
+                response: Value::Null,
+                before: Vec::new(),
+                after: Vec::new(),
+            }),
+            read: ReadCount::default(),
+        }
+    }
+
+    #[test]
+    fn published_events_are_wrapped_as_eventbridge_delivers_them() {
+        let detail = json!({
+            "tenant_id": "bench", "channel_id": "01JDQ6S4V6ZK4Q1X3T5W8Y9ABC", "channel": "whatsapp",
+            "conversation_id": "cv_01JDQ6S4V6ZK4Q1X3T5W8Y9ABC_0123456789abcdef01234567",
+            "message_id": "01JDQ6W1J3E2R8C5T7K9M0P2QS", "direction": "inbound", "kind": "text",
+            "provider_message_id": "wamid.1", "created_at": "2026-11-30T08:15:40.000Z",
+            "has_media": false, "standby": false, "media": null
+        });
+        let recorded = Recorded {
+            sent: vec![
+                sent("TransactWriteItems", json!({})),
+                sent(
+                    "PutEvents",
+                    json!({"Entries": [{"Source": "chatroom", "DetailType": "MessageReceived",
+                                        "Detail": detail.to_string(), "EventBusName": "bus"}]}),
+                ),
+            ],
+            ..Recorded::default()
+        };
+        let events = published_events(&recorded);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["detail"], detail);
+        assert_eq!(events[0]["region"], crate::LOCAL_REGION);
+        let parsed: shared::domain::events::EventBridgeEvent<
+            shared::domain::events::MessageReceived,
+        > = serde_json::from_value(events[0].clone()).expect("the envelope parses");
+        assert_eq!(parsed.detail_type, "MessageReceived");
+        assert_eq!(parsed.source, "chatroom");
     }
 }

@@ -1,4 +1,4 @@
-//! `make bench`, AWS requests and cost per operation: the webhook, outbound and media
+//! `make bench`, AWS requests and cost per operation: the webhook, outbound, media and bots
 //! handlers over moto with an SDK interceptor recording every request they send (the
 //! outbound function talks to the provider sandbox), the DynamoDB capacity units those
 //! requests consumed (`local_stack::capacity`), the handlers' wall time, and what an
@@ -18,8 +18,10 @@ use local_stack::template::{self, Template};
 use local_stack::{BoxError, LOCAL_REGION, LocalSettings, bootstrap};
 use serde_json::{Value, json};
 use shared::adapters::dynamo::DynamoStore;
+use shared::domain::auth::Principal;
 use shared::domain::inbound::{InboundMessage, WebhookItem};
 use shared::domain::message::{Direction, MessageKind};
+use shared::service::bots::TurnOutcome;
 
 const APP_SECRET: &str = "bench-app-secret";
 /// Invocations measured per kind for the cost figures.
@@ -264,7 +266,10 @@ async fn main() -> Result<(), BoxError> {
             })
         }
     };
-    let text = |customer: &str, wamid: &str| bench::whatsapp_text(phone, customer, wamid, "hello");
+    let text_saying = |customer: &str, wamid: &str, text: &str| {
+        bench::whatsapp_text(phone, customer, wamid, text)
+    };
+    let text = |customer: &str, wamid: &str| text_saying(customer, wamid, "hello");
     let call = send(text("15551230001", "wamid.bench.cold")).await?;
     // WhatsApp messages read their customer's aliases (phone number, business-scoped user
     // id, a wa_id the Graph API answered) in one batch, and the conversation (its status,
@@ -448,6 +453,128 @@ async fn main() -> Result<(), BoxError> {
         media_requests,
         4,
     ));
+
+    // Bot turns: the bots function's handler called with the `MessageReceived` event the
+    // webhook published for each customer message (as EventBridge would deliver it).
+    let admin = Principal::from_claims(|claim| match claim {
+        "sub" => Some("agent-1"),
+        "tenant_id" => Some("bench"),
+        "role" => Some("admin"),
+        _ => None,
+    })?;
+    for (id, bot) in [
+        ("prices", bench::keyword_bot()),
+        ("appointments", bench::ask_bot()),
+    ] {
+        shared::service::bots::put_bot(&store, &admin, id, bot, Utc::now()).await?;
+    }
+    let bots_env = bench::function_env(&template, &settings, "bots")?;
+    // Sends that did not reach the sandbox: the rows are printed, then the run fails.
+    let mut problems: Vec<String> = Vec::new();
+    let bots_app = bots::App::with_clients(
+        &bots_env,
+        &config,
+        clients.dynamodb.clone(),
+        clients.s3.clone(),
+        local_stack::functions::local_credentials(),
+    )?;
+    // The event of a customer message, ingested through the webhook.
+    let received = |body: String| {
+        let send = &send;
+        async move {
+            let call = send(body).await?;
+            bench::published_events(&call.recorded)
+                .into_iter()
+                .find(|e| e["detail-type"] == "MessageReceived")
+                .ok_or_else(|| BoxError::from("the webhook published no MessageReceived"))
+        }
+    };
+    let turn = |event: Value, expected: TurnOutcome| {
+        let bots_app = &bots_app;
+        let counter = &counter;
+        async move {
+            counter.take_recorded();
+            let outcome = bots::handle_event(bots_app, &event).await?;
+            let recorded = counter.take_recorded();
+            if outcome != expected {
+                return Err(BoxError::from(format!(
+                    "bot turn: {outcome:?}, expected {expected:?}"
+                )));
+            }
+            Ok::<_, BoxError>(recorded)
+        }
+    };
+    let sent_to = |customer: &str| sandbox.outbox(Some(phone), Some(customer)).len();
+    let keyword = received(text_saying(
+        "15551230010",
+        "wamid.bench.bot.1",
+        "What's the price?",
+    ))
+    .await?;
+    let recorded = turn(keyword.clone(), TurnOutcome::Turned).await?;
+    // The turn's inputs in one BatchGetItem (conversation, message, settings, bot catalog),
+    // the claim (one TransactWriteItems: claim item, bot state, bot_started, bot_exited),
+    // the send path's own requests (its idempotency look-up, the conversation with the
+    // channel, the acceptance transaction, the provider's answer recorded), the settle.
+    rows.push(("bot turn, keyword bot sends one reply", recorded, 6));
+    if sent_to("15551230010") != 1 {
+        problems.push("the keyword bot's reply did not reach the sandbox".to_owned());
+    }
+    let other = received(text_saying(
+        "15551230011",
+        "wamid.bench.bot.2",
+        "hello there",
+    ))
+    .await?;
+    let recorded = turn(other, TurnOutcome::NoTurn).await?;
+    // The same one read; no bot matches, nothing is written.
+    rows.push(("bot turn, no bot matches", recorded, 1));
+    let ask = received(text_saying(
+        "15551230012",
+        "wamid.bench.bot.3",
+        "An appointment please",
+    ))
+    .await?;
+    let recorded = turn(ask.clone(), TurnOutcome::Turned).await?;
+    // As the keyword reply, the question going out as reply buttons (no bot_exited).
+    rows.push((
+        "bot turn, ask sent as reply buttons (bot starts)",
+        recorded,
+        6,
+    ));
+    let recorded = turn(ask, TurnOutcome::Duplicate).await?;
+    // The read; the bot waits at its question, so the same message decides a turn again;
+    // the claim refused (its item exists); the claim item read: settled, nothing more.
+    rows.push((
+        "bot turn, event re-delivered (claim found settled)",
+        recorded,
+        3,
+    ));
+    let tap = bench::whatsapp_button_reply(
+        phone,
+        "15551230012",
+        "wamid.bench.bot.4",
+        ("yes", "Yes"),
+        Utc::now().timestamp() + 1,
+    );
+    let recorded = turn(received(tap).await?, TurnOutcome::Turned).await?;
+    // The button reply moves the bot to its reply step: read, claim (bot state moved,
+    // bot_exited as it completes), the send path's requests, the settle.
+    rows.push(("bot turn, button reply moves to a reply step", recorded, 6));
+    if sent_to("15551230012") != 2 {
+        problems.push("the ask bot's question and reply did not both reach the sandbox".to_owned());
+    }
+    let recorded = turn(keyword, TurnOutcome::NoTurn).await?;
+    // The read only: the keyword bot completed, which blocks bots on the conversation, so
+    // the decision is "nothing" before any claim is looked at.
+    rows.push((
+        "bot turn, event re-delivered after the bot completed",
+        recorded,
+        1,
+    ));
+    if sent_to("15551230010") > 1 || sent_to("15551230012") > 2 {
+        problems.push("a re-delivered event made a bot send again".to_owned());
+    }
 
     println!("\nAWS requests per operation (handlers over moto, counted at the SDK)\n");
     println!("| operation | requests | budget | result | RRU | WRU (table + index) | sent |");
@@ -684,6 +811,13 @@ async fn main() -> Result<(), BoxError> {
         usd(bill.total() - standard_fewer - bill.eventbridge),
     );
 
+    if !problems.is_empty() {
+        println!("\nBot turns:");
+        for problem in &problems {
+            println!("- FAIL: {problem}");
+        }
+        return Err("the bot turns did not all reach the provider sandbox".into());
+    }
     if failed {
         return Err("an operation is over its request budget".into());
     }
