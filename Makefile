@@ -48,11 +48,11 @@ $(BENCH_STAMP): infra/requirements-bench.txt
 	rm -f $(BENCH_VENV)/.installed-*
 	touch $(BENCH_STAMP)
 
-## bench: handler CPU and the bot decision (criterion), AWS requests per operation,
-## conversation list pages over 10,000 conversations (~15 min on moto, mostly seeding), media
-## validation memory, AWS requests per scheduled-message fire and 1,000 scheduled messages due
-## in one minute (~3 min), and the release bootstraps' size, cold start and peak memory (builds
-## both architectures)
+## bench: handler CPU and the bot decision (criterion), AWS requests per operation, bot reply
+## latency (webhook to the provider sandbox, 100 conversations), conversation list pages over
+## 10,000 conversations (~15 min on moto, mostly seeding), media validation memory, AWS requests
+## per scheduled-message fire and 1,000 scheduled messages due in one minute (~3 min), and the
+## release bootstraps' size, cold start and peak memory (builds both architectures)
 bench: $(STAMP) $(BENCH_STAMP)
 	@# Every table is printed even when an earlier one misses a budget; the exit status
 	@# says whether all passed.
@@ -61,6 +61,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	cargo bench --locked -p shared --bench bot_decide || status=1; \
 	python3 infra/bench_report.py "$(TARGET_DIR)" || status=1; \
 	cargo run --quiet --locked -p local-stack --bin bench_requests || status=1; \
+	cargo run --quiet --locked -p local-stack --bin bench_bots || status=1; \
 	cargo run --quiet --locked -p local-stack --bin bench_lists || status=1; \
 	cargo run --quiet --locked -p local-stack --bin bench_media || status=1; \
 	cargo run --quiet --locked -p local-stack --bin bench_schedules || status=1; \

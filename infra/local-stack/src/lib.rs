@@ -19,6 +19,7 @@ pub mod media_files;
 pub mod moto;
 pub mod sandbox;
 pub mod schedules;
+pub mod stack;
 pub mod standin;
 pub mod template;
 pub mod token;
