@@ -1,8 +1,9 @@
 //! A whole local stack inside one process, on the caller's runtime: moto, the template's
-//! resources, the provider sandbox and the dev server with the event stand-in, wired the
-//! way `make dev` and the integration tests wire them (the functions call the sandbox, the
-//! sandbox posts webhooks to the dev server). For benches that measure the stack end to
-//! end; [`Hooks`] lets them observe the event handlers and the sandbox.
+//! resources, the provider sandbox and the dev server with the event and schedule
+//! stand-ins, wired the way `make dev` and the integration tests wire them (the functions
+//! call the sandbox, the sandbox posts webhooks to the dev server). For benches that
+//! measure the stack end to end; [`Hooks`] lets them observe the event handlers and the
+//! sandbox.
 
 use std::collections::HashMap;
 
@@ -10,7 +11,7 @@ use crate::devserver::{DevServer, EventRule};
 use crate::moto::Moto;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::template::{self, Template};
-use crate::{BoxError, LOCAL_REGION, LocalSettings, bootstrap, standin};
+use crate::{BoxError, LOCAL_REGION, LocalSettings, bootstrap, schedules, standin};
 
 /// Wraps one event rule (its handler, typically) before the stand-in delivers to it.
 pub type RuleHook = Box<dyn Fn(EventRule) -> EventRule + Send>;
@@ -103,6 +104,9 @@ pub async fn start(
         None => server.event_rules(),
     };
     tasks.extend(standin::start(&settings.sdk_config(), rules).await?);
+    if let Some(target) = server.schedule_target() {
+        tasks.push(schedules::start(&settings.sdk_config(), target));
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base_url = format!("http://{}", listener.local_addr()?);
     tasks.push(tokio::spawn(async move {
