@@ -1057,6 +1057,8 @@ pub struct TurnInputs {
     pub settings: crate::domain::settings::TenantSettings,
     /// The tenant's bots.
     pub bots: Vec<crate::domain::bot::Bot>,
+    /// The message's turn, when it was claimed before (a re-delivery).
+    pub claimed: Option<ClaimedSends>,
 }
 
 /// A turn to claim: the bot state after it, its system messages and the sends it makes,
@@ -1110,8 +1112,9 @@ pub enum ClaimOutcome {
 
 /// The bot state of conversations: turns claimed once per inbound message, and stops.
 pub trait BotTurns: Send + Sync {
-    /// The inputs of a turn for the message at (`created_at`, `message_id`), read
-    /// consistently in one request; `None` when the conversation or the message is missing.
+    /// The inputs of a turn for the message at (`created_at`, `message_id`), its claim if
+    /// it was claimed before included, read consistently in one request; `None` when the
+    /// conversation or the message is missing.
     fn turn_inputs(
         &self,
         tenant: &TenantId,

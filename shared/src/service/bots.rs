@@ -35,8 +35,8 @@ use crate::domain::page::{Page, PageRequest};
 use crate::domain::window::{WECHAT_REPLIES_PER_MESSAGE, WindowMode};
 use crate::ports::{
     AgentDirectory, BotCatalog, BotTurns, ChannelDirectory, ChannelSender, ChannelStore,
-    ClaimOutcome, ConversationChanges, ConversationReader, CustomerAliases, MediaStore,
-    ObjectStore, OutboundStore, TemplateStore, TurnClaim,
+    ClaimOutcome, ClaimedSends, ConversationChanges, ConversationReader, CustomerAliases,
+    MediaStore, ObjectStore, OutboundStore, TemplateStore, TurnClaim,
 };
 use crate::service::outbound::{Outbound, SendRequest};
 
@@ -425,6 +425,15 @@ where
             warn!(tenant = %tenant, conversation_id, message_id = %event.message_id, "bot turn: conversation or message missing");
             return Ok(TurnOutcome::Missing);
         };
+        // A re-delivery: the turn was made (or claimed by an invocation that failed
+        // midway: its sends are made again, answered by their first acceptance).
+        if let Some(taken) = inputs.claimed {
+            if taken.settled {
+                return Ok(TurnOutcome::Duplicate);
+            }
+            info!(tenant = %tenant, conversation_id, "bot turn resumed");
+            return finish_turn(store, outbound, &tenant, event, taken, now).await;
+        }
         let state = &inputs.conversation;
         if inputs.message.direction != Direction::Inbound
             || (state.bot.active.is_none() && inputs.bots.is_empty())
@@ -471,7 +480,7 @@ where
             at: now,
             turn: *turn,
         };
-        let (bot_id, at, sends, assign_to, version) = match store.claim_turn(&claim).await? {
+        let taken = match store.claim_turn(&claim).await? {
             ClaimOutcome::Claimed => {
                 info!(
                     tenant = %tenant,
@@ -482,63 +491,77 @@ where
                     exit = claim.turn.exit.as_ref().map_or("none", |e| e.reason.as_str()),
                     "bot turn claimed"
                 );
-                let assign_to = claim.turn.exit.as_ref().and_then(|e| e.assign_to.clone());
-                let version = claim.seen_version + 1;
-                (
-                    claim.turn.bot_id,
-                    claim.at,
-                    claim.turn.sends,
-                    assign_to,
-                    version,
-                )
+                ClaimedSends {
+                    assign_to: claim.turn.exit.as_ref().and_then(|e| e.assign_to.clone()),
+                    version: claim.seen_version + 1,
+                    bot_id: claim.turn.bot_id,
+                    at: claim.at,
+                    sends: claim.turn.sends,
+                    settled: false,
+                }
             }
             ClaimOutcome::Taken(taken) if taken.settled => return Ok(TurnOutcome::Duplicate),
             ClaimOutcome::Taken(taken) => {
                 info!(tenant = %tenant, conversation_id, "bot turn resumed");
-                (
-                    taken.bot_id,
-                    taken.at,
-                    taken.sends,
-                    taken.assign_to,
-                    taken.version,
-                )
+                taken
             }
             ClaimOutcome::Moved => continue,
             ClaimOutcome::Gone => return Ok(TurnOutcome::Missing),
         };
-        let turn = TurnSends {
-            message_id: &event.message_id,
-            bot_id: &bot_id,
-            at,
-            version,
-            sends: &sends,
-        };
-        send_all(store, outbound, &tenant, conversation_id, &turn).await?;
-        let settles_assignment = assign_to.is_some();
-        if let Some(agent) = assign_to {
-            let actor = Actor::Bot { id: bot_id.clone() };
-            let change = Change::Assign(Some(agent.clone()));
-            if let Err(e) = store
-                .change_conversation(&tenant, conversation_id, &change, &actor, now)
-                .await
-            {
-                if e.is_client_error() {
-                    warn!(tenant = %tenant, conversation_id, agent = %agent, error = %e, "bot handover could not assign");
-                } else {
-                    return Err(e);
-                }
-            }
-        }
-        if !sends.is_empty() || settles_assignment {
-            store
-                .settle_turn(&tenant, conversation_id, &event.message_id)
-                .await?;
-        }
-        return Ok(TurnOutcome::Turned);
+        return finish_turn(store, outbound, &tenant, event, taken, now).await;
     }
     Err(Error::Internal(
         "bot turn: the conversation kept changing".into(),
     ))
+}
+
+/// Makes a claimed turn's sends, its handover's assignment, and settles the claim.
+async fn finish_turn<S, OS, D, C, O>(
+    store: &S,
+    outbound: &Outbound<OS, D, C, O>,
+    tenant: &TenantId,
+    event: &MessageReceived,
+    taken: ClaimedSends,
+    now: DateTime<Utc>,
+) -> Result<TurnOutcome, Error>
+where
+    S: BotTurns + ConversationChanges,
+    OS: OutboundStore + ConversationReader + MediaStore + TemplateStore + CustomerAliases,
+    D: ChannelDirectory,
+    C: ChannelSender,
+    O: ObjectStore,
+{
+    let conversation_id = event.conversation_id.as_str();
+    let turn = TurnSends {
+        message_id: &event.message_id,
+        bot_id: &taken.bot_id,
+        at: taken.at,
+        version: taken.version,
+        sends: &taken.sends,
+    };
+    send_all(store, outbound, tenant, conversation_id, &turn).await?;
+    if let Some(agent) = &taken.assign_to {
+        let actor = Actor::Bot {
+            id: taken.bot_id.clone(),
+        };
+        let change = Change::Assign(Some(agent.clone()));
+        if let Err(e) = store
+            .change_conversation(tenant, conversation_id, &change, &actor, now)
+            .await
+        {
+            if e.is_client_error() {
+                warn!(tenant = %tenant, conversation_id, agent = %agent, error = %e, "bot handover could not assign");
+            } else {
+                return Err(e);
+            }
+        }
+    }
+    if !taken.sends.is_empty() || taken.assign_to.is_some() {
+        store
+            .settle_turn(tenant, conversation_id, &event.message_id)
+            .await?;
+    }
+    Ok(TurnOutcome::Turned)
 }
 
 /// A claimed turn's messages and what they are sent under.

@@ -294,6 +294,7 @@ impl BotTurns for DynamoStore {
         let message_key = keys::message(tenant, conversation_id, created_at, message_id);
         let settings_key = keys::settings(tenant);
         let catalog_key = keys::bot_catalog(tenant);
+        let claim_key = keys::bot_turn(tenant, conversation_id, message_id);
         let items = self
             .batch_get_consistent(
                 vec![
@@ -301,6 +302,7 @@ impl BotTurns for DynamoStore {
                     message_key.clone(),
                     settings_key.clone(),
                     catalog_key.clone(),
+                    claim_key.clone(),
                 ],
                 true,
                 "read bot turn",
@@ -321,6 +323,7 @@ impl BotTurns for DynamoStore {
             None => Vec::new(),
         };
         Ok(Some(TurnInputs {
+            claimed: find(&claim_key).map(claimed_from).transpose()?,
             conversation_created_at: get_s(conversation, "created_at").and_then(parse_rfc3339),
             conversation: conversation_from(conversation)?,
             message: message_from(message)?,

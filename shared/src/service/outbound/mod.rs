@@ -313,8 +313,12 @@ where
         let conversation_id = conversation.as_str();
         let key = key_record(request.idempotency_key.as_ref(), &request.body_hash);
         // A repeat is answered before any rule is checked again: the window may have closed
-        // since, but the message was accepted then.
-        if let Some(messages) = self.replay(tenant, conversation_id, key.as_ref()).await? {
+        // since, but the message was accepted then. A bot turn's send skips the look-up (a
+        // repeat is rare: a turn resumed after a failure), as the acceptance's conditional
+        // write answers a repeat anyway, and a refusal looks again below.
+        if request.bot_version.is_none()
+            && let Some(messages) = self.replay(tenant, conversation_id, key.as_ref()).await?
+        {
             return Ok(messages);
         }
         let (state, channel) = self.target(tenant, conversation).await?;
