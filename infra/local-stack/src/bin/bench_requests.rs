@@ -543,12 +543,11 @@ async fn main() -> Result<(), BoxError> {
         6,
     ));
     let recorded = turn(ask, TurnOutcome::Duplicate).await?;
-    // The read; the bot waits at its question, so the same message decides a turn again;
-    // the claim refused (its item exists); the claim item read: settled, nothing more.
+    // The read, which holds the claim: settled, nothing more.
     rows.push((
         "bot turn, event re-delivered (claim found settled)",
         recorded,
-        3,
+        1,
     ));
     let tap = bench::whatsapp_button_reply(
         phone,
@@ -564,9 +563,9 @@ async fn main() -> Result<(), BoxError> {
     if sent_to("15551230012") != 2 {
         problems.push("the ask bot's question and reply did not both reach the sandbox".to_owned());
     }
-    let recorded = turn(keyword, TurnOutcome::NoTurn).await?;
-    // The read only: the keyword bot completed, which blocks bots on the conversation, so
-    // the decision is "nothing" before any claim is looked at.
+    let recorded = turn(keyword, TurnOutcome::Duplicate).await?;
+    // The read only: it holds the claim, settled (the bot completed, and bots are
+    // blocked on the conversation, but the claim answers first).
     rows.push((
         "bot turn, event re-delivered after the bot completed",
         recorded,
