@@ -16,6 +16,7 @@ mod outbound;
 mod reads;
 mod review;
 mod schedules;
+mod schedules_hostile;
 mod standin;
 mod statuses;
 mod templates;
