@@ -382,7 +382,6 @@ async fn schedules_hostile_leap_second_send_at_is_4xx_or_a_normal_schedule() {
 }
 
 #[tokio::test]
-#[ignore = "finding: send_at with second 60 at any minute (2027-03-01T10:15:60Z, not a leap second) is 201 and stored as 10:15:60.000Z"]
 async fn schedules_hostile_second_60_outside_a_leap_second_is_422() {
     let channel = connect("whatsapp").await;
     let (conversation, _) = customer_wrote(&channel, "whatsapp", 1).await;

@@ -117,6 +117,14 @@ pub fn parse_send_at(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, E
             "send_at must be RFC 3339 with an offset, e.g. 2026-03-29T09:00:00+01:00",
         )
     })?;
+    // chrono reads second 60 (a leap second, real or not) as a nanosecond past 1e9:
+    // Scheduler's `at(…)` has no such second, so it is refused rather than stored.
+    if at.timestamp_subsec_nanos() >= 1_000_000_000 {
+        return Err(Error::validation(
+            "invalid_send_at",
+            "send_at has second 60: give the next second instead",
+        ));
+    }
     let at = at.with_timezone(&Utc);
     if at <= now {
         return Err(Error::validation(

@@ -57,6 +57,8 @@ fn send_at_needs_an_offset_and_a_future_within_a_year() {
         ("2026-03-01T11:59:59Z", "send_at_in_past"),
         ("2026-03-01T12:00:00Z", "send_at_in_past"),
         ("2027-03-02T12:00:00Z", "send_at_too_far"),
+        ("2026-06-30T23:59:60Z", "invalid_send_at"),
+        ("2026-03-29T10:15:60+01:00", "invalid_send_at"),
     ] {
         assert_eq!(parse_send_at(bad, now).unwrap_err().code(), code, "{bad}");
     }
