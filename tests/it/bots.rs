@@ -5,25 +5,11 @@
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    FixtureVars, TestChannel, connect, conversation_view, fixture, get, post_json, post_meta,
-    post_wechat, put_as, sandbox_outbox, stack, system_events, token,
+    FixtureVars, TestChannel, accepted_sends_to, connect, conversation_view, fixture, get,
+    post_json, post_meta, post_wechat, put_as, put_bot, stack, system_events, token, wait_events,
+    whatsapp_text,
 };
 use serde_json::{Value, json};
-
-/// Saves a bot as the tenant's admin.
-async fn put_bot(channel: &TestChannel, id: &str, bot: &Value) -> Value {
-    let reply = put_as(&format!("/bots/{id}"), &channel.admin(), Some(bot)).await;
-    assert!(matches!(reply.status, 200 | 201), "PUT bot: {}", reply.text);
-    reply.body
-}
-
-/// A WhatsApp text webhook from `vars.sender` (the fixture with its text replaced).
-fn whatsapp_text(vars: &FixtureVars, text: &str) -> String {
-    let mut body: Value =
-        serde_json::from_str(&vars.render(&fixture("whatsapp/text.json"))).unwrap();
-    body["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = json!(text);
-    body.to_string()
-}
 
 /// A fresh message id (and time) for the same customer.
 fn next(vars: &FixtureVars) -> FixtureVars {
@@ -33,21 +19,11 @@ fn next(vars: &FixtureVars) -> FixtureVars {
     }
 }
 
-/// The sends the sandbox accepted for one customer, oldest first.
-fn sent_to(account: &str, customer: &str) -> Vec<Value> {
-    let mut items: Vec<Value> = sandbox_outbox(account)
-        .into_iter()
-        .filter(|i| i["to"] == customer && i["status"] == 200 && i["injected"] != true)
-        .collect();
-    items.sort_by_key(|i| i["seq"].as_u64());
-    items
-}
-
 /// Waits until `account` has `count` accepted sends to `customer` (10 s at most).
 async fn wait_sent(account: &str, customer: &str, count: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let sent = sent_to(account, customer);
+        let sent = accepted_sends_to(account, customer);
         if sent.len() >= count || Instant::now() > deadline {
             return sent;
         }
@@ -62,18 +38,6 @@ async fn only_conversation(tenant: &str) -> Value {
     let items = list.body["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{}", list.text);
     items[0].clone()
-}
-
-/// Waits until the conversation has `count` system messages with `event`.
-async fn wait_events(tenant: &str, conversation: &str, event: &str, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = system_events(tenant, conversation, event).await;
-        if found.len() >= count || Instant::now() > deadline {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn menu_bot() -> Value {
@@ -273,7 +237,7 @@ async fn five_concurrent_redeliveries_make_one_turn() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        sent_to(&channel.external_id, &vars.sender).len(),
+        accepted_sends_to(&channel.external_id, &vars.sender).len(),
         1,
         "still one question"
     );
@@ -353,7 +317,7 @@ async fn exit_bot_stops_it_and_the_next_messages_get_no_bot_reply() {
     // Time for the event stand-in to deliver all three.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
-        sent_to(&channel.external_id, &vars.sender).len(),
+        accepted_sends_to(&channel.external_id, &vars.sender).len(),
         1,
         "no bot reply"
     );
@@ -408,7 +372,7 @@ async fn an_agent_reply_stops_the_bot() {
     post_meta("whatsapp", &whatsapp_text(&next(&vars), "Yes, confirm")).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
-        sent_to(&channel.external_id, &vars.sender).len(),
+        accepted_sends_to(&channel.external_id, &vars.sender).len(),
         2,
         "the question and the agent's reply"
     );
@@ -435,7 +399,7 @@ async fn a_messenger_message_older_than_24_hours_gets_no_bot_message() {
     assert_eq!(notes.len(), 1, "a note says why the bot did not answer");
     assert_eq!(notes[0]["reason"], "window_closed");
     assert!(
-        sent_to(&channel.external_id, &vars.sender).is_empty(),
+        accepted_sends_to(&channel.external_id, &vars.sender).is_empty(),
         "nothing sent"
     );
     assert!(

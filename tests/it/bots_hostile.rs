@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use integration_tests::{
     FixtureVars, TestChannel, all_messages, connect, connect_for, delete_as, fixture, get,
-    make_agent, patch_as, post_json, post_meta, post_wechat, put_as, sandbox_fail, sandbox_outbox,
-    stack, system_events, token, unique_tenant,
+    make_agent, patch_as, post_json, post_meta, post_wechat, put_as, put_bot, sandbox_fail,
+    sandbox_outbox, stack, system_events, token, unique_tenant, wait_events, whatsapp_text,
 };
 use serde_json::{Value, json};
 use shared::adapters::dynamo::DynamoStore;
@@ -79,19 +79,6 @@ async fn media(tenant: &str, status: MediaStatus, kind: MediaKind, mime: &str) -
     id
 }
 
-async fn put_bot(channel: &TestChannel, id: &str, bot: &Value) -> Value {
-    let reply = put_as(&format!("/bots/{id}"), &channel.admin(), Some(bot)).await;
-    assert!(matches!(reply.status, 200 | 201), "PUT bot: {}", reply.text);
-    reply.body
-}
-
-fn whatsapp_text(vars: &FixtureVars, text: &str) -> String {
-    let mut body: Value =
-        serde_json::from_str(&vars.render(&fixture("whatsapp/text.json"))).unwrap();
-    body["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] = json!(text);
-    body.to_string()
-}
-
 fn next(vars: &FixtureVars) -> FixtureVars {
     FixtureVars {
         msg_id: ulid::Ulid::new().to_string(),
@@ -124,17 +111,6 @@ async fn wait_sent(account: &str, customer: &str, count: usize) -> Vec<Value> {
         let sent = outbox_to(account, customer);
         if sent.len() >= count || Instant::now() > deadline {
             return sent;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn wait_events(tenant: &str, conversation: &str, event: &str, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = system_events(tenant, conversation, event).await;
-        if found.len() >= count || Instant::now() > deadline {
-            return found;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use integration_tests::{
-    FixtureVars, TestChannel, all_conversations, connect, connect_for, conversation_view,
-    customer_wrote, delete_as, fixture, get, patch_as, post_json, post_meta, sandbox_outbox, stack,
-    system_events, token, unique_meta_id, unique_tenant,
+    FixtureVars, TestChannel, accepted_sends_to, all_conversations, connect, connect_for,
+    conversation_view, customer_wrote, delete_as, fire_input, fixture, get, patch_as, post_json,
+    post_meta, schedule_message, scheduler_handler, stack, system_events, token, unique_meta_id,
+    unique_tenant,
 };
 use serde_json::{Value, json};
 
@@ -22,29 +23,8 @@ fn in_seconds(seconds: i64) -> String {
         .to_rfc3339()
 }
 
-async fn schedule(
-    channel: &TestChannel,
-    conversation: &str,
-    body: &Value,
-) -> integration_tests::Reply {
-    post_json(
-        &format!("/conversations/{conversation}/scheduled-messages"),
-        Some(&token(&channel.tenant, "agent")),
-        body,
-    )
-    .await
-}
-
 fn text(t: &str) -> Value {
     json!({"kind": "text", "text": t})
-}
-
-/// The sends the sandbox accepted for one customer.
-fn sent_to(account: &str, customer: &str) -> Vec<Value> {
-    sandbox_outbox(account)
-        .into_iter()
-        .filter(|i| i["to"] == customer && i["status"] == 200 && i["injected"] != true)
-        .collect()
 }
 
 /// The scheduled message `id` as listed for its conversation.
@@ -77,21 +57,11 @@ async fn settled(channel: &TestChannel, conversation: &str, id: &str) -> Value {
     }
 }
 
-/// The scheduler function's event handler, built as the dev server builds it.
-fn scheduler_handler() -> local_stack::functions::EventHandler {
-    local_stack::devserver::event_handler(&stack().template, &stack().settings, "scheduler")
-        .expect("the scheduler function builds")
-}
-
-fn fire_input(channel: &TestChannel, id: &str) -> Value {
-    json!({"kind": "scheduled_message", "tenant_id": channel.tenant, "scheduled_id": id})
-}
-
 #[tokio::test]
 async fn a_scheduled_message_fires_at_its_time_through_the_send_path() {
     let channel = connect("whatsapp").await;
     let (conversation, customer) = customer_wrote(&channel, "whatsapp", 1).await;
-    let created = schedule(
+    let created = schedule_message(
         &channel,
         &conversation,
         &json!({"send_at": in_seconds(2), "message": text("Your table is ready")}),
@@ -109,7 +79,7 @@ async fn a_scheduled_message_fires_at_its_time_through_the_send_path() {
     let id = created.body["id"].as_str().unwrap().to_owned();
     let done = settled(&channel, &conversation, &id).await;
     assert_eq!(done["status"], "sent", "{done}");
-    let sent = sent_to(&channel.external_id, &customer);
+    let sent = accepted_sends_to(&channel.external_id, &customer);
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0]["body"]["text"]["body"], "Your table is ready");
     let messages = integration_tests::all_messages(&channel.tenant, &conversation).await;
@@ -125,15 +95,15 @@ async fn a_scheduled_message_fires_at_its_time_through_the_send_path() {
     assert_eq!(notes.len(), 1);
     // Delivered again (Scheduler retries at least once): nothing more.
     let handler = scheduler_handler();
-    assert_eq!(handler(fire_input(&channel, &id)).await, Ok(()));
-    assert_eq!(sent_to(&channel.external_id, &customer).len(), 1);
+    assert_eq!(handler(fire_input(&channel.tenant, &id)).await, Ok(()));
+    assert_eq!(accepted_sends_to(&channel.external_id, &customer).len(), 1);
 }
 
 #[tokio::test]
 async fn five_concurrent_deliveries_send_once() {
     let channel = connect("whatsapp").await;
     let (conversation, customer) = customer_wrote(&channel, "whatsapp", 1).await;
-    let created = schedule(
+    let created = schedule_message(
         &channel,
         &conversation,
         &json!({"send_at": in_seconds(300), "message": text("Reminder: 3 pm today")}),
@@ -141,12 +111,12 @@ async fn five_concurrent_deliveries_send_once() {
     .await;
     let id = created.body["id"].as_str().unwrap().to_owned();
     let handler = scheduler_handler();
-    let fires = (0..5).map(|_| handler(fire_input(&channel, &id)));
+    let fires = (0..5).map(|_| handler(fire_input(&channel.tenant, &id)));
     for result in futures::future::join_all(fires).await {
         assert_eq!(result, Ok(()));
     }
     assert_eq!(
-        sent_to(&channel.external_id, &customer).len(),
+        accepted_sends_to(&channel.external_id, &customer).len(),
         1,
         "one provider send"
     );
@@ -165,7 +135,7 @@ async fn cancel_deletes_the_schedule_and_a_cancel_racing_a_fire_ends_one_way() {
     let (conversation, customer) = customer_wrote(&channel, "whatsapp", 1).await;
     let agent = token(&channel.tenant, "agent");
     let body = json!({"send_at": in_seconds(300), "message": text("See you soon")});
-    let id = schedule(&channel, &conversation, &body).await.body["id"]
+    let id = schedule_message(&channel, &conversation, &body).await.body["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -191,8 +161,11 @@ async fn cancel_deletes_the_schedule_and_a_cancel_racing_a_fire_ends_one_way() {
             .is_err()
     );
     // A late fire does nothing.
-    assert_eq!(scheduler_handler()(fire_input(&channel, &id)).await, Ok(()));
-    assert!(sent_to(&channel.external_id, &customer).is_empty());
+    assert_eq!(
+        scheduler_handler()(fire_input(&channel.tenant, &id)).await,
+        Ok(())
+    );
+    assert!(accepted_sends_to(&channel.external_id, &customer).is_empty());
     let notes = system_events(&channel.tenant, &conversation, "scheduled_cancelled").await;
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0]["actor"], json!({"type": "agent", "id": "agent-1"}));
@@ -200,17 +173,19 @@ async fn cancel_deletes_the_schedule_and_a_cancel_racing_a_fire_ends_one_way() {
     // Races: the fire and the cancel at once, several times.
     for round in 0..4 {
         let body = json!({"send_at": in_seconds(300), "message": text(&format!("race {round}"))});
-        let id = schedule(&channel, &conversation, &body).await.body["id"]
+        let id = schedule_message(&channel, &conversation, &body).await.body["id"]
             .as_str()
             .unwrap()
             .to_owned();
         let handler = scheduler_handler();
         let path = format!("/scheduled-messages/{id}");
-        let (fired, cancel) =
-            tokio::join!(handler(fire_input(&channel, &id)), delete_as(&path, &agent));
+        let (fired, cancel) = tokio::join!(
+            handler(fire_input(&channel.tenant, &id)),
+            delete_as(&path, &agent)
+        );
         assert_eq!(fired, Ok(()));
         let m = listed(&channel, &conversation, &id).await;
-        let sent = sent_to(&channel.external_id, &customer)
+        let sent = accepted_sends_to(&channel.external_id, &customer)
             .iter()
             .filter(|s| s["body"]["text"]["body"] == format!("race {round}"))
             .count();
@@ -242,7 +217,7 @@ async fn outside_the_window_the_fallback_template_goes_or_the_message_fails_visi
     assert_eq!(template.body["status"], "APPROVED", "{}", template.text);
     // The customer wrote 24 hours ago: the window is closed (templates only).
     let (conversation, customer) = customer_wrote(&channel, "whatsapp", 24).await;
-    let bare = schedule(
+    let bare = schedule_message(
         &channel,
         &conversation,
         &json!({"send_at": in_seconds(2), "message": text("Your table is ready")}),
@@ -253,7 +228,7 @@ async fn outside_the_window_the_fallback_template_goes_or_the_message_fails_visi
         bare.body["window_at_send"],
         json!({"open": false, "mode": "template_only"})
     );
-    let with_fallback = schedule(
+    let with_fallback = schedule_message(
         &channel,
         &conversation,
         &json!({"send_at": in_seconds(2), "message": text("Your table is ready"),
@@ -269,14 +244,14 @@ async fn outside_the_window_the_fallback_template_goes_or_the_message_fails_visi
     let sent = settled(&channel, &conversation, fallback_id).await;
     assert_eq!(sent["status"], "sent", "{sent}");
     assert_eq!(sent["used_fallback"], true);
-    let out = sent_to(&channel.external_id, &customer);
+    let out = accepted_sends_to(&channel.external_id, &customer);
     assert_eq!(out.len(), 1, "only the fallback went out");
     assert_eq!(out[0]["body"]["template"]["name"], "table_ready");
     let notes = system_events(&channel.tenant, &conversation, "scheduled_failed").await;
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0]["reason"], "template_required");
     // A fallback with the wrong parameter count is refused at creation.
-    let wrong = schedule(
+    let wrong = schedule_message(
         &channel,
         &conversation,
         &json!({"send_at": in_seconds(60), "message": text("x"),
@@ -300,14 +275,14 @@ async fn the_customer_writing_first_cancels_what_asks_for_it() {
         .as_str()
         .unwrap()
         .to_owned();
-    let asks = schedule(
+    let asks = schedule_message(
         &channel,
         &conversation,
         &json!({"send_at": in_seconds(300), "message": text("Still interested?"),
                 "cancel_if_customer_replies": true}),
     )
     .await;
-    let keeps = schedule(
+    let keeps = schedule_message(
         &channel,
         &conversation,
         &json!({"send_at": in_seconds(300), "message": text("Your order ships Monday")}),
@@ -374,7 +349,7 @@ async fn scheduling_is_checked_like_a_send() {
         ),
     ];
     for (body, code) in cases {
-        let reply = schedule(&channel, &conversation, &body).await;
+        let reply = schedule_message(&channel, &conversation, &body).await;
         assert_eq!(
             (reply.status, reply.code()),
             (422, code),
@@ -384,7 +359,7 @@ async fn scheduling_is_checked_like_a_send() {
     }
     let messenger = connect("messenger").await;
     let (other, _) = customer_wrote(&messenger, "messenger", 1).await;
-    let reply = schedule(
+    let reply = schedule_message(
         &messenger,
         &other,
         &json!({"send_at": in_seconds(60), "message": text("x"),
@@ -393,14 +368,14 @@ async fn scheduling_is_checked_like_a_send() {
     .await;
     assert_eq!((reply.status, reply.code()), (422, "invalid_fallback"));
     // Another tenant's conversation is not found; another tenant's message not either.
-    let reply = schedule(
+    let reply = schedule_message(
         &messenger,
         &conversation,
         &json!({"send_at": in_seconds(60), "message": text("x")}),
     )
     .await;
     assert_eq!(reply.status, 404);
-    let mine = schedule(
+    let mine = schedule_message(
         &channel,
         &conversation,
         &json!({"send_at": in_seconds(300), "message": text("x")}),

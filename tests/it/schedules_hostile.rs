@@ -10,9 +10,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{FixedOffset, Utc};
 use integration_tests::{
-    FixtureVars, Reply, TestChannel, all_conversations, all_messages, call, connect, connect_for,
-    customer_wrote, delete_as, fixture, get, post_json, post_meta, sandbox_outbox, stack,
-    system_events, token, unique_meta_id, unique_tenant,
+    FixtureVars, Reply, TestChannel, accepted_sends_to, all_conversations, all_messages, call,
+    connect, connect_for, customer_wrote, delete_as, fire_input, fixture, get, post_json,
+    post_meta, schedule_message, scheduler_handler, system_events, token, unique_meta_id,
+    unique_tenant,
 };
 use serde_json::{Value, json};
 
@@ -27,17 +28,8 @@ fn text(t: &str) -> Value {
     json!({"kind": "text", "text": t})
 }
 
-async fn schedule(channel: &TestChannel, conversation: &str, body: &Value) -> Reply {
-    post_json(
-        &format!("/conversations/{conversation}/scheduled-messages"),
-        Some(&token(&channel.tenant, "agent")),
-        body,
-    )
-    .await
-}
-
 async fn schedule_id(channel: &TestChannel, conversation: &str, t: &str) -> String {
-    let reply = schedule(
+    let reply = schedule_message(
         channel,
         conversation,
         &json!({"send_at": at(300, 1), "message": text(t)}),
@@ -45,13 +37,6 @@ async fn schedule_id(channel: &TestChannel, conversation: &str, t: &str) -> Stri
     .await;
     assert_eq!(reply.status, 201, "{}", reply.text);
     reply.body["id"].as_str().unwrap().to_owned()
-}
-
-fn sent_to(account: &str, customer: &str) -> Vec<Value> {
-    sandbox_outbox(account)
-        .into_iter()
-        .filter(|i| i["to"] == customer && i["status"] == 200 && i["injected"] != true)
-        .collect()
 }
 
 async fn list(channel: &TestChannel, query: &str) -> Reply {
@@ -88,15 +73,6 @@ async fn settled(channel: &TestChannel, conversation: &str, id: &str) -> Value {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn handler() -> local_stack::functions::EventHandler {
-    local_stack::devserver::event_handler(&stack().template, &stack().settings, "scheduler")
-        .expect("the scheduler function builds")
-}
-
-fn fire_input(tenant: &str, id: &str) -> Value {
-    json!({"kind": "scheduled_message", "tenant_id": tenant, "scheduled_id": id})
 }
 
 fn assert_4xx(reply: &Reply, what: &str) {
@@ -262,7 +238,7 @@ async fn schedules_hostile_bad_bodies_are_4xx_and_write_nothing() {
         ),
     ];
     for (what, body) in &cases {
-        let reply = schedule(&channel, &conversation, body).await;
+        let reply = schedule_message(&channel, &conversation, body).await;
         assert_4xx(&reply, what);
     }
     let raw: Vec<(&str, Vec<u8>)> = vec![
@@ -307,7 +283,7 @@ async fn schedules_hostile_send_at_edges_are_accepted_and_normalised() {
         let local = when
             .with_timezone(&FixedOffset::east_opt(hours * 3600).unwrap())
             .to_rfc3339();
-        let reply = schedule(
+        let reply = schedule_message(
             &channel,
             &conversation,
             &json!({"send_at": local, "message": text("offset")}),
@@ -321,7 +297,7 @@ async fn schedules_hostile_send_at_edges_are_accepted_and_normalised() {
     }
     // Just under 365 days ahead, with the widest offsets.
     for hours in [14, -12] {
-        let reply = schedule(
+        let reply = schedule_message(
             &channel,
             &conversation,
             &json!({"send_at": at(365 * 86_400 - 30, hours), "message": text("a year")}),
@@ -333,7 +309,7 @@ async fn schedules_hostile_send_at_edges_are_accepted_and_normalised() {
     let fraction = (Utc::now() + chrono::Duration::seconds(900))
         .format("%Y-%m-%dt%H:%M:%S%.9fz")
         .to_string();
-    let reply = schedule(
+    let reply = schedule_message(
         &channel,
         &conversation,
         &json!({"send_at": fraction, "message": text("fraction")}),
@@ -354,7 +330,7 @@ async fn schedules_hostile_leap_second_send_at_is_4xx_or_a_normal_schedule() {
         format!("{year}-06-30T23:59:60Z"),
         format!("{year}-07-01T13:59:60+14:00"),
     ] {
-        let reply = schedule(
+        let reply = schedule_message(
             &channel,
             &conversation,
             &json!({"send_at": send_at, "message": text("leap")}),
@@ -373,12 +349,15 @@ async fn schedules_hostile_leap_second_send_at_is_4xx_or_a_normal_schedule() {
                 "stored {stored}"
             );
             let id = reply.body["id"].as_str().unwrap();
-            assert_eq!(handler()(fire_input(&channel.tenant, id)).await, Ok(()));
+            assert_eq!(
+                scheduler_handler()(fire_input(&channel.tenant, id)).await,
+                Ok(())
+            );
         }
     }
     let all = list(&channel, &format!("conversation_id={conversation}")).await;
     assert_eq!(all.status, 200, "{}", all.text);
-    assert!(sent_to(&channel.external_id, &customer).len() <= 2);
+    assert!(accepted_sends_to(&channel.external_id, &customer).len() <= 2);
 }
 
 #[tokio::test]
@@ -390,7 +369,7 @@ async fn schedules_hostile_second_60_outside_a_leap_second_is_422() {
         format!("{year}-03-01T10:15:60Z"),
         format!("{year}-03-01T10:15:60+14:00"),
     ] {
-        let reply = schedule(
+        let reply = schedule_message(
             &channel,
             &conversation,
             &json!({"send_at": send_at, "message": text("x")}),
@@ -528,12 +507,15 @@ async fn schedules_hostile_another_tenant_sees_and_touches_nothing() {
         assert!(!reply.text.contains("private"));
     }
     // Fire it as their tenant.
-    assert_eq!(handler()(fire_input(&other.tenant, &id)).await, Ok(()));
+    assert_eq!(
+        scheduler_handler()(fire_input(&other.tenant, &id)).await,
+        Ok(())
+    );
     assert_eq!(
         listed(&channel, &conversation, &id).await["status"],
         "scheduled"
     );
-    assert!(sent_to(&channel.external_id, &customer).is_empty());
+    assert!(accepted_sends_to(&channel.external_id, &customer).is_empty());
     // No unauthenticated access.
     assert_eq!(get("/scheduled-messages", None).await.status, 401);
     assert_eq!(
@@ -549,7 +531,7 @@ async fn schedules_hostile_fires_of_settled_or_missing_messages_do_nothing() {
     let channel = connect("whatsapp").await;
     let (conversation, customer) = customer_wrote(&channel, "whatsapp", 24).await;
     let agent = token(&channel.tenant, "agent");
-    let h = handler();
+    let h = scheduler_handler();
     // Failed (window closed, no fallback), then fired again and cancelled.
     let failed = schedule_id(&channel, &conversation, "late").await;
     assert_eq!(h(fire_input(&channel.tenant, &failed)).await, Ok(()));
@@ -581,7 +563,7 @@ async fn schedules_hostile_fires_of_settled_or_missing_messages_do_nothing() {
         listed(&channel, &conversation, &cancelled).await["status"],
         "cancelled"
     );
-    assert!(sent_to(&channel.external_id, &customer).is_empty());
+    assert!(accepted_sends_to(&channel.external_id, &customer).is_empty());
     assert_eq!(scheduled_sends(&channel.tenant, &conversation).await, 0);
     // Missing or malformed ids and tenants.
     let long = "Z".repeat(3000);
@@ -648,12 +630,12 @@ async fn schedules_hostile_twenty_concurrent_fires_send_once() {
     let channel = connect("whatsapp").await;
     let (conversation, customer) = customer_wrote(&channel, "whatsapp", 1).await;
     let id = schedule_id(&channel, &conversation, "twenty").await;
-    let h = handler();
+    let h = scheduler_handler();
     let fires = (0..20).map(|_| h(fire_input(&channel.tenant, &id)));
     for result in futures::future::join_all(fires).await {
         assert_eq!(result, Ok(()));
     }
-    assert_eq!(sent_to(&channel.external_id, &customer).len(), 1);
+    assert_eq!(accepted_sends_to(&channel.external_id, &customer).len(), 1);
     assert_eq!(listed(&channel, &conversation, &id).await["status"], "sent");
     assert_eq!(scheduled_sends(&channel.tenant, &conversation).await, 1);
     assert_eq!(
@@ -670,7 +652,7 @@ async fn schedules_hostile_twenty_concurrent_fires_send_once() {
         delete_as(&path, &agent)
     );
     assert_eq!((cancel.status, cancel.code()), (409, "already_sent"));
-    assert_eq!(sent_to(&channel.external_id, &customer).len(), 1);
+    assert_eq!(accepted_sends_to(&channel.external_id, &customer).len(), 1);
 }
 
 #[tokio::test]
@@ -690,7 +672,7 @@ async fn schedules_hostile_customer_reply_racing_a_fire_ends_one_way() {
     let customer = vars.sender.clone();
     for round in 0..4 {
         let label = format!("reply race {round}");
-        let reply = schedule(
+        let reply = schedule_message(
             &channel,
             &conversation,
             &json!({"send_at": at(300, 0), "message": text(&label), "cancel_if_customer_replies": true}),
@@ -705,7 +687,7 @@ async fn schedules_hostile_customer_reply_racing_a_fire_ends_one_way() {
             timestamp: Utc::now().timestamp(),
             ..vars.clone()
         };
-        let h = handler();
+        let h = scheduler_handler();
         let body = again.render(&fixture("whatsapp/text.json"));
         let (fired, inbound) = tokio::join!(
             h(fire_input(&channel.tenant, &id)),
@@ -714,7 +696,7 @@ async fn schedules_hostile_customer_reply_racing_a_fire_ends_one_way() {
         assert_eq!(fired, Ok(()));
         assert_eq!(inbound.status, 200);
         let m = settled(&channel, &conversation, &id).await;
-        let sent = sent_to(&channel.external_id, &customer)
+        let sent = accepted_sends_to(&channel.external_id, &customer)
             .iter()
             .filter(|s| s["body"]["text"]["body"] == label.as_str())
             .count();

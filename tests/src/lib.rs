@@ -592,3 +592,67 @@ pub async fn customer_wrote(channel: &TestChannel, kind: &str, hours_ago: i64) -
     );
     (id, vars.sender)
 }
+
+/// Saves a bot as the channel's tenant's admin (`PUT /bots/{id}`, 200 or 201): the bot.
+pub async fn put_bot(channel: &TestChannel, id: &str, bot: &Value) -> Value {
+    let reply = put_as(&format!("/bots/{id}"), &channel.admin(), Some(bot)).await;
+    assert!(matches!(reply.status, 200 | 201), "PUT bot: {}", reply.text);
+    reply.body
+}
+
+/// A WhatsApp text webhook from `vars.sender` saying `text` (the text fixture, rewritten).
+pub fn whatsapp_text(vars: &FixtureVars, text: &str) -> String {
+    let mut body: Value =
+        serde_json::from_str(&vars.render(&fixture("whatsapp/text.json"))).expect("fixture");
+    body["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] =
+        Value::String(text.to_owned());
+    body.to_string()
+}
+
+/// The sends the sandbox accepted for one customer of `account`, oldest first.
+pub fn accepted_sends_to(account: &str, customer: &str) -> Vec<Value> {
+    let mut items: Vec<Value> = sandbox_outbox(account)
+        .into_iter()
+        .filter(|i| i["to"] == customer && i["status"] == 200 && i["injected"] != true)
+        .collect();
+    items.sort_by_key(|i| i["seq"].as_u64());
+    items
+}
+
+/// Waits (10 s at most) until the conversation has `count` system messages with `event`.
+pub async fn wait_events(
+    tenant: &str,
+    conversation: &str,
+    event: &str,
+    count: usize,
+) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let found = system_events(tenant, conversation, event).await;
+        if found.len() >= count || std::time::Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// `POST /conversations/{conversation}/scheduled-messages` as an agent of the tenant.
+pub async fn schedule_message(channel: &TestChannel, conversation: &str, body: &Value) -> Reply {
+    post_json(
+        &format!("/conversations/{conversation}/scheduled-messages"),
+        Some(&token(&channel.tenant, "agent")),
+        body,
+    )
+    .await
+}
+
+/// The scheduler function's event handler, built as the dev server builds it.
+pub fn scheduler_handler() -> local_stack::functions::EventHandler {
+    local_stack::devserver::event_handler(&stack().template, &stack().settings, "scheduler")
+        .expect("the scheduler function builds")
+}
+
+/// The input EventBridge Scheduler gives the scheduler function for a scheduled message.
+pub fn fire_input(tenant: &str, id: &str) -> Value {
+    serde_json::json!({"kind": "scheduled_message", "tenant_id": tenant, "scheduled_id": id})
+}
