@@ -95,7 +95,8 @@ fn parse_hhmm(text: &str) -> Result<u16, Error> {
     };
     let (hour, minute) = (number(&bytes[..2]), number(&bytes[3..]));
     match (hour, minute) {
-        (Some(h), Some(m)) if (h < 24 && m < 60) || h * 60 + m == DAY_MINUTES => Ok(h * 60 + m),
+        (Some(h), Some(m)) if h < 24 && m < 60 => Ok(h * 60 + m),
+        (Some(24), Some(0)) => Ok(DAY_MINUTES),
         _ => Err(bad()),
     }
 }
@@ -416,6 +417,7 @@ mod tests {
         for day in [
             json!([["9:00", "18:00"]]),
             json!([["09:00", "24:01"]]),
+            json!([["09:00", "23:60"]]),
             json!([["09:60", "18:00"]]),
             json!([["25:00", "26:00"]]),
             json!([["18:00", "09:00"]]),
