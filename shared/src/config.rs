@@ -177,6 +177,16 @@ fn base_url(env: &impl Source, name: &'static str, default: &str) -> Result<Stri
     }
 }
 
+/// `PUBLIC_BASE_URL`: where the public pages (`/b/{token}`, `/call/{token}`) are served, an
+/// absolute http(s) URL without a trailing `/` (SPEC §6).
+///
+/// # Errors
+/// [`ConfigError::Missing`] when unset, [`ConfigError::Invalid`] when not an http(s) URL.
+pub fn public_base_url(env: &impl Source) -> Result<String, ConfigError> {
+    let value = env.required("PUBLIC_BASE_URL")?;
+    base_url(env, "PUBLIC_BASE_URL", &value)
+}
+
 /// The provider APIs' base URLs (`META_GRAPH_URL`, `WECHAT_API_URL`), without a trailing
 /// `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1255,3 +1255,152 @@ pub trait Schedules: Send + Sync {
     /// `Upstream` when Scheduler fails.
     fn delete_schedule(&self, name: &str) -> impl Future<Output = Result<(), Error>> + Send;
 }
+
+/// What a booking request reads first, in one request: the slot, whether the customer
+/// exists, and the tenant's settings (its zone and name, for the confirmation).
+#[derive(Debug, Clone)]
+pub struct BookingInputs {
+    /// The slot, when it exists.
+    pub slot: Option<crate::domain::calendar::StoredSlot>,
+    /// Whether the customer exists.
+    pub customer_exists: bool,
+    /// The tenant's settings.
+    pub settings: crate::domain::settings::TenantSettings,
+}
+
+/// How a booking's transaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookOutcome {
+    /// Written: the slot is the booking's.
+    Booked,
+    /// Another booking holds the slot (nothing written).
+    SlotTaken,
+    /// The slot is gone (nothing written).
+    SlotGone,
+    /// The invitation was used meanwhile, or ran out (nothing written).
+    InvitationSpent,
+}
+
+/// How a slot deletion ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotDeletion {
+    /// Deleted.
+    Deleted,
+    /// A booking holds it: kept.
+    Booked,
+    /// No such slot.
+    Missing,
+}
+
+/// Calendar slots, bookings and invitations in the store. A slot is held by at most one
+/// booking: the booking's transaction is conditional on the slot being free, and the
+/// cancel frees it in the same transaction that cancels the booking.
+pub trait BookingStore: Send + Sync {
+    /// The tenant's slots starting in `[from, to)`, earliest first, one page; `available`
+    /// keeps only free (`true`) or only booked (`false`) ones.
+    ///
+    /// # Errors
+    /// 400 `invalid_cursor`; `Internal` when the store fails.
+    fn slots(
+        &self,
+        tenant: &TenantId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        available: Option<bool>,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<crate::domain::calendar::StoredSlot>, Error>> + Send;
+
+    /// The calendar's version and every slot starting in `[from, to)`, read consistently
+    /// after the version (for the overlap check of a creation).
+    fn calendar_snapshot(
+        &self,
+        tenant: &TenantId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(Option<u64>, Vec<crate::domain::calendar::StoredSlot>), Error>>
+    + Send;
+
+    /// Writes new slots, all or none, if the calendar's version is still `version`:
+    /// `false` when it moved (read and check again).
+    fn create_slots(
+        &self,
+        tenant: &TenantId,
+        slots: &[crate::domain::calendar::StoredSlot],
+        version: Option<u64>,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Deletes a free slot.
+    fn delete_slot(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<SlotDeletion, Error>> + Send;
+
+    /// One consistent read of the slot, the customer and the settings.
+    fn booking_inputs(
+        &self,
+        tenant: &TenantId,
+        slot_id: &str,
+        customer_id: &str,
+    ) -> impl Future<Output = Result<BookingInputs, Error>> + Send;
+
+    /// Writes a booking in one transaction: the slot taken (conditional on it existing and
+    /// being free), the booking, its system message, and, through an invitation (by its
+    /// token hash), the invitation used (conditional on it being unused and unexpired).
+    fn book(
+        &self,
+        tenant: &TenantId,
+        booking: &crate::domain::booking::Booking,
+        note: &crate::domain::system::SystemMessage,
+        invitation: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<BookOutcome, Error>> + Send;
+
+    /// One booking, read consistently.
+    fn get_booking(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<crate::domain::booking::Booking>, Error>> + Send;
+
+    /// Cancels a confirmed booking and frees its slot in one transaction, with its system
+    /// message: `false` when it was cancelled before (nothing written).
+    fn cancel_booking(
+        &self,
+        tenant: &TenantId,
+        after: &crate::domain::booking::Booking,
+        note: &crate::domain::system::SystemMessage,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// A page of the tenant's bookings (of one customer when given) starting in
+    /// `[from, to)`, earliest first.
+    ///
+    /// # Errors
+    /// 400 `invalid_cursor`; `Internal` when the store fails.
+    fn list_bookings(
+        &self,
+        tenant: &TenantId,
+        customer_id: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<crate::domain::booking::Booking>, Error>> + Send;
+
+    /// Stores a new invitation under its token's hash (kept until 30 days after it
+    /// expires, for the "expired" page).
+    fn put_invitation(
+        &self,
+        token_hash: &str,
+        invitation: &crate::domain::booking::Invitation,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The invitation of a token's hash, read consistently.
+    fn get_invitation(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = Result<Option<crate::domain::booking::Invitation>, Error>> + Send;
+
+    /// Removes an invitation whose link could not be sent.
+    fn delete_invitation(&self, token_hash: &str) -> impl Future<Output = Result<(), Error>> + Send;
+}

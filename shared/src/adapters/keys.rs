@@ -433,6 +433,54 @@ pub fn scheduled_order(send_at: &str, id: &str) -> String {
     format!("{send_at}#{id}")
 }
 
+/// A calendar slot, in the tenant's partition: its id sorts by start time, so one key
+/// both names it and lists slots by time.
+pub fn slot(tenant: &TenantId, id: &str) -> Key {
+    Key {
+        pk: tenant_pk(tenant),
+        sk: format!("{SLOT_PREFIX}{id}"),
+    }
+}
+
+/// Sort-key prefix of the tenant's slots.
+pub const SLOT_PREFIX: &str = "SLOT#";
+
+/// The calendar's version: every slot creation moves it, conditional on the version it read
+/// (so two creations cannot both miss each other's overlap).
+pub fn calendar(tenant: &TenantId) -> Key {
+    Key {
+        pk: tenant_pk(tenant),
+        sk: "CALENDAR".to_owned(),
+    }
+}
+
+/// A booking: its own partition, read by id (cancel).
+pub fn booking(tenant: &TenantId, id: &str) -> Key {
+    Key {
+        pk: format!("{}#BOOKING#{id}", tenant_pk(tenant)),
+        sk: "BOOKING".to_owned(),
+    }
+}
+
+/// Index partition (`gsi1pk`) of one customer's bookings.
+pub fn bookings_of_customer(tenant: &TenantId, customer_id: &str) -> String {
+    format!("{}#BOOKINGS#CUSTOMER#{customer_id}", tenant_pk(tenant))
+}
+
+/// Index partition (`gsi2pk`) of all of a tenant's bookings.
+pub fn bookings_of_tenant(tenant: &TenantId) -> String {
+    format!("{}#BOOKINGS", tenant_pk(tenant))
+}
+
+/// A booking invitation, by the SHA-256 of its token (the public page knows only the
+/// token; the item names the tenant).
+pub fn invitation(token_hash: &str) -> Key {
+    Key {
+        pk: format!("INVITE#{token_hash}"),
+        sk: "INVITE".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,7 +27,9 @@ pub mod views;
 pub mod window;
 // The agent workspace (SPEC §7): settings, agents, FAQ.
 pub mod agent;
+pub mod booking;
 pub mod bot;
+pub mod calendar;
 pub mod faq;
 pub mod schedule;
 pub mod settings;

@@ -14,6 +14,7 @@ pub mod schedules;
 pub mod templates;
 // The agent workspace (SPEC §7).
 pub mod agents;
+pub mod bookings;
 pub mod bots;
 pub mod faqs;
 pub mod settings;

@@ -37,6 +37,7 @@ mod views;
 
 // The agent workspace (SPEC §7).
 mod agents;
+mod bookings;
 mod bots;
 mod contacts;
 mod faqs;
