@@ -1402,5 +1402,6 @@ pub trait BookingStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<crate::domain::booking::Invitation>, Error>> + Send;
 
     /// Removes an invitation whose link could not be sent.
-    fn delete_invitation(&self, token_hash: &str) -> impl Future<Output = Result<(), Error>> + Send;
+    fn delete_invitation(&self, token_hash: &str)
+    -> impl Future<Output = Result<(), Error>> + Send;
 }

@@ -136,11 +136,19 @@ fn start() -> TestStack {
         });
     });
     let sandbox_url = format!("http://{}", sandbox_rx.recv().expect("sandbox starts"));
+    // Bound first: the public pages' links (PUBLIC_BASE_URL) name the dev server.
+    let server_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    server_listener
+        .set_nonblocking(true)
+        .expect("a non-blocking listener");
+    let server_addr = server_listener.local_addr().expect("bound address");
+    let public_base_url = format!("http://{server_addr}");
     let settings = LocalSettings {
         port: 0,
         aws_endpoint: moto.endpoint(),
         jwt_secret: JWT_SECRET.to_owned(),
         overrides: [
+            ("PUBLIC_BASE_URL", public_base_url.as_str()),
             ("META_APP_SECRET", META_APP_SECRET),
             ("META_VERIFY_TOKEN", META_VERIFY_TOKEN),
             ("META_GRAPH_URL", &format!("{sandbox_url}/graph")),
@@ -182,11 +190,9 @@ fn start() -> TestStack {
             let _schedules = server
                 .schedule_target()
                 .map(|target| local_stack::schedules::start(&server_settings.sdk_config(), target));
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind a loopback port");
-            tx.send(listener.local_addr().expect("bound address"))
-                .expect("harness waits");
+            let listener =
+                tokio::net::TcpListener::from_std(server_listener).expect("a tokio listener");
+            tx.send(server_addr).expect("harness waits");
             server
                 .serve(listener, std::future::pending())
                 .await

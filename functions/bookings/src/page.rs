@@ -233,7 +233,8 @@ async fn post(
             return Ok((status, page));
         }
     };
-    let choice = bookings::choose(&app.store, &app.outbound, token, slot_id.as_deref(), now).await?;
+    let choice =
+        bookings::choose(&app.store, &app.outbound, token, slot_id.as_deref(), now).await?;
     match choice {
         Choice::Booked {
             business,
@@ -295,7 +296,10 @@ fn html(status: StatusCode, page: &BookingPage) -> Response<Body> {
         headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     // The token is in the URL: never sent onwards, never kept by a cache.
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -348,7 +352,10 @@ mod tests {
         );
         let html = page.render().unwrap();
         assert!(!html.contains("<script>"), "{html}");
-        assert!(html.contains("&#60;script&#62;alert(1)&#60;/script&#62; &#38; Co"), "{html}");
+        assert!(
+            html.contains("&#60;script&#62;alert(1)&#60;/script&#62; &#38; Co"),
+            "{html}"
+        );
     }
 
     #[test]

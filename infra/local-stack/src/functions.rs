@@ -72,6 +72,13 @@ pub fn build(binary: &str, env: &HashMap<String, String>) -> Result<Built, BoxEr
             )),
             event: None,
         },
+        "bookings" => Built {
+            http: Some(wrap(
+                bookings::App::from_source(env, local_credentials()).map_err(fail)?,
+                |app, req| async move { bookings::handle_http(&app, req).await },
+            )),
+            event: None,
+        },
         "outbound" => Built {
             http: Some(wrap(
                 outbound::App::from_source(env, local_credentials()).map_err(fail)?,

@@ -96,6 +96,13 @@ pub async fn start(
         jwt_secret: jwt_secret.to_owned(),
         overrides,
     };
+    // Bound first: the public pages' links name its address.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base_url = format!("http://{}", listener.local_addr()?);
+    let mut settings = settings;
+    settings
+        .overrides
+        .insert("PUBLIC_BASE_URL".into(), base_url.clone());
     let template = Template::load(&template::default_path(), LOCAL_REGION)?;
     bootstrap::create_resources(&template, &settings.sdk_config()).await?;
     let server = DevServer::new(&template, &settings)?;
@@ -107,8 +114,6 @@ pub async fn start(
     if let Some(target) = server.schedule_target() {
         tasks.push(schedules::start(&settings.sdk_config(), target));
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base_url = format!("http://{}", listener.local_addr()?);
     tasks.push(tokio::spawn(async move {
         if let Err(e) = server.serve(listener, std::future::pending()).await {
             tracing::error!(error = %e, "the dev server stopped");

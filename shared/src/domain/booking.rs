@@ -232,8 +232,14 @@ impl InvitationRequest {
         let range = |text: &Option<String>, name: &str| {
             text.as_deref()
                 .map(|t| {
-                    parse_filter(t, zone, name)
-                        .map_err(|_| Error::validation("invalid_range", format!("{name} must be RFC 3339 with an offset or a date (YYYY-MM-DD)")))
+                    parse_filter(t, zone, name).map_err(|_| {
+                        Error::validation(
+                            "invalid_range",
+                            format!(
+                                "{name} must be RFC 3339 with an offset or a date (YYYY-MM-DD)"
+                            ),
+                        )
+                    })
                 })
                 .transpose()
         };
@@ -470,8 +476,14 @@ mod tests {
                 .terms(Tz::Europe__London, now)
         };
         let code = |body| terms(body).unwrap_err().code();
-        assert_eq!(code(serde_json::json!({"expires_in_hours": 0})), "invalid_expiry");
-        assert_eq!(code(serde_json::json!({"expires_in_hours": 721})), "invalid_expiry");
+        assert_eq!(
+            code(serde_json::json!({"expires_in_hours": 0})),
+            "invalid_expiry"
+        );
+        assert_eq!(
+            code(serde_json::json!({"expires_in_hours": 721})),
+            "invalid_expiry"
+        );
         assert_eq!(
             code(serde_json::json!({"expires_at": "2026-12-01T10:00:30Z"})),
             "invalid_expiry"
@@ -484,10 +496,22 @@ mod tests {
             code(serde_json::json!({"expires_at": "2026-12-02T10:00:00Z", "expires_in_hours": 3})),
             "invalid_expiry"
         );
-        assert_eq!(code(serde_json::json!({"from": "2026-12-09", "to": "2026-12-08"})), "invalid_range");
-        assert_eq!(code(serde_json::json!({"to": "2026-11-30"})), "invalid_range");
-        assert_eq!(code(serde_json::json!({"from": "whenever"})), "invalid_range");
-        let t = terms(serde_json::json!({"from": "2026-12-08", "to": "2026-12-09", "expires_in_hours": 1})).unwrap();
+        assert_eq!(
+            code(serde_json::json!({"from": "2026-12-09", "to": "2026-12-08"})),
+            "invalid_range"
+        );
+        assert_eq!(
+            code(serde_json::json!({"to": "2026-11-30"})),
+            "invalid_range"
+        );
+        assert_eq!(
+            code(serde_json::json!({"from": "whenever"})),
+            "invalid_range"
+        );
+        let t = terms(
+            serde_json::json!({"from": "2026-12-08", "to": "2026-12-09", "expires_in_hours": 1}),
+        )
+        .unwrap();
         assert_eq!(t.from, utc("2026-12-08T00:00:00Z"));
         assert_eq!(t.expires_at, utc("2026-12-01T11:00:00Z"));
         // A range that began in the past offers slots from now on.
@@ -502,12 +526,18 @@ mod tests {
             language: "en".into(),
             parameters: vec!["Ana".into()],
         };
-        assert_eq!(template_with_link(&call, "https://x/b/t").parameters, ["Ana", "https://x/b/t"]);
+        assert_eq!(
+            template_with_link(&call, "https://x/b/t").parameters,
+            ["Ana", "https://x/b/t"]
+        );
         let call = TemplateCall {
             parameters: vec!["{{url}}".into(), "Ana".into()],
             ..call
         };
-        assert_eq!(template_with_link(&call, "https://x/b/t").parameters, ["https://x/b/t", "Ana"]);
+        assert_eq!(
+            template_with_link(&call, "https://x/b/t").parameters,
+            ["https://x/b/t", "Ana"]
+        );
     }
 
     #[test]
@@ -524,13 +554,22 @@ mod tests {
             created_at: "2026-12-01T00:00:00.000Z".into(),
             booking_id: None,
         };
-        assert_eq!(inv.state(utc("2026-12-02T23:59:59Z")), InvitationState::Open);
-        assert_eq!(inv.state(utc("2026-12-03T00:00:00Z")), InvitationState::Expired);
+        assert_eq!(
+            inv.state(utc("2026-12-02T23:59:59Z")),
+            InvitationState::Open
+        );
+        assert_eq!(
+            inv.state(utc("2026-12-03T00:00:00Z")),
+            InvitationState::Expired
+        );
         let used = Invitation {
             booking_id: Some("bk_x".into()),
             ..inv.clone()
         };
-        assert_eq!(used.state(utc("2026-12-09T00:00:00Z")), InvitationState::Used);
+        assert_eq!(
+            used.state(utc("2026-12-09T00:00:00Z")),
+            InvitationState::Used
+        );
         let slot = |start: &str| SlotTime {
             start: utc(start),
             end: utc(start) + Duration::minutes(30),
@@ -546,7 +585,10 @@ mod tests {
             start: utc("2026-07-01T08:00:00Z"),
             end: utc("2026-07-01T08:30:00Z"),
         };
-        assert_eq!(describe(&t, Tz::Europe__London), "Wed 1 Jul 2026, 09:00–09:30 (Europe/London)");
+        assert_eq!(
+            describe(&t, Tz::Europe__London),
+            "Wed 1 Jul 2026, 09:00–09:30 (Europe/London)"
+        );
         let overnight = SlotTime {
             start: utc("2026-07-01T22:30:00Z"),
             end: utc("2026-07-01T23:30:00Z"),
@@ -564,9 +606,20 @@ mod tests {
     #[test]
     fn notes_are_trimmed_and_bounded() {
         assert_eq!(parse_note(Some("  ")).unwrap(), None);
-        assert_eq!(parse_note(Some(" first visit\n")).unwrap().as_deref(), Some("first visit"));
-        assert_eq!(parse_note(Some("a\u{0}b")).unwrap_err().code(), "invalid_note");
-        assert_eq!(parse_note(Some(&"x".repeat(NOTE_MAX + 1))).unwrap_err().code(), "invalid_note");
+        assert_eq!(
+            parse_note(Some(" first visit\n")).unwrap().as_deref(),
+            Some("first visit")
+        );
+        assert_eq!(
+            parse_note(Some("a\u{0}b")).unwrap_err().code(),
+            "invalid_note"
+        );
+        assert_eq!(
+            parse_note(Some(&"x".repeat(NOTE_MAX + 1)))
+                .unwrap_err()
+                .code(),
+            "invalid_note"
+        );
     }
 
     #[test]

@@ -198,9 +198,7 @@ pub fn expand(request: &SlotRequest, zone: Tz, now: DateTime<Utc>) -> Result<Vec
         }
         (None, Some(m)) => m,
         _ => {
-            return Err(invalid(
-                "give exactly one of end and duration_minutes",
-            ));
+            return Err(invalid("give exactly one of end and duration_minutes"));
         }
     };
     if !DURATION_MINUTES.contains(&minutes) {
@@ -248,7 +246,11 @@ pub fn expand(request: &SlotRequest, zone: Tz, now: DateTime<Utc>) -> Result<Vec
 
 /// The starts of a repeat: on each local date from the start's (every day, or the weekly
 /// `by_day` days) at the start's local wall-clock time, up to `until`.
-fn occurrences(start: DateTime<Utc>, repeat: &Repeat, zone: Tz) -> Result<Vec<DateTime<Utc>>, Error> {
+fn occurrences(
+    start: DateTime<Utc>,
+    repeat: &Repeat,
+    zone: Tz,
+) -> Result<Vec<DateTime<Utc>>, Error> {
     let bad = |message: String| Error::validation("invalid_repeat", message);
     let local = start.with_timezone(&zone).naive_local();
     let (first_date, time): (NaiveDate, NaiveTime) = (local.date(), local.time());

@@ -5,7 +5,9 @@ use serde_json::json;
 use super::*;
 
 fn utc(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 fn now() -> DateTime<Utc> {
@@ -121,8 +123,18 @@ fn an_instant_until_is_inclusive_and_a_date_until_is_the_whole_local_day() {
         json!({"start": "2026-12-01T09:00:00Z", "duration_minutes": 30,
                "repeat": {"freq": "daily", "until": until}})
     };
-    assert_eq!(expand_in(Tz::UTC, body("2026-12-03T09:00:00Z")).unwrap().len(), 3);
-    assert_eq!(expand_in(Tz::UTC, body("2026-12-03T08:59:00Z")).unwrap().len(), 2);
+    assert_eq!(
+        expand_in(Tz::UTC, body("2026-12-03T09:00:00Z"))
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        expand_in(Tz::UTC, body("2026-12-03T08:59:00Z"))
+            .unwrap()
+            .len(),
+        2
+    );
     assert_eq!(expand_in(Tz::UTC, body("2026-12-03")).unwrap().len(), 3);
 }
 
@@ -187,19 +199,43 @@ fn whole_day_slots_overlap_on_the_short_day_of_a_clock_change() {
 #[test]
 fn bad_slots_are_refused_with_a_code() {
     let cases = [
-        (json!({"start": "tomorrow", "duration_minutes": 30}), "invalid_slot"),
-        (json!({"start": "2026-12-01T09:00:30Z", "duration_minutes": 30}), "invalid_slot"),
+        (
+            json!({"start": "tomorrow", "duration_minutes": 30}),
+            "invalid_slot",
+        ),
+        (
+            json!({"start": "2026-12-01T09:00:30Z", "duration_minutes": 30}),
+            "invalid_slot",
+        ),
         (json!({"start": "2026-12-01T09:00:00Z"}), "invalid_slot"),
         (
             json!({"start": "2026-12-01T09:00:00Z", "end": "2026-12-01T10:00:00Z", "duration_minutes": 60}),
             "invalid_slot",
         ),
-        (json!({"start": "2026-12-01T09:00:00Z", "end": "2026-12-01T09:00:00Z"}), "invalid_slot"),
-        (json!({"start": "2026-12-01T09:00:00Z", "end": "2026-12-01T08:00:00Z"}), "invalid_slot"),
-        (json!({"start": "2026-12-01T09:00:00Z", "duration_minutes": 4}), "invalid_slot"),
-        (json!({"start": "2026-12-01T09:00:00Z", "duration_minutes": 1441}), "invalid_slot"),
-        (json!({"start": "2026-02-01T09:00:00Z", "duration_minutes": 30}), "invalid_slot"),
-        (json!({"start": "2029-02-01T09:00:00Z", "duration_minutes": 30}), "invalid_slot"),
+        (
+            json!({"start": "2026-12-01T09:00:00Z", "end": "2026-12-01T09:00:00Z"}),
+            "invalid_slot",
+        ),
+        (
+            json!({"start": "2026-12-01T09:00:00Z", "end": "2026-12-01T08:00:00Z"}),
+            "invalid_slot",
+        ),
+        (
+            json!({"start": "2026-12-01T09:00:00Z", "duration_minutes": 4}),
+            "invalid_slot",
+        ),
+        (
+            json!({"start": "2026-12-01T09:00:00Z", "duration_minutes": 1441}),
+            "invalid_slot",
+        ),
+        (
+            json!({"start": "2026-02-01T09:00:00Z", "duration_minutes": 30}),
+            "invalid_slot",
+        ),
+        (
+            json!({"start": "2029-02-01T09:00:00Z", "duration_minutes": 30}),
+            "invalid_slot",
+        ),
         (
             json!({"start": "2026-12-01T09:00:00Z", "duration_minutes": 30,
                    "repeat": {"freq": "daily", "by_day": ["mo"], "until": "2026-12-09"}}),
@@ -239,9 +275,7 @@ fn bad_slots_are_refused_with_a_code() {
     for (body, expected) in cases {
         assert_eq!(code(Tz::UTC, body.clone()), expected, "{body}");
     }
-    assert!(
-        serde_json::from_value::<SlotRequest>(json!({"start": "x", "colour": "red"})).is_err()
-    );
+    assert!(serde_json::from_value::<SlotRequest>(json!({"start": "x", "colour": "red"})).is_err());
     assert!(
         serde_json::from_value::<SlotRequest>(
             json!({"start": "x", "repeat": {"freq": "monthly", "until": "2026-12-01"}})
@@ -285,7 +319,14 @@ fn slot_ids_sort_by_start_and_are_recognised() {
     assert!(a.as_str() >= slot_id_floor(utc("2026-12-01T09:00:00Z")).as_str());
     assert!(a.as_str() < slot_id_floor(utc("2026-12-01T09:01:00Z")).as_str());
     assert!(is_slot_id(&a));
-    for bad in ["", "sl_", "sl_x_0123456789", "sl_20261201T0900Z_01234", "sl_20261201T0900Z_012345678#", "bk_20261201T0900Z_0123456789"] {
+    for bad in [
+        "",
+        "sl_",
+        "sl_x_0123456789",
+        "sl_20261201T0900Z_01234",
+        "sl_20261201T0900Z_012345678#",
+        "bk_20261201T0900Z_0123456789",
+    ] {
         assert!(!is_slot_id(bad), "{bad}");
     }
 }

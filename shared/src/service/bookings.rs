@@ -181,7 +181,10 @@ fn range(
         None => from + Duration::days(MAX_DAYS_AHEAD),
     };
     if to <= from {
-        return Err(Error::bad_request("invalid_filter", "to must be after from"));
+        return Err(Error::bad_request(
+            "invalid_filter",
+            "to must be after from",
+        ));
     }
     Ok((from, to))
 }
@@ -288,7 +291,9 @@ where
         BookOutcome::SlotTaken => return Err(slot_taken()),
         BookOutcome::SlotGone => return Err(slot_not_found()),
         BookOutcome::InvitationSpent => {
-            return Err(Error::Internal("an agent's booking has no invitation".into()));
+            return Err(Error::Internal(
+                "an agent's booking has no invitation".into(),
+            ));
         }
     }
     let confirmation = notify(
@@ -474,10 +479,8 @@ where
         return Err(not_found());
     }
     let tenant = &principal.tenant_id;
-    let (booking, settings) = futures::try_join!(
-        store.get_booking(tenant, id),
-        store.settings(tenant)
-    )?;
+    let (booking, settings) =
+        futures::try_join!(store.get_booking(tenant, id), store.settings(tenant))?;
     let booking = booking.ok_or_else(not_found)?;
     let zone = settings.time_zone;
     let time = booking
@@ -546,7 +549,9 @@ pub async fn list(
     let settings = store.settings(tenant).await?;
     let zone = settings.time_zone;
     let (from, to) = range(filters.0, filters.1, zone, now - Duration::days(366))?;
-    let page = store.list_bookings(tenant, customer, from, to, page).await?;
+    let page = store
+        .list_bookings(tenant, customer, from, to, page)
+        .await?;
     Ok(Page {
         items: page.items.into_iter().map(|b| b.view(zone)).collect(),
         next_cursor: page.next_cursor,
@@ -606,8 +611,11 @@ where
     let message = match (&request.template, channel, window.open) {
         (Some(call), ChannelType::Whatsapp, false) => SendMessage {
             kind: OutboundKind::Template,
+            text: None,
+            media_id: None,
+            caption: None,
             template: Some(template_with_link(call, &url)),
-            ..text_message(String::new())
+            options: None,
         },
         (None, ChannelType::Whatsapp, false) => {
             return Err(Error::validation(
@@ -635,7 +643,13 @@ where
     let key = IdempotencyKey::parse(&format!("invitation-{}", invitation.id)).ok();
     let actor = Actor::agent(principal.agent_id.as_str());
     let sent = outbound
-        .send_settled(&actor, tenant, &conversation, SendRequest::new(message, key), now)
+        .send_settled(
+            &actor,
+            tenant,
+            &conversation,
+            SendRequest::new(message, key),
+            now,
+        )
         .await;
     let messages = match sent {
         Ok(messages) => messages,
@@ -674,7 +688,7 @@ pub enum PageState {
         /// The business's name.
         business: Option<String>,
         /// The booking made (absent if it cannot be read).
-        booking: Option<Booking>,
+        booking: Option<Box<Booking>>,
         /// The tenant's zone.
         zone: Tz,
     },
@@ -730,7 +744,7 @@ pub async fn page(
         InvitationState::Expired => Ok(PageState::Expired { business }),
         InvitationState::Used => {
             let booking = match &invitation.booking_id {
-                Some(id) => store.get_booking(&tenant, id).await?,
+                Some(id) => store.get_booking(&tenant, id).await?.map(Box::new),
                 None => None,
             };
             Ok(PageState::Used {
@@ -771,7 +785,7 @@ pub enum Choice {
         /// The business's name.
         business: Option<String>,
         /// The booking.
-        booking: Booking,
+        booking: Box<Booking>,
         /// The tenant's zone.
         zone: Tz,
     },
@@ -856,7 +870,7 @@ where
     .await?;
     Ok(Choice::Booked {
         business: inputs.settings.business_name,
-        booking,
+        booking: Box::new(booking),
         zone: inputs.settings.time_zone,
     })
 }

@@ -59,6 +59,14 @@ async fn run(moto: &Moto) -> Result<(), BoxError> {
         }
     });
 
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", settings.port))?;
+    let port = listener.local_addr()?.port();
+    // Invitation and call links point at this server unless PUBLIC_BASE_URL says otherwise.
+    let public =
+        std::env::var("PUBLIC_BASE_URL").unwrap_or_else(|_| format!("http://127.0.0.1:{port}"));
+    settings.overrides.insert("PUBLIC_BASE_URL".into(), public);
     let template = Template::load(&template::default_path(), LOCAL_REGION)?;
     bootstrap::create_resources(&template, &settings.sdk_config()).await?;
     let server = DevServer::new(&template, &settings)?;
@@ -68,10 +76,6 @@ async fn run(moto: &Moto) -> Result<(), BoxError> {
     let _schedules = server
         .schedule_target()
         .map(|target| local_stack::schedules::start(&settings.sdk_config(), target));
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port))
-        .await
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", settings.port))?;
-    let port = listener.local_addr()?.port();
     sandbox.set_webhook_base(format!("http://127.0.0.1:{port}"));
     eprintln!(
         "\nchatroom dev server: http://127.0.0.1:{port}   (AWS emulator: {aws})\n\

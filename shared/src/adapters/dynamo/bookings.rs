@@ -120,6 +120,8 @@ fn invitation_item(token_hash: &str, invitation: &Invitation) -> Result<Item, Er
     if let Some(expiry) = item.remove("expires_at") {
         item.insert(INVITE_EXPIRES.into(), expiry);
     }
+    // `booking_id` absent (not NULL): the booking's condition is `attribute_not_exists`.
+    item.retain(|_, v| !matches!(v, AttributeValue::Null(_)));
     let gone = parse_rfc3339(&invitation.expires_at)
         .map(|t| (t + Duration::days(INVITATION_KEPT_DAYS)).timestamp())
         .unwrap_or_default();
@@ -133,7 +135,13 @@ fn invitation_item(token_hash: &str, invitation: &Invitation) -> Result<Item, Er
 
 fn invitation_of(item: &Item) -> Result<Invitation, Error> {
     let mut item = item.clone();
-    for k in [keys::PK, keys::SK, keys::ENTITY, keys::EXPIRES_AT, "used_at"] {
+    for k in [
+        keys::PK,
+        keys::SK,
+        keys::ENTITY,
+        keys::EXPIRES_AT,
+        "used_at",
+    ] {
         item.remove(k);
     }
     if let Some(expiry) = item.remove(INVITE_EXPIRES) {
@@ -177,10 +185,7 @@ impl DynamoStore {
             Some(false) => query.filter_expression("attribute_exists(booking_id)"),
             None => query,
         };
-        let out = query
-            .send()
-            .await
-            .map_err(|e| internal("list slots", e))?;
+        let out = query.send().await.map_err(|e| internal("list slots", e))?;
         let next = out
             .last_evaluated_key()
             .and_then(|k| get_s(k, keys::SK))
@@ -354,9 +359,9 @@ impl BookingStore for DynamoStore {
             )
             .await?;
         let find = |key: &keys::Key| {
-            found
-                .iter()
-                .find(|i| get_s(i, keys::PK) == Some(&key.pk) && get_s(i, keys::SK) == Some(&key.sk))
+            found.iter().find(|i| {
+                get_s(i, keys::PK) == Some(&key.pk) && get_s(i, keys::SK) == Some(&key.sk)
+            })
         };
         Ok(BookingInputs {
             slot: find(&slot_key).map(slot_of).transpose()?,
@@ -608,8 +613,12 @@ mod tests {
             booking_id: None,
         };
         let item = invitation_item("ab", &invitation).unwrap();
-        assert_eq!(get_s(&item, INVITE_EXPIRES), Some("2026-12-03T00:00:00.000Z"));
+        assert_eq!(
+            get_s(&item, INVITE_EXPIRES),
+            Some("2026-12-03T00:00:00.000Z")
+        );
         assert!(item[keys::EXPIRES_AT].as_n().is_ok());
+        assert!(!item.contains_key("booking_id"), "absent until used");
         assert_eq!(invitation_of(&item).unwrap(), invitation);
     }
 }
