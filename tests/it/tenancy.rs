@@ -180,6 +180,31 @@ const TABLE: &[Case] = &[
         None,
         &[SCHEDULED, MESSAGES],
     ),
+    // Calendar and bookings (SPEC §10).
+    case(
+        "DELETE /calendar/slots/{id}",
+        "/calendar/slots/{slot}",
+        None,
+        &["/calendar/slots"],
+    ),
+    case(
+        "GET /customers/{id}/bookings",
+        "/customers/{customer}/bookings",
+        None,
+        &["/customers/{customer}/bookings"],
+    ),
+    case(
+        "DELETE /bookings/{id}",
+        "/bookings/{booking}",
+        None,
+        &["/bookings", "/calendar/slots", MESSAGES],
+    ),
+    case(
+        "POST /customers/{id}/booking-invitations",
+        "/customers/{customer}/booking-invitations",
+        Some("{}"),
+        &[MESSAGES],
+    ),
     // Names in the caller's own namespace.
     Case {
         own_namespace: true,
@@ -545,6 +570,44 @@ impl World {
                     .await;
                 self.keep_secret(text);
                 ("scheduled", id_of(&reply, "id"))
+            }
+            "slot" => {
+                let start = (chrono::Utc::now() + chrono::Duration::days(3))
+                    .format("%Y-%m-%dT09:00:00Z")
+                    .to_string();
+                let body = json!({"start": start, "duration_minutes": 30});
+                let reply = self
+                    .make(
+                        "POST /calendar/slots",
+                        "/calendar/slots",
+                        Some(body),
+                        "slot",
+                    )
+                    .await;
+                let id = reply.body["items"][0]["id"].as_str().expect("slot id");
+                ("slot", id.to_owned())
+            }
+            "booking" => {
+                let start = (chrono::Utc::now() + chrono::Duration::days(4))
+                    .format("%Y-%m-%dT09:00:00Z")
+                    .to_string();
+                let body = json!({"start": start, "duration_minutes": 30});
+                let slot = self
+                    .make(
+                        "POST /calendar/slots",
+                        "/calendar/slots",
+                        Some(body),
+                        "slot",
+                    )
+                    .await;
+                let note = format!("A's booking note {tag}");
+                let body = json!({"customer_id": self.customer, "slot_id": slot.body["items"][0]["id"],
+                    "note": note});
+                let reply = self
+                    .make("POST /bookings", "/bookings", Some(body), "booking")
+                    .await;
+                self.keep_secret(note);
+                ("booking", id_of(&reply, "id"))
             }
             "agent" => {
                 let id = format!("agent-a-{tag}");

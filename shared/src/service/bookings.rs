@@ -35,8 +35,8 @@ use crate::domain::system::SystemMessage;
 use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::ports::{
     BookOutcome, BookingStore, ChannelDirectory, ChannelSender, ConversationReader,
-    CustomerAliases, InboundStore, MediaStore, ObjectStore, OutboundStore, SettingsReader,
-    SlotDeletion, TemplateStore,
+    CustomerAliases, CustomerStore, InboundStore, MediaStore, ObjectStore, OutboundStore,
+    SettingsReader, SlotDeletion, TemplateStore,
 };
 use crate::service::outbound::{Outbound, SendRequest};
 
@@ -533,9 +533,10 @@ where
 /// zone.
 ///
 /// # Errors
-/// 404 `customer` for an id that cannot be one; 400 `invalid_filter`, `invalid_cursor`.
+/// 404 `customer` for an unknown customer (another tenant's included); 400
+/// `invalid_filter`, `invalid_cursor`.
 pub async fn list(
-    store: &(impl BookingStore + SettingsReader),
+    store: &(impl BookingStore + SettingsReader + CustomerStore),
     principal: &Principal,
     customer: Option<&str>,
     filters: (Option<&str>, Option<&str>),
@@ -552,6 +553,12 @@ pub async fn list(
     let page = store
         .list_bookings(tenant, customer, from, to, page)
         .await?;
+    // An empty page of a customer's bookings: 404 when there is no such customer (here).
+    if let Some(id) = customer.filter(|_| page.items.is_empty() && page.next_cursor.is_none()) {
+        if store.get_customer(tenant, id).await?.is_none() {
+            return Err(customer_not_found());
+        }
+    }
     Ok(Page {
         items: page.items.into_iter().map(|b| b.view(zone)).collect(),
         next_cursor: page.next_cursor,
