@@ -5,6 +5,7 @@ mod bookings;
 mod bot_view;
 mod bots;
 mod bots_hostile;
+mod browser;
 mod channels;
 mod customers;
 mod events;

@@ -17,6 +17,8 @@ use serde_json::Value;
 
 pub use local_stack;
 
+pub mod browser;
+
 /// Secrets the test stack runs with (not the dev defaults, so nothing depends on them).
 pub const JWT_SECRET: &str = "test-jwt-secret";
 /// `META_APP_SECRET` of the test stack.
