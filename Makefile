@@ -14,7 +14,7 @@ TENANT ?= acme
 ROLE ?= admin
 SUB ?= agent-1
 
-.PHONY: dev test bench token deps fmt clean
+.PHONY: dev test bench browser token deps fmt clean
 
 $(STAMP): infra/requirements.txt
 	python3 -m venv $(VENV)
@@ -29,8 +29,23 @@ deps: $(STAMP)
 dev: $(STAMP)
 	cargo run --quiet --locked -p local-stack --bin dev
 
+# The browser tests drive Debian's chromium through chromedriver (tests/src/browser.rs).
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+BROWSER_PACKAGES := chromium chromium-driver
+# root in CI; sudo elsewhere
+APT_GET := $(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get
+
+## browser: install Debian's chromium and chromium-driver when either is missing
+browser:
+	@if [ ! -x $(CHROMIUM) ] || [ ! -x $(CHROMEDRIVER) ]; then \
+	  command -v apt-get >/dev/null || { echo "install chromium at $(CHROMIUM) and chromedriver at $(CHROMEDRIVER)" >&2; exit 1; }; \
+	  $(APT_GET) install -y --no-install-recommends $(BROWSER_PACKAGES) \
+	  || { $(APT_GET) update && $(APT_GET) install -y --no-install-recommends $(BROWSER_PACKAGES); }; \
+	fi
+
 ## test: formatting, clippy, cfn-lint, unit and integration tests (what CI runs)
-test: $(STAMP)
+test: $(STAMP) browser
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml
