@@ -186,10 +186,10 @@ impl Browser {
             .ok()
             .flatten()
             .expect("a new session has an id");
-        // The driver deletes the session itself on drop, even without a runtime.
-        client.persist().await.expect("persist the session");
         let session_url = format!("{}/session/{session}", driver.url());
         driver.set_session(session);
+        // The driver deletes the session itself on drop, even without a runtime.
+        client.persist().await.expect("persist the session");
         let browser = Self {
             client,
             http: reqwest::Client::new(),
