@@ -1,6 +1,7 @@
 //! Integration tests: the functions over HTTP through the dev server, against moto.
 
 mod auth;
+mod booking_page;
 mod bookings;
 mod bot_view;
 mod bots;
