@@ -808,3 +808,105 @@ async fn invitation_terms_are_checked() {
     let hours = (expires.with_timezone(&Utc) - Utc::now()).num_minutes() as f64 / 60.0;
     assert!((71.9..=72.0).contains(&hours), "{hours}");
 }
+
+#[tokio::test]
+async fn an_invitation_the_provider_refuses_leaves_no_link_and_says_why() {
+    let channel = connect("whatsapp").await;
+    let (conversation, _) = customer_wrote(&channel, "whatsapp", 1).await;
+    integration_tests::sandbox_fail(
+        &channel.external_id,
+        vec![json!({"status": 400, "code": 131026, "message": "Message undeliverable"})],
+    );
+    let reply = post_json(
+        &format!(
+            "/customers/{}/booking-invitations",
+            customer_of(&conversation)
+        ),
+        Some(&agent(&channel)),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (502, "upstream_error"),
+        "{}",
+        reply.text
+    );
+    let failed = system_events(&channel.tenant, &conversation, "delivery_failed").await;
+    assert_eq!(failed[0]["error"]["code"], "131026");
+    // The failed message holds the link: it does not open.
+    let messages = integration_tests::all_messages(&channel.tenant, &conversation).await;
+    let url = messages
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .find_map(|t| t.split_whitespace().find(|w| w.contains("/b/")))
+        .expect("the refused message is recorded with its link")
+        .to_owned();
+    let (status, _, _) = open_page(&url).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_booking_that_has_begun_is_not_cancelled_and_cursors_of_another_range_do_not_fail() {
+    let channel = connect("whatsapp").await;
+    let (conversation, _) = customer_wrote(&channel, "whatsapp", 1).await;
+    let customer = customer_of(&conversation);
+    let slot = one_slot(&channel, 2, 7).await;
+    for days in 3..6 {
+        one_slot(&channel, days, 7).await;
+    }
+    let booked = post_json(
+        "/bookings",
+        Some(&agent(&channel)),
+        &json!({"customer_id": customer, "slot_id": slot}),
+    )
+    .await;
+    assert_eq!(booked.status, 201, "{}", booked.text);
+    let id = booked.body["id"].as_str().unwrap();
+    // Its time has come (moved in the table: nothing in the API makes a past booking).
+    let dynamo = aws_sdk_dynamodb::Client::new(&stack().settings.sdk_config());
+    dynamo
+        .update_item()
+        .table_name(stack().template.local_name("ChatTable").unwrap())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!(
+                "TENANT#{}#BOOKING#{id}",
+                channel.tenant
+            )),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("BOOKING".into()),
+        )
+        .update_expression("SET #start = :past")
+        .expression_attribute_names("#start", "start")
+        .expression_attribute_values(
+            ":past",
+            aws_sdk_dynamodb::types::AttributeValue::S("2020-01-01T09:00:00.000Z".into()),
+        )
+        .condition_expression("attribute_exists(pk)")
+        .send()
+        .await
+        .unwrap();
+    let cancel = delete_as(&format!("/bookings/{id}"), &agent(&channel)).await;
+    assert_eq!(
+        (cancel.status, cancel.code()),
+        (409, "booking_started"),
+        "{}",
+        cancel.text
+    );
+
+    // A cursor carried into another range: the right page, never an error.
+    let first = get("/calendar/slots?limit=2", Some(&agent(&channel))).await;
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let later = hour_in_days(10, 0);
+    for query in [
+        format!("limit=2&cursor={cursor}&from={later}"),
+        format!("limit=2&cursor={cursor}&to={}", hour_in_days(1, 0)),
+    ] {
+        let reply = get(&format!("/calendar/slots?{query}"), Some(&agent(&channel))).await;
+        assert_eq!(reply.status, 200, "{query}: {}", reply.text);
+        assert_eq!(reply.body["items"], json!([]), "{query}");
+    }
+}

@@ -240,9 +240,14 @@ async fn post(
             business,
             booking,
             zone,
+            confirmation_sent,
         } => {
             let mut page = BookingPage::new(business, "You're booked");
-            page.lead = Some("We sent the confirmation to your chat too.".into());
+            page.lead = Some(if confirmation_sent {
+                "We sent the confirmation to your chat too.".into()
+            } else {
+                "Keep this page: we could not send the confirmation to your chat.".into()
+            });
             page.summary = summary(&booking, zone);
             Ok((StatusCode::OK, page))
         }

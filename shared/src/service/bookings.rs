@@ -40,6 +40,9 @@ use crate::ports::{
 };
 use crate::service::outbound::{Outbound, SendRequest};
 
+/// How far back a booking list reaches without `from`, in days.
+const BOOKINGS_DAYS_BACK: i64 = 366;
+
 /// How many times a slot creation reads and checks again when another creation moved the
 /// calendar meanwhile.
 const CREATE_ATTEMPTS: usize = 4;
@@ -165,12 +168,13 @@ pub async fn create_slots(
 }
 
 /// The `from`/`to` of a list: RFC 3339 or local dates; `from` defaults to `default_from`,
-/// `to` to [`MAX_DAYS_AHEAD`] days after `from`.
+/// `to` to `default_days` after `from`.
 fn range(
     from: Option<&str>,
     to: Option<&str>,
     zone: Tz,
     default_from: DateTime<Utc>,
+    default_days: i64,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), Error> {
     let from = match from.filter(|f| !f.is_empty()) {
         Some(f) => parse_filter(f, zone, "from")?,
@@ -178,7 +182,7 @@ fn range(
     };
     let to = match to.filter(|t| !t.is_empty()) {
         Some(t) => parse_filter(t, zone, "to")?,
-        None => from + Duration::days(MAX_DAYS_AHEAD),
+        None => from + Duration::days(default_days),
     };
     if to <= from {
         return Err(Error::bad_request(
@@ -215,7 +219,7 @@ pub async fn list_slots(
     };
     let settings = store.settings(tenant).await?;
     let zone = settings.time_zone;
-    let (from, to) = range(filters.0, filters.1, zone, now)?;
+    let (from, to) = range(filters.0, filters.1, zone, now, MAX_DAYS_AHEAD + 1)?;
     let page = store.slots(tenant, from, to, available, page).await?;
     Ok(Page {
         items: page.items.iter().map(|s| s.view(zone)).collect(),
@@ -416,31 +420,38 @@ where
                 }),
             })
         }
-        Err(e) if e.is_client_error() => {
-            let error = DeliveryError {
-                code: e.code().to_owned(),
-                reason: format!("The {purpose} message was not sent to the customer: {e}"),
-                hint: "Tell the customer another way, or send it once they write again".into(),
+        Err(e) => {
+            // The booking is written: its message failing never fails the request.
+            let client = e.is_client_error();
+            let message = if client {
+                e.to_string()
+            } else {
+                "the message could not be sent now; tell the customer another way".to_owned()
             };
-            store
-                .record_system_message(
-                    tenant,
-                    conversation.as_str(),
-                    &SystemMessage::delivery_failed(&error),
-                    now,
-                )
-                .await?;
-            warn!(tenant = %tenant, booking_id = %booking.id, code = e.code(), "a booking message could not go out");
+            if client {
+                let error = DeliveryError {
+                    code: e.code().to_owned(),
+                    reason: format!("The {purpose} message was not sent to the customer: {e}"),
+                    hint: "Tell the customer another way, or send it once they write again".into(),
+                };
+                let note = SystemMessage::delivery_failed(&error);
+                if let Err(failed) = store
+                    .record_system_message(tenant, conversation.as_str(), &note, now)
+                    .await
+                {
+                    warn!(tenant = %tenant, booking_id = %booking.id, error = %failed, "the system message of an unsent booking message was not written");
+                }
+            }
+            warn!(tenant = %tenant, booking_id = %booking.id, code = e.code(), cause = %e, "a booking message could not go out");
             Ok(Notice {
                 message_id: None,
                 status: None,
                 error: Some(NoticeError {
                     code: e.code().to_owned(),
-                    message: e.to_string(),
+                    message,
                 }),
             })
         }
-        Err(e) => Err(e),
     }
 }
 
@@ -459,7 +470,7 @@ fn text_message(text: String) -> SendMessage {
 /// the customer. Cancelling a cancelled booking answers it as it is.
 ///
 /// # Errors
-/// 404 for an unknown booking.
+/// 404 for an unknown booking; 409 `booking_started` once its time has begun.
 pub async fn cancel<S, OS, D, C, O>(
     store: &S,
     outbound: &Outbound<OS, D, C, O>,
@@ -497,6 +508,12 @@ where
     if booking.status == BookingStatus::Cancelled {
         return Ok(unchanged(booking));
     }
+    if time.start <= now {
+        return Err(Error::conflict(
+            "booking_started",
+            "this booking's time has begun: it can no longer be cancelled",
+        ));
+    }
     let actor = Actor::agent(principal.agent_id.as_str());
     let after = Booking {
         status: BookingStatus::Cancelled,
@@ -529,8 +546,8 @@ where
 }
 
 /// `GET /bookings?from=&to=` and `GET /customers/{id}/bookings`: bookings starting in
-/// `[from, to)` (default: all of the last year and ahead), earliest first, in the tenant's
-/// zone.
+/// `[from, to)` (default: from a year ago, with no end short of the furthest slot), earliest
+/// first, in the tenant's zone.
 ///
 /// # Errors
 /// 404 `customer` for an unknown customer (another tenant's included); 400
@@ -549,7 +566,15 @@ pub async fn list(
     let tenant = &principal.tenant_id;
     let settings = store.settings(tenant).await?;
     let zone = settings.time_zone;
-    let (from, to) = range(filters.0, filters.1, zone, now - Duration::days(366))?;
+    // By default every booking from a year ago on (slots start at most MAX_DAYS_AHEAD out).
+    let back = Duration::days(BOOKINGS_DAYS_BACK);
+    let (from, to) = range(
+        filters.0,
+        filters.1,
+        zone,
+        now - back,
+        BOOKINGS_DAYS_BACK + MAX_DAYS_AHEAD + 1,
+    )?;
     let page = store
         .list_bookings(tenant, customer, from, to, page)
         .await?;
@@ -668,8 +693,23 @@ where
             return Err(e);
         }
     };
-    info!(tenant = %tenant, invitation_id = %invitation.id, sent_as_template, "booking invitation sent");
     let first = messages.first();
+    if let Some(refused) = first.filter(|m| m.status == DeliveryStatus::Failed) {
+        // The provider refused it for good: the link never reached the customer.
+        if let Err(cleanup) = store.delete_invitation(&hash).await {
+            warn!(tenant = %tenant, invitation_id = %invitation.id, error = %cleanup, "an unsent invitation was left");
+        }
+        let reason = refused
+            .error
+            .as_ref()
+            .map(|e| format!("{} ({})", e.reason, e.code))
+            .unwrap_or_default();
+        return Err(Error::Upstream {
+            provider: channel.as_str(),
+            message: format!("the invitation message was refused: {reason}"),
+        });
+    }
+    info!(tenant = %tenant, invitation_id = %invitation.id, sent_as_template, "booking invitation sent");
     Ok(InvitationCreated {
         id: invitation.id,
         url,
@@ -795,6 +835,9 @@ pub enum Choice {
         booking: Box<Booking>,
         /// The tenant's zone.
         zone: Tz,
+        /// Whether the confirmation message went out (else the page is the only record
+        /// the customer has).
+        confirmation_sent: bool,
     },
     /// The slot was taken meanwhile, is gone, or is not one the invitation offers: the
     /// page again, with a notice.
@@ -860,7 +903,7 @@ where
         BookOutcome::InvitationSpent => return Ok(Choice::Closed),
     }
     // The product confirms a booking the customer made themselves.
-    notify(
+    let notice = notify(
         store,
         outbound,
         &Actor::System,
@@ -879,5 +922,6 @@ where
         business: inputs.settings.business_name,
         booking: Box::new(booking),
         zone: inputs.settings.time_zone,
+        confirmation_sent: notice.error.is_none() && notice.status != Some(DeliveryStatus::Failed),
     })
 }

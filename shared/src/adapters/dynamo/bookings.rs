@@ -150,6 +150,37 @@ fn invitation_of(item: &Item) -> Result<Invitation, Error> {
     serde_dynamo::from_item(item).map_err(|e| internal("decode invitation", e))
 }
 
+/// The sort key of the first slot starting at `at`'s minute.
+fn slot_floor(at: DateTime<Utc>) -> String {
+    format!("{}{}", keys::SLOT_PREFIX, slot_id_floor(at))
+}
+
+/// Where a page starts: a cursor's key is used only within the list's range (DynamoDB
+/// refuses a start key outside the key condition). A key below the range (a list whose
+/// `from` moved on, such as the default "now") starts at the range's beginning, which is
+/// after it; one above the range means the list is over.
+enum Start {
+    Beginning,
+    After(String),
+    Over,
+}
+
+fn start_of(key: Option<String>, low: &str, high: &str) -> Start {
+    match key {
+        None => Start::Beginning,
+        Some(k) if k.as_str() < low => Start::Beginning,
+        Some(k) if k.as_str() > high => Start::Over,
+        Some(k) => Start::After(k),
+    }
+}
+
+fn empty<T>() -> Page<T> {
+    Page {
+        items: Vec::new(),
+        next_cursor: None,
+    }
+}
+
 impl DynamoStore {
     /// Slots whose sort keys lie in `[from, to)` minute floors, from `start` on, one query
     /// page, filtered on availability.
@@ -163,7 +194,7 @@ impl DynamoStore {
         consistent: bool,
     ) -> Result<(Vec<Item>, Option<String>), Error> {
         let pk = keys::tenant(tenant).pk;
-        let floor = |t| format!("{}{}", keys::SLOT_PREFIX, slot_id_floor(t));
+        let floor = slot_floor;
         let mut query = self
             .client
             .query()
@@ -203,9 +234,14 @@ impl BookingStore for DynamoStore {
         available: Option<bool>,
         page: &PageRequest,
     ) -> Result<Page<StoredSlot>, Error> {
-        let mut start = match &page.cursor {
+        let cursor = match &page.cursor {
             Some(c) => Some(decode_cursor(c, 1, keys::SLOT_PREFIX)?.remove(0)),
             None => None,
+        };
+        let mut start = match start_of(cursor, &slot_floor(from), &slot_floor(to)) {
+            Start::Beginning => None,
+            Start::After(key) => Some(key),
+            Start::Over => return Ok(empty()),
         };
         let limit = usize::from(page.limit);
         let mut items = Vec::new();
@@ -520,8 +556,16 @@ impl BookingStore for DynamoStore {
             .expression_attribute_values(":from", s(rfc3339(&from)))
             .expression_attribute_values(":to", s(rfc3339(&to)))
             .limit(i32::from(page.limit));
-        if let Some(cursor) = &page.cursor {
-            let sort = decode_cursor(cursor, 1, "")?.remove(0);
+        let cursor = match &page.cursor {
+            Some(c) => Some(decode_cursor(c, 1, "")?.remove(0)),
+            None => None,
+        };
+        let start = match start_of(cursor, &rfc3339(&from), &rfc3339(&to)) {
+            Start::Beginning => None,
+            Start::After(key) => Some(key),
+            Start::Over => return Ok(empty()),
+        };
+        if let Some(sort) = start {
             let id = sort.rsplit_once('#').map(|(_, id)| id).unwrap_or_default();
             let key = keys::booking(tenant, id);
             query = query.set_exclusive_start_key(Some(HashMap::from([
@@ -597,6 +641,15 @@ impl BookingStore for DynamoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cursor_outside_the_range_starts_at_its_beginning_or_ends_the_list() {
+        let at = |k: &str| start_of(Some(k.to_owned()), "b", "d");
+        assert!(matches!(start_of(None, "b", "d"), Start::Beginning));
+        assert!(matches!(at("a"), Start::Beginning));
+        assert!(matches!(at("c"), Start::After(k) if k == "c"));
+        assert!(matches!(at("e"), Start::Over));
+    }
 
     #[test]
     fn an_invitation_keeps_its_expiry_apart_from_the_table_ttl() {
