@@ -31,5 +31,7 @@ pub mod booking;
 pub mod bot;
 pub mod calendar;
 pub mod faq;
+pub mod payment;
 pub mod schedule;
 pub mod settings;
+pub mod stripe;

@@ -39,6 +39,8 @@ pub enum SystemEvent {
     PaymentRequested,
     /// A payment was completed.
     PaymentPaid,
+    /// A delayed payment failed.
+    PaymentFailed,
     /// A payment link expired.
     PaymentExpired,
     /// Both parties joined a call.
@@ -71,6 +73,7 @@ impl SystemEvent {
             Self::BookingCancelled => "booking_cancelled",
             Self::PaymentRequested => "payment_requested",
             Self::PaymentPaid => "payment_paid",
+            Self::PaymentFailed => "payment_failed",
             Self::PaymentExpired => "payment_expired",
             Self::CallStarted => "call_started",
             Self::CallEnded => "call_ended",
