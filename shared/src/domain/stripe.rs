@@ -278,13 +278,21 @@ mod tests {
             .to_owned()
     }
 
+    /// A case: its name, the header, the body and the verdict.
+    type Case<'a> = (
+        &'a str,
+        Option<String>,
+        &'a [u8],
+        Result<(), SignatureError>,
+    );
+
     #[test]
     fn the_signature_table() {
         let good = v1(SECRET, NOW, BODY);
         let other = v1("whsec_other", NOW, BODY);
         let mut flipped = BODY.to_vec();
         flipped[10] ^= 1;
-        let cases: Vec<(&str, Option<String>, &[u8], Result<(), SignatureError>)> = vec![
+        let cases: Vec<Case> = vec![
             ("valid", Some(format!("t={NOW},v1={good}")), BODY, Ok(())),
             ("missing header", None, BODY, Err(SignatureError::Missing)),
             (
