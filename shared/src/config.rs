@@ -187,6 +187,19 @@ pub fn public_base_url(env: &impl Source) -> Result<String, ConfigError> {
     base_url(env, "PUBLIC_BASE_URL", &value)
 }
 
+/// `STRIPE_API_URL`: Stripe's API base (default Stripe's own host; locally the provider
+/// sandbox), without a trailing `/` (SPEC §6).
+///
+/// # Errors
+/// [`ConfigError::Invalid`] when not an http(s) URL.
+pub fn stripe_api_url(env: &impl Source) -> Result<String, ConfigError> {
+    base_url(
+        env,
+        "STRIPE_API_URL",
+        crate::adapters::stripe::DEFAULT_STRIPE_API_URL,
+    )
+}
+
 /// The provider APIs' base URLs (`META_GRAPH_URL`, `WECHAT_API_URL`), without a trailing
 /// `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]

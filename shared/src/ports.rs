@@ -1405,3 +1405,150 @@ pub trait BookingStore: Send + Sync {
     fn delete_invitation(&self, token_hash: &str)
     -> impl Future<Output = Result<(), Error>> + Send;
 }
+
+/// What a payment request reads first, in one request: the payment settings, the tenant's
+/// settings (its name, for the messages) and the products it names.
+#[derive(Debug, Clone)]
+pub struct PaymentInputs {
+    /// The payment settings (secrets inside).
+    pub payment: crate::domain::payment::PaymentSettings,
+    /// The tenant's settings.
+    pub settings: crate::domain::settings::TenantSettings,
+    /// The products found (of those named).
+    pub products: Vec<crate::domain::payment::Product>,
+}
+
+/// How a Stripe event's transaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaymentSettlement {
+    /// The payment moved (once: this event).
+    Moved,
+    /// This event was applied before (a re-delivery).
+    Repeated,
+    /// The payment is not where the event could move it from (a late `expired` after
+    /// `paid`, a second outcome), or there is no such payment: nothing written.
+    NotApplicable,
+}
+
+/// Payment settings, products and payments in the store.
+pub trait PaymentStore: Send + Sync {
+    /// The tenant's payment settings (the defaults when never set).
+    fn payment_settings(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<crate::domain::payment::PaymentSettings, Error>> + Send;
+
+    /// Stores provider, currency and secrets (the product count is the products' own).
+    fn put_payment_settings(
+        &self,
+        tenant: &TenantId,
+        settings: &crate::domain::payment::PaymentSettings,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Every product of the tenant, oldest first.
+    fn products(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Vec<crate::domain::payment::Product>, Error>> + Send;
+
+    /// Adds a product and counts it, in one transaction.
+    ///
+    /// # Errors
+    /// 422 `too_many_products` over [`crate::domain::payment::MAX_PRODUCTS`].
+    fn create_product(
+        &self,
+        tenant: &TenantId,
+        product: &crate::domain::payment::Product,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Replaces a product (`false`: no such product; nothing written).
+    fn replace_product(
+        &self,
+        tenant: &TenantId,
+        product: &crate::domain::payment::Product,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// One product, read consistently.
+    fn get_product(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<crate::domain::payment::Product>, Error>> + Send;
+
+    /// Deletes a product and uncounts it (`false`: no such product).
+    fn delete_product(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// One consistent read of the payment settings, the settings and the named products.
+    fn payment_inputs(
+        &self,
+        tenant: &TenantId,
+        product_ids: &[String],
+    ) -> impl Future<Output = Result<PaymentInputs, Error>> + Send;
+
+    /// Stores a new payment with its `payment_requested` system message, in one
+    /// transaction: `false` when a payment with its id exists (a retried request).
+    fn create_payment(
+        &self,
+        tenant: &TenantId,
+        payment: &crate::domain::payment::Payment,
+        note: &crate::domain::system::SystemMessage,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// One payment, read consistently.
+    fn get_payment(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<crate::domain::payment::Payment>, Error>> + Send;
+
+    /// Records the message that carried the link.
+    fn set_payment_message(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        message_id: &str,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Marks a payment whose link could not be sent `expired` with why (only from `open`).
+    fn void_payment(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// A page of a customer's payments, newest first.
+    ///
+    /// # Errors
+    /// 400 `invalid_cursor`.
+    fn list_payments(
+        &self,
+        tenant: &TenantId,
+        customer_id: &str,
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<crate::domain::payment::Payment>, Error>> + Send;
+
+    /// Applies a Stripe event in one transaction: the event's id recorded (once), the
+    /// payment moved to `to` if it is in one of `from`, and the system message (if any).
+    #[allow(clippy::too_many_arguments)]
+    fn settle_payment(
+        &self,
+        tenant: &TenantId,
+        payment_id: &str,
+        conversation_id: &str,
+        event_id: &str,
+        transition: (
+            crate::domain::payment::PaymentStatus,
+            &[crate::domain::payment::PaymentStatus],
+        ),
+        note: Option<&crate::domain::system::SystemMessage>,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<PaymentSettlement, Error>> + Send;
+}

@@ -481,6 +481,47 @@ pub fn invitation(token_hash: &str) -> Key {
     }
 }
 
+/// A tenant's payment settings, secrets included: a partition of its own, read only by
+/// the payments function.
+pub fn payment_settings(tenant: &TenantId) -> Key {
+    Key {
+        pk: format!("{}#PAYMENT", tenant_pk(tenant)),
+        sk: "SETTINGS".to_owned(),
+    }
+}
+
+/// Sort-key prefix of the tenant's products (in the tenant's partition).
+pub const PRODUCT_PREFIX: &str = "PRODUCT#";
+
+/// A product of the tenant's catalog.
+pub fn product(tenant: &TenantId, id: &str) -> Key {
+    Key {
+        pk: tenant_pk(tenant),
+        sk: format!("{PRODUCT_PREFIX}{id}"),
+    }
+}
+
+/// A payment: its own partition (read by id; its Stripe events beside it).
+pub fn payment(tenant: &TenantId, id: &str) -> Key {
+    Key {
+        pk: format!("{}#PAYMENT#{id}", tenant_pk(tenant)),
+        sk: "PAYMENT".to_owned(),
+    }
+}
+
+/// A Stripe event applied to a payment (its id, once: re-deliveries find it).
+pub fn payment_event(tenant: &TenantId, payment_id: &str, event_id: &str) -> Key {
+    Key {
+        pk: payment(tenant, payment_id).pk,
+        sk: format!("EVENT#{event_id}"),
+    }
+}
+
+/// Index partition (`gsi1pk`) of one customer's payments.
+pub fn payments_of_customer(tenant: &TenantId, customer_id: &str) -> String {
+    format!("{}#PAYMENTS#CUSTOMER#{customer_id}", tenant_pk(tenant))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

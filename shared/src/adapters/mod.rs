@@ -9,3 +9,4 @@ pub mod fetch;
 pub mod keys;
 pub mod s3;
 pub mod scheduler;
+pub mod stripe;

@@ -623,6 +623,9 @@ pub struct Payment {
     pub paid_at: Option<String>,
     /// When it last changed status.
     pub updated_at: Option<String>,
+    /// Why the link never reached the customer (the payment is then `expired`).
+    #[serde(default)]
+    pub not_sent_reason: Option<String>,
 }
 
 /// A new payment id.

@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod labels;
 pub mod media;
 pub mod notes;
+pub mod payments;
 pub mod outbound;
 pub mod reads;
 pub mod schedules;

@@ -41,6 +41,7 @@ mod bookings;
 mod bots;
 mod contacts;
 mod faqs;
+mod payments;
 mod schedules;
 mod settings;
 
