@@ -129,12 +129,9 @@ async fn slots_repeat_at_the_same_local_time_across_the_clock_change_and_list_in
     )
     .await;
 
-    // Listed in the zone, by day and availability.
+    // Listed in the zone, by day (a date as `to` includes its day).
     let listed = get(
-        &format!(
-            "/calendar/slots?from={first}&to={}",
-            first + Duration::days(1)
-        ),
+        &format!("/calendar/slots?from={first}&to={first}"),
         Some(&agent(&channel)),
     )
     .await;
@@ -211,7 +208,7 @@ async fn a_booking_confirms_to_the_customer_and_its_cancel_frees_the_slot() {
         text.starts_with("Acme Dental: your booking is confirmed for "),
         "{text}"
     );
-    assert!(text.contains("(Europe/London)"), "{text}");
+    assert!(text.contains(" London time (GMT"), "{text}");
     let created = system_events(&channel.tenant, &conversation, "booking_created").await;
     assert_eq!(created.len(), 1);
     assert_eq!(
@@ -254,6 +251,11 @@ async fn a_booking_confirms_to_the_customer_and_its_cancel_frees_the_slot() {
     let cancelled = delete_as(&format!("/bookings/{booking_id}"), &agent(&channel)).await;
     assert_eq!(cancelled.status, 200, "{}", cancelled.text);
     assert_eq!(cancelled.body["status"], "cancelled");
+    assert_eq!(
+        cancelled.body["notification"]["status"], "sent",
+        "{}",
+        cancelled.text
+    );
     assert_eq!(
         cancelled.body["cancelled_by"],
         json!({"type": "agent", "id": "agent-1"})
@@ -356,6 +358,52 @@ async fn a_confirmation_the_window_keeps_from_going_out_leaves_a_system_message(
     let failed = system_events(&channel.tenant, &conversation, "delivery_failed").await;
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0]["error"]["code"], "template_required");
+    assert!(
+        failed[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Booking confirmation not sent"),
+        "{failed:?}"
+    );
+}
+
+#[tokio::test]
+async fn outside_the_window_an_agent_confirms_with_a_template_carrying_the_time() {
+    let waba = unique_meta_id();
+    let channel = connect_for(&unique_tenant(), "whatsapp", json!({"waba_id": waba})).await;
+    let template = post_json(
+        "/templates",
+        Some(&channel.admin()),
+        &json!({"channel_id": channel.id, "name": "booking_confirmed", "language": "en_US",
+                "category": "UTILITY", "components": [{"type": "BODY", "text": "Hi {{1}}, you are booked for {{2}}."}]}),
+    )
+    .await;
+    assert_eq!(template.body["status"], "APPROVED", "{}", template.text);
+    let (conversation, wa_id) = customer_wrote(&channel, "whatsapp", 30).await;
+    let slot = one_slot(&channel, 2, 9).await;
+    let booked = post_json(
+        "/bookings",
+        Some(&agent(&channel)),
+        &json!({"customer_id": customer_of(&conversation), "slot_id": slot,
+                "template": {"name": "booking_confirmed", "language": "en_US", "parameters": ["Ana", "{{time}}"]}}),
+    )
+    .await;
+    assert_eq!(booked.status, 201, "{}", booked.text);
+    assert_eq!(
+        booked.body["confirmation"]["status"], "sent",
+        "{}",
+        booked.text
+    );
+    let sent = accepted_sends_to(&channel.external_id, &wa_id);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["body"]["template"]["name"], "booking_confirmed");
+    let parameters = sent[0]["body"]["template"]["components"][0]["parameters"].to_string();
+    assert!(parameters.contains("09:00–09:30 UTC"), "{parameters}");
+    assert!(
+        system_events(&channel.tenant, &conversation, "delivery_failed")
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -572,7 +620,7 @@ async fn an_invited_customer_books_from_the_link_once() {
         html.contains("10:00 – 10:30"),
         "02:00 UTC is 10:00 in Hong Kong: {html}"
     );
-    assert!(html.contains("Asia/Hong_Kong"));
+    assert!(html.contains("Hong Kong time (GMT+8)"), "{html}");
     let csp = headers["content-security-policy"].to_str().unwrap();
     assert!(
         csp.starts_with("default-src 'none'; style-src 'sha256-"),

@@ -13,7 +13,7 @@ use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use sha2::{Digest, Sha256};
 use shared::domain::booking::{Booking, BookingStatus, describe};
-use shared::domain::calendar::StoredSlot;
+use shared::domain::calendar::{StoredSlot, zone_label};
 use shared::http;
 use shared::service::bookings::{self, Choice, PageState};
 use tracing::{Instrument, error, info_span};
@@ -142,8 +142,13 @@ fn render_state(state: PageState, notice: Option<&str>) -> (StatusCode, BookingP
             zone,
         } => {
             let mut page = BookingPage::new(business, "This link has been used");
-            page.lead = Some("A time was already booked with this link:".into());
             page.summary = booking.as_ref().and_then(|b| summary(b, zone));
+            let cancelled = page.summary.as_ref().is_some_and(|s| s.cancelled);
+            page.lead = Some(if cancelled {
+                "This booking was cancelled. Ask for a new booking link in the chat.".into()
+            } else {
+                "A time was already booked with this link. To change it, reply in the chat.".into()
+            });
             (StatusCode::GONE, page)
         }
         PageState::Open {
@@ -157,7 +162,8 @@ fn render_state(state: PageState, notice: Option<&str>) -> (StatusCode, BookingP
                 "There are no free times right now. Reply in the chat and we will find one."
                     .to_owned()
             } else {
-                format!("Times are shown in {} time.", zone.name())
+                let at = slots.first().map_or_else(Utc::now, |s| s.time.start);
+                format!("Times are shown in {}.", zone_label(zone, at))
             });
             page.days = days(&slots, zone);
             page.more = more;
@@ -244,9 +250,11 @@ async fn post(
         } => {
             let mut page = BookingPage::new(business, "You're booked");
             page.lead = Some(if confirmation_sent {
-                "We sent the confirmation to your chat too.".into()
+                "We sent the confirmation to your chat too. To change or cancel, reply there."
+                    .into()
             } else {
-                "Keep this page: we could not send the confirmation to your chat.".into()
+                "Keep this page: we could not send the confirmation to your chat. To change or cancel, reply there."
+                    .into()
             });
             page.summary = summary(&booking, zone);
             Ok((StatusCode::OK, page))

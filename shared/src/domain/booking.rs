@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::Error;
 use crate::domain::actor::Actor;
-use crate::domain::calendar::{SlotTime, parse_filter, zoned};
+use crate::domain::calendar::{SlotTime, parse_filter, parse_filter_end, zone_label, zoned};
 use crate::domain::system::{SystemEvent, SystemMessage};
 use crate::domain::template::TemplateCall;
 
@@ -148,6 +148,11 @@ pub struct BookingRequest {
     /// A note ([`NOTE_MAX`] characters).
     #[serde(default)]
     pub note: Option<String>,
+    /// The WhatsApp template that confirms the booking when the customer service window is
+    /// closed (a parameter `{{time}}` is the booking's time); without it the confirmation
+    /// does not go out then, and the conversation says so.
+    #[serde(default)]
+    pub template: Option<TemplateCall>,
 }
 
 /// A note as stored: trimmed, `None` when empty.
@@ -232,7 +237,12 @@ impl InvitationRequest {
         let range = |text: &Option<String>, name: &str| {
             text.as_deref()
                 .map(|t| {
-                    parse_filter(t, zone, name).map_err(|_| {
+                    let parsed = if name == "to" {
+                        parse_filter_end(t, zone, name)
+                    } else {
+                        parse_filter(t, zone, name)
+                    };
+                    parsed.map_err(|_| {
                         Error::validation(
                             "invalid_range",
                             format!(
@@ -363,8 +373,8 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// A slot's time as a person reads it, in `zone`: `Tue 1 Dec 2026, 09:00–09:30
-/// (Europe/London)`, or both dates when it ends on another day.
+/// A slot's time as a person reads it, in `zone`: `Tue 1 Dec 2026, 09:00–09:30 London time
+/// (GMT)`, or both dates when it ends on another day.
 pub fn describe(time: &SlotTime, zone: Tz) -> String {
     let start = time.start.with_timezone(&zone);
     let end = time.end.with_timezone(&zone);
@@ -374,10 +384,10 @@ pub fn describe(time: &SlotTime, zone: Tz) -> String {
         end.format("%a %-d %b %Y, %H:%M").to_string()
     };
     format!(
-        "{}–{} ({})",
+        "{}–{} {}",
         start.format("%a %-d %b %Y, %H:%M"),
         ends,
-        zone.name()
+        zone_label(zone, time.start)
     )
 }
 
@@ -405,11 +415,20 @@ pub fn cancellation_text(business: Option<&str>, time: &SlotTime, zone: Tz) -> S
     )
 }
 
-/// The invitation message.
-pub fn invitation_text(business: Option<&str>, url: &str) -> String {
+/// The invitation message, saying until when the link works.
+pub fn invitation_text(
+    business: Option<&str>,
+    url: &str,
+    expires_at: DateTime<Utc>,
+    zone: Tz,
+) -> String {
     signed(
         business,
-        format!("choose a time for your appointment here: {url}"),
+        format!(
+            "choose a time for your appointment here (the link works until {}, {}): {url}",
+            expires_at.with_timezone(&zone).format("%a %-d %b, %H:%M"),
+            zone_label(zone, expires_at)
+        ),
     )
 }
 
@@ -587,7 +606,7 @@ mod tests {
         };
         assert_eq!(
             describe(&t, Tz::Europe__London),
-            "Wed 1 Jul 2026, 09:00–09:30 (Europe/London)"
+            "Wed 1 Jul 2026, 09:00–09:30 London time (GMT+1)"
         );
         let overnight = SlotTime {
             start: utc("2026-07-01T22:30:00Z"),
@@ -595,11 +614,11 @@ mod tests {
         };
         assert_eq!(
             describe(&overnight, Tz::Europe__London),
-            "Wed 1 Jul 2026, 23:30–Thu 2 Jul 2026, 00:30 (Europe/London)"
+            "Wed 1 Jul 2026, 23:30–Thu 2 Jul 2026, 00:30 London time (GMT+1)"
         );
         assert_eq!(
             confirmation_text(Some("Acme Dental"), &t, Tz::UTC),
-            "Acme Dental: your booking is confirmed for Wed 1 Jul 2026, 08:00–08:30 (UTC)."
+            "Acme Dental: your booking is confirmed for Wed 1 Jul 2026, 08:00–08:30 UTC."
         );
     }
 

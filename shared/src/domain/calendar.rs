@@ -445,17 +445,54 @@ pub fn zoned(t: DateTime<Utc>, zone: Tz) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
 }
 
-/// A `from`/`to` filter: RFC 3339 with an offset, or a date (`YYYY-MM-DD`, its start in
+/// The name of a zone as a person reads it, with its offset at `at`: `Hong Kong time
+/// (GMT+8)`, `Kolkata time (GMT+5:30)`, `UTC`.
+pub fn zone_label(zone: Tz, at: DateTime<Utc>) -> String {
+    if zone == Tz::UTC || zone == Tz::Etc__UTC {
+        return "UTC".to_owned();
+    }
+    let seconds = chrono::Offset::fix(at.with_timezone(&zone).offset()).local_minus_utc();
+    let sign = if seconds < 0 { '-' } else { '+' };
+    let (hours, minutes) = (seconds.abs() / 3600, seconds.abs() % 3600 / 60);
+    let offset = match (hours, minutes) {
+        (0, 0) => "GMT".to_owned(),
+        (h, 0) => format!("GMT{sign}{h}"),
+        (h, m) => format!("GMT{sign}{h}:{m:02}"),
+    };
+    let city = zone
+        .name()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .replace('_', " ");
+    format!("{city} time ({offset})")
+}
+
+/// A `from` filter: RFC 3339 with an offset, or a date (`YYYY-MM-DD`, its start in
 /// `zone`).
 ///
 /// # Errors
 /// 400 `invalid_filter`.
 pub fn parse_filter(text: &str, zone: Tz, name: &str) -> Result<DateTime<Utc>, Error> {
+    parse_bound(text, zone, name, false)
+}
+
+/// A `to` filter: RFC 3339 with an offset, or a date, which includes that whole day (the
+/// start of the next one in `zone`), as a repeat's `until` does.
+///
+/// # Errors
+/// 400 `invalid_filter`.
+pub fn parse_filter_end(text: &str, zone: Tz, name: &str) -> Result<DateTime<Utc>, Error> {
+    parse_bound(text, zone, name, true)
+}
+
+fn parse_bound(text: &str, zone: Tz, name: &str, end: bool) -> Result<DateTime<Utc>, Error> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
     NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .ok()
+        .and_then(|d| if end { d.succ_opt() } else { Some(d) })
         .and_then(|d| {
             // Midnight can be skipped (some zones change clocks at 00:00): the day starts
             // at its first existing minute.

@@ -351,6 +351,44 @@ fn a_slot_is_shown_in_the_business_zone() {
 }
 
 #[test]
+fn a_date_as_the_end_of_a_range_includes_its_day() {
+    assert_eq!(
+        parse_filter_end("2026-07-01", Tz::Europe__London, "to").unwrap(),
+        utc("2026-07-01T23:00:00Z")
+    );
+    assert_eq!(
+        parse_filter_end("2026-07-01T10:00:00Z", Tz::Europe__London, "to").unwrap(),
+        utc("2026-07-01T10:00:00Z")
+    );
+}
+
+#[test]
+fn zones_read_as_a_city_and_an_offset() {
+    let summer = utc("2026-07-01T00:00:00Z");
+    assert_eq!(
+        zone_label(Tz::Asia__Hong_Kong, summer),
+        "Hong Kong time (GMT+8)"
+    );
+    assert_eq!(
+        zone_label(Tz::Asia__Kolkata, summer),
+        "Kolkata time (GMT+5:30)"
+    );
+    assert_eq!(
+        zone_label(Tz::Europe__London, summer),
+        "London time (GMT+1)"
+    );
+    assert_eq!(
+        zone_label(Tz::Europe__London, utc("2026-12-01T00:00:00Z")),
+        "London time (GMT)"
+    );
+    assert_eq!(
+        zone_label(Tz::America__St_Johns, summer),
+        "St Johns time (GMT-2:30)"
+    );
+    assert_eq!(zone_label(Tz::UTC, summer), "UTC");
+}
+
+#[test]
 fn filters_take_an_instant_or_the_start_of_a_local_day() {
     assert_eq!(
         parse_filter("2026-07-01", Tz::Europe__London, "from").unwrap(),

@@ -15,13 +15,13 @@ use crate::domain::actor::Actor;
 use crate::domain::auth::Principal;
 use crate::domain::booking::{
     Booking, BookingRequest, BookingStatus, BookingView, Invitation, InvitationRequest,
-    InvitationState, booking_id, cancellation_text, confirmation_text, invitation_id,
+    InvitationState, booking_id, cancellation_text, confirmation_text, describe, invitation_id,
     invitation_text, is_booking_id, is_token, new_token, parse_note, template_with_link,
     token_hash,
 };
 use crate::domain::calendar::{
     MAX_DAYS_AHEAD, Slot, SlotRequest, SlotTime, StoredSlot, expand, first_overlap, is_slot_id,
-    parse_filter, slot_id, zoned,
+    parse_filter, parse_filter_end, slot_id, zoned,
 };
 use crate::domain::channel::ChannelType;
 use crate::domain::conversation::conversation_of_customer;
@@ -32,6 +32,7 @@ use crate::domain::outbound::{IdempotencyKey, OutboundKind, SendMessage};
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::settings::TenantSettings;
 use crate::domain::system::SystemMessage;
+use crate::domain::template::TemplateCall;
 use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::ports::{
     BookOutcome, BookingStore, ChannelDirectory, ChannelSender, ConversationReader,
@@ -67,6 +68,17 @@ pub struct NoticeError {
     pub code: String,
     /// What happened.
     pub message: String,
+}
+
+/// A booking as `DELETE /bookings/{id}` answers it: the booking and the notice to the
+/// customer.
+#[derive(Debug, Clone, Serialize)]
+pub struct BookingCancelled {
+    /// The booking.
+    #[serde(flatten)]
+    pub booking: BookingView,
+    /// The cancellation notice (all null when it was cancelled before).
+    pub notification: Notice,
 }
 
 /// A booking as `POST /bookings` answers it: the booking and its confirmation.
@@ -181,7 +193,7 @@ fn range(
         None => default_from,
     };
     let to = match to.filter(|t| !t.is_empty()) {
-        Some(t) => parse_filter(t, zone, "to")?,
+        Some(t) => parse_filter_end(t, zone, "to")?,
         None => from + Duration::days(default_days),
     };
     if to <= from {
@@ -300,21 +312,15 @@ where
             ));
         }
     }
-    let confirmation = notify(
-        store,
-        outbound,
-        &actor,
-        tenant,
-        &booking,
-        confirmation_text(
-            inputs.settings.business_name.as_deref(),
-            &slot.time,
-            inputs.settings.time_zone,
-        ),
-        "booking",
-        now,
-    )
-    .await?;
+    let zone = inputs.settings.time_zone;
+    let note = Note {
+        purpose: "booking",
+        label: "Booking confirmation",
+        text: confirmation_text(inputs.settings.business_name.as_deref(), &slot.time, zone),
+        template: request.template.as_ref(),
+        when: describe(&slot.time, zone),
+    };
+    let confirmation = notify(store, outbound, &actor, tenant, &booking, note, now).await?;
     Ok(BookingCreated {
         booking: booking.view(inputs.settings.time_zone),
         confirmation,
@@ -322,10 +328,7 @@ where
 }
 
 fn slot_taken() -> Error {
-    Error::conflict(
-        "slot_taken",
-        "someone else booked this slot first: choose another",
-    )
+    Error::conflict("slot_taken", "this slot is already booked: choose another")
 }
 
 fn new_booking(
@@ -383,15 +386,13 @@ async fn write_booking(
 /// Sends `text` to the booking's customer through the send path as `actor`, with an
 /// idempotency key of `purpose` and the booking (a retried request sends once). When the
 /// channel's rules refuse it, the conversation gets a `delivery_failed` system message.
-#[allow(clippy::too_many_arguments)]
 async fn notify<S, OS, D, C, O>(
     store: &S,
     outbound: &Outbound<OS, D, C, O>,
     actor: &Actor,
     tenant: &TenantId,
     booking: &Booking,
-    text: String,
-    purpose: &str,
+    note: Note<'_>,
     now: DateTime<Utc>,
 ) -> Result<Notice, Error>
 where
@@ -403,12 +404,37 @@ where
 {
     let conversation = ConversationId::parse(&booking.conversation_id)
         .map_err(|_| Error::Internal("a booking without a conversation".into()))?;
+    let purpose = note.purpose;
     let key = IdempotencyKey::parse(&format!("{purpose}-{}", booking.id)).ok();
-    let request = SendRequest::new(text_message(text), key);
-    match outbound
+    let request = SendRequest::new(text_message(note.text), key);
+    let mut sent = outbound
         .send_settled(actor, tenant, &conversation, request, now)
-        .await
-    {
+        .await;
+    // WhatsApp outside the window: the template the agent gave, if any.
+    if let (Err(e), Some(call)) = (&sent, note.template) {
+        if e.code() == "template_required" {
+            let key = IdempotencyKey::parse(&format!("{purpose}-template-{}", booking.id)).ok();
+            let message = SendMessage {
+                kind: OutboundKind::Template,
+                text: None,
+                media_id: None,
+                caption: None,
+                template: Some(with_time(call, &note.when)),
+                options: None,
+            };
+            sent = outbound
+                .send_settled(
+                    actor,
+                    tenant,
+                    &conversation,
+                    SendRequest::new(message, key),
+                    now,
+                )
+                .await;
+        }
+    }
+    let label = note.label;
+    match sent {
         Ok(messages) => {
             let first = messages.first();
             Ok(Notice {
@@ -431,7 +457,7 @@ where
             if client {
                 let error = DeliveryError {
                     code: e.code().to_owned(),
-                    reason: format!("The {purpose} message was not sent to the customer: {e}"),
+                    reason: format!("{label} not sent ({e})"),
                     hint: "Tell the customer another way, or send it once they write again".into(),
                 };
                 let note = SystemMessage::delivery_failed(&error);
@@ -453,6 +479,34 @@ where
             })
         }
     }
+}
+
+/// A message about a booking to the customer.
+struct Note<'a> {
+    /// The idempotency key's prefix (`booking`, `booking-cancel`).
+    purpose: &'static str,
+    /// What the agent reads when it does not go out (`Booking confirmation`).
+    label: &'static str,
+    /// The text.
+    text: String,
+    /// The WhatsApp template for outside the window, if the agent gave one.
+    template: Option<&'a TemplateCall>,
+    /// The booking's time as the customer reads it (a template's `{{time}}`).
+    when: String,
+}
+
+/// The placeholder a confirmation template's parameter may hold for the booking's time.
+pub const TIME_PLACEHOLDER: &str = "{{time}}";
+
+/// A template's parameters with `{{time}}` replaced by the booking's time.
+fn with_time(call: &TemplateCall, when: &str) -> TemplateCall {
+    let mut call = call.clone();
+    for p in &mut call.parameters {
+        if p == TIME_PLACEHOLDER {
+            when.clone_into(p);
+        }
+    }
+    call
 }
 
 fn text_message(text: String) -> SendMessage {
@@ -477,7 +531,7 @@ pub async fn cancel<S, OS, D, C, O>(
     principal: &Principal,
     id: &str,
     now: DateTime<Utc>,
-) -> Result<BookingCreated, Error>
+) -> Result<BookingCancelled, Error>
 where
     S: BookingPorts,
     OS: OutboundStore + ConversationReader + MediaStore + TemplateStore + CustomerAliases,
@@ -497,9 +551,9 @@ where
     let time = booking
         .time()
         .ok_or_else(|| Error::Internal("a stored booking without times".into()))?;
-    let unchanged = |booking: Booking| BookingCreated {
+    let unchanged = |booking: Booking| BookingCancelled {
         booking: booking.view(zone),
-        confirmation: Notice {
+        notification: Notice {
             message_id: None,
             status: None,
             error: None,
@@ -528,20 +582,17 @@ where
         return Ok(unchanged(now_stored));
     }
     info!(tenant = %tenant, booking_id = id, "booking cancelled");
-    let notice = notify(
-        store,
-        outbound,
-        &actor,
-        tenant,
-        &after,
-        cancellation_text(settings.business_name.as_deref(), &time, zone),
-        "booking-cancel",
-        now,
-    )
-    .await?;
-    Ok(BookingCreated {
+    let note = Note {
+        purpose: "booking-cancel",
+        label: "Booking cancellation notice",
+        text: cancellation_text(settings.business_name.as_deref(), &time, zone),
+        template: None,
+        when: describe(&time, zone),
+    };
+    let notice = notify(store, outbound, &actor, tenant, &after, note, now).await?;
+    Ok(BookingCancelled {
         booking: after.view(zone),
-        confirmation: notice,
+        notification: notice,
     })
 }
 
@@ -628,7 +679,12 @@ where
     let terms = request.terms(settings.time_zone, now)?;
     let token = new_token()?;
     let url = format!("{}/b/{token}", public_base_url.trim_end_matches('/'));
-    let link_text = text_message(invitation_text(settings.business_name.as_deref(), &url));
+    let link_text = text_message(invitation_text(
+        settings.business_name.as_deref(),
+        &url,
+        terms.expires_at,
+        settings.time_zone,
+    ));
     // The conversation as a send reads it: 404 for an unknown customer, and its window.
     let (state, channel) = outbound
         .check(tenant, &conversation, &link_text)
@@ -903,18 +959,21 @@ where
         BookOutcome::InvitationSpent => return Ok(Choice::Closed),
     }
     // The product confirms a booking the customer made themselves.
+    let zone = inputs.settings.time_zone;
+    let note = Note {
+        purpose: "booking",
+        label: "Booking confirmation",
+        text: confirmation_text(inputs.settings.business_name.as_deref(), &slot.time, zone),
+        template: None,
+        when: describe(&slot.time, zone),
+    };
     let notice = notify(
         store,
         outbound,
         &Actor::System,
         &tenant,
         &booking,
-        confirmation_text(
-            inputs.settings.business_name.as_deref(),
-            &slot.time,
-            inputs.settings.time_zone,
-        ),
-        "booking",
+        note,
         now,
     )
     .await?;
