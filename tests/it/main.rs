@@ -3,6 +3,7 @@
 mod auth;
 mod booking_page;
 mod bookings;
+mod bookings_hostile;
 mod bot_view;
 mod bots;
 mod bots_hostile;
