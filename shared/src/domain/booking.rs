@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 
 use crate::Error;
 use crate::domain::actor::Actor;
-use crate::domain::calendar::{SlotTime, parse_filter, parse_filter_end, zone_label, zoned};
+use crate::domain::calendar::{
+    SlotTime, days_after, parse_filter, parse_filter_end, zone_label, zoned,
+};
 use crate::domain::system::{SystemEvent, SystemMessage};
 use crate::domain::template::TemplateCall;
 
@@ -254,7 +256,7 @@ impl InvitationRequest {
                 .transpose()
         };
         let from = range(&self.from, "from")?.unwrap_or(now).max(now);
-        let to = range(&self.to, "to")?.unwrap_or(from + Duration::days(DEFAULT_OFFER_DAYS));
+        let to = range(&self.to, "to")?.unwrap_or(days_after(from, DEFAULT_OFFER_DAYS));
         if to <= from {
             return Err(Error::validation(
                 "invalid_range",

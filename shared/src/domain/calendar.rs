@@ -287,7 +287,14 @@ fn occurrences(
     let mut date = first_date;
     while date <= last_date {
         if days.is_empty() || days.contains(&date.weekday()) {
-            let at = match zone.from_local_datetime(&date.and_time(time)) {
+            // The first day's slot is the start itself (which may be the second of two
+            // repeated local times); the others take the wall-clock time.
+            let local = if date == first_date {
+                LocalResult::Single(start.with_timezone(&zone))
+            } else {
+                zone.from_local_datetime(&date.and_time(time))
+            };
+            let at = match local {
                 LocalResult::Single(t) => t,
                 LocalResult::Ambiguous(earlier, _) => earlier,
                 LocalResult::None => {
@@ -486,11 +493,49 @@ pub fn parse_filter_end(text: &str, zone: Tz, name: &str) -> Result<DateTime<Utc
     parse_bound(text, zone, name, true)
 }
 
+/// The latest instant the calendar reads or writes: the end of year 9999 UTC (RFC 3339
+/// has four-digit years; later ones neither sort nor parse as the stored times do).
+pub fn latest() -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|d| d.and_hms_opt(23, 59, 59))
+        .map_or(DateTime::<Utc>::MAX_UTC, |t| t.and_utc())
+}
+
+/// The earliest: the start of year 1900 UTC.
+pub fn earliest() -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(1900, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(DateTime::<Utc>::MIN_UTC, |t| t.and_utc())
+}
+
+/// `at + days`, no later than [`latest`].
+pub fn days_after(at: DateTime<Utc>, days: i64) -> DateTime<Utc> {
+    at.checked_add_signed(Duration::days(days))
+        .map_or_else(latest, |t| t.min(latest()))
+}
+
 fn parse_bound(text: &str, zone: Tz, name: &str, end: bool) -> Result<DateTime<Utc>, Error> {
+    let within = |t: DateTime<Utc>| {
+        (earliest()..=latest())
+            .contains(&t)
+            .then_some(t)
+            .ok_or_else(|| {
+                Error::bad_request(
+                    "invalid_filter",
+                    format!("{name} must be between the years 1900 and 9999"),
+                )
+            })
+    };
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
+        return within(t.with_timezone(&Utc));
     }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+    if !text.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+        return Err(Error::bad_request(
+            "invalid_filter",
+            format!("{name} must be RFC 3339 with an offset or a date (YYYY-MM-DD)"),
+        ));
+    }
+    let day = NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .ok()
         .and_then(|d| if end { d.succ_opt() } else { Some(d) })
         .and_then(|d| {
@@ -507,7 +552,8 @@ fn parse_bound(text: &str, zone: Tz, name: &str, end: bool) -> Result<DateTime<U
                 "invalid_filter",
                 format!("{name} must be RFC 3339 with an offset or a date (YYYY-MM-DD)"),
             )
-        })
+        })?;
+    within(day)
 }
 
 #[cfg(test)]

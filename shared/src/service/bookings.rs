@@ -20,8 +20,8 @@ use crate::domain::booking::{
     token_hash,
 };
 use crate::domain::calendar::{
-    MAX_DAYS_AHEAD, Slot, SlotRequest, SlotTime, StoredSlot, expand, first_overlap, is_slot_id,
-    parse_filter, parse_filter_end, slot_id, zoned,
+    MAX_DAYS_AHEAD, Slot, SlotRequest, SlotTime, StoredSlot, days_after, expand, first_overlap,
+    is_slot_id, parse_filter, parse_filter_end, slot_id, zoned,
 };
 use crate::domain::channel::ChannelType;
 use crate::domain::conversation::conversation_of_customer;
@@ -46,7 +46,7 @@ const BOOKINGS_DAYS_BACK: i64 = 366;
 
 /// How many times a slot creation reads and checks again when another creation moved the
 /// calendar meanwhile.
-const CREATE_ATTEMPTS: usize = 4;
+const CREATE_ATTEMPTS: u32 = 12;
 
 /// What became of a message to the customer (a confirmation, a cancellation notice, an
 /// invitation link): sent (with the message's id and status) or not (with why; the
@@ -147,7 +147,7 @@ pub async fn create_slots(
     let (Some(first), Some(last)) = (times.first(), times.last()) else {
         return Ok(Vec::new());
     };
-    for _ in 0..CREATE_ATTEMPTS {
+    for attempt in 0..CREATE_ATTEMPTS {
         let (version, existing) = store
             .calendar_snapshot(tenant, first.start, last.end)
             .await?;
@@ -172,6 +172,13 @@ pub async fn create_slots(
             info!(tenant = %tenant, count = slots.len(), "slots created");
             return Ok(slots.iter().map(|s| s.view(zone)).collect());
         }
+        // Another creation moved the calendar: wait a little (jittered, growing) and check
+        // again against what it made.
+        let jitter = u64::from(ulid::Ulid::new().random() as u16 % 20);
+        tokio::time::sleep(std::time::Duration::from_millis(
+            10 * u64::from(attempt + 1) + jitter,
+        ))
+        .await;
     }
     Err(Error::conflict(
         "conflict",
@@ -194,7 +201,7 @@ fn range(
     };
     let to = match to.filter(|t| !t.is_empty()) {
         Some(t) => parse_filter_end(t, zone, "to")?,
-        None => from + Duration::days(default_days),
+        None => days_after(from, default_days),
     };
     if to <= from {
         return Err(Error::bad_request(

@@ -458,7 +458,7 @@ async fn bad_list_filters_and_cursors_are_refused_never_a_server_error() {
         "from=2026-12-01T25:00:00Z",
         "to=2026-12-01T09:00:00%2B24:00",
         "from=%F0%9F%98%80",
-        "from=2027-01-01&to=2027-01-01",
+        "from=2027-01-02&to=2027-01-01",
         "from=2027-01-01T10:00:00Z&to=2027-01-01T09:59:59Z",
         "limit=0",
         "limit=101",
@@ -558,7 +558,6 @@ async fn try_status(
 }
 
 #[tokio::test]
-#[ignore = "defect: dates near chrono's last year (from=+262142-12-01) panic the handler: `DateTime + TimeDelta` overflowed (service/bookings.rs range, domain/booking.rs terms)"]
 async fn far_future_filter_dates_are_refused_not_a_crash() {
     let desk = Desk::new("whatsapp").await;
     desk.settings("Far", "Asia/Tokyo").await;

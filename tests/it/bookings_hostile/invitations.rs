@@ -238,7 +238,7 @@ async fn bad_invitation_bodies_send_nothing() {
             "invalid_range",
         ),
         (
-            json!({"from": "2030-01-02", "to": "2030-01-02"})
+            json!({"from": "2030-01-03", "to": "2030-01-02"})
                 .to_string()
                 .into_bytes(),
             422,
@@ -265,7 +265,6 @@ async fn bad_invitation_bodies_send_nothing() {
 }
 
 #[tokio::test]
-#[ignore = "defect: an invitation whose to (or from) is past year 9999 in UTC (9999-12-31T23:59:59-23:59) is stored as +10000-… and its page is a 500"]
 async fn an_invitation_whose_range_ends_after_year_9999_still_opens_or_is_refused() {
     let desk = Desk::new("whatsapp").await;
     desk.slot(&utc_at(2, 9, 0), 30).await;

@@ -27,7 +27,7 @@ use super::{
 use crate::Error;
 use crate::adapters::keys;
 use crate::domain::booking::{Booking, BookingStatus, Invitation};
-use crate::domain::calendar::{DURATION_MINUTES, SlotTime, StoredSlot, slot_id_floor};
+use crate::domain::calendar::{DURATION_MINUTES, SlotTime, StoredSlot, latest, slot_id_floor};
 use crate::domain::ids::TenantId;
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::system::SystemMessage;
@@ -202,7 +202,12 @@ impl DynamoStore {
             .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
             .expression_attribute_values(":pk", s(pk.clone()))
             .expression_attribute_values(":from", s(floor(range.0)))
-            .expression_attribute_values(":to", s(floor(range.1)))
+            // Ids of slots starting in `to`'s own minute sort after its floor: the next
+            // minute's floor bounds them (the exact range is checked on the slots read).
+            .expression_attribute_values(
+                ":to",
+                s(floor((range.1 + Duration::minutes(1)).min(latest()))),
+            )
             .consistent_read(consistent)
             .limit(limit);
         if let Some(sk) = start {
@@ -238,7 +243,8 @@ impl BookingStore for DynamoStore {
             Some(c) => Some(decode_cursor(c, 1, keys::SLOT_PREFIX)?.remove(0)),
             None => None,
         };
-        let mut start = match start_of(cursor, &slot_floor(from), &slot_floor(to)) {
+        let high = slot_floor((to + Duration::minutes(1)).min(latest()));
+        let mut start = match start_of(cursor, &slot_floor(from), &high) {
             Start::Beginning => None,
             Start::After(key) => Some(key),
             Start::Over => return Ok(empty()),
