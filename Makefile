@@ -27,6 +27,7 @@ deps: $(STAMP)
 
 ## dev: moto + template resources + dev server on 127.0.0.1:$(PORT); Ctrl-C stops all
 dev: $(STAMP)
+	@echo "building the functions and the dev server (the first run compiles for several minutes)..."
 	cargo run --quiet --locked -p local-stack --bin dev
 
 # The browser tests drive Debian's chromium through chromedriver (tests/src/browser.rs).
