@@ -205,6 +205,31 @@ const TABLE: &[Case] = &[
         Some("{}"),
         &[MESSAGES],
     ),
+    // Payments (SPEC §11): a valid body, so that only the id can refuse it.
+    case(
+        "PUT /products/{id}",
+        "/products/{product}",
+        Some(r#"{"name": "Another tenant's product", "price": 100, "currency": "USD"}"#),
+        &["/products"],
+    ),
+    case(
+        "DELETE /products/{id}",
+        "/products/{product}",
+        None,
+        &["/products"],
+    ),
+    case(
+        "GET /customers/{id}/payments",
+        "/customers/{customer}/payments",
+        None,
+        &["/customers/{customer}/payments"],
+    ),
+    case(
+        "POST /customers/{id}/payments",
+        "/customers/{customer}/payments",
+        Some(r#"{"amount": 500, "description": "Another tenant's charge"}"#),
+        &[MESSAGES, "/customers/{customer}/payments"],
+    ),
     // Names in the caller's own namespace.
     Case {
         own_namespace: true,
@@ -608,6 +633,15 @@ impl World {
                     .await;
                 self.keep_secret(note);
                 ("booking", id_of(&reply, "id"))
+            }
+            "product" => {
+                let name = format!("A's product {tag}");
+                let body = json!({"name": name, "price": 4500, "currency": "USD"});
+                let reply = self
+                    .make("POST /products", "/products", Some(body), "product")
+                    .await;
+                self.keep_secret(name);
+                ("product", id_of(&reply, "id"))
             }
             "agent" => {
                 let id = format!("agent-a-{tag}");

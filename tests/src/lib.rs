@@ -155,6 +155,7 @@ fn start() -> TestStack {
             ("META_VERIFY_TOKEN", META_VERIFY_TOKEN),
             ("META_GRAPH_URL", &format!("{sandbox_url}/graph")),
             ("WECHAT_API_URL", &format!("{sandbox_url}/wechat")),
+            ("STRIPE_API_URL", &format!("{sandbox_url}/stripe")),
             ("MEDIA_FETCH_ALLOW_LOOPBACK", "true"),
             // Only the sandbox: fixture URLs pointing at Meta's CDN are refused at once.
             ("MEDIA_FETCH_ALLOWED_HOSTS", "localhost"),

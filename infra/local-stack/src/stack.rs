@@ -80,6 +80,7 @@ pub async fn start(
     let sandbox_url = format!("http://{}", sandbox_listener.local_addr()?);
     overrides.insert("META_GRAPH_URL".into(), format!("{sandbox_url}/graph"));
     overrides.insert("WECHAT_API_URL".into(), format!("{sandbox_url}/wechat"));
+    overrides.insert("STRIPE_API_URL".into(), format!("{sandbox_url}/stripe"));
     let router = match hooks.sandbox {
         Some(wrap) => wrap(sandbox.router()),
         None => sandbox.router(),

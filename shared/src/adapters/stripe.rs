@@ -118,8 +118,9 @@ impl Stripe {
             let status = response.status();
             let body = response.bytes().await.unwrap_or_default();
             if status.is_success() {
-                return serde_json::from_slice(&body)
-                    .map_err(|e| upstream(format!("an answer that is not the expected JSON: {e}")));
+                return serde_json::from_slice(&body).map_err(|e| {
+                    upstream(format!("an answer that is not the expected JSON: {e}"))
+                });
             }
             let detail = serde_json::from_slice::<ErrorBody>(&body)
                 .map(|b| b.error)

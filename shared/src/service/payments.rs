@@ -18,9 +18,9 @@ use crate::domain::message::{DeliveryError, DeliveryStatus};
 use crate::domain::outbound::{IdempotencyKey, OutboundKind, SendMessage};
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::payment::{
-    Payment, PaymentRequest, PaymentSettingsRequest, PaymentSettingsView, PaymentStatus,
-    Product, ProductRequest, is_payment_id, is_product_id, link_text, payment_id,
-    payment_id_for_key, product_id, thank_you_text,
+    Payment, PaymentRequest, PaymentSettingsRequest, PaymentSettingsView, PaymentStatus, Product,
+    ProductRequest, is_payment_id, is_product_id, link_text, payment_id, payment_id_for_key,
+    product_id, thank_you_text,
 };
 use crate::domain::stripe::{Event, SessionRequest, verify};
 use crate::domain::system::SystemMessage;
@@ -42,9 +42,7 @@ fn product_not_found() -> Error {
 }
 
 fn customer_not_found() -> Error {
-    Error::NotFound {
-        what: "customer",
-    }
+    Error::NotFound { what: "customer" }
 }
 
 /// `GET /settings/payment` (any agent: no secret is shown).
@@ -55,10 +53,7 @@ pub async fn settings(
     store: &impl PaymentStore,
     principal: &Principal,
 ) -> Result<PaymentSettingsView, Error> {
-    Ok(store
-        .payment_settings(&principal.tenant_id)
-        .await?
-        .view())
+    Ok(store.payment_settings(&principal.tenant_id).await?.view())
 }
 
 /// `PUT /settings/payment` (admin): provider, currency and secrets (a secret left out
@@ -224,7 +219,18 @@ where
         }
         None => payment_id(),
     };
-    let inputs = store.payment_inputs(tenant, &product_ids).await?;
+    // The settings and products, and the conversation as the send reads it (404 for an
+    // unknown customer, and its window), at once.
+    let probe = text_message("-".into());
+    let (inputs, target) = futures::join!(
+        store.payment_inputs(tenant, &product_ids),
+        outbound.check(tenant, &conversation, &probe)
+    );
+    let (state, channel) = target.map_err(|e| match e {
+        Error::NotFound { .. } => customer_not_found(),
+        other => other,
+    })?;
+    let inputs = inputs?;
     let missing = inputs.payment.missing();
     let (Some(currency), Some(secret_key), true) = (
         inputs.payment.currency,
@@ -241,15 +247,6 @@ where
     };
     let priced = request.price(&inputs.products, currency)?;
     let business = inputs.settings.business_name.clone();
-    // The conversation as the send reads it: 404 for an unknown customer, and its window.
-    let probe = text_message("-".into());
-    let (state, channel) = outbound
-        .check(tenant, &conversation, &probe)
-        .await
-        .map_err(|e| match e {
-            Error::NotFound { .. } => customer_not_found(),
-            other => other,
-        })?;
     let window = state
         .policy
         .window_at(state.last_inbound_at, state.replies_since_inbound, now);
@@ -265,7 +262,10 @@ where
         ("tenant_id", tenant.to_string()),
         ("conversation_id", conversation.as_str().to_owned()),
         ("customer_id", customer_id.to_owned()),
-        ("description", priced.description.chars().take(450).collect()),
+        (
+            "description",
+            priced.description.chars().take(450).collect(),
+        ),
     ];
     if let Some(name) = &business {
         metadata.push(("business", name.clone()));
@@ -322,7 +322,13 @@ where
     };
     let key = IdempotencyKey::parse(&format!("payment-{id}")).ok();
     let sent = outbound
-        .send_settled(&actor, tenant, &conversation, SendRequest::new(message, key), now)
+        .send_settled(
+            &actor,
+            tenant,
+            &conversation,
+            SendRequest::new(message, key),
+            now,
+        )
         .await;
     let refused = match &sent {
         Ok(messages) => messages
@@ -445,7 +451,8 @@ where
     O: ObjectStore,
 {
     let refused = |why: &str| Error::bad_request("invalid_signature", why.to_owned());
-    let tenant = TenantId::parse(tenant_id).map_err(|_| refused("no webhook secret for this endpoint"))?;
+    let tenant =
+        TenantId::parse(tenant_id).map_err(|_| refused("no webhook secret for this endpoint"))?;
     let settings = store.payment_settings(&tenant).await?;
     let secret = settings
         .webhook_secret
@@ -500,7 +507,18 @@ where
         // A re-delivery sends again with the same key: the send path answers from the
         // first acceptance, or makes the send a failed first attempt did not.
         let first = settled == PaymentSettlement::Moved;
-        thank(store, outbound, &tenant, conversation, payment, meta.business.as_deref(), (amount, &currency), first, now).await?;
+        thank(
+            store,
+            outbound,
+            &tenant,
+            conversation,
+            payment,
+            meta.business.as_deref(),
+            (amount, &currency),
+            first,
+            now,
+        )
+        .await?;
     }
     Ok(result)
 }
@@ -531,7 +549,13 @@ where
     let key = IdempotencyKey::parse(&format!("payment-paid-{payment}")).ok();
     let message = text_message(thank_you_text(business, amount, currency));
     match outbound
-        .send(&Actor::System, tenant, &conversation, SendRequest::new(message, key), now)
+        .send(
+            &Actor::System,
+            tenant,
+            &conversation,
+            SendRequest::new(message, key),
+            now,
+        )
         .await
     {
         Ok(_) => Ok(()),

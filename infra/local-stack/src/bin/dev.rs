@@ -104,6 +104,7 @@ fn use_sandbox(settings: &mut LocalSettings, sandbox_url: &str) -> String {
     for (name, path, provider) in [
         ("META_GRAPH_URL", "graph", "Graph API"),
         ("WECHAT_API_URL", "wechat", "WeChat API"),
+        ("STRIPE_API_URL", "stripe", "Stripe API"),
     ] {
         if std::env::var_os(name).is_none() {
             settings
@@ -118,7 +119,7 @@ fn use_sandbox(settings: &mut LocalSettings, sandbox_url: &str) -> String {
         }
     }
     match used.as_slice() {
-        [] => "not used: META_GRAPH_URL and WECHAT_API_URL are set".to_owned(),
-        used => format!("stands in for the {}", used.join(" and ")),
+        [] => "not used: META_GRAPH_URL, WECHAT_API_URL and STRIPE_API_URL are set".to_owned(),
+        used => format!("stands in for the {}", used.join(", ")),
     }
 }

@@ -92,7 +92,13 @@ fn payment_item(tenant: &TenantId, payment: &Payment) -> Result<Item, Error> {
 
 fn payment_of(item: &Item) -> Result<Payment, Error> {
     let mut item = item.clone();
-    for k in [keys::PK, keys::SK, keys::ENTITY, keys::GSI1_PK, keys::GSI1_SK] {
+    for k in [
+        keys::PK,
+        keys::SK,
+        keys::ENTITY,
+        keys::GSI1_PK,
+        keys::GSI1_SK,
+    ] {
         item.remove(k);
     }
     serde_dynamo::from_item(item).map_err(|e| internal("decode payment", e))
@@ -198,7 +204,9 @@ impl PaymentStore for DynamoStore {
                 "too_many_products",
                 format!("a tenant has at most {MAX_PRODUCTS} products"),
             )),
-            Some(codes) => Err(Error::Internal(format!("create product refused: {codes:?}"))),
+            Some(codes) => Err(Error::Internal(format!(
+                "create product refused: {codes:?}"
+            ))),
         }
     }
 
@@ -249,7 +257,9 @@ impl PaymentStore for DynamoStore {
         match self.transact_conditional(items, "delete product").await? {
             None => Ok(true),
             Some(codes) if failed(&codes, 0) => Ok(false),
-            Some(codes) => Err(Error::Internal(format!("delete product refused: {codes:?}"))),
+            Some(codes) => Err(Error::Internal(format!(
+                "delete product refused: {codes:?}"
+            ))),
         }
     }
 
@@ -297,7 +307,9 @@ impl PaymentStore for DynamoStore {
         match self.transact_conditional(items, "create payment").await? {
             None => Ok(true),
             Some(codes) if failed(&codes, 0) => Ok(false),
-            Some(codes) => Err(Error::Internal(format!("create payment refused: {codes:?}"))),
+            Some(codes) => Err(Error::Internal(format!(
+                "create payment refused: {codes:?}"
+            ))),
         }
     }
 
@@ -457,7 +469,9 @@ impl PaymentStore for DynamoStore {
             None => Ok(PaymentSettlement::Moved),
             Some(codes) if failed(&codes, 0) => Ok(PaymentSettlement::Repeated),
             Some(codes) if failed(&codes, 1) => Ok(PaymentSettlement::NotApplicable),
-            Some(codes) => Err(Error::Internal(format!("settle payment refused: {codes:?}"))),
+            Some(codes) => Err(Error::Internal(format!(
+                "settle payment refused: {codes:?}"
+            ))),
         }
     }
 }
