@@ -1,14 +1,16 @@
 //! The provider sandbox: a loopback stand-in for Meta's Graph API (WhatsApp Cloud API,
-//! the Messenger/Instagram Send API, message templates, media) and WeChat's Official
-//! Account API (access tokens, customer-service messages, media), for `make dev` and the
-//! integration tests.
+//! the Messenger/Instagram Send API, message templates, media), WeChat's Official
+//! Account API (access tokens, customer-service messages, media) and the part of Stripe's
+//! API the payments use (Checkout Sessions, webhook endpoints, signed events; see
+//! [`stripe`]), for `make dev` and the integration tests.
 //!
 //! It checks what the functions send the way the providers do and answers in their shapes,
 //! records every send call in an outbox, injects failures per account (queued, or at random
 //! with a seed) and posts customer messages and delivery statuses to the dev server as
 //! correctly signed webhooks, so a developer can chat with themselves.
 //!
-//! `META_GRAPH_URL` points at `{sandbox}/graph` and `WECHAT_API_URL` at `{sandbox}/wechat`.
+//! `META_GRAPH_URL` points at `{sandbox}/graph`, `WECHAT_API_URL` at `{sandbox}/wechat` and
+//! `STRIPE_API_URL` at `{sandbox}/stripe`.
 //!
 //! | route | what |
 //! |---|---|
@@ -23,6 +25,11 @@
 //! | `POST /sandbox/fail`, `POST /sandbox/chaos` | failure injection per account |
 //! | `GET /sandbox/stats` | token fetches per app (both endpoints; `stable_token` ones and the tokens it issued apart), sends per account |
 //! | `POST /sandbox/customer-message`, `POST /sandbox/status` | signed webhooks to the dev server |
+//! | `POST /stripe/v1/checkout/sessions`, `GET /stripe/v1/checkout/sessions/{id}`, `POST /stripe/v1/checkout/sessions/{id}/expire` | Stripe Checkout Sessions |
+//! | `GET/POST /stripe/v1/webhook_endpoints`, `DELETE /stripe/v1/webhook_endpoints/{id}` | Stripe webhook endpoints |
+//! | `GET /stripe/checkout/{id}`, `POST /stripe/checkout/{id}/pay` | the page a customer pays on |
+//! | `POST /sandbox/stripe/sessions/{id}/pay`, `POST /sandbox/stripe/sessions/{id}/events` | pay a session / send an event, as a test |
+//! | `GET/DELETE /sandbox/stripe/deliveries`, `GET /sandbox/stripe/stats` | Stripe webhook deliveries; sessions per idempotency key |
 //!
 //! Every control route has a method on [`Sandbox`] too. Control errors are
 //! `{"error": {"code", "message"}}` with a 4xx; provider routes answer as the provider does.
@@ -36,13 +43,14 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, delete, get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 mod faults;
 mod graph;
 mod options;
+pub mod stripe;
 mod templates;
 mod webhooks;
 mod wechat;
@@ -50,9 +58,15 @@ mod wechat;
 #[cfg(test)]
 mod receipt_tests;
 #[cfg(test)]
+mod stripe_tests;
+#[cfg(test)]
 mod tests;
 
 pub use faults::{ChaosSettings, Fault};
+pub use stripe::{
+    PayOutcome, StripeControlError, StripeDelivery, StripeEventRequest, StripePay, StripeReport,
+    StripeStats,
+};
 pub use webhooks::{CustomerMessage, StatusWebhook, WebhookReply};
 
 /// Largest request body accepted (WeChat video uploads go up to 10 MB).
@@ -245,6 +259,7 @@ struct SandboxState {
     stats: Stats,
     templates: HashMap<String, Vec<templates::Template>>,
     next_template_id: u64,
+    stripe: stripe::StripeState,
 }
 
 struct Inner {
@@ -336,6 +351,43 @@ impl Sandbox {
             .route("/sandbox/stats", get(stats_route))
             .route("/sandbox/customer-message", post(customer_message_route))
             .route("/sandbox/status", post(status_route))
+            .route(
+                "/stripe/v1/checkout/sessions",
+                post(stripe::api::create_session),
+            )
+            .route(
+                "/stripe/v1/checkout/sessions/{id}",
+                get(stripe::api::retrieve_session),
+            )
+            .route(
+                "/stripe/v1/checkout/sessions/{id}/expire",
+                post(stripe::api::expire_session),
+            )
+            .route(
+                "/stripe/v1/webhook_endpoints",
+                get(stripe::api::list_endpoints).post(stripe::api::create_endpoint),
+            )
+            .route(
+                "/stripe/v1/webhook_endpoints/{id}",
+                delete(stripe::api::delete_endpoint),
+            )
+            .route("/stripe/v1/{*rest}", any(stripe::api::unknown))
+            .route("/stripe/checkout/{id}", get(stripe::page::show))
+            .route("/stripe/checkout/{id}/pay", post(stripe::page::pay))
+            .route(
+                "/sandbox/stripe/sessions/{id}/pay",
+                post(stripe::control::pay_route),
+            )
+            .route(
+                "/sandbox/stripe/sessions/{id}/events",
+                post(stripe::control::event_route),
+            )
+            .route(
+                "/sandbox/stripe/deliveries",
+                get(stripe::control::deliveries_route)
+                    .delete(stripe::control::clear_deliveries_route),
+            )
+            .route("/sandbox/stripe/stats", get(stripe::control::stats_route))
             .fallback(not_found)
             .layer(DefaultBodyLimit::max(MAX_BODY))
             .with_state(self.clone())
