@@ -365,11 +365,11 @@ impl Sandbox {
             )
             .route(
                 "/stripe/v1/webhook_endpoints",
-                get(stripe::api::list_endpoints).post(stripe::api::create_endpoint),
+                get(stripe::endpoints::list).post(stripe::endpoints::create),
             )
             .route(
                 "/stripe/v1/webhook_endpoints/{id}",
-                delete(stripe::api::delete_endpoint),
+                delete(stripe::endpoints::delete),
             )
             .route("/stripe/v1/{*rest}", any(stripe::api::unknown))
             .route("/stripe/checkout/{id}", get(stripe::page::show))

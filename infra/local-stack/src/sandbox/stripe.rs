@@ -38,6 +38,7 @@ use serde_json::{Value, json};
 pub(super) mod api;
 pub(super) mod control;
 mod create;
+pub(super) mod endpoints;
 mod events;
 pub(super) mod page;
 mod params;

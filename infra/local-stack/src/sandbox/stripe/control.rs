@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::super::{Answer, Sandbox, control_body, now_epoch_seconds, query_map};
-use super::api::is_event_type;
+use super::endpoints::is_event_type;
 use super::events::{EventReport, PendingEvent};
 use super::{PaymentStatus, SessionStatus, StripeStats, random_id};
 
