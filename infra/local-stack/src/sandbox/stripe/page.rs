@@ -80,10 +80,11 @@ fn closed(stored: &StoredSession) -> (String, String) {
                 escape(&money(s.amount_total, &s.currency))
             ),
         ),
+        // A delayed method: still processing, or failed later.
         (SessionStatus::Complete, PaymentStatus::Unpaid) => (
-            "Payment processing".into(),
-            "<h1>Payment processing</h1><p>This payment was submitted and is still being \
-             processed; nothing more to do here.</p>"
+            "Payment submitted".into(),
+            "<h1>Payment submitted</h1><p>This payment was submitted with a delayed method; \
+             the business hears of its result. It can't be paid again here.</p>"
                 .into(),
         ),
         _ => (
