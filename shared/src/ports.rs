@@ -1416,6 +1416,8 @@ pub struct PaymentInputs {
     pub settings: crate::domain::settings::TenantSettings,
     /// The products found (of those named).
     pub products: Vec<crate::domain::payment::Product>,
+    /// The payment of the request's id, when it exists (a retried request).
+    pub existing: Option<crate::domain::payment::Payment>,
 }
 
 /// How a Stripe event's transaction ended.
@@ -1483,11 +1485,13 @@ pub trait PaymentStore: Send + Sync {
         id: &str,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
 
-    /// One consistent read of the payment settings, the settings and the named products.
+    /// One consistent read of the payment settings, the settings, the named products and
+    /// the payment `payment_id` names (a retried request finds it).
     fn payment_inputs(
         &self,
         tenant: &TenantId,
         product_ids: &[String],
+        payment_id: &str,
     ) -> impl Future<Output = Result<PaymentInputs, Error>> + Send;
 
     /// Stores a new payment with its `payment_requested` system message, in one

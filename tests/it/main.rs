@@ -17,6 +17,7 @@ mod limits;
 mod local_stack;
 mod media;
 mod outbound;
+mod payments;
 mod reads;
 mod review;
 mod schedules;

@@ -223,7 +223,7 @@ where
     // unknown customer, and its window), at once.
     let probe = text_message("-".into());
     let (inputs, target) = futures::join!(
-        store.payment_inputs(tenant, &product_ids),
+        store.payment_inputs(tenant, &product_ids, &id),
         outbound.check(tenant, &conversation, &probe)
     );
     let (state, channel) = target.map_err(|e| match e {
@@ -231,6 +231,10 @@ where
         other => other,
     })?;
     let inputs = inputs?;
+    if let Some(existing) = inputs.existing {
+        // A retried request (same Idempotency-Key): the payment as it is.
+        return Ok(existing);
+    }
     let missing = inputs.payment.missing();
     let (Some(currency), Some(secret_key), true) = (
         inputs.payment.currency,
@@ -257,7 +261,10 @@ where
             "the customer service window is closed: give a template to carry the link (a parameter \"{{url}}\", or the link is added last)",
         ));
     }
-    let expires_at = now + Duration::minutes(minutes);
+    // A minute's margin inside Stripe's 30 min–24 h window, so the clocks of the two ends
+    // (and the request's own time on the way) never put a boundary value outside it.
+    let expires_at = now
+        + Duration::minutes(minutes).clamp(Duration::minutes(31), Duration::minutes(24 * 60 - 1));
     let mut metadata = vec![
         ("tenant_id", tenant.to_string()),
         ("conversation_id", conversation.as_str().to_owned()),

@@ -267,9 +267,15 @@ impl PaymentStore for DynamoStore {
         &self,
         tenant: &TenantId,
         product_ids: &[String],
+        payment_id: &str,
     ) -> Result<PaymentInputs, Error> {
         let (payment_key, settings_key) = (keys::payment_settings(tenant), keys::settings(tenant));
-        let mut wanted = vec![payment_key.clone(), settings_key.clone()];
+        let existing_key = keys::payment(tenant, payment_id);
+        let mut wanted = vec![
+            payment_key.clone(),
+            settings_key.clone(),
+            existing_key.clone(),
+        ];
         wanted.extend(product_ids.iter().map(|id| keys::product(tenant, id)));
         let found = self
             .batch_get_consistent(wanted, true, "read payment inputs")
@@ -286,6 +292,11 @@ impl PaymentStore for DynamoStore {
             payment: settings_of(found.iter().find(|i| is(i, &payment_key))),
             settings: settings_from(tenant, found.iter().find(|i| is(i, &settings_key)).cloned())?,
             products,
+            existing: found
+                .iter()
+                .find(|i| is(i, &existing_key))
+                .map(payment_of)
+                .transpose()?,
         })
     }
 
