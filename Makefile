@@ -55,7 +55,7 @@ test: $(STAMP) browser
 # make bench only: cargo lambda (with zig) builds the release bootstraps, x86_64 and arm64.
 BENCH_VENV ?= .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell sha1sum infra/requirements-bench.txt | cut -c1-12)
-LAMBDA_BINS := --bin webhook --bin chatroom --bin media --bin outbound --bin bots --bin scheduler --bin bookings --bin hello
+LAMBDA_BINS := --bin webhook --bin chatroom --bin media --bin outbound --bin bots --bin scheduler --bin bookings --bin payments --bin hello
 TARGET_DIR = $(shell cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 
 $(BENCH_STAMP): infra/requirements-bench.txt
@@ -68,7 +68,8 @@ $(BENCH_STAMP): infra/requirements-bench.txt
 ## latency (webhook to the provider sandbox, 100 conversations), conversation list pages over
 ## 10,000 conversations (~15 min on moto, mostly seeding), media validation memory, AWS requests
 ## per scheduled-message fire and 1,000 scheduled messages due in one minute (~3 min), AWS
-## requests per booking, the booking page's render time and 100 racing bookings, and the
+## requests per booking, the booking page's render time and 100 racing bookings, AWS requests
+## per payment request and Stripe webhook event, and the
 ## release bootstraps' size, cold start and peak memory (builds both architectures)
 bench: $(STAMP) $(BENCH_STAMP)
 	@# Every table is printed even when an earlier one misses a budget; the exit status
@@ -83,6 +84,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	cargo run --quiet --locked -p local-stack --bin bench_media || status=1; \
 	cargo run --quiet --locked -p local-stack --bin bench_schedules || status=1; \
 	cargo run --quiet --locked -p local-stack --bin bench_bookings || status=1; \
+	cargo run --quiet --locked -p local-stack --bin bench_payments || status=1; \
 	PATH="$(abspath $(BENCH_VENV))/bin:$$PATH" cargo lambda build --release --locked $(LAMBDA_BINS) --lambda-dir "$(TARGET_DIR)/lambda/x86_64" || status=1; \
 	PATH="$(abspath $(BENCH_VENV))/bin:$$PATH" cargo lambda build --release --locked --arm64 $(LAMBDA_BINS) --lambda-dir "$(TARGET_DIR)/lambda/arm64" || status=1; \
 	cargo run --quiet --locked -p local-stack --bin bench_cold -- "$(TARGET_DIR)/lambda/x86_64" "$(TARGET_DIR)/lambda/arm64" || status=1; \
