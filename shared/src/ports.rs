@@ -1556,3 +1556,116 @@ pub trait PaymentStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<PaymentSettlement, Error>> + Send;
 }
+
+/// A call with who is connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRoom {
+    /// The call.
+    pub call: crate::domain::call::Call,
+    /// The agent's connection id, while connected.
+    pub agent_connection: Option<String>,
+    /// The customer's.
+    pub customer_connection: Option<String>,
+}
+
+impl CallRoom {
+    /// The connection of `role`, while connected.
+    pub fn connection(&self, role: crate::domain::call::Role) -> Option<&str> {
+        match role {
+            crate::domain::call::Role::Agent => self.agent_connection.as_deref(),
+            crate::domain::call::Role::Customer => self.customer_connection.as_deref(),
+        }
+    }
+}
+
+/// Who a token or a connection is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallParty {
+    /// The tenant.
+    pub tenant_id: String,
+    /// The call.
+    pub call_id: String,
+    /// The party.
+    pub role: crate::domain::call::Role,
+}
+
+/// How a `$connect` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// Joined; the other party's connection when it is there too (the call is then active).
+    Joined {
+        /// The other party's connection.
+        peer: Option<String>,
+        /// Whether this join made the call active (its `call_started` was written).
+        started: bool,
+    },
+    /// Refused: the role is taken, or the call is over or expired.
+    Refused,
+}
+
+/// Video calls, their tokens and signaling connections in the store.
+pub trait CallStore: Send + Sync {
+    /// Stores a new call with its two role tokens (by hash), in one transaction.
+    fn create_call(
+        &self,
+        tenant: &TenantId,
+        call: &crate::domain::call::Call,
+        tokens: &[(String, crate::domain::call::Role)],
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Records the message that carried the customer's link.
+    fn set_call_message(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        message_id: &str,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// A call with its connections, read consistently.
+    fn call_room(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<CallRoom>, Error>> + Send;
+
+    /// Who a role token (by hash) is.
+    fn call_token(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = Result<Option<CallParty>, Error>> + Send;
+
+    /// Who a connection is.
+    fn connection(
+        &self,
+        connection_id: &str,
+    ) -> impl Future<Output = Result<Option<CallParty>, Error>> + Send;
+
+    /// Connects `party` as `connection_id` (once per role, while the call is ringing or
+    /// active and not expired); the second party makes the call active with its
+    /// `call_started` system message.
+    fn join(
+        &self,
+        party: &CallParty,
+        connection_id: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<JoinOutcome, Error>> + Send;
+
+    /// `party` (connected as `connection_id`) left or hung up: an active call ends with its
+    /// `call_ended` system message; a ringing one only loses the connection. The ended
+    /// call when this ended it.
+    fn leave(
+        &self,
+        party: &CallParty,
+        connection_id: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Option<crate::domain::call::Call>, Error>> + Send;
+
+    /// A call still ringing at its expiry becomes missed, with its `call_missed` system
+    /// message (`false`: it was not ringing).
+    fn miss_call(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+}

@@ -522,6 +522,30 @@ pub fn payments_of_customer(tenant: &TenantId, customer_id: &str) -> String {
     format!("{}#PAYMENTS#CUSTOMER#{customer_id}", tenant_pk(tenant))
 }
 
+/// A video call: its own partition (read by id).
+pub fn call(tenant: &TenantId, id: &str) -> Key {
+    Key {
+        pk: format!("{}#CALL#{id}", tenant_pk(tenant)),
+        sk: "CALL".to_owned(),
+    }
+}
+
+/// A call's role token, by its SHA-256 (the page and `$connect` know only the token).
+pub fn call_token(token_hash: &str) -> Key {
+    Key {
+        pk: format!("CALLTOKEN#{token_hash}"),
+        sk: "CALLTOKEN".to_owned(),
+    }
+}
+
+/// A signaling WebSocket connection, by API Gateway's connection id.
+pub fn ws_connection(connection_id: &str) -> Key {
+    Key {
+        pk: format!("WSCONN#{connection_id}"),
+        sk: "WSCONN".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

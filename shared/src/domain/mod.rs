@@ -30,6 +30,7 @@ pub mod agent;
 pub mod booking;
 pub mod bot;
 pub mod calendar;
+pub mod call;
 pub mod faq;
 pub mod payment;
 pub mod schedule;

@@ -39,6 +39,7 @@ mod views;
 mod agents;
 mod bookings;
 mod bots;
+mod calls;
 mod contacts;
 mod faqs;
 mod payments;

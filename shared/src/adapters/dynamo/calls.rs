@@ -1,0 +1,345 @@
+//! Video calls in the table (SPEC §12): the call in its own partition with the two
+//! parties' connection ids (`agent_conn`, `customer_conn`, each set once by a conditional
+//! write: a third connection finds both taken), the role tokens by their SHA-256, and one
+//! item per signaling connection (who it is), kept with a TTL.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, ReturnValue, TransactWriteItem};
+use chrono::{DateTime, Duration, Utc};
+
+use super::system::system_put;
+use super::{DynamoStore, Expr, get_s, internal, n, s, store_error, update};
+use crate::Error;
+use crate::adapters::keys;
+use crate::domain::actor::Actor;
+use crate::domain::call::{Call, CallStatus, MAX_CALL_HOURS, Role, duration_s};
+use crate::domain::ids::TenantId;
+use crate::domain::system::SystemMessage;
+use crate::domain::time::rfc3339;
+use crate::ports::{CallParty, CallRoom, CallStore, JoinOutcome};
+
+type Item = HashMap<String, AttributeValue>;
+
+fn conn_attribute(role: Role) -> &'static str {
+    match role {
+        Role::Agent => "agent_conn",
+        Role::Customer => "customer_conn",
+    }
+}
+
+fn call_item(tenant: &TenantId, call: &Call) -> Result<Item, Error> {
+    let mut item: Item = serde_dynamo::to_item(call).map_err(|e| internal("encode call", e))?;
+    item.retain(|_, v| !matches!(v, AttributeValue::Null(_)));
+    let key = keys::call(tenant, &call.id);
+    item.insert(keys::PK.into(), s(key.pk));
+    item.insert(keys::SK.into(), s(key.sk));
+    item.insert(keys::ENTITY.into(), s("call"));
+    Ok(item)
+}
+
+fn room_of(item: &Item) -> Result<CallRoom, Error> {
+    let agent_connection = get_s(item, "agent_conn").map(str::to_owned);
+    let customer_connection = get_s(item, "customer_conn").map(str::to_owned);
+    let mut item = item.clone();
+    for k in [
+        keys::PK,
+        keys::SK,
+        keys::ENTITY,
+        "agent_conn",
+        "customer_conn",
+    ] {
+        item.remove(k);
+    }
+    Ok(CallRoom {
+        call: serde_dynamo::from_item(item).map_err(|e| internal("decode call", e))?,
+        agent_connection,
+        customer_connection,
+    })
+}
+
+fn party_of(item: &Item) -> Option<CallParty> {
+    Some(CallParty {
+        tenant_id: get_s(item, "tenant_id")?.to_owned(),
+        call_id: get_s(item, "call_id")?.to_owned(),
+        role: Role::parse(get_s(item, "role")?)?,
+    })
+}
+
+fn tenant(party: &CallParty) -> Result<TenantId, Error> {
+    TenantId::parse(&party.tenant_id).map_err(|_| Error::Internal("a call of no tenant".into()))
+}
+
+impl CallStore for DynamoStore {
+    async fn create_call(
+        &self,
+        tenant: &TenantId,
+        call: &Call,
+        tokens: &[(String, Role)],
+    ) -> Result<(), Error> {
+        let expires = crate::domain::time::parse_rfc3339(&call.expires_at)
+            .map(|t| (t + Duration::hours(MAX_CALL_HOURS + 24)).timestamp())
+            .unwrap_or_default();
+        let mut items = Vec::new();
+        let put = |item: Item| -> Result<TransactWriteItem, Error> {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|e| internal("build put", e))?;
+            Ok(TransactWriteItem::builder().put(put).build())
+        };
+        items.push(put(call_item(tenant, call)?)?);
+        for (hash, role) in tokens {
+            let key = keys::call_token(hash);
+            items.push(put(HashMap::from([
+                (keys::PK.to_owned(), s(key.pk)),
+                (keys::SK.to_owned(), s(key.sk)),
+                (keys::ENTITY.to_owned(), s("call_token")),
+                ("tenant_id".to_owned(), s(tenant.as_str())),
+                ("call_id".to_owned(), s(&call.id)),
+                ("role".to_owned(), s(role.as_str())),
+                (keys::EXPIRES_AT.to_owned(), n(expires)),
+            ]))?);
+        }
+        match self.transact_conditional(items, "create call").await? {
+            None => Ok(()),
+            Some(codes) => Err(Error::Internal(format!("create call refused: {codes:?}"))),
+        }
+    }
+
+    async fn set_call_message(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        message_id: &str,
+    ) -> Result<(), Error> {
+        let mut e = Expr::default();
+        e.set("message_id", s(message_id));
+        self.conditional_update(
+            keys::call(tenant, id),
+            &e,
+            "attribute_exists(pk)",
+            "record call message",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn call_room(&self, tenant: &TenantId, id: &str) -> Result<Option<CallRoom>, Error> {
+        self.get_consistent(keys::call(tenant, id), "read call")
+            .await?
+            .as_ref()
+            .map(room_of)
+            .transpose()
+    }
+
+    async fn call_token(&self, token_hash: &str) -> Result<Option<CallParty>, Error> {
+        Ok(self
+            .get_consistent(keys::call_token(token_hash), "read call token")
+            .await?
+            .as_ref()
+            .and_then(party_of))
+    }
+
+    async fn connection(&self, connection_id: &str) -> Result<Option<CallParty>, Error> {
+        Ok(self
+            .get_consistent(keys::ws_connection(connection_id), "read connection")
+            .await?
+            .as_ref()
+            .and_then(party_of))
+    }
+
+    async fn join(
+        &self,
+        party: &CallParty,
+        connection_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<JoinOutcome, Error> {
+        let tenant = tenant(party)?;
+        let key = keys::call(&tenant, &party.call_id);
+        let mut e = Expr::default();
+        e.set(conn_attribute(party.role), s(connection_id));
+        let mine = e.name(conn_attribute(party.role));
+        let status = e.name("status");
+        let expiry = e.name("expires_at");
+        let ringing = e.value(s(CallStatus::Ringing.as_str()));
+        let active = e.value(s(CallStatus::Active.as_str()));
+        let now = e.value(s(rfc3339(&at)));
+        let condition = format!(
+            "attribute_exists(pk) AND attribute_not_exists({mine}) AND ({status} = {active} OR ({status} = {ringing} AND {expiry} > {now}))"
+        );
+        let result = self
+            .update_item(&key, &e)
+            .condition_expression(condition)
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        let item = match result.map_err(aws_sdk_dynamodb::error::SdkError::into_service_error) {
+            Ok(out) => out.attributes.unwrap_or_default(),
+            Err(UpdateItemError::ConditionalCheckFailedException(_)) => {
+                return Ok(JoinOutcome::Refused);
+            }
+            Err(other) => return Err(store_error("join call", other)),
+        };
+        let conn_key = keys::ws_connection(connection_id);
+        let ttl = (at + Duration::hours(MAX_CALL_HOURS)).timestamp();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(HashMap::from([
+                (keys::PK.to_owned(), s(conn_key.pk)),
+                (keys::SK.to_owned(), s(conn_key.sk)),
+                (keys::ENTITY.to_owned(), s("ws_connection")),
+                ("tenant_id".to_owned(), s(tenant.as_str())),
+                ("call_id".to_owned(), s(&party.call_id)),
+                ("role".to_owned(), s(party.role.as_str())),
+                (keys::EXPIRES_AT.to_owned(), n(ttl)),
+            ])))
+            .send()
+            .await
+            .map_err(|e| store_error("store connection", e.into_service_error()))?;
+        let room = room_of(&item)?;
+        let peer = room.connection(party.role.other()).map(str::to_owned);
+        if peer.is_none() || room.call.status != CallStatus::Ringing {
+            return Ok(JoinOutcome::Joined {
+                peer,
+                started: false,
+            });
+        }
+        // Both are here: the call starts, once.
+        let mut e = Expr::default();
+        e.set("status", s(CallStatus::Active.as_str()))
+            .set("started_at", s(rfc3339(&at)));
+        let status = e.name("status");
+        let ringing = e.value(s(CallStatus::Ringing.as_str()));
+        let items = vec![
+            update(&self.table, key, &e, Some(format!("{status} = {ringing}")))?,
+            system_put(
+                &self.table,
+                &tenant,
+                &room.call.conversation_id,
+                &at,
+                &SystemMessage::call_started(&party.call_id),
+            )?,
+        ];
+        let started = self
+            .transact_conditional(items, "start call")
+            .await?
+            .is_none();
+        Ok(JoinOutcome::Joined { peer, started })
+    }
+
+    async fn leave(
+        &self,
+        party: &CallParty,
+        connection_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Call>, Error> {
+        let tenant = tenant(party)?;
+        let key = keys::call(&tenant, &party.call_id);
+        let conn_key = keys::ws_connection(connection_id);
+        let delete_conn = Delete::builder()
+            .table_name(&self.table)
+            .key(keys::PK, s(conn_key.pk))
+            .key(keys::SK, s(conn_key.sk))
+            .build()
+            .map_err(|e| internal("build delete", e))?;
+        let Some(room) = self.call_room(&tenant, &party.call_id).await? else {
+            return Ok(None);
+        };
+        if room.connection(party.role) != Some(connection_id) {
+            // Not (or no longer) this call's connection of the role: only forget it.
+            self.transact_conditional(
+                vec![TransactWriteItem::builder().delete(delete_conn).build()],
+                "forget connection",
+            )
+            .await?;
+            return Ok(None);
+        }
+        let mut e = Expr::default();
+        e.remove(conn_attribute(party.role));
+        let mine = e.name(conn_attribute(party.role));
+        let me = e.value(s(connection_id));
+        let mut items = vec![TransactWriteItem::builder().delete(delete_conn).build()];
+        let ended = if room.call.status == CallStatus::Active {
+            let seconds = duration_s(room.call.started_at.as_deref(), at);
+            e.set("status", s(CallStatus::Ended.as_str()))
+                .set("ended_at", s(rfc3339(&at)))
+                .set("duration_s", n(seconds));
+            let by = match party.role {
+                Role::Agent => Actor::agent(room.call.created_by.clone()),
+                Role::Customer => Actor::Customer {
+                    id: crate::domain::conversation::customer_of_conversation(
+                        &room.call.conversation_id,
+                    )
+                    .unwrap_or_default(),
+                },
+            };
+            items.push(system_put(
+                &self.table,
+                &tenant,
+                &room.call.conversation_id,
+                &at,
+                &SystemMessage::call_ended(&party.call_id, seconds, by),
+            )?);
+            Some(Call {
+                status: CallStatus::Ended,
+                ended_at: Some(rfc3339(&at)),
+                duration_s: Some(seconds),
+                ..room.call.clone()
+            })
+        } else {
+            None
+        };
+        items.insert(
+            1,
+            update(&self.table, key, &e, Some(format!("{mine} = {me}")))?,
+        );
+        match self.transact_conditional(items, "leave call").await? {
+            None => Ok(ended),
+            // The other party's leave ended it first.
+            Some(_) => Ok(None),
+        }
+    }
+
+    async fn miss_call(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let Some(room) = self.call_room(tenant, id).await? else {
+            return Ok(false);
+        };
+        if room.call.status != CallStatus::Ringing {
+            return Ok(false);
+        }
+        let mut e = Expr::default();
+        e.set("status", s(CallStatus::Missed.as_str()))
+            .set("ended_at", s(rfc3339(&at)));
+        let status = e.name("status");
+        let ringing = e.value(s(CallStatus::Ringing.as_str()));
+        let items = vec![
+            update(
+                &self.table,
+                keys::call(tenant, id),
+                &e,
+                Some(format!("{status} = {ringing}")),
+            )?,
+            system_put(
+                &self.table,
+                tenant,
+                &room.call.conversation_id,
+                &at,
+                &SystemMessage::call_missed(id),
+            )?,
+        ];
+        Ok(self
+            .transact_conditional(items, "miss call")
+            .await?
+            .is_none())
+    }
+}
