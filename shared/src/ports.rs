@@ -1669,3 +1669,16 @@ pub trait CallStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
 }
+
+/// The signaling connections' management API (API Gateway's `@connections`).
+pub trait Signaling: Send + Sync {
+    /// Sends `data` to a connection: `false` when it is gone (`GoneException`).
+    ///
+    /// # Errors
+    /// `Upstream` for any other failure.
+    fn post(
+        &self,
+        connection_id: &str,
+        data: &str,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+}

@@ -4,7 +4,8 @@
 //!   `DELETE /scheduled-messages/{id}`;
 //! - EventBridge Scheduler invocations: the schedule's input (`{"kind":
 //!   "scheduled_message", tenant_id, scheduled_id}` fires a message, `{"kind":
-//!   "snooze_end", …}` ends a snooze);
+//!   "snooze_end", …}` ends a snooze, `{"kind": "call_expiry", …}` marks a call nobody
+//!   joined missed);
 //! - `MessageReceived` events the webhook flagged `cancels_scheduled`: the customer's reply
 //!   cancels the scheduled messages that ask for it.
 //!
@@ -159,6 +160,13 @@ pub async fn handle_event(app: &App, event: &Value) -> Result<&'static str, Erro
                 schedules::FireOutcome::Cancelled => "cancelled",
                 schedules::FireOutcome::Nothing => "nothing",
             })
+        }
+        ScheduleInput::CallExpiry { tenant_id, call_id } => {
+            let Ok(tenant) = TenantId::parse(&tenant_id) else {
+                return Ok("ignored");
+            };
+            let missed = shared::service::calls::expire(&app.store, &tenant, &call_id, now).await?;
+            Ok(if missed { "call_missed" } else { "nothing" })
         }
         ScheduleInput::SnoozeEnd {
             tenant_id,

@@ -317,6 +317,13 @@ pub enum ScheduleInput {
         /// The snooze's end it was made for (RFC 3339): a later snooze makes it moot.
         snoozed_until: String,
     },
+    /// A video call's links expire: a call still ringing is missed.
+    CallExpiry {
+        /// Tenant.
+        tenant_id: String,
+        /// The call.
+        call_id: String,
+    },
 }
 
 /// The name of a snooze's schedule: unique per conversation and end, within the 64

@@ -17,5 +17,6 @@ pub mod templates;
 pub mod agents;
 pub mod bookings;
 pub mod bots;
+pub mod calls;
 pub mod faqs;
 pub mod settings;
