@@ -337,7 +337,8 @@ pub async fn signal(
     let peer = room.connection(party.role.other()).map(str::to_owned);
     let delivered = match &peer {
         Some(peer) => tell(signaling, peer, &relayed(&signal, party.role)).await,
-        None => false,
+        // Alone so far: the peer gets an offer once it joins (its `peer_joined` asks).
+        None => true,
     };
     if signal.kind == "bye" {
         leave(store, signaling, &party, connection_id, now).await?;
