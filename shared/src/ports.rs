@@ -1511,6 +1511,17 @@ pub trait PaymentStore: Send + Sync {
         id: &str,
     ) -> impl Future<Output = Result<Option<crate::domain::payment::Payment>, Error>> + Send;
 
+    /// Reserves a client's `Idempotency-Key` (the payment id it names) for a request
+    /// (`request_hash`) with the link's expiry: the reservation as it is, new or made by an
+    /// earlier request, so a retry sends Stripe the same parameters.
+    fn reserve_payment(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        request_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(String, DateTime<Utc>), Error>> + Send;
+
     /// Records the message that carried the link.
     fn set_payment_message(
         &self,

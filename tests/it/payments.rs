@@ -418,6 +418,49 @@ async fn a_retried_request_with_its_key_makes_one_session_and_one_payment() {
         1,
         "one link message"
     );
+    // The same key with another body is refused, not answered with the first payment.
+    let other = reqwest::Client::new()
+        .post(format!("{}{path}", stack().base_url))
+        .bearer_auth(token(&channel.tenant, "agent"))
+        .header("Idempotency-Key", "deposit-ana-1")
+        .header("content-type", "application/json")
+        .body(json!({"amount": 7000, "description": "Bridge"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 422);
+    assert!(
+        other
+            .text()
+            .await
+            .unwrap()
+            .contains("idempotency_key_reused")
+    );
+    // Five copies at once, a new key: one payment, one session, one link.
+    let copies = futures::future::join_all((0..5).map(|_| {
+        reqwest::Client::new()
+            .post(format!("{}{path}", stack().base_url))
+            .bearer_auth(token(&channel.tenant, "agent"))
+            .header("Idempotency-Key", "deposit-ana-2")
+            .header("content-type", "application/json")
+            .body(json!({"amount": 999, "description": "Parallel"}).to_string())
+            .send()
+    }))
+    .await;
+    let mut ids = Vec::new();
+    for reply in copies {
+        let reply = reply.unwrap();
+        assert_eq!(reply.status(), 201);
+        ids.push(reply.json::<Value>().await.unwrap()["id"].clone());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(history(&channel, &conversation).await.len(), 2);
+    assert_eq!(
+        accepted_sends_to(&channel.external_id, &wa_id).len(),
+        2,
+        "two link messages in all"
+    );
     let stats = reqwest::get(format!("{}/sandbox/stripe/stats", sandbox_url()))
         .await
         .unwrap()
@@ -651,8 +694,8 @@ async fn bad_payment_requests_are_refused_with_a_code_and_write_nothing() {
         ),
         (
             json!({"items": [{"product_id": "pr_01JZZZZZZZZZZZZZZZZZZZZZZZ", "quantity": 1}]}),
-            404,
-            "not_found",
+            422,
+            "unknown_product",
         ),
         (json!({"amount": 500}), 422, "invalid_name"),
         (

@@ -211,7 +211,7 @@ fn done_page() -> Response<Body> {
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <title>Thank you</title></head><body>\
 <main><h1>Thank you</h1><p>Your payment is being confirmed. You can close this page: \
-we will confirm it in the chat.</p></main></body></html>\n";
+the business will confirm your payment.</p></main></body></html>\n";
     let mut response = Response::new(Body::Text(PAGE.to_owned()));
     let headers = response.headers_mut();
     headers.insert(

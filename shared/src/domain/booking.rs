@@ -397,7 +397,7 @@ pub fn describe(time: &SlotTime, zone: Tz) -> String {
 fn signed(business: Option<&str>, text: String) -> String {
     match business {
         Some(name) => format!("{name}: {text}"),
-        None => text,
+        None => crate::domain::text::capitalized(&text),
     }
 }
 

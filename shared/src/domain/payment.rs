@@ -34,7 +34,17 @@ pub const LINK_MINUTES: std::ops::RangeInclusive<i64> = 30..=1440;
 /// The placeholder a template parameter may hold for the payment link.
 pub const URL_PLACEHOLDER: &str = "{{url}}";
 
-/// A currency Stripe takes: its ISO 4217 code and exponent.
+/// Stripe's zero-decimal currencies (Stripe docs, "Supported currencies"): amounts are whole
+/// units even where ISO 4217 gives minor units (MGA).
+const STRIPE_ZERO_DECIMAL: [&str; 16] = [
+    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV",
+    "XAF", "XOF", "XPF",
+];
+/// Currencies Stripe treats unlike both tables (ISK: zero-decimal sent as two-decimal):
+/// refused rather than charged 100 times too much or too little.
+const STRIPE_SPECIAL: [&str; 1] = ["ISK"];
+
+/// A currency Stripe takes: its ISO 4217 code and exponent (Stripe's where it differs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Currency {
     code: iso_currency::Currency,
@@ -57,14 +67,44 @@ impl Currency {
                 ),
             )
         };
-        let iso = iso_currency::Currency::from_code(&code.to_ascii_uppercase()).ok_or_else(bad)?;
-        match iso.exponent() {
+        let upper = code.to_ascii_uppercase();
+        let iso = iso_currency::Currency::from_code(&upper).ok_or_else(bad)?;
+        if STRIPE_SPECIAL.contains(&upper.as_str()) {
+            return Err(bad());
+        }
+        // Stripe's zero-decimal currencies win over ISO 4217 where they differ (MGA).
+        let exponent = if STRIPE_ZERO_DECIMAL.contains(&upper.as_str()) {
+            Some(0)
+        } else {
+            iso.exponent()
+        };
+        match exponent {
             Some(e @ (0 | 2 | 3)) => Ok(Self {
                 code: iso,
                 exponent: e as u8,
             }),
             _ => Err(bad()),
         }
+    }
+
+    /// Checks an amount of this currency.
+    ///
+    /// # Errors
+    /// 422 `invalid_amount`: not 1 to [`MAX_AMOUNT`], or a three-decimal amount not a
+    /// multiple of 10 (Stripe takes those rounded to the cent: Stripe docs, "Supported
+    /// currencies", three-decimal currencies).
+    pub fn check(&self, amount: i64, field: &str) -> Result<i64, Error> {
+        let amount = check_amount(amount, field)?;
+        if self.exponent == 3 && amount % 10 != 0 {
+            return Err(Error::validation(
+                "invalid_amount",
+                format!(
+                    "{field} in {} must end in 0: Stripe takes three-decimal amounts to two decimals",
+                    self.code()
+                ),
+            ));
+        }
+        Ok(amount)
     }
 
     /// The code, upper case (`USD`).
@@ -311,7 +351,7 @@ impl ProductRequest {
         Ok(Product {
             id,
             name: check_name(&self.name, "name")?,
-            price: check_amount(self.price, "price")?,
+            price: Currency::parse(&self.currency)?.check(self.price, "price")?,
             currency: Currency::parse(&self.currency)?.code(),
             created_at,
             updated_at: now.to_owned(),
@@ -441,6 +481,7 @@ impl PaymentRequest {
                 Some(c) => Currency::parse(c)?,
                 None => default,
             };
+            currency.check(amount, "amount")?;
             let description = check_name(self.description.as_deref().unwrap_or(""), "description")?;
             return Ok(Priced {
                 items: vec![PaymentItem {
@@ -458,10 +499,15 @@ impl PaymentRequest {
         let mut currency: Option<Currency> = None;
         let mut total: i64 = 0;
         for (id, item) in ids.iter().zip(self.items.iter().flatten()) {
-            let product = products
-                .iter()
-                .find(|p| &p.id == id)
-                .ok_or(Error::NotFound { what: "product" })?;
+            let product = products.iter().find(|p| &p.id == id).ok_or_else(|| {
+                Error::validation(
+                    "unknown_product",
+                    format!(
+                        "no product {} in the catalog",
+                        id.chars().take(40).collect::<String>()
+                    ),
+                )
+            })?;
             let c = Currency::parse(&product.currency)?;
             if currency.is_some_and(|seen| seen != c) {
                 return Err(Error::validation(
@@ -655,7 +701,7 @@ pub fn is_payment_id(id: &str) -> bool {
 fn signed(business: Option<&str>, text: String) -> String {
     match business {
         Some(name) => format!("{name}: {text}"),
-        None => text,
+        None => crate::domain::text::capitalized(&text),
     }
 }
 

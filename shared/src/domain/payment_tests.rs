@@ -23,6 +23,26 @@ fn request(body: serde_json::Value) -> PaymentRequest {
 }
 
 #[test]
+fn stripes_zero_decimal_list_wins_and_three_decimal_amounts_end_in_zero() {
+    assert_eq!(
+        currency("MGA").exponent(),
+        0,
+        "ISO says 2, Stripe charges whole ariary"
+    );
+    assert_eq!(currency("MGA").format(100_000), "100,000 MGA");
+    assert_eq!(
+        Currency::parse("ISK").unwrap_err().code(),
+        "invalid_currency"
+    );
+    assert_eq!(currency("KWD").check(1250, "price").unwrap(), 1250);
+    assert_eq!(
+        currency("KWD").check(1255, "price").unwrap_err().code(),
+        "invalid_amount"
+    );
+    assert_eq!(currency("USD").check(1255, "price").unwrap(), 1255);
+}
+
+#[test]
 fn amounts_respect_the_iso_4217_exponent() {
     assert_eq!(currency("usd").format(1250), "12.50 USD");
     assert_eq!(currency("JPY").format(1250), "1,250 JPY");
@@ -199,7 +219,7 @@ fn bad_requests_are_refused_with_a_code() {
     );
     assert_eq!(
         code(json!({"items": [{"product_id": "pr_nope", "quantity": 1}]})),
-        "not_found"
+        "unknown_product"
     );
     assert_eq!(
         code(json!({"items": [{"product_id": "pr_a", "quantity": 1}], "currency": "usd"})),

@@ -201,6 +201,7 @@ where
     O: ObjectStore,
 {
     let now = context.now;
+    let request_hash = crate::service::outbound::digest(body.to_string().as_bytes());
     let request: PaymentRequest = crate::http::from_json(body)?;
     let product_ids = request.product_ids()?;
     let minutes = request.link_minutes()?;
@@ -231,9 +232,27 @@ where
         other => other,
     })?;
     let inputs = inputs?;
-    if let Some(existing) = inputs.existing {
-        // A retried request (same Idempotency-Key): the payment as it is.
-        return Ok(existing);
+    // A minute's margin inside Stripe's 30 min–24 h window, so the clocks of the two ends
+    // (and the request's own time on the way) never put a boundary value outside it.
+    let mut expires_at = now
+        + Duration::minutes(minutes).clamp(Duration::minutes(31), Duration::minutes(24 * 60 - 1));
+    if context.idempotency_key.is_some() {
+        // The key's first request fixes what Stripe is sent (its expiry), so a retry, or
+        // a concurrent copy, sends the same parameters and gets the same session.
+        let (first_hash, first_expiry) = store
+            .reserve_payment(tenant, &id, &request_hash, expires_at)
+            .await?;
+        if first_hash != request_hash {
+            return Err(Error::validation(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with another request: use a new key for a new payment",
+            ));
+        }
+        expires_at = first_expiry;
+        if let Some(existing) = inputs.existing {
+            // A retried request: the payment as it is.
+            return Ok(existing);
+        }
     }
     let missing = inputs.payment.missing();
     let (Some(currency), Some(secret_key), true) = (
@@ -261,10 +280,11 @@ where
             "the customer service window is closed: give a template to carry the link (a parameter \"{{url}}\", or the link is added last)",
         ));
     }
-    // A minute's margin inside Stripe's 30 min–24 h window, so the clocks of the two ends
-    // (and the request's own time on the way) never put a boundary value outside it.
-    let expires_at = now
-        + Duration::minutes(minutes).clamp(Duration::minutes(31), Duration::minutes(24 * 60 - 1));
+    if let (Some(call), true) = (&request.template, as_template) {
+        // The template as it will go (name, approval, parameter count), before any session.
+        let probe = template_message(call, "https://checkout.stripe.com/");
+        outbound.check(tenant, &conversation, &probe).await?;
+    }
     let mut metadata = vec![
         ("tenant_id", tenant.to_string()),
         ("conversation_id", conversation.as_str().to_owned()),
@@ -356,6 +376,19 @@ where
             warn!(tenant = %tenant, payment_id = %id, error = %e, "the unsent link's session was not expired");
         }
         store.void_payment(tenant, &id, &reason, now).await?;
+        let error = DeliveryError {
+            code: "payment_link_not_sent".into(),
+            reason: format!("Payment link not sent ({reason}); it no longer works"),
+            hint: "Send a new payment link once the customer can be reached".into(),
+        };
+        store
+            .record_system_message(
+                tenant,
+                conversation.as_str(),
+                &SystemMessage::delivery_failed(&error),
+                now,
+            )
+            .await?;
         return Err(match sent {
             Err(e) => e,
             Ok(_) => Error::Upstream {

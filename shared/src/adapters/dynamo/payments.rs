@@ -332,6 +332,47 @@ impl PaymentStore for DynamoStore {
             .transpose()
     }
 
+    async fn reserve_payment(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        request_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(String, DateTime<Utc>), Error> {
+        let key = keys::payment(tenant, id);
+        let kept = (expires_at + Duration::days(1)).timestamp();
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(HashMap::from([
+                (keys::PK.to_owned(), s(key.pk)),
+                (keys::SK.to_owned(), s("RESERVE")),
+                (keys::ENTITY.to_owned(), s("payment_reservation")),
+                ("request_hash".to_owned(), s(request_hash)),
+                ("link_expires_at".to_owned(), s(rfc3339(&expires_at))),
+                (keys::EXPIRES_AT.to_owned(), n(kept)),
+            ])))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
+            .send()
+            .await;
+        match result.map_err(aws_sdk_dynamodb::error::SdkError::into_service_error) {
+            Ok(_) => Ok((request_hash.to_owned(), expires_at)),
+            Err(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(e)) => {
+                let item = e.item.unwrap_or_default();
+                let hash = get_s(&item, "request_hash").unwrap_or_default().to_owned();
+                let at = get_s(&item, "link_expires_at")
+                    .and_then(crate::domain::time::parse_rfc3339)
+                    .unwrap_or(expires_at);
+                Ok((hash, at))
+            }
+            Err(other) => Err(store_error("reserve payment", other)),
+        }
+    }
+
     async fn set_payment_message(
         &self,
         tenant: &TenantId,
