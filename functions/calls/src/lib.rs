@@ -16,8 +16,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use shared::Error;
 use shared::adapters::aws::{
-    SharedCredentialsProvider, dynamodb_client, s3_client, scheduler_client,
-    sdk_config,
+    SharedCredentialsProvider, dynamodb_client, s3_client, scheduler_client, sdk_config,
 };
 use shared::adapters::dynamo::DynamoStore;
 use shared::adapters::scheduler::EventBridgeSchedules;
@@ -119,7 +118,11 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
                 Body::Binary(b) => b.is_empty(),
                 _ => false,
             };
-            let body = if empty { Value::Null } else { http::json_value(req)? };
+            let body = if empty {
+                Value::Null
+            } else {
+                http::json_value(req)?
+            };
             let links = Links {
                 public_base_url: &app.public_base_url,
                 signaling_url: &app.signaling_url,
@@ -159,7 +162,8 @@ pub async fn handle_websocket(app: &App, event: Value) -> Value {
     let context = &event.request_context;
     let connection = context.connection_id.clone().unwrap_or_default();
     let route = context.route_key.clone().unwrap_or_default();
-    let span = info_span!("websocket", function = "calls", route = %route, connection = %connection);
+    let span =
+        info_span!("websocket", function = "calls", route = %route, connection = %connection);
     let endpoint = context
         .domain_name
         .as_deref()

@@ -22,7 +22,9 @@ async fn main() -> Result<(), Error> {
             return Ok::<Value, Error>(calls::handle_websocket(app, payload).await);
         }
         let req = request::from_str(&payload.to_string())?;
-        Ok(calls::to_api_gateway_response(calls::handle_http(app, req).await))
+        Ok(calls::to_api_gateway_response(
+            calls::handle_http(app, req).await,
+        ))
     }))
     .await
 }
