@@ -8,6 +8,7 @@ mod bot_view;
 mod bots;
 mod bots_hostile;
 mod browser;
+mod calls;
 mod channels;
 mod customers;
 mod events;

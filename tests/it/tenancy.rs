@@ -230,6 +230,14 @@ const TABLE: &[Case] = &[
         Some(r#"{"amount": 500, "description": "Another tenant's charge"}"#),
         &[MESSAGES, "/customers/{customer}/payments"],
     ),
+    // Video calls (SPEC §12).
+    case(
+        "POST /conversations/{id}/calls",
+        "/conversations/{conversation}/calls",
+        Some("{}"),
+        &[MESSAGES],
+    ),
+    case("GET /calls/{id}", "/calls/{call}", None, &[MESSAGES]),
     // Names in the caller's own namespace.
     Case {
         own_namespace: true,
@@ -642,6 +650,13 @@ impl World {
                     .await;
                 self.keep_secret(name);
                 ("product", id_of(&reply, "id"))
+            }
+            "call" => {
+                let path = format!("/conversations/{}/calls", self.conversation);
+                let reply = self
+                    .make("POST /conversations/{id}/calls", &path, Some(json!({})), "call")
+                    .await;
+                ("call", id_of(&reply, "id"))
             }
             "agent" => {
                 let id = format!("agent-a-{tag}");

@@ -156,6 +156,12 @@ fn start() -> TestStack {
             ("META_GRAPH_URL", &format!("{sandbox_url}/graph")),
             ("WECHAT_API_URL", &format!("{sandbox_url}/wechat")),
             ("STRIPE_API_URL", &format!("{sandbox_url}/stripe")),
+            ("SIGNALING_URL", &format!("ws://{server_addr}/ws")),
+            (
+                "SIGNALING_MANAGEMENT_URL",
+                &format!("http://{server_addr}/ws"),
+            ),
+            ("STUN_URLS", ""),
             ("MEDIA_FETCH_ALLOW_LOOPBACK", "true"),
             // Only the sandbox: fixture URLs pointing at Meta's CDN are refused at once.
             ("MEDIA_FETCH_ALLOWED_HOSTS", "localhost"),

@@ -79,6 +79,13 @@ pub fn build(binary: &str, env: &HashMap<String, String>) -> Result<Built, BoxEr
             )),
             event: None,
         },
+        "calls" => Built {
+            http: Some(wrap(
+                calls::App::from_source(env, local_credentials()).map_err(fail)?,
+                |app, req| async move { calls::handle_http(&app, req).await },
+            )),
+            event: None,
+        },
         "payments" => Built {
             http: Some(wrap(
                 payments::App::from_source(env, local_credentials()).map_err(fail)?,

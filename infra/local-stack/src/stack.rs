@@ -104,6 +104,14 @@ pub async fn start(
     settings
         .overrides
         .insert("PUBLIC_BASE_URL".into(), base_url.clone());
+    let ws = base_url.replacen("http://", "ws://", 1);
+    settings
+        .overrides
+        .insert("SIGNALING_URL".into(), format!("{ws}/ws"));
+    settings
+        .overrides
+        .insert("SIGNALING_MANAGEMENT_URL".into(), format!("{base_url}/ws"));
+    settings.overrides.insert("STUN_URLS".into(), String::new());
     let template = Template::load(&template::default_path(), LOCAL_REGION)?;
     bootstrap::create_resources(&template, &settings.sdk_config()).await?;
     let server = DevServer::new(&template, &settings)?;

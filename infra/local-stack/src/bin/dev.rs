@@ -67,6 +67,16 @@ async fn run(moto: &Moto) -> Result<(), BoxError> {
     let public =
         std::env::var("PUBLIC_BASE_URL").unwrap_or_else(|_| format!("http://127.0.0.1:{port}"));
     settings.overrides.insert("PUBLIC_BASE_URL".into(), public);
+    // Signaling: the dev server's own WebSocket routes and management API.
+    settings
+        .overrides
+        .insert("SIGNALING_URL".into(), format!("ws://127.0.0.1:{port}/ws"));
+    settings.overrides.insert(
+        "SIGNALING_MANAGEMENT_URL".into(),
+        format!("http://127.0.0.1:{port}/ws"),
+    );
+    // No STUN server is reachable here: two browsers on one machine need none.
+    settings.overrides.insert("STUN_URLS".into(), String::new());
     let template = Template::load(&template::default_path(), LOCAL_REGION)?;
     bootstrap::create_resources(&template, &settings.sdk_config()).await?;
     let server = DevServer::new(&template, &settings)?;
