@@ -19,6 +19,7 @@ mod local_stack;
 mod media;
 mod outbound;
 mod payments;
+mod payments_hostile;
 mod reads;
 mod review;
 mod schedules;
