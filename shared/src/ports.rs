@@ -1448,11 +1448,15 @@ pub trait PaymentStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// Every product of the tenant, oldest first.
+    /// A page of the tenant's products, oldest first.
+    ///
+    /// # Errors
+    /// 400 `invalid_cursor`.
     fn products(
         &self,
         tenant: &TenantId,
-    ) -> impl Future<Output = Result<Vec<crate::domain::payment::Product>, Error>> + Send;
+        page: &PageRequest,
+    ) -> impl Future<Output = Result<Page<crate::domain::payment::Product>, Error>> + Send;
 
     /// Adds a product and counts it, in one transaction.
     ///

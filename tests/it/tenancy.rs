@@ -654,7 +654,12 @@ impl World {
             "call" => {
                 let path = format!("/conversations/{}/calls", self.conversation);
                 let reply = self
-                    .make("POST /conversations/{id}/calls", &path, Some(json!({})), "call")
+                    .make(
+                        "POST /conversations/{id}/calls",
+                        &path,
+                        Some(json!({})),
+                        "call",
+                    )
                     .await;
                 ("call", id_of(&reply, "id"))
             }

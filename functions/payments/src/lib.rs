@@ -153,10 +153,13 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
             let view = payments::put_settings(store, &principal, body, now).await?;
             Ok(json(StatusCode::OK, &view))
         }
-        "GET /products" => Ok(json(
-            StatusCode::OK,
-            &payments::products(store, &principal).await?,
-        )),
+        "GET /products" => {
+            let page = http::page_request(req)?;
+            Ok(json(
+                StatusCode::OK,
+                &payments::products(store, &principal, &page).await?,
+            ))
+        }
         "POST /products" => {
             principal.require_admin()?;
             let body = http::json_value(req)?;
@@ -177,6 +180,14 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
         }
         "POST /customers/{id}/payments" => {
             let body = http::json_value(req)?;
+            if req.headers().contains_key("idempotency-key")
+                && http::header(req, "idempotency-key").is_none()
+            {
+                return Err(Error::bad_request(
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be 1-255 visible ASCII characters",
+                ));
+            }
             let context = RequestContext {
                 idempotency_key: http::header(req, "idempotency-key"),
                 public_base_url: &app.public_base_url,

@@ -78,7 +78,7 @@ pub fn verify(
     if signatures.is_empty() {
         return Err(SignatureError::Malformed);
     }
-    if (now - t).abs() > TOLERANCE_SECONDS {
+    if now.abs_diff(t) > TOLERANCE_SECONDS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     let mut mac =
@@ -128,7 +128,8 @@ pub struct EventData {
 /// A Checkout Session, as events and the API give it.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Session {
-    /// `cs_…`.
+    /// `cs_…` (absent from the objects of event types the payments do not act on).
+    #[serde(default)]
     pub id: String,
     /// Where the customer pays.
     #[serde(default)]

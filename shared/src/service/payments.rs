@@ -85,11 +85,9 @@ pub async fn put_settings(
 pub async fn products(
     store: &impl PaymentStore,
     principal: &Principal,
+    page: &PageRequest,
 ) -> Result<Page<Product>, Error> {
-    Ok(Page {
-        items: store.products(&principal.tenant_id).await?,
-        next_cursor: None,
-    })
+    store.products(&principal.tenant_id, page).await
 }
 
 /// `POST /products` (admin).
@@ -250,6 +248,15 @@ where
         }
         expires_at = first_expiry;
         if let Some(existing) = inputs.existing {
+            if let Some(reason) = &existing.not_sent_reason {
+                // Its link never went: a retry must not look like a success.
+                return Err(Error::conflict(
+                    "payment_link_not_sent",
+                    format!(
+                        "this request's link was not sent ({reason}): send a new request with a new key"
+                    ),
+                ));
+            }
             // A retried request: the payment as it is.
             return Ok(existing);
         }
@@ -280,11 +287,17 @@ where
             "the customer service window is closed: give a template to carry the link (a parameter \"{{url}}\", or the link is added last)",
         ));
     }
-    if let (Some(call), true) = (&request.template, as_template) {
-        // The template as it will go (name, approval, parameter count), before any session.
-        let probe = template_message(call, "https://checkout.stripe.com/");
-        outbound.check(tenant, &conversation, &probe).await?;
-    }
+    // The message as it will go (a link of Checkout's longest length), checked by the send
+    // path's rules (body length, template, recipient, window, quota) before any session.
+    let actor = Actor::agent(principal.agent_id.as_str());
+    let placeholder = format!("https://checkout.stripe.com/c/pay/{}", "x".repeat(300));
+    let planned = match (&request.template, as_template) {
+        (Some(call), true) => template_message(call, &placeholder),
+        _ => text_message(link_text(business.as_deref(), &priced, &placeholder)),
+    };
+    outbound
+        .preflight(&actor, tenant, &conversation, &planned, now)
+        .await?;
     let mut metadata = vec![
         ("tenant_id", tenant.to_string()),
         ("conversation_id", conversation.as_str().to_owned()),
@@ -334,7 +347,6 @@ where
         updated_at: None,
         not_sent_reason: None,
     };
-    let actor = Actor::agent(principal.agent_id.as_str());
     let note = SystemMessage::payment_requested(&payment, actor.clone());
     if !store.create_payment(tenant, &payment, &note, now).await? {
         // A retried request (same Idempotency-Key): the payment as it is.

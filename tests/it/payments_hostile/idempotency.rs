@@ -17,7 +17,6 @@ fn sessions_for(payment_id: &Value) -> u64 {
 }
 
 #[tokio::test]
-#[ignore = "defect: the same Idempotency-Key with another body answers 201 with the first payment (its docs promise 409; messages answer 422 idempotency_key_reused)"]
 async fn the_same_key_with_another_body_is_refused_not_answered_with_the_first_payment() {
     let (shop, _) = Shop::ready("whatsapp").await;
     let buyer = shop.buyer(1).await;
@@ -98,7 +97,6 @@ async fn ten_requests_with_one_key_at_once_make_one_session_one_message_one_paym
 /// + the link's life) differs from the first's, and Stripe refuses a key reused with other
 /// parameters (`idempotency_error`) for 24 hours.
 #[tokio::test]
-#[ignore = "defect: a request retried with its Idempotency-Key after Stripe timed out is refused 409 for 24 h (expires_at differs, Stripe's idempotency_error)"]
 async fn a_key_retried_after_stripe_timed_out_makes_its_payment() {
     let (shop, _) = Shop::ready("whatsapp").await;
     let buyer = shop.buyer(1).await;
@@ -152,7 +150,6 @@ async fn a_key_retried_after_stripe_refused_or_failed_makes_one_payment() {
 /// payment was voided. The same request retried with its key answers as the first did, or
 /// tries again; it never reports success with a link that was never sent.
 #[tokio::test]
-#[ignore = "defect: a key retried after the channel refused the link answers 201 with the voided (expired) payment"]
 async fn a_key_retried_after_the_link_was_refused_never_answers_success() {
     let (shop, _) = Shop::ready("whatsapp").await;
     let buyer = shop.buyer(1).await;
@@ -165,6 +162,7 @@ async fn a_key_retried_after_the_link_was_refused_never_answers_success() {
     assert!(first.status >= 400, "{}", first.text);
     let retried = shop.request_keyed(&buyer.id, &body, b"refused-1").await;
     let ok = retried.status == first.status
+        || (retried.status == 409 && retried.code() == "payment_link_not_sent")
         || (retried.status == 201
             && retried.body["status"] == "open"
             && accepted_to(&buyer.sender).len() == 1);
@@ -179,7 +177,6 @@ async fn a_key_retried_after_the_link_was_refused_never_answers_success() {
 /// (400 `invalid_idempotency_key`, as for an empty or too long key), not silently dropped
 /// so that each retry makes another payment.
 #[tokio::test]
-#[ignore = "defect: an Idempotency-Key that is not visible ASCII (clé-1) is ignored: each retry makes another payment and link"]
 async fn keys_that_are_not_visible_ascii_are_refused_not_ignored() {
     let (shop, _) = Shop::ready("whatsapp").await;
     let buyer = shop.buyer(1).await;

@@ -57,7 +57,7 @@ async fn another_tenants_customers_and_products_are_404_and_change_nothing() {
         .await;
     assert_eq!(
         (priced.status, priced.code()),
-        (404, "not_found"),
+        (422, "unknown_product"),
         "{}",
         priced.text
     );

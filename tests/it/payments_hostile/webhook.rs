@@ -103,7 +103,6 @@ async fn malformed_stale_and_foreign_signatures_are_400_and_move_nothing() {
 /// release builds wrap, and for `t = i64::MIN + now` the tolerance check passes (the MAC
 /// still protects, so only the panic is reachable without the secret).
 #[tokio::test]
-#[ignore = "defect: Stripe-Signature t=-9223372036854775808 overflows `now - t` (a panic in debug builds: no answer)"]
 async fn a_timestamp_at_the_edge_of_i64_is_400_not_a_panic() {
     let (shop, buyer, payment, session) = open_payment().await;
     let body = shop.event(
@@ -154,8 +153,11 @@ async fn bodies_that_are_not_events_are_4xx_never_5xx() {
             let signature = sign(&shop.secret, now(), &bytes);
             let (status, text) =
                 post_event(shop.tenant(), &bytes, Some(signature), content_type).await;
+            // A signed event about no session of ours (the deep object has no id) is
+            // acknowledged and ignored, as Stripe expects of events a handler skips.
+            let ignored = name == "deep objects" && status == 200 && text.contains("ignored");
             assert!(
-                (400..500).contains(&status),
+                (400..500).contains(&status) || ignored,
                 "{name} as {content_type}: {status} {text}"
             );
         }
@@ -168,7 +170,6 @@ async fn bodies_that_are_not_events_are_4xx_never_5xx() {
 /// Stripe retries them for three days and then disables the endpoint. A `balance.available`
 /// event's object (a Balance) has no `id`.
 #[tokio::test]
-#[ignore = "defect: a signed event whose data.object has no id (balance.available) is answered 400, so Stripe retries it for days"]
 async fn event_types_it_does_not_act_on_are_acknowledged_whatever_their_object() {
     let (shop, buyer, payment, _) = open_payment().await;
     let balance = json!({

@@ -152,31 +152,19 @@ impl PaymentStore for DynamoStore {
         Ok(())
     }
 
-    async fn products(&self, tenant: &TenantId) -> Result<Vec<Product>, Error> {
-        let mut products = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(keys::tenant(tenant).pk))
-                .expression_attribute_values(":prefix", s(keys::PRODUCT_PREFIX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| internal("list products", e))?;
-            for item in out.items() {
-                products.push(product_of(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => break,
-            }
-        }
-        Ok(products)
+    async fn products(
+        &self,
+        tenant: &TenantId,
+        page: &PageRequest,
+    ) -> Result<Page<Product>, Error> {
+        self.tenant_page(
+            tenant,
+            keys::PRODUCT_PREFIX,
+            page,
+            "list products",
+            |item| product_of(&item),
+        )
+        .await
     }
 
     async fn create_product(&self, tenant: &TenantId, product: &Product) -> Result<(), Error> {

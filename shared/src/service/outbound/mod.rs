@@ -241,6 +241,46 @@ where
             .await
     }
 
+    /// Checks a message as a send by `actor` at `now` would, without sending or writing
+    /// anything: [`Outbound::check`], and the recipient and the window's rules too (so a
+    /// sender that must make something first, such as a payment link, knows the message
+    /// can go before it makes it).
+    ///
+    /// # Errors
+    /// The validation and window errors of [`Outbound::send`]; 404 `conversation` /
+    /// `channel`.
+    pub async fn preflight(
+        &self,
+        actor: &Actor,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        message: &SendMessage,
+        now: DateTime<Utc>,
+    ) -> Result<(ConversationState, ChannelType), Error> {
+        let (state, channel_type) = self.check(tenant, conversation, message).await?;
+        if channel_type == ChannelType::Whatsapp
+            && whatsapp_number(&state.customer.external_id).is_err()
+        {
+            return Err(Error::validation(
+                "recipient_without_phone",
+                "this WhatsApp customer shares no phone number (a username customer): replies by business-scoped user id are not supported yet",
+            ));
+        }
+        let parts = message.parts(channel_type)?;
+        let window =
+            state
+                .policy
+                .window_at(state.last_inbound_at, state.replies_since_inbound, now);
+        authorize(
+            channel_type,
+            &window,
+            state.replies_since_inbound,
+            &parts,
+            actor,
+        )?;
+        Ok((state, channel_type))
+    }
+
     /// Checks a message as a send would, without sending or writing anything: the
     /// conversation and its channel, the body for the channel, the media and the template.
     /// The window is not checked (it is the send's, at send time). Returns the conversation
