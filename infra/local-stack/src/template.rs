@@ -12,6 +12,9 @@ use serde_json::{Map, Value};
 
 use crate::BoxError;
 
+mod websocket;
+pub use websocket::{WsApiSpec, WsRouteSpec, selection_path};
+
 /// Stack name used for `${AWS::StackName}` locally.
 pub const LOCAL_STACK_NAME: &str = "chatroom-local";
 /// Account id moto uses by default.
@@ -598,6 +601,8 @@ Resources:
                 .iter()
                 .any(|f| f.binary == "chatroom")
         );
+        // The WebSocket API, once declared, is one the dev server can serve.
+        t.websocket_apis().unwrap();
     }
 
     #[test]
