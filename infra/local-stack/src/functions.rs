@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use lambda_http::{Body, Request, Response};
 use shared::adapters::aws::{Credentials, SharedCredentialsProvider};
 
@@ -24,13 +25,21 @@ pub type EventHandler = Arc<
         + Sync,
 >;
 
-/// What a binary serves: HTTP routes, and for some, EventBridge events (one app per
-/// binary, as in one Lambda process).
+/// An API Gateway WebSocket handler: the proxy event JSON API Gateway sends (`requestContext`
+/// with `routeKey`, `eventType` CONNECT / MESSAGE / DISCONNECT, `connectionId`, …) in, the
+/// proxy response JSON (`{"statusCode": 200, "body"?: "..."}`) out.
+pub type WsHandler =
+    Arc<dyn Fn(serde_json::Value) -> BoxFuture<'static, serde_json::Value> + Send + Sync>;
+
+/// What a binary serves: HTTP routes, and for some, EventBridge events or WebSocket routes
+/// (one app per binary, as in one Lambda process).
 pub struct Built {
     /// The HTTP handler (`None` for a function without HTTP routes).
     pub http: Option<Handler>,
     /// The event handler, for functions with `EventBridgeRule` events.
     pub event: Option<EventHandler>,
+    /// The WebSocket handler, for the function a WebSocket API's integration invokes.
+    pub websocket: Option<WsHandler>,
 }
 
 /// Credentials for the emulator (it checks none).
@@ -64,6 +73,7 @@ pub fn build(binary: &str, env: &HashMap<String, String>) -> Result<Built, BoxEr
                 |app, req| async move { chatroom::handle(&app, req).await },
             )),
             event: None,
+            websocket: None,
         },
         "webhook" => Built {
             http: Some(wrap(
@@ -71,6 +81,7 @@ pub fn build(binary: &str, env: &HashMap<String, String>) -> Result<Built, BoxEr
                 |app, req| async move { webhook::handle(&app, req).await },
             )),
             event: None,
+            websocket: None,
         },
         "bookings" => Built {
             http: Some(wrap(
@@ -78,20 +89,32 @@ pub fn build(binary: &str, env: &HashMap<String, String>) -> Result<Built, BoxEr
                 |app, req| async move { bookings::handle_http(&app, req).await },
             )),
             event: None,
+            websocket: None,
         },
-        "calls" => Built {
-            http: Some(wrap(
-                calls::App::from_source(env, local_credentials()).map_err(fail)?,
-                |app, req| async move { calls::handle_http(&app, req).await },
-            )),
-            event: None,
-        },
+        "calls" => {
+            let app = Arc::new(calls::App::from_source(env, local_credentials()).map_err(fail)?);
+            let http_app = app.clone();
+            let http: Handler = Arc::new(move |req| {
+                let app = http_app.clone();
+                Box::pin(async move { calls::handle_http(&app, req).await })
+            });
+            let websocket: WsHandler = Arc::new(move |event| {
+                let app = app.clone();
+                Box::pin(async move { calls::handle_websocket(&app, event).await })
+            });
+            Built {
+                http: Some(http),
+                event: None,
+                websocket: Some(websocket),
+            }
+        }
         "payments" => Built {
             http: Some(wrap(
                 payments::App::from_source(env, local_credentials()).map_err(fail)?,
                 |app, req| async move { payments::handle_http(&app, req).await },
             )),
             event: None,
+            websocket: None,
         },
         "outbound" => Built {
             http: Some(wrap(
@@ -99,6 +122,7 @@ pub fn build(binary: &str, env: &HashMap<String, String>) -> Result<Built, BoxEr
                 |app, req| async move { outbound::handle(&app, req).await },
             )),
             event: None,
+            websocket: None,
         },
         "media" => {
             let app = Arc::new(media::App::from_source(env, local_credentials()).map_err(fail)?);
@@ -119,6 +143,7 @@ pub fn build(binary: &str, env: &HashMap<String, String>) -> Result<Built, BoxEr
             Built {
                 http: Some(http),
                 event: Some(event),
+                websocket: None,
             }
         }
         "scheduler" => {
@@ -141,6 +166,7 @@ pub fn build(binary: &str, env: &HashMap<String, String>) -> Result<Built, BoxEr
             Built {
                 http: Some(http),
                 event: Some(event),
+                websocket: None,
             }
         }
         "bots" => {
@@ -157,6 +183,7 @@ pub fn build(binary: &str, env: &HashMap<String, String>) -> Result<Built, BoxEr
             Built {
                 http: None,
                 event: Some(event),
+                websocket: None,
             }
         }
         other => {
