@@ -3,7 +3,13 @@
 //! Each request is matched against the template's `HttpApi` routes the way API Gateway
 //! matches them (static segments before `{param}` before `{proxy+}`), the JWT is verified
 //! for routes without `Authorizer: NONE`, and the function's handler gets the payload 2.0
-//! event JSON AWS would send, parsed by `lambda_http` exactly as in Lambda.
+//! event JSON AWS would send, parsed by `lambda_http` exactly as in Lambda. The template's
+//! WebSocket APIs are served beside it ([`ws`]).
+
+pub mod ws;
+mod ws_connection;
+pub mod ws_event;
+mod ws_management;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,7 +27,7 @@ use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value, json};
 use tracing::info;
 
-use crate::functions::{self, EventHandler, Handler};
+use crate::functions::{self, EventHandler, Handler, WsHandler};
 use crate::template::{LOCAL_ACCOUNT_ID, Template};
 use crate::{BoxError, LocalSettings, token};
 
@@ -100,6 +106,7 @@ pub struct DevServer {
     jwt_secret: String,
     event_rules: Vec<EventRule>,
     schedule_target: Option<crate::schedules::ScheduleTarget>,
+    websocket: ws::WsGateway,
 }
 
 /// An `EventBridgeRule` of a function: its resolved pattern and handler.
@@ -156,11 +163,15 @@ impl DevServer {
         let mut routes = Vec::new();
         let mut event_rules = Vec::new();
         let mut schedule_target = None;
+        let mut ws_handlers: HashMap<String, WsHandler> = HashMap::new();
         for function in template.functions()? {
             let mut env = template.resolve_environment(&function, &settings.overrides)?;
             env.extend(settings.lambda_environment());
             allow_loopback_media(&mut env);
             let built = functions::build(&function.binary, &env)?;
+            if let Some(handler) = built.websocket.clone() {
+                ws_handlers.insert(function.logical_id.clone(), handler);
+            }
             // What EventBridge Scheduler invokes: the function the schedules name
             // (`SCHEDULER_TARGET_ARN` is this function's own ARN in its environment).
             if function.binary == "scheduler"
@@ -223,6 +234,7 @@ impl DevServer {
             jwt_secret: settings.jwt_secret.clone(),
             event_rules,
             schedule_target,
+            websocket: ws::WsGateway::new(&template.websocket_apis()?, &ws_handlers)?,
         })
     }
 
@@ -247,11 +259,19 @@ impl DevServer {
         })
     }
 
-    /// The axum router serving every route.
+    /// The stages of the template's WebSocket APIs (`ws`: `ws://<dev server>/ws`).
+    pub fn websocket_stages(&self) -> Vec<String> {
+        self.websocket.stages()
+    }
+
+    /// The axum router serving every route, the WebSocket stages' before the HTTP API's.
     pub fn router(self) -> axum::Router {
-        axum::Router::new()
-            .fallback(dispatch)
-            .with_state(Arc::new(self))
+        let websocket = self.websocket.router();
+        websocket.merge(
+            axum::Router::new()
+                .fallback(dispatch)
+                .with_state(Arc::new(self)),
+        )
     }
 
     /// Serves on `listener` until `shutdown` resolves.
@@ -562,6 +582,63 @@ mod tests {
         .into();
         allow_loopback_media(&mut webhook);
         assert!(!webhook.contains_key("MEDIA_FETCH_ALLOW_LOOPBACK"));
+    }
+
+    /// The WebSocket stages answer beside the HTTP API: the management API's 410 for an
+    /// unknown connection, the HTTP API's own 404 for everything else.
+    #[tokio::test]
+    async fn websocket_stages_are_served_beside_the_http_api() {
+        let template = Template::parse(
+            r#"
+Resources:
+  Fn:
+    Type: AWS::Serverless::Function
+    Metadata: {BuildProperties: {Binary: calls}}
+  Api:
+    Type: AWS::ApiGatewayV2::Api
+    Properties: {ProtocolType: WEBSOCKET, RouteSelectionExpression: $request.body.action}
+  Integration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Api
+      IntegrationType: AWS_PROXY
+      IntegrationUri: !Sub arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/${Fn.Arn}/invocations
+  Route:
+    Type: AWS::ApiGatewayV2::Route
+    Properties: {ApiId: !Ref Api, RouteKey: $default, Target: !Sub "integrations/${Integration}"}
+  Stage:
+    Type: AWS::ApiGatewayV2::Stage
+    Properties: {ApiId: !Ref Api, StageName: ws}
+"#,
+            "us-east-1",
+        )
+        .unwrap();
+        let handler: WsHandler = Arc::new(|_| Box::pin(async { json!({"statusCode": 200}) }));
+        let handlers = HashMap::from([("Fn".to_owned(), handler)]);
+        let server = DevServer {
+            routes: Vec::new(),
+            jwt_secret: "secret".into(),
+            event_rules: Vec::new(),
+            schedule_target: None,
+            websocket: ws::WsGateway::new(&template.websocket_apis().unwrap(), &handlers).unwrap(),
+        };
+        assert_eq!(server.websocket_stages(), vec!["ws".to_owned()]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(server.serve(listener, std::future::pending()));
+        let http = reqwest::Client::new();
+        let gone = http
+            .post(format!("{base}/ws/@connections/AAAAAAAAAAAAAAA%3D"))
+            .body("hi")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(gone.status(), 410);
+        assert_eq!(gone.headers()["x-amzn-errortype"], "GoneException");
+        let missing = http.get(format!("{base}/health")).send().await.unwrap();
+        assert_eq!(missing.status(), 404);
+        let body: Value = missing.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_found");
     }
 
     #[test]
