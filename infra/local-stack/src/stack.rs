@@ -104,15 +104,16 @@ pub async fn start(
     settings
         .overrides
         .insert("PUBLIC_BASE_URL".into(), base_url.clone());
-    let ws = base_url.replacen("http://", "ws://", 1);
-    settings
-        .overrides
-        .insert("SIGNALING_URL".into(), format!("{ws}/ws"));
-    settings
-        .overrides
-        .insert("SIGNALING_MANAGEMENT_URL".into(), format!("{base_url}/ws"));
     settings.overrides.insert("STUN_URLS".into(), String::new());
     let template = Template::load(&template::default_path(), LOCAL_REGION)?;
+    // The WebSocket API's stand-in is on the same server (SIGNALING_URL,
+    // SIGNALING_MANAGEMENT_URL).
+    let authority = listener.local_addr()?.to_string();
+    settings
+        .overrides
+        .extend(crate::devserver::ws::signaling_overrides(
+            &template, &authority,
+        )?);
     bootstrap::create_resources(&template, &settings.sdk_config()).await?;
     let server = DevServer::new(&template, &settings)?;
     let rules = match &hooks.event_rule {

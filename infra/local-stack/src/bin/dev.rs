@@ -5,7 +5,7 @@
 //! The functions call the sandbox instead of Meta and WeChat unless `META_GRAPH_URL` /
 //! `WECHAT_API_URL` are set.
 
-use local_stack::devserver::DevServer;
+use local_stack::devserver::{DevServer, ws};
 use local_stack::moto::Moto;
 use local_stack::sandbox::{Sandbox, SandboxConfig};
 use local_stack::template::{self, Template};
@@ -67,17 +67,19 @@ async fn run(moto: &Moto) -> Result<(), BoxError> {
     let public =
         std::env::var("PUBLIC_BASE_URL").unwrap_or_else(|_| format!("http://127.0.0.1:{port}"));
     settings.overrides.insert("PUBLIC_BASE_URL".into(), public);
-    // Signaling: the dev server's own WebSocket routes and management API.
-    settings
-        .overrides
-        .insert("SIGNALING_URL".into(), format!("ws://127.0.0.1:{port}/ws"));
-    settings.overrides.insert(
-        "SIGNALING_MANAGEMENT_URL".into(),
-        format!("http://127.0.0.1:{port}/ws"),
-    );
     // No STUN server is reachable here: two browsers on one machine need none.
     settings.overrides.insert("STUN_URLS".into(), String::new());
     let template = Template::load(&template::default_path(), LOCAL_REGION)?;
+    // The WebSocket API is served by this server too: the call pages connect to
+    // SIGNALING_URL (set it to reach the server through a tunnel, like PUBLIC_BASE_URL), the
+    // functions post to SIGNALING_MANAGEMENT_URL.
+    for (name, url) in ws::signaling_overrides(&template, &format!("127.0.0.1:{port}"))? {
+        let url = match name.as_str() {
+            "SIGNALING_URL" => std::env::var(&name).unwrap_or(url),
+            _ => url,
+        };
+        settings.overrides.insert(name, url);
+    }
     bootstrap::create_resources(&template, &settings.sdk_config()).await?;
     let server = DevServer::new(&template, &settings)?;
     let _standin =
@@ -87,6 +89,10 @@ async fn run(moto: &Moto) -> Result<(), BoxError> {
         .schedule_target()
         .map(|target| local_stack::schedules::start(&settings.sdk_config(), target));
     sandbox.set_webhook_base(format!("http://127.0.0.1:{port}"));
+    let signaling = match settings.overrides.get("SIGNALING_URL") {
+        Some(url) => format!("signaling (WebSocket API): {url}?token=<call token>\n"),
+        None => String::new(),
+    };
     eprintln!(
         "\nchatroom dev server: http://127.0.0.1:{port}   (AWS emulator: {aws})\n\
          try: curl http://127.0.0.1:{port}/health\n\
@@ -96,6 +102,7 @@ async fn run(moto: &Moto) -> Result<(), BoxError> {
          curl -XPOST {sandbox_url}/sandbox/customer-message \\\n    \
          -d '{{\"channel\":\"whatsapp\",\"account\":\"<phone_number_id>\",\"from\":\"15550001111\",\"name\":\"Ana\",\"text\":\"hi\"}}'\n\
          what was sent: curl {sandbox_url}/sandbox/outbox\n\
+         {signaling}\
          Ctrl-C stops everything.\n",
         aws = moto.endpoint()
     );
