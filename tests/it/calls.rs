@@ -165,7 +165,7 @@ async fn say(socket: &mut Socket, frame: serde_json::Value) {
 }
 
 #[tokio::test]
-#[ignore = "in progress (issue 17): the calls function's peer_joined post through the dev server's management API does not arrive yet"]
+
 async fn two_parties_signal_through_the_websocket_api_and_a_third_is_refused() {
     let channel = connect("whatsapp").await;
     let (conversation, _) = customer_wrote(&channel, "whatsapp", 1).await;

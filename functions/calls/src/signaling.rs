@@ -78,7 +78,8 @@ impl Signaling for Connections {
             Err(PostToConnectionError::GoneException(_)) => Ok(false),
             Err(other) => Err(Error::Upstream {
                 provider: "apigateway",
-                message: other.to_string(),
+                message: aws_sdk_apigatewaymanagement::error::DisplayErrorContext(&other)
+                    .to_string(),
             }),
         }
     }
