@@ -272,3 +272,94 @@ async fn two_parties_signal_through_the_websocket_api_and_a_third_is_refused() {
         1
     );
 }
+
+/// Waits until `js` (a function body returning a value) is truthy in the page: that value.
+async fn until(
+    browser: &integration_tests::browser::Browser,
+    js: &str,
+    what: &str,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let value = browser.eval(js).await;
+        if value.as_bool() == Some(true) || (!value.is_null() && value != json!(false)) {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: still {value}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_agent_and_a_customer_see_each_other_in_two_browsers() {
+    use integration_tests::browser::{Browser, Options};
+    let channel = connect("whatsapp").await;
+    let (conversation, _) = customer_wrote(&channel, "whatsapp", 1).await;
+    let agent = token(&channel.tenant, "agent");
+    let started = post_json(
+        &format!("/conversations/{conversation}/calls"),
+        Some(&agent),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(started.status, 201, "{}", started.text);
+    let id = started.body["id"].as_str().unwrap().to_owned();
+    let (agent_page, customer_page) = tokio::join!(
+        Browser::start(Options::default().with_fake_media()),
+        Browser::start(Options::phone().with_fake_media())
+    );
+    let opened = std::time::Instant::now();
+    agent_page
+        .goto(started.body["agent_url"].as_str().unwrap())
+        .await;
+    customer_page
+        .goto(started.body["customer_url"].as_str().unwrap())
+        .await;
+    for (page, who) in [(&agent_page, "agent"), (&customer_page, "customer")] {
+        until(
+            page,
+            "return window.callPeer && window.callPeer.connectionState === 'connected'",
+            who,
+        )
+        .await;
+    }
+    let connected_ms = opened.elapsed().as_millis();
+    let frames = "return (async () => { const s = await window.callPeer.getStats(); let n = 0; \
+        s.forEach(r => { if (r.type === 'inbound-rtp' && r.kind === 'video') n += r.framesDecoded || 0; }); \
+        return n > 0 ? n : null; })()";
+    for (page, who) in [(&agent_page, "agent"), (&customer_page, "customer")] {
+        until(page, frames, who).await;
+        assert_eq!(page.text("#state").await, "Connected");
+        let violations = page.csp_violations().await;
+        assert!(violations.is_empty(), "{who}: {violations:?}");
+    }
+    agent_page.screenshot("call-agent-1280").await;
+    customer_page.screenshot("call-customer-375").await;
+    eprintln!("both pages connected in {connected_ms} ms");
+    // The agent hangs up: the customer's page shows the end, the call is ended.
+    agent_page.click("#hangup").await;
+    until(
+        &customer_page,
+        "return document.body.dataset.state === 'ended'",
+        "customer ended",
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let view = get(&format!("/calls/{id}"), Some(&agent)).await;
+        if view.body["status"] == "ended" || std::time::Instant::now() > deadline {
+            assert_eq!(view.body["status"], "ended", "{}", view.text);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        system_events(&channel.tenant, &conversation, "call_ended")
+            .await
+            .len(),
+        1
+    );
+}

@@ -6,6 +6,8 @@
   const remote = document.getElementById("remote");
   const labels = {waiting: "Waiting for the other person", connecting: "Connecting…", connected: "Connected", ended: "Call ended"};
   const show = (s) => { document.body.dataset.state = s; state.textContent = labels[s] || s; };
+  // A renegotiation after the media flows does not make the call look unconnected.
+  const connecting = () => { if (pc.connectionState !== "connected") show("connecting"); };
   const servers = cfg.stun.length ? [{urls: cfg.stun}] : [];
   const pc = new RTCPeerConnection({iceServers: servers});
   window.callPeer = pc;
@@ -48,7 +50,7 @@
   ws.onmessage = async ({data}) => {
     const msg = JSON.parse(data);
     if (msg.type === "peer_joined") {
-      show("connecting");
+      connecting();
       // The offer made while alone went nowhere: send it (or a new one) again.
       if (pc.signalingState === "have-local-offer") send("offer", pc.localDescription.toJSON());
       else await offer();
@@ -61,7 +63,7 @@
         const collision = description.type === "offer" && (makingOffer || pc.signalingState !== "stable");
         ignoreOffer = !polite && collision;
         if (ignoreOffer) return;
-        show("connecting");
+        connecting();
         await pc.setRemoteDescription(description);
         if (description.type === "offer") {
           await pc.setLocalDescription();
