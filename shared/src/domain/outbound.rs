@@ -217,6 +217,30 @@ impl Part {
 }
 
 impl SendMessage {
+    /// A plain text message (what the product itself sends: confirmations, links).
+    pub fn plain_text(text: String) -> Self {
+        Self {
+            kind: OutboundKind::Text,
+            text: Some(text),
+            media_id: None,
+            caption: None,
+            template: None,
+            options: None,
+        }
+    }
+
+    /// A template message.
+    pub fn of_template(call: TemplateCall) -> Self {
+        Self {
+            kind: OutboundKind::Template,
+            text: None,
+            media_id: None,
+            caption: None,
+            template: Some(call),
+            options: None,
+        }
+    }
+
     /// Checks the fields against the kind and returns the provider messages to send on
     /// `channel`, in order (media first when its text cannot travel as a caption).
     pub fn parts(&self, channel: ChannelType) -> Result<Vec<Part>, Error> {

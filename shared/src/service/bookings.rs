@@ -413,7 +413,7 @@ where
         .map_err(|_| Error::Internal("a booking without a conversation".into()))?;
     let purpose = note.purpose;
     let key = IdempotencyKey::parse(&format!("{purpose}-{}", booking.id)).ok();
-    let request = SendRequest::new(text_message(note.text), key);
+    let request = SendRequest::new(SendMessage::plain_text(note.text), key);
     let mut sent = outbound
         .send_settled(actor, tenant, &conversation, request, now)
         .await;
@@ -421,14 +421,7 @@ where
     if let (Err(e), Some(call)) = (&sent, note.template) {
         if e.code() == "template_required" {
             let key = IdempotencyKey::parse(&format!("{purpose}-template-{}", booking.id)).ok();
-            let message = SendMessage {
-                kind: OutboundKind::Template,
-                text: None,
-                media_id: None,
-                caption: None,
-                template: Some(with_time(call, &note.when)),
-                options: None,
-            };
+            let message = SendMessage::of_template(with_time(call, &note.when));
             sent = outbound
                 .send_settled(
                     actor,
@@ -514,17 +507,6 @@ fn with_time(call: &TemplateCall, when: &str) -> TemplateCall {
         }
     }
     call
-}
-
-fn text_message(text: String) -> SendMessage {
-    SendMessage {
-        kind: OutboundKind::Text,
-        text: Some(text),
-        media_id: None,
-        caption: None,
-        template: None,
-        options: None,
-    }
 }
 
 /// `DELETE /bookings/{id}`: cancels a booking and frees its slot (one transaction), tells
@@ -686,7 +668,7 @@ where
     let terms = request.terms(settings.time_zone, now)?;
     let token = new_token()?;
     let url = format!("{}/b/{token}", public_base_url.trim_end_matches('/'));
-    let link_text = text_message(invitation_text(
+    let link_text = SendMessage::plain_text(invitation_text(
         settings.business_name.as_deref(),
         &url,
         terms.expires_at,
@@ -704,14 +686,9 @@ where
         .policy
         .window_at(state.last_inbound_at, state.replies_since_inbound, now);
     let message = match (&request.template, channel, window.open) {
-        (Some(call), ChannelType::Whatsapp, false) => SendMessage {
-            kind: OutboundKind::Template,
-            text: None,
-            media_id: None,
-            caption: None,
-            template: Some(template_with_link(call, &url)),
-            options: None,
-        },
+        (Some(call), ChannelType::Whatsapp, false) => {
+            SendMessage::of_template(template_with_link(call, &url))
+        }
         (None, ChannelType::Whatsapp, false) => {
             return Err(Error::validation(
                 "template_required",

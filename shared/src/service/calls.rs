@@ -19,7 +19,7 @@ use crate::domain::call::{
 use crate::domain::channel::ChannelType;
 use crate::domain::ids::{ConversationId, TenantId};
 use crate::domain::message::DeliveryStatus;
-use crate::domain::outbound::{IdempotencyKey, OutboundKind, SendMessage};
+use crate::domain::outbound::{IdempotencyKey, SendMessage};
 use crate::domain::schedule::ScheduleInput;
 use crate::domain::template::TemplateCall;
 use crate::domain::time::rfc3339;
@@ -70,17 +70,6 @@ fn call_not_found() -> Error {
     Error::NotFound { what: "call" }
 }
 
-fn text_message(text: String) -> SendMessage {
-    SendMessage {
-        kind: OutboundKind::Text,
-        text: Some(text),
-        media_id: None,
-        caption: None,
-        template: None,
-        options: None,
-    }
-}
-
 /// `POST /conversations/{id}/calls`: a call room with two single-use role tokens (256
 /// random bits each, stored hashed), the customer's link sent through the send path as the
 /// agent (free-form inside the window; on WhatsApp outside it the given template), and a
@@ -117,7 +106,7 @@ where
     let conversation = ConversationId::parse(conversation).map_err(|_| Error::NotFound {
         what: "conversation",
     })?;
-    let probe = text_message("-".into());
+    let probe = SendMessage::plain_text("-".into());
     let ((state, channel), settings) = futures::try_join!(
         outbound.check(tenant, &conversation, &probe),
         store.settings(tenant)
@@ -165,15 +154,8 @@ where
     schedules.create_schedule(&id, expires, &input).await?;
     let customer_url = format!("{base}/call/{customer_token}");
     let message = match (&request.template, as_template) {
-        (Some(call), true) => SendMessage {
-            kind: OutboundKind::Template,
-            text: None,
-            media_id: None,
-            caption: None,
-            template: Some(template_with_link(call, &customer_url)),
-            options: None,
-        },
-        _ => text_message(match &settings.business_name {
+        (Some(call), true) => SendMessage::of_template(template_with_link(call, &customer_url)),
+        _ => SendMessage::plain_text(match &settings.business_name {
             Some(name) => format!("{name}: join the video call here: {customer_url}"),
             None => format!("Join the video call here: {customer_url}"),
         }),

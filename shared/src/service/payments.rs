@@ -10,12 +10,13 @@ use crate::Error;
 use crate::adapters::stripe::Stripe;
 use crate::domain::actor::Actor;
 use crate::domain::auth::Principal;
+use crate::domain::booking::template_with_link;
 use crate::domain::channel::ChannelType;
 use crate::domain::conversation::conversation_of_customer;
 use crate::domain::customer::is_customer_id;
 use crate::domain::ids::{ConversationId, TenantId};
 use crate::domain::message::{DeliveryError, DeliveryStatus};
-use crate::domain::outbound::{IdempotencyKey, OutboundKind, SendMessage};
+use crate::domain::outbound::{IdempotencyKey, SendMessage};
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::payment::{
     Payment, PaymentRequest, PaymentSettingsRequest, PaymentSettingsView, PaymentStatus, Product,
@@ -24,7 +25,6 @@ use crate::domain::payment::{
 };
 use crate::domain::stripe::{Event, SessionRequest, verify};
 use crate::domain::system::SystemMessage;
-use crate::domain::template::TemplateCall;
 use crate::domain::time::rfc3339;
 use crate::ports::{
     ChannelDirectory, ChannelSender, ConversationReader, CustomerAliases, CustomerStore,
@@ -220,7 +220,7 @@ where
     };
     // The settings and products, and the conversation as the send reads it (404 for an
     // unknown customer, and its window), at once.
-    let probe = text_message("-".into());
+    let probe = SendMessage::plain_text("-".into());
     let (inputs, target) = futures::join!(
         store.payment_inputs(tenant, &product_ids, &id),
         outbound.check(tenant, &conversation, &probe)
@@ -292,8 +292,8 @@ where
     let actor = Actor::agent(principal.agent_id.as_str());
     let placeholder = format!("https://checkout.stripe.com/c/pay/{}", "x".repeat(300));
     let planned = match (&request.template, as_template) {
-        (Some(call), true) => template_message(call, &placeholder),
-        _ => text_message(link_text(business.as_deref(), &priced, &placeholder)),
+        (Some(call), true) => SendMessage::of_template(template_with_link(call, &placeholder)),
+        _ => SendMessage::plain_text(link_text(business.as_deref(), &priced, &placeholder)),
     };
     outbound
         .preflight(&actor, tenant, &conversation, &planned, now)
@@ -356,8 +356,8 @@ where
             .ok_or_else(|| Error::Internal("a payment that exists and does not".into()));
     }
     let message = match (&request.template, as_template) {
-        (Some(call), true) => template_message(call, &url),
-        _ => text_message(link_text(business.as_deref(), &priced, &url)),
+        (Some(call), true) => SendMessage::of_template(template_with_link(call, &url)),
+        _ => SendMessage::plain_text(link_text(business.as_deref(), &priced, &url)),
     };
     let key = IdempotencyKey::parse(&format!("payment-{id}")).ok();
     let sent = outbound
@@ -417,29 +417,6 @@ where
     }
     info!(tenant = %tenant, payment_id = %id, amount = payment.amount, currency = %payment.currency, "payment link sent");
     Ok(payment)
-}
-
-fn text_message(text: String) -> SendMessage {
-    SendMessage {
-        kind: OutboundKind::Text,
-        text: Some(text),
-        media_id: None,
-        caption: None,
-        template: None,
-        options: None,
-    }
-}
-
-/// The template carrying the link: in place of a `{{url}}` parameter, or added last.
-fn template_message(call: &TemplateCall, url: &str) -> SendMessage {
-    SendMessage {
-        kind: OutboundKind::Template,
-        text: None,
-        media_id: None,
-        caption: None,
-        template: Some(crate::domain::booking::template_with_link(call, url)),
-        options: None,
-    }
 }
 
 /// `GET /customers/{id}/payments`: the history, newest first.
@@ -599,7 +576,7 @@ where
         return Ok(());
     };
     let key = IdempotencyKey::parse(&format!("payment-paid-{payment}")).ok();
-    let message = text_message(thank_you_text(business, amount, currency));
+    let message = SendMessage::plain_text(thank_you_text(business, amount, currency));
     match outbound
         .send(
             &Actor::System,

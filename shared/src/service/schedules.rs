@@ -17,7 +17,7 @@ use crate::domain::conversation::{ConversationStatus, customer_of_conversation};
 use crate::domain::events::MessageReceived;
 use crate::domain::ids::{ConversationId, TenantId};
 use crate::domain::message::{DeliveryStatus, Direction};
-use crate::domain::outbound::{IdempotencyKey, OutboundKind, SendMessage};
+use crate::domain::outbound::{IdempotencyKey, SendMessage};
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::schedule::{
     CancelReason, FireDecision, ScheduleError, ScheduleInput, ScheduleRequest, ScheduleStatus,
@@ -49,17 +49,6 @@ fn conversation_id(id: &str) -> Result<ConversationId, Error> {
     ConversationId::parse(id).map_err(|_| Error::NotFound {
         what: "conversation",
     })
-}
-
-fn template_message(call: &crate::domain::template::TemplateCall) -> SendMessage {
-    SendMessage {
-        kind: OutboundKind::Template,
-        text: None,
-        media_id: None,
-        caption: None,
-        template: Some(call.clone()),
-        options: None,
-    }
 }
 
 /// `POST /conversations/{id}/scheduled-messages`: checks the message as a send would
@@ -95,7 +84,9 @@ where
     let (state, channel_type) = outbound.check(tenant, &id, &request.message).await?;
     check_fallback(&request, channel_type)?;
     if let Some(call) = &request.fallback_template {
-        outbound.check(tenant, &id, &template_message(call)).await?;
+        outbound
+            .check(tenant, &id, &SendMessage::of_template(call.clone()))
+            .await?;
     }
     let window_at_send: WindowAtSend = state
         .policy

@@ -19,6 +19,7 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{DateTime, Duration, Utc};
 
+use super::index_page::IndexQuery;
 use super::settings::settings_from;
 use super::system::system_put;
 use super::{
@@ -550,68 +551,32 @@ impl BookingStore for DynamoStore {
             ),
             None => ("gsi2", "gsi2pk", keys::bookings_of_tenant(tenant)),
         };
-        let mut query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(index)
-            .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
-            .expression_attribute_names("#pk", attribute)
-            .expression_attribute_names("#sk", keys::GSI1_SK)
-            .expression_attribute_values(":pk", s(&partition))
-            .expression_attribute_values(":from", s(rfc3339(&from)))
-            .expression_attribute_values(":to", s(rfc3339(&to)))
-            .limit(i32::from(page.limit));
         let cursor = match &page.cursor {
             Some(c) => Some(decode_cursor(c, 1, "")?.remove(0)),
             None => None,
         };
-        let start = match start_of(cursor, &rfc3339(&from), &rfc3339(&to)) {
+        let (low, high) = (rfc3339(&from), rfc3339(&to));
+        let after = match start_of(cursor, &low, &high) {
             Start::Beginning => None,
             Start::After(key) => Some(key),
             Start::Over => return Ok(empty()),
         };
-        if let Some(sort) = start {
-            let id = sort.rsplit_once('#').map(|(_, id)| id).unwrap_or_default();
-            let key = keys::booking(tenant, id);
-            query = query.set_exclusive_start_key(Some(HashMap::from([
-                (keys::PK.to_owned(), s(key.pk)),
-                (keys::SK.to_owned(), s(key.sk)),
-                (attribute.to_owned(), s(&partition)),
-                (keys::GSI1_SK.to_owned(), s(sort)),
-            ])));
-        }
-        let out = query
-            .send()
-            .await
-            .map_err(|e| internal("list bookings", e))?;
-        let next_cursor = out
-            .last_evaluated_key()
-            .and_then(|k| get_s(k, keys::GSI1_SK))
-            .map(|sk| encode_cursor(&[sk]));
-        let order: Vec<String> = out
-            .items()
-            .iter()
-            .filter_map(|e| get_s(e, keys::GSI1_SK))
-            .filter_map(|sort| sort.rsplit_once('#'))
-            .map(|(_, id)| id.to_owned())
-            .collect();
-        let found = self
-            .batch_get_consistent(
-                order.iter().map(|id| keys::booking(tenant, id)).collect(),
-                true,
-                "read bookings",
-            )
-            .await?;
-        let mut by_id: HashMap<String, Booking> = HashMap::new();
-        for item in &found {
-            let b = booking_of(item)?;
-            by_id.insert(b.id.clone(), b);
-        }
-        Ok(Page {
-            items: order.iter().filter_map(|id| by_id.remove(id)).collect(),
-            next_cursor,
-        })
+        let query = IndexQuery {
+            index,
+            attribute,
+            partition,
+            range: Some((low, high)),
+            newest_first: false,
+            after,
+            limit: page.limit,
+        };
+        self.indexed_records(
+            query,
+            |id| keys::booking(tenant, id),
+            booking_of,
+            "list bookings",
+        )
+        .await
     }
 
     async fn put_invitation(&self, token_hash: &str, invitation: &Invitation) -> Result<(), Error> {

@@ -42,6 +42,7 @@ mod bots;
 mod calls;
 mod contacts;
 mod faqs;
+mod index_page;
 mod payments;
 mod schedules;
 mod settings;

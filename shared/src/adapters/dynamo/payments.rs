@@ -14,11 +14,10 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use chrono::{DateTime, Duration, Utc};
 
+use super::index_page::IndexQuery;
 use super::settings::settings_from;
 use super::system::system_put;
-use super::{
-    DynamoStore, Expr, decode_cursor, encode_cursor, get_s, internal, n, s, store_error, update,
-};
+use super::{DynamoStore, Expr, decode_cursor, get_s, internal, n, s, store_error, update};
 use crate::Error;
 use crate::adapters::keys;
 use crate::domain::channel::Secret;
@@ -408,59 +407,26 @@ impl PaymentStore for DynamoStore {
         customer_id: &str,
         page: &PageRequest,
     ) -> Result<Page<Payment>, Error> {
-        let partition = keys::payments_of_customer(tenant, customer_id);
-        let mut query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(keys::GSI1)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", keys::GSI1_PK)
-            .expression_attribute_values(":pk", s(&partition))
-            .scan_index_forward(false)
-            .limit(i32::from(page.limit));
-        if let Some(cursor) = &page.cursor {
-            let sort = decode_cursor(cursor, 1, "")?.remove(0);
-            let id = sort.rsplit_once('#').map(|(_, id)| id).unwrap_or_default();
-            let key = keys::payment(tenant, id);
-            query = query.set_exclusive_start_key(Some(HashMap::from([
-                (keys::PK.to_owned(), s(key.pk)),
-                (keys::SK.to_owned(), s(key.sk)),
-                (keys::GSI1_PK.to_owned(), s(&partition)),
-                (keys::GSI1_SK.to_owned(), s(sort)),
-            ])));
-        }
-        let out = query
-            .send()
-            .await
-            .map_err(|e| internal("list payments", e))?;
-        let next_cursor = out
-            .last_evaluated_key()
-            .and_then(|k| get_s(k, keys::GSI1_SK))
-            .map(|sk| encode_cursor(&[sk]));
-        let order: Vec<String> = out
-            .items()
-            .iter()
-            .filter_map(|e| get_s(e, keys::GSI1_SK))
-            .filter_map(|sort| sort.rsplit_once('#'))
-            .map(|(_, id)| id.to_owned())
-            .collect();
-        let found = self
-            .batch_get_consistent(
-                order.iter().map(|id| keys::payment(tenant, id)).collect(),
-                true,
-                "read payments",
-            )
-            .await?;
-        let mut by_id: HashMap<String, Payment> = HashMap::new();
-        for item in &found {
-            let p = payment_of(item)?;
-            by_id.insert(p.id.clone(), p);
-        }
-        Ok(Page {
-            items: order.iter().filter_map(|id| by_id.remove(id)).collect(),
-            next_cursor,
-        })
+        let after = match &page.cursor {
+            Some(c) => Some(decode_cursor(c, 1, "")?.remove(0)),
+            None => None,
+        };
+        let query = IndexQuery {
+            index: keys::GSI1,
+            attribute: keys::GSI1_PK,
+            partition: keys::payments_of_customer(tenant, customer_id),
+            range: None,
+            newest_first: true,
+            after,
+            limit: page.limit,
+        };
+        self.indexed_records(
+            query,
+            |id| keys::payment(tenant, id),
+            payment_of,
+            "list payments",
+        )
+        .await
     }
 
     async fn settle_payment(
