@@ -55,7 +55,7 @@ test: $(STAMP) browser
 # make bench only: cargo lambda (with zig) builds the release bootstraps, x86_64 and arm64.
 BENCH_VENV ?= .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell sha1sum infra/requirements-bench.txt | cut -c1-12)
-LAMBDA_BINS := --bin webhook --bin chatroom --bin media --bin outbound --bin bots --bin scheduler --bin bookings --bin payments --bin hello
+LAMBDA_BINS := --bin webhook --bin chatroom --bin media --bin outbound --bin bots --bin scheduler --bin bookings --bin payments --bin calls --bin hello
 TARGET_DIR = $(shell cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 
 $(BENCH_STAMP): infra/requirements-bench.txt

@@ -1604,6 +1604,17 @@ pub struct CallParty {
     pub role: crate::domain::call::Role,
 }
 
+/// A signaling connection: who it is and, once the other party has joined, the other
+/// party's connection (kept on the connection's own item, so a relayed frame costs one
+/// read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallConnection {
+    /// Who the connection is.
+    pub party: CallParty,
+    /// The other party's connection, as last known (`None`: alone so far, or not yet seen).
+    pub peer: Option<String>,
+}
+
 /// How a `$connect` ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JoinOutcome {
@@ -1649,15 +1660,15 @@ pub trait CallStore: Send + Sync {
         token_hash: &str,
     ) -> impl Future<Output = Result<Option<CallParty>, Error>> + Send;
 
-    /// Who a connection is.
+    /// Who a connection is, and its peer's connection when known (one read).
     fn connection(
         &self,
         connection_id: &str,
-    ) -> impl Future<Output = Result<Option<CallParty>, Error>> + Send;
+    ) -> impl Future<Output = Result<Option<CallConnection>, Error>> + Send;
 
     /// Connects `party` as `connection_id` (once per role, while the call is ringing or
     /// active and not expired); the second party makes the call active with its
-    /// `call_started` system message.
+    /// `call_started` system message, and each party's connection learns the other's.
     fn join(
         &self,
         party: &CallParty,
@@ -1666,8 +1677,8 @@ pub trait CallStore: Send + Sync {
     ) -> impl Future<Output = Result<JoinOutcome, Error>> + Send;
 
     /// `party` (connected as `connection_id`) left or hung up: an active call ends with its
-    /// `call_ended` system message; a ringing one only loses the connection. The ended
-    /// call when this ended it.
+    /// `call_ended` system message; a ringing one only loses the connection; the other
+    /// party's connection forgets this one. The ended call when this ended it.
     fn leave(
         &self,
         party: &CallParty,

@@ -262,9 +262,125 @@ async fn two_parties_signal_through_the_websocket_api_and_a_third_is_refused() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    // The customer's socket is still open after its `bye`: the agent's frames no longer
+    // reach it.
+    say(
+        &mut agent_socket,
+        json!({"action": "signal", "type": "candidate", "payload": {"candidate": "late"}}),
+    )
+    .await;
+    assert!(
+        quiet(&mut customer_socket).await,
+        "a frame reached a party that hung up"
+    );
     drop(agent_socket);
     drop(customer_socket);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        system_events(&channel.tenant, &conversation, "call_ended")
+            .await
+            .len(),
+        1
+    );
+}
+
+/// No text frame arrives within half a second.
+async fn quiet(socket: &mut Socket) -> bool {
+    use futures::StreamExt;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) | Ok(None) | Ok(Some(Err(_))) => return true,
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(_)))) => return false,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// A connection as API Gateway would describe one to the dev server's stage (`signaling`:
+/// its `ws://` URL), but with no socket behind it: the management API answers
+/// `GoneException` for it.
+fn phantom_connection(signaling: &str) -> local_stack::devserver::ws_event::ConnectionInfo {
+    let (authority, stage) = signaling
+        .trim_start_matches("ws://")
+        .split_once('/')
+        .expect("ws://<authority>/<stage>");
+    local_stack::devserver::ws_event::ConnectionInfo {
+        id: local_stack::devserver::ws_event::new_id(),
+        connected_at: chrono::Utc::now(),
+        source_ip: "127.0.0.1".into(),
+        user_agent: "test".into(),
+        domain_name: authority.to_owned(),
+        stage: stage.to_owned(),
+        api_id: "local".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_peer_gone_without_a_disconnect_is_answered_peer_left_and_the_call_ends() {
+    let channel = connect("whatsapp").await;
+    let (conversation, _) = customer_wrote(&channel, "whatsapp", 1).await;
+    let agent = token(&channel.tenant, "agent");
+    let started = post_json(
+        &format!("/conversations/{conversation}/calls"),
+        Some(&agent),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(started.status, 201, "{}", started.text);
+    let call = started.body;
+    let id = call["id"].as_str().unwrap();
+    let signaling = call["signaling_url"].as_str().unwrap();
+    let token_of =
+        |url: &serde_json::Value| url.as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let mut agent_socket = join(signaling, &token_of(&call["agent_url"]))
+        .await
+        .expect("the agent joins");
+
+    // The customer's `$connect` reaches the handler as API Gateway sends it, but its
+    // connection is gone by the time the agent's offer is relayed (no `$disconnect` seen).
+    let handler = local_stack::devserver::built(&stack().template, &stack().settings, "calls")
+        .expect("the calls function builds")
+        .websocket
+        .expect("calls handles WebSocket events");
+    let customer = phantom_connection(signaling);
+    let query = format!("token={}", token_of(&call["customer_url"]));
+    let connected = handler(local_stack::devserver::ws_event::connect_event(
+        &customer,
+        &Default::default(),
+        Some(&query),
+        chrono::Utc::now(),
+    ))
+    .await;
+    assert_eq!(connected["statusCode"], 200, "{connected}");
+    assert_eq!(
+        next(&mut agent_socket).await,
+        json!({"type": "peer_joined"})
+    );
+
+    say(
+        &mut agent_socket,
+        json!({"action": "signal", "type": "offer", "payload": {"type": "offer", "sdp": "v=0"}}),
+    )
+    .await;
+    assert_eq!(next(&mut agent_socket).await, json!({"type": "peer_left"}));
+    let view = get(&format!("/calls/{id}"), Some(&agent)).await;
+    assert_eq!(view.body["status"], "ended", "{}", view.text);
+    assert_eq!(
+        system_events(&channel.tenant, &conversation, "call_ended")
+            .await
+            .len(),
+        1
+    );
+    // The gone connection's late `$disconnect` changes nothing.
+    let disconnected = handler(local_stack::devserver::ws_event::disconnect_event(
+        &customer,
+        1006,
+        "Going away",
+        chrono::Utc::now(),
+    ))
+    .await;
+    assert_eq!(disconnected["statusCode"], 200, "{disconnected}");
     assert_eq!(
         system_events(&channel.tenant, &conversation, "call_ended")
             .await

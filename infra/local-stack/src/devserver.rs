@@ -144,6 +144,21 @@ pub fn event_handler(
     settings: &LocalSettings,
     binary: &str,
 ) -> Result<functions::EventHandler, BoxError> {
+    built(template, settings, binary)?
+        .event
+        .ok_or_else(|| format!("{binary} handles no events").into())
+}
+
+/// The handlers of `binary`, built with its local environment as the dev server builds
+/// them (a fresh app: tests call a handler directly with the events AWS would send).
+///
+/// # Errors
+/// The template has no such function, or its environment does not build it.
+pub fn built(
+    template: &Template,
+    settings: &LocalSettings,
+    binary: &str,
+) -> Result<functions::Built, BoxError> {
     let function = template
         .functions()?
         .into_iter()
@@ -152,9 +167,7 @@ pub fn event_handler(
     let mut env = template.resolve_environment(&function, &settings.overrides)?;
     env.extend(settings.lambda_environment());
     allow_loopback_media(&mut env);
-    functions::build(binary, &env)?
-        .event
-        .ok_or_else(|| format!("{binary} handles no events").into())
+    functions::build(binary, &env)
 }
 
 impl DevServer {

@@ -24,9 +24,9 @@ use crate::domain::schedule::ScheduleInput;
 use crate::domain::template::TemplateCall;
 use crate::domain::time::rfc3339;
 use crate::ports::{
-    CallParty, CallStore, ChannelDirectory, ChannelSender, ConversationReader, CustomerAliases,
-    JoinOutcome, MediaStore, ObjectStore, OutboundStore, Schedules, SettingsReader, Signaling,
-    TemplateStore,
+    CallConnection, CallParty, CallStore, ChannelDirectory, ChannelSender, ConversationReader,
+    CustomerAliases, JoinOutcome, MediaStore, ObjectStore, OutboundStore, Schedules,
+    SettingsReader, Signaling, TemplateStore,
 };
 use crate::service::outbound::{Outbound, SendRequest};
 
@@ -278,8 +278,9 @@ async fn tell(signaling: &impl Signaling, connection: &str, data: &str) -> bool 
 /// A `signal` frame from `connection_id`: relayed to the other party (`offer`, `answer`,
 /// `candidate`, `bye`); `bye` then ends the call. An unreadable or oversize frame is
 /// answered to the sender with an error frame; a peer that is gone is answered
-/// `peer_left` and the call ends. Two reads per relayed frame (who the sender is, the
-/// call's connections) and the management API's post.
+/// `peer_left` and the call ends. One read per relayed frame (the sender's connection,
+/// which names its peer's) and the management API's post; the call is read only while the
+/// sender has no peer on record (alone, or the peer's join still on its way).
 ///
 /// # Errors
 /// `Internal` when the store fails.
@@ -302,7 +303,7 @@ pub async fn signal(
             return Ok(());
         }
     };
-    let Some(party) = store.connection(connection_id).await? else {
+    let Some(CallConnection { party, peer }) = store.connection(connection_id).await? else {
         tell(
             signaling,
             connection_id,
@@ -311,12 +312,17 @@ pub async fn signal(
         .await;
         return Ok(());
     };
-    let tenant = TenantId::parse(&party.tenant_id)
-        .map_err(|_| Error::Internal("a connection of no tenant".into()))?;
-    let Some(room) = store.call_room(&tenant, &party.call_id).await? else {
-        return Ok(());
+    let peer = match peer {
+        Some(peer) => Some(peer),
+        None => {
+            let tenant = TenantId::parse(&party.tenant_id)
+                .map_err(|_| Error::Internal("a connection of no tenant".into()))?;
+            let Some(room) = store.call_room(&tenant, &party.call_id).await? else {
+                return Ok(());
+            };
+            room.connection(party.role.other()).map(str::to_owned)
+        }
     };
-    let peer = room.connection(party.role.other()).map(str::to_owned);
     let delivered = match &peer {
         Some(peer) => tell(signaling, peer, &relayed(&signal, party.role)).await,
         // Alone so far: the peer gets an offer once it joins (its `peer_joined` asks).
@@ -351,10 +357,10 @@ pub async fn disconnect(
     connection_id: &str,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    let Some(party) = store.connection(connection_id).await? else {
+    let Some(connection) = store.connection(connection_id).await? else {
         return Ok(());
     };
-    leave(store, signaling, &party, connection_id, now).await
+    leave(store, signaling, &connection.party, connection_id, now).await
 }
 
 async fn leave(

@@ -1,7 +1,8 @@
 //! Video calls in the table (SPEC §12): the call in its own partition with the two
 //! parties' connection ids (`agent_conn`, `customer_conn`, each set once by a conditional
 //! write: a third connection finds both taken), the role tokens by their SHA-256, and one
-//! item per signaling connection (who it is), kept with a TTL.
+//! item per signaling connection (who it is and, once both are there, the other party's
+//! connection as `peer`, so a relayed frame reads one item), kept with a TTL.
 
 use std::collections::HashMap;
 
@@ -18,9 +19,12 @@ use crate::domain::call::{Call, CallStatus, MAX_CALL_HOURS, Role, duration_s};
 use crate::domain::ids::TenantId;
 use crate::domain::system::SystemMessage;
 use crate::domain::time::rfc3339;
-use crate::ports::{CallParty, CallRoom, CallStore, JoinOutcome};
+use crate::ports::{CallConnection, CallParty, CallRoom, CallStore, JoinOutcome};
 
 type Item = HashMap<String, AttributeValue>;
+
+/// A connection item's attribute naming the other party's connection.
+const PEER: &str = "peer";
 
 fn conn_attribute(role: Role) -> &'static str {
     match role {
@@ -144,12 +148,17 @@ impl CallStore for DynamoStore {
             .and_then(party_of))
     }
 
-    async fn connection(&self, connection_id: &str) -> Result<Option<CallParty>, Error> {
-        Ok(self
+    async fn connection(&self, connection_id: &str) -> Result<Option<CallConnection>, Error> {
+        let Some(item) = self
             .get_consistent(keys::ws_connection(connection_id), "read connection")
             .await?
-            .as_ref()
-            .and_then(party_of))
+        else {
+            return Ok(None);
+        };
+        Ok(party_of(&item).map(|party| CallConnection {
+            party,
+            peer: get_s(&item, PEER).map(str::to_owned),
+        }))
     }
 
     async fn join(
@@ -184,25 +193,35 @@ impl CallStore for DynamoStore {
             }
             Err(other) => return Err(store_error("join call", other)),
         };
-        let conn_key = keys::ws_connection(connection_id);
+        let room = room_of(&item)?;
+        let peer = room.connection(party.role.other()).map(str::to_owned);
+        // An update, not a put: a peer joining at the same moment may have written `peer`
+        // here already (it saw this connection on the call), and that must stay.
         let ttl = (at + Duration::hours(MAX_CALL_HOURS)).timestamp();
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(HashMap::from([
-                (keys::PK.to_owned(), s(conn_key.pk)),
-                (keys::SK.to_owned(), s(conn_key.sk)),
-                (keys::ENTITY.to_owned(), s("ws_connection")),
-                ("tenant_id".to_owned(), s(tenant.as_str())),
-                ("call_id".to_owned(), s(&party.call_id)),
-                ("role".to_owned(), s(party.role.as_str())),
-                (keys::EXPIRES_AT.to_owned(), n(ttl)),
-            ])))
+        let mut e = Expr::default();
+        e.set(keys::ENTITY, s("ws_connection"))
+            .set("tenant_id", s(tenant.as_str()))
+            .set("call_id", s(&party.call_id))
+            .set("role", s(party.role.as_str()))
+            .set(keys::EXPIRES_AT, n(ttl));
+        if let Some(peer) = &peer {
+            e.set(PEER, s(peer));
+        }
+        self.update_item(&keys::ws_connection(connection_id), &e)
             .send()
             .await
             .map_err(|e| store_error("store connection", e.into_service_error()))?;
-        let room = room_of(&item)?;
-        let peer = room.connection(party.role.other()).map(str::to_owned);
+        if let Some(peer) = &peer {
+            // The peer's connection learns this one (a fresh item if the peer's own write
+            // is still on its way: it only adds its fields, and expires all the same).
+            let mut e = Expr::default();
+            e.set(PEER, s(connection_id))
+                .set_if_absent(keys::EXPIRES_AT, n(ttl));
+            self.update_item(&keys::ws_connection(peer), &e)
+                .send()
+                .await
+                .map_err(|e| store_error("introduce peer", e.into_service_error()))?;
+        }
         if peer.is_none() || room.call.status != CallStatus::Ringing {
             return Ok(JoinOutcome::Joined {
                 peer,
@@ -298,7 +317,22 @@ impl CallStore for DynamoStore {
             1,
             update(&self.table, key, &e, Some(format!("{mine} = {me}")))?,
         );
-        match self.transact_conditional(items, "leave call").await? {
+        let outcome = self.transact_conditional(items, "leave call").await?;
+        if let Some(peer) = room.connection(party.role.other()) {
+            // The peer's frames stop reaching this connection (it may stay open after a
+            // `bye`). Only while it still names this one, and never recreating a gone item.
+            let mut e = Expr::default();
+            e.remove(PEER);
+            let (peer_name, me) = (e.name(PEER), e.value(s(connection_id)));
+            self.conditional_update(
+                keys::ws_connection(peer),
+                &e,
+                &format!("attribute_exists(pk) AND {peer_name} = {me}"),
+                "forget peer",
+            )
+            .await?;
+        }
+        match outcome {
             None => Ok(ended),
             // The other party's leave ended it first.
             Some(_) => Ok(None),
