@@ -69,7 +69,7 @@ $(BENCH_STAMP): infra/requirements-bench.txt
 ## 10,000 conversations (~15 min on moto, mostly seeding), media validation memory, AWS requests
 ## per scheduled-message fire and 1,000 scheduled messages due in one minute (~3 min), AWS
 ## requests per booking, the booking page's render time and 100 racing bookings, AWS requests
-## per payment request and Stripe webhook event, and the
+## per payment request and Stripe webhook event, AWS requests per signaling frame, and the
 ## release bootstraps' size, cold start and peak memory (builds both architectures)
 bench: $(STAMP) $(BENCH_STAMP)
 	@# Every table is printed even when an earlier one misses a budget; the exit status
@@ -85,6 +85,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	cargo run --quiet --locked -p local-stack --bin bench_schedules || status=1; \
 	cargo run --quiet --locked -p local-stack --bin bench_bookings || status=1; \
 	cargo run --quiet --locked -p local-stack --bin bench_payments || status=1; \
+	cargo run --quiet --locked -p local-stack --bin bench_calls || status=1; \
 	PATH="$(abspath $(BENCH_VENV))/bin:$$PATH" cargo lambda build --release --locked $(LAMBDA_BINS) --lambda-dir "$(TARGET_DIR)/lambda/x86_64" || status=1; \
 	PATH="$(abspath $(BENCH_VENV))/bin:$$PATH" cargo lambda build --release --locked --arm64 $(LAMBDA_BINS) --lambda-dir "$(TARGET_DIR)/lambda/arm64" || status=1; \
 	cargo run --quiet --locked -p local-stack --bin bench_cold -- "$(TARGET_DIR)/lambda/x86_64" "$(TARGET_DIR)/lambda/arm64" || status=1; \

@@ -27,6 +27,17 @@ use tracing::{Instrument, error, info_span};
 
 pub use shared::http::to_api_gateway_response;
 
+/// The AWS clients the app uses besides the management API's.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    /// DynamoDB (calls, connections, the send path).
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// S3 (the send path's media).
+    pub s3: aws_sdk_s3::Client,
+    /// EventBridge Scheduler (a call's expiry).
+    pub scheduler: aws_sdk_scheduler::Client,
+}
+
 /// Clients, the send service, the schedules and where pages and signaling live, built
 /// once per process.
 #[derive(Debug)]
@@ -52,6 +63,26 @@ impl App {
     ) -> Result<Self, ConfigError> {
         let config = Config::from_source(env)?;
         let sdk = sdk_config(&config.aws, credentials.clone());
+        let clients = Clients {
+            dynamodb: dynamodb_client(&sdk),
+            s3: s3_client(&sdk, &config.aws),
+            scheduler: scheduler_client(&sdk),
+        };
+        Self::with_clients(env, &config, clients, sdk, credentials)
+    }
+
+    /// Builds the app around given clients (measurements attach interceptors to them);
+    /// `sdk` makes the management API's clients.
+    ///
+    /// # Errors
+    /// As [`App::from_source`].
+    pub fn with_clients(
+        env: &impl Source,
+        config: &Config,
+        clients: Clients,
+        sdk: aws_config::SdkConfig,
+        credentials: SharedCredentialsProvider,
+    ) -> Result<Self, ConfigError> {
         let signaling_url = env.required("SIGNALING_URL")?;
         if !(signaling_url.starts_with("wss://") || signaling_url.starts_with("ws://")) {
             return Err(ConfigError::Invalid {
@@ -76,17 +107,15 @@ impl App {
                 reason: format!("{bad} is not a stun: or stuns: URL"),
             });
         }
-        let dynamo = dynamodb_client(&sdk);
+        let Clients {
+            dynamodb,
+            s3,
+            scheduler,
+        } = clients;
         Ok(Self {
-            store: DynamoStore::new(dynamo.clone(), config.table_name.clone()),
-            schedules: EventBridgeSchedules::new(scheduler_client(&sdk), schedule_target(env)?),
-            outbound: outbound::service(
-                env,
-                &config,
-                dynamo,
-                s3_client(&sdk, &config.aws),
-                credentials,
-            )?,
+            store: DynamoStore::new(dynamodb.clone(), config.table_name.clone()),
+            schedules: EventBridgeSchedules::new(scheduler, schedule_target(env)?),
+            outbound: outbound::service(env, config, dynamodb, s3, credentials)?,
             signaling: signaling::Management::new(
                 sdk,
                 env.optional("SIGNALING_MANAGEMENT_URL")
