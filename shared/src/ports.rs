@@ -1593,6 +1593,22 @@ impl CallRoom {
     }
 }
 
+/// Proves with the provider that credentials control a channel's account, before the
+/// channel is stored.
+pub trait ChannelVerifier: Send + Sync {
+    /// `Ok` when the provider vouches for it.
+    ///
+    /// # Errors
+    /// `Validation` `channel_not_verified` (422) with the provider's reason, or
+    /// `waba_id_required` for a WhatsApp channel without its WABA; `Upstream` (502) when
+    /// the provider failed or could not be reached.
+    fn verify(
+        &self,
+        channel: &crate::domain::channel::Channel,
+        credentials: &crate::domain::channel::Credentials,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
 /// Who a token or a connection is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallParty {

@@ -3,18 +3,24 @@
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use integration_tests::{call, get, post_json, stack, token, unique_meta_id, unique_tenant};
+use integration_tests::{
+    call, get, grant_meta, post_json, stack, token, unique_meta_id, unique_tenant,
+};
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
 
+/// A WhatsApp channel's body, its number granted to its token in the sandbox (so the
+/// connection proves it).
 fn whatsapp(external_id: &str) -> Value {
-    json!({
+    let body = json!({
         "type": "whatsapp",
         "external_id": external_id,
         "name": "Sales line",
         "waba_id": "102290129340398",
         "credentials": {"access_token": "EAAG-secret-token-value"}
-    })
+    });
+    grant_meta(&body);
+    body
 }
 
 #[tokio::test]
@@ -193,6 +199,7 @@ async fn every_channel_type_connects_with_its_own_fields() {
                "credentials": {"app_id": "wx1", "app_secret": "s", "token": "t"}, "window_hours": 48}),
     ];
     for body in &bodies {
+        grant_meta(body);
         let reply = post_json("/channels", Some(&admin), body).await;
         assert_eq!(reply.status, 201, "{}", reply.text);
     }
@@ -309,4 +316,135 @@ async fn channels_page_with_a_cursor_and_bad_paging_is_400() {
     }
     let reply = get("/channels?cursor=%21%21", Some(&admin)).await;
     assert_eq!((reply.status, reply.code()), (400, "invalid_cursor"));
+}
+
+/// Posts `body` as `tenant`'s admin: the status, the error code, and the tenant's channels
+/// afterwards.
+async fn try_connect(tenant: &str, body: &Value) -> (u16, String, usize) {
+    let admin = token(tenant, "admin");
+    let reply = post_json("/channels", Some(&admin), body).await;
+    let listed = get("/channels", Some(&admin)).await;
+    (
+        reply.status,
+        reply.code().to_owned(),
+        listed.body["items"].as_array().unwrap().len(),
+    )
+}
+
+#[tokio::test]
+async fn a_channel_is_stored_only_when_its_provider_vouches_for_the_credentials() {
+    let tenant = unique_tenant();
+    let number = unique_meta_id();
+    // A token Meta does not know, and one that controls another WABA only.
+    let mut unknown_token = whatsapp(&number);
+    unknown_token["credentials"]["access_token"] = json!(format!("EAAG-{}", unique_meta_id()));
+    let elsewhere = format!("EAAG-{}", unique_meta_id());
+    grant_meta(&json!({"type": "whatsapp", "external_id": unique_meta_id(),
+        "waba_id": unique_meta_id(), "credentials": {"access_token": elsewhere}}));
+    let mut other_waba = whatsapp(&number);
+    other_waba["credentials"]["access_token"] = json!(elsewhere);
+    // The right token, but the number is not under the WABA named.
+    let mut wrong_waba = whatsapp(&number);
+    wrong_waba["waba_id"] = json!(unique_meta_id());
+    let mut no_waba = whatsapp(&number);
+    no_waba.as_object_mut().unwrap().remove("waba_id");
+    // The right token, with an app secret that is not its app's.
+    let proven = format!("EAAG-{}", unique_meta_id());
+    let mut with_secret = whatsapp(&number);
+    with_secret["credentials"] = json!({"access_token": proven, "app_secret": "the-app-secret"});
+    grant_meta(&with_secret);
+    let mut wrong_secret = with_secret.clone();
+    wrong_secret["credentials"]["app_secret"] = json!("another-apps-secret");
+    for (body, code) in [
+        (&unknown_token, "channel_not_verified"),
+        (&other_waba, "channel_not_verified"),
+        (&wrong_waba, "channel_not_verified"),
+        (&no_waba, "waba_id_required"),
+        (&wrong_secret, "channel_not_verified"),
+    ] {
+        assert_eq!(
+            try_connect(&tenant, body).await,
+            (422, code.to_owned(), 0),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        try_connect(&tenant, &with_secret).await,
+        (201, String::new(), 1)
+    );
+
+    // Messenger: a token of another Page; Instagram: an account the token does not reach.
+    let page = json!({"type": "messenger", "external_id": unique_meta_id(), "name": "Page",
+        "credentials": {"access_token": format!("EAAG-page-{}", unique_meta_id())}});
+    let instagram = json!({"type": "instagram", "external_id": unique_meta_id(), "name": "IG",
+        "credentials": {"access_token": format!("EAAG-ig-{}", unique_meta_id())}});
+    grant_meta(
+        &json!({"type": "messenger", "external_id": unique_meta_id(),
+        "credentials": page["credentials"]}),
+    );
+    grant_meta(
+        &json!({"type": "instagram", "external_id": unique_meta_id(),
+        "credentials": instagram["credentials"]}),
+    );
+    for (stored, body) in [(1, &page), (2, &instagram)] {
+        assert_eq!(
+            try_connect(&tenant, body).await,
+            (422, "channel_not_verified".to_owned(), stored),
+            "{body}"
+        );
+        grant_meta(body);
+        assert_eq!(try_connect(&tenant, body).await.0, 201, "{body}");
+    }
+
+    // WeChat: the AppSecret must yield a token.
+    let mut wechat = json!({"type": "wechat", "external_id": format!("gh_{}", &unique_meta_id()[..12]),
+        "name": "WX", "credentials": {"app_id": "wx-verify", "app_secret": "wrong", "token": "t"}});
+    let reply = post_json("/channels", Some(&token(&tenant, "admin")), &wechat).await;
+    assert_eq!((reply.status, reply.code()), (422, "channel_not_verified"));
+    assert!(reply.text.contains("40125"), "{}", reply.text);
+    assert!(
+        !reply.text.contains("wrong"),
+        "the secret is not echoed: {}",
+        reply.text
+    );
+    wechat["credentials"]["app_secret"] = json!("right");
+    assert_eq!(try_connect(&tenant, &wechat).await, (201, String::new(), 4));
+}
+
+#[tokio::test]
+async fn nobody_claims_a_connected_account_without_its_credentials_nor_learns_that_it_is_connected()
+{
+    let (owner, intruder) = (unique_tenant(), unique_tenant());
+    let number = unique_meta_id();
+    let body = whatsapp(&number);
+    assert_eq!(try_connect(&owner, &body).await.0, 201);
+    // The same ids with a token of the intruder's own: refused as unproven, not as taken.
+    let mut claim = body.clone();
+    claim["credentials"]["access_token"] = json!(format!("EAAG-{}", unique_meta_id()));
+    grant_meta(&json!({"type": "whatsapp", "external_id": unique_meta_id(),
+        "waba_id": body["waba_id"], "credentials": claim["credentials"]}));
+    assert_eq!(
+        try_connect(&intruder, &claim).await,
+        (422, "channel_not_verified".to_owned(), 0)
+    );
+}
+
+#[tokio::test]
+async fn a_number_on_a_later_page_of_its_waba_is_found() {
+    let token_value = format!("EAAG-big-{}", unique_meta_id());
+    let waba = unique_meta_id();
+    let numbers: Vec<String> = (0..150).map(|_| unique_meta_id()).collect();
+    integration_tests::sandbox()
+        .grant_meta(local_stack::sandbox::MetaAssets {
+            access_token: token_value.clone(),
+            waba_id: Some(waba.clone()),
+            phone_number_ids: numbers.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+    // Graph lists them in id order, 100 a page: the greatest is on the second page.
+    let last = numbers.iter().max().unwrap();
+    let body = json!({"type": "whatsapp", "external_id": last, "name": "Line 150",
+        "waba_id": waba, "credentials": {"access_token": token_value}});
+    assert_eq!(try_connect(&unique_tenant(), &body).await.0, 201);
 }

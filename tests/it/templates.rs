@@ -93,8 +93,10 @@ async fn two_phone_numbers_of_one_business_account_both_send_an_approved_templat
 #[tokio::test]
 async fn a_template_without_channel_id_goes_to_the_only_business_account_and_several_need_one() {
     let tenant = unique_tenant();
-    let no_waba = connect_for(&tenant, "whatsapp", json!({})).await;
-    let reply = create(&no_waba, None, "no_account").await;
+    // No WhatsApp channel yet (a WhatsApp channel always has its WABA: it is proven at
+    // connection).
+    let page = connect_for(&tenant, "messenger", json!({})).await;
+    let reply = create(&page, None, "no_account").await;
     assert_eq!((reply.status, reply.code()), (422, "waba_id_required"));
 
     let waba = unique_meta_id();

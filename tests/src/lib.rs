@@ -330,6 +330,35 @@ impl TestChannel {
     }
 }
 
+/// Lets the body's access token control its Meta account in the sandbox (as the business
+/// would have it in Meta Business Manager), so `POST /channels` can prove it.
+pub fn grant_meta(body: &Value) {
+    let Some(access_token) = body["credentials"]["access_token"].as_str() else {
+        return;
+    };
+    let id = body["external_id"].as_str().unwrap_or_default().to_owned();
+    let mut assets = local_stack::sandbox::MetaAssets {
+        access_token: access_token.to_owned(),
+        app_secret: body["credentials"]["app_secret"]
+            .as_str()
+            .map(str::to_owned),
+        ..Default::default()
+    };
+    match body["type"].as_str() {
+        Some("whatsapp") => {
+            assets.waba_id = body["waba_id"].as_str().map(str::to_owned);
+            assets.phone_number_ids = vec![id];
+        }
+        Some("messenger") => assets.page_ids = vec![id],
+        Some("instagram") => assets.instagram_ids = vec![id],
+        _ => return,
+    }
+    if assets.waba_id.is_none() && !assets.phone_number_ids.is_empty() {
+        return;
+    }
+    sandbox().grant_meta(assets).expect("a sandbox grant");
+}
+
 /// Connects a channel of `kind` for a new tenant through the API.
 pub async fn connect(kind: &str) -> TestChannel {
     connect_for(&unique_tenant(), kind, serde_json::json!({})).await
@@ -351,9 +380,13 @@ pub async fn connect_for(tenant: &str, kind: &str, extra: Value) -> TestChannel 
     let mut body = serde_json::json!({
         "type": kind, "external_id": external_id, "name": format!("{kind} test"), "credentials": credentials,
     });
+    if kind == "whatsapp" {
+        body["waba_id"] = Value::String(unique_meta_id());
+    }
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
     }
+    grant_meta(&body);
     let reply = post_json("/channels", Some(&token(tenant, "admin")), &body).await;
     assert_eq!(reply.status, 201, "connect {kind}: {}", reply.text);
     TestChannel {

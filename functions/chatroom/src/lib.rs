@@ -45,13 +45,14 @@ impl App {
         let sdk = sdk_config(&config.aws, credentials);
         let store = DynamoStore::new(dynamodb_client(&sdk), config.table_name);
         let schedules = EventBridgeSchedules::new(scheduler_client(&sdk), schedule_target(env)?);
-        let provider =
-            Channels::new(ProviderUrls::from_source(env)?, CALL_TIMEOUT).map_err(|reason| {
-                ConfigError::Invalid {
-                    name: "META_GRAPH_URL",
-                    reason,
-                }
-            })?;
+        let provider = Channels::new(ProviderUrls::from_source(env)?, CALL_TIMEOUT)
+            .map_err(|reason| ConfigError::Invalid {
+                name: "META_GRAPH_URL",
+                reason,
+            })?
+            // WeChat tokens through the table: the one a channel's connection fetches is
+            // the one its sends use.
+            .with_wechat_tokens(store.clone());
         Ok(Self {
             schedules,
             directory: CachedDirectory::new(store.clone()),
@@ -74,7 +75,8 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
             principal.require_admin()?;
             let body = http::json_body(req)?;
             let channel =
-                channels::connect_channel(&app.store, &principal, body, Utc::now()).await?;
+                channels::connect_channel(&app.store, &app.provider, &principal, body, Utc::now())
+                    .await?;
             Ok(json(StatusCode::CREATED, &channel))
         }
         "GET /conversations" => {

@@ -47,6 +47,7 @@ use axum::routing::{any, delete, get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+mod assets;
 mod faults;
 mod graph;
 mod options;
@@ -62,6 +63,7 @@ mod stripe_tests;
 #[cfg(test)]
 mod tests;
 
+pub use assets::MetaAssets;
 pub use faults::{ChaosSettings, Fault};
 pub use stripe::{
     PayOutcome, StripeControlError, StripeDelivery, StripeEventRequest, StripePay, StripeReport,
@@ -260,6 +262,8 @@ struct SandboxState {
     templates: HashMap<String, Vec<templates::Template>>,
     next_template_id: u64,
     stripe: stripe::StripeState,
+    /// Which Meta accounts each access token controls.
+    meta_grants: HashMap<String, assets::Grant>,
 }
 
 struct Inner {
@@ -330,6 +334,9 @@ impl Sandbox {
         Router::new()
             .route("/graph/{id}", get(graph::media_lookup))
             .route("/graph/{id}/messages", post(graph::send))
+            .route("/graph/{id}/phone_numbers", get(assets::phone_numbers))
+            .route("/graph/{id}/subscribed_apps", get(assets::subscribed_apps))
+            .route("/sandbox/meta/assets", post(assets::grant_route))
             .route(
                 "/graph/{id}/message_templates",
                 get(templates::list)

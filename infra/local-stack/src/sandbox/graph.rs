@@ -698,12 +698,18 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-/// `GET /graph/{media_id}`: WhatsApp's media URL lookup (needs the channel's token).
+/// `GET /graph/{media_id}`: WhatsApp's media URL lookup (needs the channel's token); an
+/// Instagram account some token was granted is looked up as an account instead
+/// ([`super::assets::account`]).
 pub(super) async fn media_lookup(
     State(sandbox): State<Sandbox>,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    if super::assets::is_account(&sandbox, &id) {
+        return super::assets::account(&sandbox, &id, query.as_deref(), &headers);
+    }
     let authorized = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

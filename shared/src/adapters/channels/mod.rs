@@ -4,6 +4,7 @@
 //! - [`whatsapp`]: WhatsApp Cloud API (Graph API) messages, read receipts and templates.
 //! - [`messenger`]: Messenger and Instagram (both the Graph API Send API).
 //! - [`wechat`]: WeChat Official Account customer-service messages, tokens and media.
+//! - [`verify`]: the proof, at connection, that a channel's credentials control its account.
 //!
 //! [`Channels`] implements the one [`ChannelSender`] port; the `match` on channel type is
 //! here and nowhere else. Calls are never retried here: [`crate::service::outbound`]
@@ -11,6 +12,7 @@
 
 pub mod graph;
 pub mod messenger;
+pub mod verify;
 pub mod wechat;
 pub mod whatsapp;
 
