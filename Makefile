@@ -14,7 +14,7 @@ TENANT ?= acme
 ROLE ?= admin
 SUB ?= agent-1
 
-.PHONY: dev test bench browser token deps fmt clean
+.PHONY: dev test bench browser token deps fmt clean fuzz
 
 $(STAMP): infra/requirements.txt
 	python3 -m venv $(VENV)
@@ -89,6 +89,43 @@ bench: $(STAMP) $(BENCH_STAMP)
 	PATH="$(abspath $(BENCH_VENV))/bin:$$PATH" cargo lambda build --release --locked $(LAMBDA_BINS) --lambda-dir "$(TARGET_DIR)/lambda/x86_64" || status=1; \
 	PATH="$(abspath $(BENCH_VENV))/bin:$$PATH" cargo lambda build --release --locked --arm64 $(LAMBDA_BINS) --lambda-dir "$(TARGET_DIR)/lambda/arm64" || status=1; \
 	cargo run --quiet --locked -p local-stack --bin bench_cold -- "$(TARGET_DIR)/lambda/x86_64" "$(TARGET_DIR)/lambda/arm64" || status=1; \
+	exit $$status
+
+# make fuzz: coverage-guided fuzzing (libFuzzer through cargo-fuzz, on the nightly
+# toolchain) of every parser of untrusted bytes, FUZZ_SECONDS a target; without nightly,
+# the stable mutation run of the same targets for as long.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := meta_webhook wechat_xml media office_zip stripe_signature ws_frame
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_TOOLS := $(HOME)/.cache/chatroom/tools
+
+## fuzz: libFuzzer on the webhook, XML, media, ZIP, Stripe-Signature and WebSocket parsers (FUZZ_SECONDS=60 each)
+fuzz:
+	@if ! rustup run nightly rustc --version >/dev/null 2>&1; then \
+		echo "no nightly toolchain: running the stable mutation fuzzer for $(FUZZ_SECONDS) s a target"; \
+		FUZZ_SECONDS=$(FUZZ_SECONDS) cargo test --release --locked -p shared --lib fuzzing_tests -- --test-threads 1; \
+		exit $$?; \
+	fi; \
+	if ! $(FUZZ_TOOLS)/bin/cargo-fuzz --version 2>/dev/null | grep -q "$(CARGO_FUZZ_VERSION)"; then \
+		cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked --root $(FUZZ_TOOLS); \
+	fi; \
+	status=0; \
+	for target in $(FUZZ_TARGETS); do \
+		case $$target in \
+			meta_webhook) seeds="tests/fixtures/webhooks/whatsapp tests/fixtures/webhooks/messenger tests/fixtures/webhooks/instagram";; \
+			wechat_xml) seeds="tests/fixtures/webhooks/wechat";; \
+			media|office_zip) seeds="tests/fixtures/media";; \
+			*) seeds="fuzz/seeds/$$target";; \
+		esac; \
+		mkdir -p "$(TARGET_DIR)/fuzz/corpus/$$target" "$(TARGET_DIR)/fuzz/artifacts/$$target"; \
+		echo "== $$target ($(FUZZ_SECONDS) s)"; \
+		PATH="$(FUZZ_TOOLS)/bin:$$PATH" cargo +nightly fuzz run --fuzz-dir fuzz --target-dir "$(TARGET_DIR)/fuzz" \
+			$$target "$(TARGET_DIR)/fuzz/corpus/$$target" $$seeds -- \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=262144 -rss_limit_mb=2048 \
+			-artifact_prefix="$(TARGET_DIR)/fuzz/artifacts/$$target/" -print_final_stats=1 2>&1 \
+			| grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb|==[0-9]+==|SUMMARY|Done [0-9]+ runs)" ; \
+		test "$${PIPESTATUS[0]}" -eq 0 || { echo "$$target: FAILED (artifacts in $(TARGET_DIR)/fuzz/artifacts/$$target)"; status=1; }; \
+	done; \
 	exit $$status
 
 ## token: print a local agent JWT, e.g. `make token TENANT=acme ROLE=agent`
