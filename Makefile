@@ -14,7 +14,7 @@ TENANT ?= acme
 ROLE ?= admin
 SUB ?= agent-1
 
-.PHONY: dev test bench browser token deps fmt clean fuzz
+.PHONY: dev test bench browser token deps fmt clean fuzz load
 
 $(STAMP): infra/requirements.txt
 	python3 -m venv $(VENV)
@@ -90,6 +90,10 @@ bench: $(STAMP) $(BENCH_STAMP)
 	PATH="$(abspath $(BENCH_VENV))/bin:$$PATH" cargo lambda build --release --locked --arm64 $(LAMBDA_BINS) --lambda-dir "$(TARGET_DIR)/lambda/arm64" || status=1; \
 	cargo run --quiet --locked -p local-stack --bin bench_cold -- "$(TARGET_DIR)/lambda/x86_64" "$(TARGET_DIR)/lambda/arm64" || status=1; \
 	exit $$status
+
+## load: 10,000 signed webhooks from 200 concurrent senders (10 % re-delivered) and 1,000 agent sends meanwhile, against an in-process local stack on loopback; fails on any 5xx, loss or duplicate (LOAD_WEBHOOKS, LOAD_SENDERS, LOAD_AGENT_SENDS scale it; bounded to 25 min)
+load: $(STAMP)
+	cargo run --quiet --locked --release -p local-stack --bin load
 
 # make fuzz: coverage-guided fuzzing (libFuzzer through cargo-fuzz, on the nightly
 # toolchain) of every parser of untrusted bytes, FUZZ_SECONDS a target; without nightly,

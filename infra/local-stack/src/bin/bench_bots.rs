@@ -24,7 +24,7 @@ use local_stack::functions::EventHandler;
 use local_stack::stack::{self, Hooks, LocalStack};
 use local_stack::token::{AgentClaims, mint};
 use local_stack::{BoxError, bench};
-use serde_json::{Value, json};
+use serde_json::Value;
 use shared::domain::ids::ChannelId;
 
 const JWT_SECRET: &str = "bench-jwt-secret";
@@ -243,10 +243,7 @@ async fn set_up(stack: &LocalStack, http: &reqwest::Client) -> Result<ChannelId,
         JWT_SECRET,
         &AgentClaims::new(TENANT, "admin", "agent-1", 3600),
     )?;
-    let channel = json!({
-        "type": "whatsapp", "external_id": PHONE, "name": "bench",
-        "credentials": {"access_token": "bench-token"},
-    });
+    let channel = bench::proven_whatsapp_channel(&stack.sandbox, PHONE, "bench-token", "bench")?;
     let reply = http
         .post(format!("{}/channels", stack.base_url))
         .bearer_auth(&admin)

@@ -143,8 +143,12 @@ impl Api {
 /// Connects the WhatsApp channel and has [`CONVERSATIONS`] customers write (through the
 /// sandbox's signed webhooks, so their window is open): the conversation ids.
 async fn open_conversations(api: &Api, sandbox: &Sandbox) -> Result<Vec<String>, BoxError> {
-    let connect = json!({"type": "whatsapp", "external_id": PHONE, "name": "schedules bench",
-                         "credentials": {"access_token": "EAAG-bench"}});
+    let connect = local_stack::bench::proven_whatsapp_channel(
+        sandbox,
+        PHONE,
+        "EAAG-bench",
+        "schedules bench",
+    )?;
     let (status, channel) = api
         .send(Method::POST, "/channels", &api.admin, &[], Some(&connect))
         .await?;
