@@ -93,7 +93,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 
 ## load: 10,000 signed webhooks from 200 concurrent senders (10 % re-delivered) and 1,000 agent sends meanwhile, against an in-process local stack on loopback; fails on any 5xx, loss or duplicate (LOAD_WEBHOOKS, LOAD_SENDERS, LOAD_AGENT_SENDS scale it; bounded to 25 min)
 load: $(STAMP)
-	cargo run --quiet --locked --release -p local-stack --bin load
+	cargo run --quiet --locked -p local-stack --bin load
 
 # make fuzz: coverage-guided fuzzing (libFuzzer through cargo-fuzz, on the nightly
 # toolchain) of every parser of untrusted bytes, FUZZ_SECONDS a target; without nightly,
