@@ -14,6 +14,7 @@ pub mod capacity;
 pub mod cost;
 pub mod counter;
 pub mod devserver;
+pub mod faults;
 pub mod functions;
 pub mod media_files;
 pub mod moto;

@@ -25,6 +25,9 @@ pub struct Hooks {
     pub event_rule: Option<RuleHook>,
     /// Applied to the sandbox's router before it serves.
     pub sandbox: Option<RouterHook>,
+    /// When set, every AWS request goes through a proxy that fails DynamoDB requests at
+    /// these rates ([`crate::faults`]).
+    pub dynamodb_faults: Option<std::sync::Arc<crate::faults::DynamoFaults>>,
 }
 
 /// A running stack. Its servers are tasks of the runtime that started it; moto stops when
@@ -91,9 +94,17 @@ pub async fn start(
         }
     })];
 
+    let aws_endpoint = match hooks.dynamodb_faults.clone() {
+        Some(faults) => {
+            let (url, task) = crate::faults::start(moto.endpoint(), faults).await?;
+            tasks.push(task);
+            url
+        }
+        None => moto.endpoint(),
+    };
     let settings = LocalSettings {
         port: 0,
-        aws_endpoint: moto.endpoint(),
+        aws_endpoint,
         jwt_secret: jwt_secret.to_owned(),
         overrides,
     };

@@ -287,6 +287,7 @@ async fn main() -> Result<(), BoxError> {
                 timed_send(layer_sends.clone(), request, next)
             }))
         })),
+        dynamodb_faults: None,
     };
     let stack = stack::start(
         JWT_SECRET,
