@@ -302,6 +302,31 @@ impl std::io::Write for LogMeter {
     }
 }
 
+/// The WABA of the benches' WhatsApp channels.
+pub const BENCH_WABA: &str = "102290129340001";
+
+/// A `POST /channels` body for a WhatsApp channel with `phone` under [`BENCH_WABA`], its
+/// number granted to `token` in `sandbox` first (so the connection proves it).
+pub fn proven_whatsapp_channel(
+    sandbox: &crate::sandbox::Sandbox,
+    phone: &str,
+    token: &str,
+    name: &str,
+) -> Result<Value, crate::BoxError> {
+    sandbox
+        .grant_meta(crate::sandbox::MetaAssets {
+            access_token: token.to_owned(),
+            waba_id: Some(BENCH_WABA.to_owned()),
+            phone_number_ids: vec![phone.to_owned()],
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(serde_json::json!({
+        "type": "whatsapp", "external_id": phone, "name": name, "waba_id": BENCH_WABA,
+        "credentials": {"access_token": token},
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,29 +379,4 @@ mod tests {
         assert_eq!(parsed.detail_type, "MessageReceived");
         assert_eq!(parsed.source, "chatroom");
     }
-}
-
-/// The WABA of the benches' WhatsApp channels.
-pub const BENCH_WABA: &str = "102290129340001";
-
-/// A `POST /channels` body for a WhatsApp channel with `phone` under [`BENCH_WABA`], its
-/// number granted to `token` in `sandbox` first (so the connection proves it).
-pub fn proven_whatsapp_channel(
-    sandbox: &crate::sandbox::Sandbox,
-    phone: &str,
-    token: &str,
-    name: &str,
-) -> Result<Value, crate::BoxError> {
-    sandbox
-        .grant_meta(crate::sandbox::MetaAssets {
-            access_token: token.to_owned(),
-            waba_id: Some(BENCH_WABA.to_owned()),
-            phone_number_ids: vec![phone.to_owned()],
-            ..Default::default()
-        })
-        .map_err(|e| e.to_string())?;
-    Ok(serde_json::json!({
-        "type": "whatsapp", "external_id": phone, "name": name, "waba_id": BENCH_WABA,
-        "credentials": {"access_token": token},
-    }))
 }
