@@ -10,6 +10,7 @@ mod bots_hostile;
 mod browser;
 mod calls;
 mod channels;
+mod conformance;
 mod customers;
 mod events;
 mod hostile;

@@ -860,3 +860,31 @@ async fn another_tenant_gets_404_and_changes_nothing_on_every_route_with_an_id()
         "the matrix ran nothing: {ran:?}"
     );
 }
+
+/// A tenant with one of everything (made as the matrix makes tenant A's), and every agent
+/// route with an id mapped to its path parameters filled with that tenant's ids, for the
+/// contract conformance run (`conformance.rs`).
+pub(super) async fn tenant_with_ids() -> (String, Vec<(String, Vec<(String, String)>)>) {
+    let template =
+        Template::load(&template::default_path(), LOCAL_REGION).expect("template.yaml parses");
+    let routes = agent_routes(&template);
+    let world = World::new(routes.clone()).await;
+    let mut operations = Vec::new();
+    for case in TABLE {
+        let Some(written) = routes.get(&shape(case.route)) else {
+            continue;
+        };
+        let (_, route_path) = written.split_once(' ').expect("METHOD /path");
+        let mut parameters = Vec::new();
+        for (name, filled) in route_path.split('/').zip(case.path.split('/')) {
+            if let (Some(name), Some(placeholder)) = (
+                name.strip_prefix('{').and_then(|n| n.strip_suffix('}')),
+                filled.strip_prefix('{').and_then(|p| p.strip_suffix('}')),
+            ) {
+                parameters.push((name.to_owned(), world.value(placeholder).await));
+            }
+        }
+        operations.push((written.clone(), parameters));
+    }
+    (world.a.tenant.clone(), operations)
+}
