@@ -16,7 +16,6 @@ use integration_tests::stack;
 use local_stack::devserver::ws_event::{self, ConnectionInfo};
 
 #[tokio::test]
-#[ignore = "defect: both parties leaving at once each end the call (two call_ended)"]
 async fn both_saying_bye_at_once_end_the_call_once() {
     let first = Room::open().await;
     for round in 0..4 {
@@ -39,7 +38,6 @@ async fn both_saying_bye_at_once_end_the_call_once() {
 }
 
 #[tokio::test]
-#[ignore = "defect: both parties leaving at once each end the call (two call_ended)"]
 async fn both_dropping_at_once_end_the_call_once() {
     let first = Room::open().await;
     for round in 0..4 {
@@ -84,7 +82,6 @@ async fn paired_through_the_handler(
 }
 
 #[tokio::test]
-#[ignore = "defect: both parties leaving at once each end the call (two call_ended)"]
 async fn two_disconnects_delivered_at_once_end_the_call_once() {
     let handler = ws_handler();
     let first = Room::open().await;
@@ -118,7 +115,6 @@ async fn two_disconnects_delivered_at_once_end_the_call_once() {
 }
 
 #[tokio::test]
-#[ignore = "defect: both parties leaving at once each end the call (two call_ended)"]
 async fn a_bye_and_a_disconnect_delivered_at_once_end_the_call_once() {
     let handler = ws_handler();
     let room = Room::open().await;
