@@ -76,8 +76,10 @@ fn call_not_found() -> Error {
 /// one-time schedule at `expires_at` that marks a call nobody joined `missed`.
 ///
 /// # Errors
-/// 404 `conversation`; 422 `invalid_body`, `template_required`, and the send's refusals
-/// (the call is then marked missed); 502 when Scheduler or the provider fails.
+/// 404 `conversation`; 422 `invalid_body`, `template_required` and the send path's own
+/// refusals (`unknown_template`, `template_parameters`, `window_closed`,
+/// `recipient_without_phone`, …), checked before anything is written; 502 when Scheduler
+/// or the provider fails (a link refused once the call exists marks it missed).
 #[allow(clippy::too_many_arguments)]
 pub async fn start<S, Z, OS, D, C, O>(
     store: &S,
@@ -124,6 +126,20 @@ where
     let id = call_id();
     let (agent_token, customer_token) = (new_token()?, new_token()?);
     let base = links.public_base_url.trim_end_matches('/');
+    let customer_url = format!("{base}/call/{customer_token}");
+    let message = match (&request.template, as_template) {
+        (Some(call), true) => SendMessage::of_template(template_with_link(call, &customer_url)),
+        _ => SendMessage::plain_text(match &settings.business_name {
+            Some(name) => format!("{name}: join the video call here: {customer_url}"),
+            None => format!("Join the video call here: {customer_url}"),
+        }),
+    };
+    let actor = Actor::agent(principal.agent_id.as_str());
+    // The link must be able to go (template, recipient, window, quota) before the call,
+    // its tokens and its schedule are made: a refusal writes nothing.
+    outbound
+        .preflight(&actor, tenant, &conversation, &message, now)
+        .await?;
     let expires = expires_at(now);
     let call = Call {
         id: id.clone(),
@@ -152,16 +168,7 @@ where
         call_id: id.clone(),
     };
     schedules.create_schedule(&id, expires, &input).await?;
-    let customer_url = format!("{base}/call/{customer_token}");
-    let message = match (&request.template, as_template) {
-        (Some(call), true) => SendMessage::of_template(template_with_link(call, &customer_url)),
-        _ => SendMessage::plain_text(match &settings.business_name {
-            Some(name) => format!("{name}: join the video call here: {customer_url}"),
-            None => format!("Join the video call here: {customer_url}"),
-        }),
-    };
     let key = IdempotencyKey::parse(&format!("call-{id}")).ok();
-    let actor = Actor::agent(principal.agent_id.as_str());
     let sent = outbound
         .send_settled(
             &actor,
@@ -178,7 +185,8 @@ where
         Err(e) => e.is_client_error(),
     };
     if refused {
-        // The link never reached the customer: nobody will join.
+        // The link never reached the customer (refused at the send after all, or by the
+        // provider): nobody will join.
         store.miss_call(tenant, &id, now).await?;
     }
     let messages = sent?;

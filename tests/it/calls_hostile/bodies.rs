@@ -162,7 +162,6 @@ async fn target(kind: &str, extra: Value, hours_ago: i64) -> Target {
 }
 
 #[tokio::test]
-#[ignore = "defect: the call, its schedule and call_missed are written before the send path refuses the link"]
 async fn a_template_that_cannot_go_is_refused_before_the_call_is_made() {
     let whatsapp = target("whatsapp", json!({"waba_id": unique_meta_id()}), 30).await;
     let template = post_json(
@@ -216,7 +215,6 @@ async fn a_template_that_cannot_go_is_refused_before_the_call_is_made() {
 }
 
 #[tokio::test]
-#[ignore = "defect: the call, its schedule and call_missed are written before the send path refuses the link"]
 async fn a_channel_outside_its_window_refuses_the_call_before_it_is_made() {
     let messenger = target("messenger", json!({}), 8 * 24).await;
     refused(&messenger, &json!({}), 422, "window_closed").await;
