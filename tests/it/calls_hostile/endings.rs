@@ -292,7 +292,6 @@ async fn throttled_management_api() -> String {
 }
 
 #[tokio::test]
-#[ignore = "defect: any failed post to the peer (throttled) is read as the peer gone and ends the call"]
 async fn a_relay_the_management_api_refuses_does_not_end_a_live_call() {
     let room = Room::open().await;
     let mut settings = stack().settings.clone();
