@@ -125,11 +125,11 @@ async fn outside_the_whatsapp_window_a_call_link_needs_a_template() {
     assert!(accepted_sends_to(&channel.external_id, &wa_id).is_empty());
 }
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Connects to the signaling stage with `token`: the socket, or the refusal's HTTP status.
-async fn join(signaling: &str, token: &str) -> Result<Socket, u16> {
+pub(crate) async fn join(signaling: &str, token: &str) -> Result<Socket, u16> {
     match tokio_tungstenite::connect_async(format!("{signaling}?token={token}")).await {
         Ok((socket, _)) => Ok(socket),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
@@ -140,7 +140,7 @@ async fn join(signaling: &str, token: &str) -> Result<Socket, u16> {
 }
 
 /// The next text frame, as JSON (5 s at most).
-async fn next(socket: &mut Socket) -> serde_json::Value {
+pub(crate) async fn next(socket: &mut Socket) -> serde_json::Value {
     use futures::StreamExt;
     loop {
         let frame = tokio::time::timeout(std::time::Duration::from_secs(5), socket.next())
@@ -154,7 +154,7 @@ async fn next(socket: &mut Socket) -> serde_json::Value {
     }
 }
 
-async fn say(socket: &mut Socket, frame: serde_json::Value) {
+pub(crate) async fn say(socket: &mut Socket, frame: serde_json::Value) {
     use futures::SinkExt;
     socket
         .send(tokio_tungstenite::tungstenite::Message::Text(
@@ -285,7 +285,7 @@ async fn two_parties_signal_through_the_websocket_api_and_a_third_is_refused() {
 }
 
 /// No text frame arrives within half a second.
-async fn quiet(socket: &mut Socket) -> bool {
+pub(crate) async fn quiet(socket: &mut Socket) -> bool {
     use futures::StreamExt;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(500);
     loop {
@@ -300,7 +300,9 @@ async fn quiet(socket: &mut Socket) -> bool {
 /// A connection as API Gateway would describe one to the dev server's stage (`signaling`:
 /// its `ws://` URL), but with no socket behind it: the management API answers
 /// `GoneException` for it.
-fn phantom_connection(signaling: &str) -> local_stack::devserver::ws_event::ConnectionInfo {
+pub(crate) fn phantom_connection(
+    signaling: &str,
+) -> local_stack::devserver::ws_event::ConnectionInfo {
     let (authority, stage) = signaling
         .trim_start_matches("ws://")
         .split_once('/')

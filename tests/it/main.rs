@@ -9,6 +9,7 @@ mod bots;
 mod bots_hostile;
 mod browser;
 mod calls;
+mod calls_hostile;
 mod channels;
 mod conformance;
 mod customers;

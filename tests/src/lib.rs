@@ -26,6 +26,9 @@ pub const META_APP_SECRET: &str = "test-app-secret";
 /// `META_VERIFY_TOKEN` of the test stack.
 pub const META_VERIFY_TOKEN: &str = "test-verify-token";
 
+/// The name of the dev server's threads (its runtime's workers and blocking threads).
+pub const DEV_SERVER_THREAD: &str = "dev-server";
+
 /// The running local stack.
 pub struct TestStack {
     /// `http://127.0.0.1:<port>` of the dev server.
@@ -183,6 +186,8 @@ fn start() -> TestStack {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            // Named, so that tests can tell the server's panics from their own.
+            .thread_name(DEV_SERVER_THREAD)
             .enable_all()
             .build()
             .expect("dev server runtime");

@@ -76,8 +76,10 @@ fn call_not_found() -> Error {
 /// one-time schedule at `expires_at` that marks a call nobody joined `missed`.
 ///
 /// # Errors
-/// 404 `conversation`; 422 `invalid_body`, `template_required`, and the send's refusals
-/// (the call is then marked missed); 502 when Scheduler or the provider fails.
+/// 404 `conversation`; 422 `invalid_body`, `template_required` and the send path's own
+/// refusals (`unknown_template`, `template_parameters`, `window_closed`,
+/// `recipient_without_phone`, …), checked before anything is written; 502 when Scheduler
+/// or the provider fails (a link refused once the call exists marks it missed).
 #[allow(clippy::too_many_arguments)]
 pub async fn start<S, Z, OS, D, C, O>(
     store: &S,
@@ -124,6 +126,20 @@ where
     let id = call_id();
     let (agent_token, customer_token) = (new_token()?, new_token()?);
     let base = links.public_base_url.trim_end_matches('/');
+    let customer_url = format!("{base}/call/{customer_token}");
+    let message = match (&request.template, as_template) {
+        (Some(call), true) => SendMessage::of_template(template_with_link(call, &customer_url)),
+        _ => SendMessage::plain_text(match &settings.business_name {
+            Some(name) => format!("{name}: join the video call here: {customer_url}"),
+            None => format!("Join the video call here: {customer_url}"),
+        }),
+    };
+    let actor = Actor::agent(principal.agent_id.as_str());
+    // The link must be able to go (template, recipient, window, quota) before the call,
+    // its tokens and its schedule are made: a refusal writes nothing.
+    outbound
+        .preflight(&actor, tenant, &conversation, &message, now)
+        .await?;
     let expires = expires_at(now);
     let call = Call {
         id: id.clone(),
@@ -152,16 +168,7 @@ where
         call_id: id.clone(),
     };
     schedules.create_schedule(&id, expires, &input).await?;
-    let customer_url = format!("{base}/call/{customer_token}");
-    let message = match (&request.template, as_template) {
-        (Some(call), true) => SendMessage::of_template(template_with_link(call, &customer_url)),
-        _ => SendMessage::plain_text(match &settings.business_name {
-            Some(name) => format!("{name}: join the video call here: {customer_url}"),
-            None => format!("Join the video call here: {customer_url}"),
-        }),
-    };
     let key = IdempotencyKey::parse(&format!("call-{id}")).ok();
-    let actor = Actor::agent(principal.agent_id.as_str());
     let sent = outbound
         .send_settled(
             &actor,
@@ -178,7 +185,8 @@ where
         Err(e) => e.is_client_error(),
     };
     if refused {
-        // The link never reached the customer: nobody will join.
+        // The link never reached the customer (refused at the send after all, or by the
+        // provider): nobody will join.
         store.miss_call(tenant, &id, now).await?;
     }
     let messages = sent?;
@@ -266,21 +274,39 @@ pub async fn connect(
 }
 
 async fn tell(signaling: &impl Signaling, connection: &str, data: &str) -> bool {
+    post(signaling, connection, data).await == Posted::Delivered
+}
+
+/// What became of a post to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Posted {
+    Delivered,
+    /// `GoneException`: the connection is closed.
+    Gone,
+    /// Any other failure (throttled, the management API down): the connection may well be
+    /// there still.
+    Failed,
+}
+
+async fn post(signaling: &impl Signaling, connection: &str, data: &str) -> Posted {
     match signaling.post(connection, data).await {
-        Ok(delivered) => delivered,
+        Ok(true) => Posted::Delivered,
+        Ok(false) => Posted::Gone,
         Err(e) => {
             warn!(error = %e, "signaling post failed");
-            false
+            Posted::Failed
         }
     }
 }
 
 /// A `signal` frame from `connection_id`: relayed to the other party (`offer`, `answer`,
 /// `candidate`, `bye`); `bye` then ends the call. An unreadable or oversize frame is
-/// answered to the sender with an error frame; a peer that is gone is answered
-/// `peer_left` and the call ends. One read per relayed frame (the sender's connection,
-/// which names its peer's) and the management API's post; the call is read only while the
-/// sender has no peer on record (alone, or the peer's join still on its way).
+/// answered to the sender with an error frame; a peer that is gone (`GoneException`) is
+/// answered `peer_left` and the call ends; a post that fails otherwise (throttled) is
+/// answered `not_relayed` and the call goes on. One read per relayed frame (the sender's
+/// connection, which names its peer's) and the management API's post; the call is read
+/// only while the sender has no peer on record (alone, or the peer's join still on its
+/// way).
 ///
 /// # Errors
 /// `Internal` when the store fails.
@@ -323,24 +349,38 @@ pub async fn signal(
             room.connection(party.role.other()).map(str::to_owned)
         }
     };
-    let delivered = match &peer {
-        Some(peer) => tell(signaling, peer, &relayed(&signal, party.role)).await,
+    let posted = match &peer {
+        Some(peer) => post(signaling, peer, &relayed(&signal, party.role)).await,
         // Alone so far: the peer gets an offer once it joins (its `peer_joined` asks).
-        None => true,
+        None => Posted::Delivered,
     };
     if signal.kind == "bye" {
         leave(store, signaling, &party, connection_id, now).await?;
         return Ok(());
     }
-    if !delivered {
-        tell(signaling, connection_id, &notice("peer_left")).await;
-        if let Some(peer) = peer {
+    match (posted, peer) {
+        (Posted::Delivered, _) | (_, None) => {}
+        (Posted::Gone, Some(peer)) => {
+            tell(signaling, connection_id, &notice("peer_left")).await;
             // Gone: the peer left without a close we saw.
             let gone = CallParty {
                 role: party.role.other(),
                 ..party.clone()
             };
             store.leave(&gone, &peer, now).await?;
+        }
+        (Posted::Failed, Some(_)) => {
+            // Not relayed, but the peer is not known to be gone: the call goes on and the
+            // sender may send it again.
+            tell(
+                signaling,
+                connection_id,
+                &error_frame(
+                    "not_relayed",
+                    "the frame could not be relayed: send it again",
+                ),
+            )
+            .await;
         }
     }
     Ok(())

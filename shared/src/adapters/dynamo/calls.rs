@@ -75,6 +75,94 @@ fn tenant(party: &CallParty) -> Result<TenantId, Error> {
     TenantId::parse(&party.tenant_id).map_err(|_| Error::Internal("a call of no tenant".into()))
 }
 
+/// How many times a leave reads the call at most: each refused write (the other party's
+/// leave ended the call meanwhile) reads it again.
+const LEAVE_ATTEMPTS: usize = 3;
+
+fn delete_connection(table: &str, connection_id: &str) -> Result<TransactWriteItem, Error> {
+    let key = keys::ws_connection(connection_id);
+    let delete = Delete::builder()
+        .table_name(table)
+        .key(keys::PK, s(key.pk))
+        .key(keys::SK, s(key.sk))
+        .build()
+        .map_err(|e| internal("build delete", e))?;
+    Ok(TransactWriteItem::builder().delete(delete).build())
+}
+
+impl DynamoStore {
+    /// The writes of `party` leaving `room` as `connection_id`: its connection forgotten
+    /// (item and attribute, conditional on the attribute still naming it) and, when the
+    /// call is active, the call ended (conditional on it still being active) with its
+    /// `call_ended`; the ended call then.
+    fn leave_items(
+        &self,
+        tenant: &TenantId,
+        room: &CallRoom,
+        party: &CallParty,
+        connection_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(Vec<TransactWriteItem>, Option<Call>), Error> {
+        let mut e = Expr::default();
+        e.remove(conn_attribute(party.role));
+        let mine = e.name(conn_attribute(party.role));
+        let me = e.value(s(connection_id));
+        let mut condition = format!("{mine} = {me}");
+        let mut items = vec![delete_connection(&self.table, connection_id)?];
+        let mut ended = None;
+        if room.call.status == CallStatus::Active {
+            let seconds = duration_s(room.call.started_at.as_deref(), at);
+            e.set("status", s(CallStatus::Ended.as_str()))
+                .set("ended_at", s(rfc3339(&at)))
+                .set("duration_s", n(seconds));
+            let status = e.name("status");
+            let active = e.value(s(CallStatus::Active.as_str()));
+            condition = format!("{condition} AND {status} = {active}");
+            let by = match party.role {
+                Role::Agent => Actor::agent(room.call.created_by.clone()),
+                Role::Customer => Actor::Customer {
+                    id: crate::domain::conversation::customer_of_conversation(
+                        &room.call.conversation_id,
+                    )
+                    .unwrap_or_default(),
+                },
+            };
+            items.push(system_put(
+                &self.table,
+                tenant,
+                &room.call.conversation_id,
+                &at,
+                &SystemMessage::call_ended(&party.call_id, seconds, by),
+            )?);
+            ended = Some(Call {
+                status: CallStatus::Ended,
+                ended_at: Some(rfc3339(&at)),
+                duration_s: Some(seconds),
+                ..room.call.clone()
+            });
+        }
+        let key = keys::call(tenant, &party.call_id);
+        items.insert(1, update(&self.table, key, &e, Some(condition))?);
+        Ok((items, ended))
+    }
+
+    /// The peer's frames stop reaching `connection_id` (it may stay open after a `bye`):
+    /// only while the peer's connection still names it, never recreating a gone item.
+    async fn forget_peer(&self, peer: &str, connection_id: &str) -> Result<(), Error> {
+        let mut e = Expr::default();
+        e.remove(PEER);
+        let (peer_name, me) = (e.name(PEER), e.value(s(connection_id)));
+        self.conditional_update(
+            keys::ws_connection(peer),
+            &e,
+            &format!("attribute_exists(pk) AND {peer_name} = {me}"),
+            "forget peer",
+        )
+        .await?;
+        Ok(())
+    }
+}
+
 impl CallStore for DynamoStore {
     async fn create_call(
         &self,
@@ -258,85 +346,39 @@ impl CallStore for DynamoStore {
         at: DateTime<Utc>,
     ) -> Result<Option<Call>, Error> {
         let tenant = tenant(party)?;
-        let key = keys::call(&tenant, &party.call_id);
-        let conn_key = keys::ws_connection(connection_id);
-        let delete_conn = Delete::builder()
-            .table_name(&self.table)
-            .key(keys::PK, s(conn_key.pk))
-            .key(keys::SK, s(conn_key.sk))
-            .build()
-            .map_err(|e| internal("build delete", e))?;
-        let Some(room) = self.call_room(&tenant, &party.call_id).await? else {
-            return Ok(None);
-        };
-        if room.connection(party.role) != Some(connection_id) {
-            // Not (or no longer) this call's connection of the role: only forget it.
-            self.transact_conditional(
-                vec![TransactWriteItem::builder().delete(delete_conn).build()],
-                "forget connection",
-            )
-            .await?;
-            return Ok(None);
-        }
-        let mut e = Expr::default();
-        e.remove(conn_attribute(party.role));
-        let mine = e.name(conn_attribute(party.role));
-        let me = e.value(s(connection_id));
-        let mut items = vec![TransactWriteItem::builder().delete(delete_conn).build()];
-        let ended = if room.call.status == CallStatus::Active {
-            let seconds = duration_s(room.call.started_at.as_deref(), at);
-            e.set("status", s(CallStatus::Ended.as_str()))
-                .set("ended_at", s(rfc3339(&at)))
-                .set("duration_s", n(seconds));
-            let by = match party.role {
-                Role::Agent => Actor::agent(room.call.created_by.clone()),
-                Role::Customer => Actor::Customer {
-                    id: crate::domain::conversation::customer_of_conversation(
-                        &room.call.conversation_id,
-                    )
-                    .unwrap_or_default(),
-                },
+        // A leave that ends the call is conditional on the call still being active, so the
+        // other party's leave at the same moment cannot end it a second time (a condition
+        // on each one's own connection alone holds for both). Refused, it reads the call
+        // again: ended by then, the leave only forgets the connection.
+        for _ in 0..LEAVE_ATTEMPTS {
+            let Some(room) = self.call_room(&tenant, &party.call_id).await? else {
+                return Ok(None);
             };
-            items.push(system_put(
-                &self.table,
-                &tenant,
-                &room.call.conversation_id,
-                &at,
-                &SystemMessage::call_ended(&party.call_id, seconds, by),
-            )?);
-            Some(Call {
-                status: CallStatus::Ended,
-                ended_at: Some(rfc3339(&at)),
-                duration_s: Some(seconds),
-                ..room.call.clone()
-            })
-        } else {
-            None
-        };
-        items.insert(
-            1,
-            update(&self.table, key, &e, Some(format!("{mine} = {me}")))?,
-        );
-        let outcome = self.transact_conditional(items, "leave call").await?;
-        if let Some(peer) = room.connection(party.role.other()) {
-            // The peer's frames stop reaching this connection (it may stay open after a
-            // `bye`). Only while it still names this one, and never recreating a gone item.
-            let mut e = Expr::default();
-            e.remove(PEER);
-            let (peer_name, me) = (e.name(PEER), e.value(s(connection_id)));
-            self.conditional_update(
-                keys::ws_connection(peer),
-                &e,
-                &format!("attribute_exists(pk) AND {peer_name} = {me}"),
-                "forget peer",
-            )
-            .await?;
+            if room.connection(party.role) != Some(connection_id) {
+                // Not (or no longer) this call's connection of the role: only forget it.
+                self.transact_conditional(
+                    vec![delete_connection(&self.table, connection_id)?],
+                    "forget connection",
+                )
+                .await?;
+                return Ok(None);
+            }
+            let (items, ended) = self.leave_items(&tenant, &room, party, connection_id, at)?;
+            if self
+                .transact_conditional(items, "leave call")
+                .await?
+                .is_some()
+            {
+                continue;
+            }
+            if let Some(peer) = room.connection(party.role.other()) {
+                self.forget_peer(peer, connection_id).await?;
+            }
+            return Ok(ended);
         }
-        match outcome {
-            None => Ok(ended),
-            // The other party's leave ended it first.
-            Some(_) => Ok(None),
-        }
+        Err(Error::Internal(
+            "leave call: the call kept changing".to_owned(),
+        ))
     }
 
     async fn miss_call(
