@@ -237,6 +237,10 @@ async fn two_parties_signal_through_the_websocket_api_and_a_third_is_refused() {
     )
     .await;
     assert_eq!(next(&mut agent_socket).await["from"], "customer");
+    // The page's keep-alive reaches the handler's `$default` route and nobody hears of it.
+    say(&mut agent_socket, json!({"action": "ping"})).await;
+    assert!(quiet(&mut agent_socket).await, "a ping is not answered");
+    assert!(quiet(&mut customer_socket).await, "a ping is not relayed");
     // A frame that is not a signal is answered to its sender with an error.
     say(
         &mut customer_socket,

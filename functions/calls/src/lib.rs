@@ -218,6 +218,11 @@ pub async fn handle_websocket(app: &App, event: Value) -> Value {
             }
             _ => {
                 let body = event.body.as_deref().unwrap_or_default();
+                // The page's keep-alive (`{"action":"ping"}`, every 4 minutes, against API
+                // Gateway's 10-minute idle timeout): nothing to read, nothing to answer.
+                if route == "$default" && calls::is_ping(body) {
+                    return Ok(200);
+                }
                 calls::signal(&app.store, &signaling, &connection, body, now).await?;
                 Ok::<u16, Error>(200)
             }

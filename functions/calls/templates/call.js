@@ -4,6 +4,7 @@
   const state = document.getElementById("state");
   const local = document.getElementById("local");
   const remote = document.getElementById("remote");
+  const notice = document.getElementById("notice");
   const labels = {waiting: "Waiting for the other person", connecting: "Connecting…", connected: "Connected", ended: "Call ended"};
   const show = (s) => { document.body.dataset.state = s; state.textContent = labels[s] || s; };
   // A renegotiation after the media flows does not make the call look unconnected.
@@ -31,9 +32,15 @@
       makingOffer = false;
     }
   };
+  // API Gateway closes a WebSocket idle for 10 minutes (its quota, not adjustable): a
+  // ping every 4 minutes keeps signaling open for the whole call (answered by nobody).
+  const keepAlive = setInterval(() => {
+    if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({action: "ping"}));
+  }, 4 * 60 * 1000);
   const end = (tell) => {
     if (ended) return;
     ended = true;
+    clearInterval(keepAlive);
     if (tell) send("bye");
     pc.getSenders().forEach((s) => s.track && s.track.stop());
     pc.close();
@@ -83,7 +90,12 @@
       local.srcObject = stream;
       stream.getTracks().forEach((t) => pc.addTrack(t, stream));
     } catch (e) {
-      state.textContent = "Camera or microphone unavailable: " + e.name;
+      // Kept on screen: the call may still connect, but the other side will not see or
+      // hear this one.
+      notice.textContent = e.name === "NotAllowedError"
+        ? "Your camera and microphone are blocked: allow them for this page, then reload."
+        : "No camera or microphone could be used: the other person will not see or hear you.";
+      notice.hidden = false;
     }
   };
   ws.onclose = () => { if (!ended) end(false); };
@@ -92,7 +104,7 @@
     const muted = tracks.some((t) => t.enabled);
     tracks.forEach((t) => { t.enabled = !muted; });
     ev.currentTarget.textContent = muted ? "Unmute" : "Mute";
-    ev.currentTarget.setAttribute("aria-pressed", String(muted));
+    ev.currentTarget.classList.toggle("on", muted);
   });
   document.getElementById("hangup").addEventListener("click", () => end(true));
 })();

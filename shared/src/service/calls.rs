@@ -299,6 +299,15 @@ async fn post(signaling: &impl Signaling, connection: &str, data: &str) -> Poste
     }
 }
 
+/// Whether a frame is the call page's keep-alive, `{"action": "ping"}`: it only keeps the
+/// connection from API Gateway's 10-minute idle timeout (WebSocket API quotas) and costs
+/// no read.
+pub fn is_ping(body: &str) -> bool {
+    body.len() <= 64
+        && serde_json::from_str::<Value>(body)
+            .is_ok_and(|v| v.as_object().is_some_and(|o| o.len() == 1) && v["action"] == "ping")
+}
+
 /// A `signal` frame from `connection_id`: relayed to the other party (`offer`, `answer`,
 /// `candidate`, `bye`); `bye` then ends the call. An unreadable or oversize frame is
 /// answered to the sender with an error frame; a peer that is gone (`GoneException`) is
@@ -441,4 +450,24 @@ pub async fn expire(
         info!(tenant = %tenant, call_id, "call missed");
     }
     Ok(missed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ping;
+
+    #[test]
+    fn only_the_bare_ping_is_a_keep_alive() {
+        assert!(is_ping(r#"{"action":"ping"}"#));
+        assert!(is_ping(r#"{ "action" : "ping" }"#));
+        for other in [
+            r#"{"action":"ping","type":"offer"}"#,
+            r#"{"action":"signal","type":"ping"}"#,
+            "ping",
+            "",
+            r#"{"action":"PING"}"#,
+        ] {
+            assert!(!is_ping(other), "{other}");
+        }
+    }
 }
