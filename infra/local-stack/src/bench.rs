@@ -302,6 +302,119 @@ impl std::io::Write for LogMeter {
     }
 }
 
+/// A customer's WhatsApp text sent at `at`, as the webhook parser gives it (it opens the
+/// customer service window then).
+pub fn customer_text(
+    customer: &str,
+    at: chrono::DateTime<Utc>,
+) -> shared::domain::inbound::WebhookItem {
+    use shared::domain::inbound::{CustomerIdentity, InboundMessage, WebhookItem};
+    use shared::domain::message::{Direction, MessageKind};
+    WebhookItem::Message(InboundMessage {
+        provider_message_id: format!("wamid.bench.{}", ulid::Ulid::new()),
+        customer: customer.to_owned(),
+        customer_name: Some("Bench".into()),
+        direction: Direction::Inbound,
+        kind: MessageKind::Text,
+        text: Some("hello".into()),
+        media: None,
+        reply_to: None,
+        timestamp: Some(at),
+        opens_window: true,
+        raw: Value::Null,
+        identity: CustomerIdentity {
+            phone: Some(customer.to_owned()),
+            ..CustomerIdentity::default()
+        },
+        standby: false,
+    })
+}
+
+/// Each of `customers` wrote `channel` a minute ago (ingested as a webhook would be).
+///
+/// # Errors
+/// The ingest failed.
+pub async fn customers_wrote(
+    store: &shared::adapters::dynamo::DynamoStore,
+    channel: &shared::domain::channel::Channel,
+    customers: &[&str],
+) -> Result<(), crate::BoxError> {
+    for customer in customers {
+        let item = customer_text(customer, Utc::now() - chrono::Duration::minutes(1));
+        let ingested =
+            shared::service::ingest::ingest_items(store, channel, vec![item], Utc::now()).await;
+        if let Some(e) = ingested.error {
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
+/// An HTTP client of a running stack: signed Meta webhooks, and paged lists as an agent.
+pub struct StackClient {
+    /// The HTTP client.
+    pub http: reqwest::Client,
+    /// `http://127.0.0.1:<port>` of the dev server.
+    pub base: String,
+    /// The agent's bearer token.
+    pub agent: String,
+    /// The Meta app secret webhooks are signed with.
+    pub app_secret: String,
+}
+
+impl StackClient {
+    /// Posts a WhatsApp webhook signed as Meta signs it: the status (0 without an answer)
+    /// and the time to the answer.
+    pub async fn webhook(&self, body: &str) -> (u16, std::time::Duration) {
+        let started = std::time::Instant::now();
+        let status = self
+            .http
+            .post(format!("{}/webhooks/whatsapp", self.base))
+            .header("content-type", "application/json")
+            .header(
+                "x-hub-signature-256",
+                shared::adapters::channels::graph::sign(&self.app_secret, body.as_bytes()),
+            )
+            .body(body.to_owned())
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16());
+        (status, started.elapsed())
+    }
+
+    /// Every item of a paged list (`{items, next_cursor}`), read as the agent.
+    ///
+    /// # Errors
+    /// A page that does not answer 200.
+    pub async fn all(&self, path: &str) -> Result<Vec<Value>, crate::BoxError> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let page = match &cursor {
+                Some(c) => format!("{path}{sep}limit=100&cursor={c}"),
+                None => format!("{path}{sep}limit=100"),
+            };
+            let reply = self
+                .http
+                .get(format!("{}{page}", self.base))
+                .bearer_auth(&self.agent)
+                .send()
+                .await?;
+            let status = reply.status();
+            let body: Value = reply.json().await?;
+            if status != 200 {
+                return Err(format!("GET {page} answered {status}: {body}").into());
+            }
+            items.extend(body["items"].as_array().cloned().unwrap_or_default());
+            match body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return Ok(items),
+            }
+        }
+    }
+}
+
 /// The WABA of the benches' WhatsApp channels.
 pub const BENCH_WABA: &str = "102290129340001";
 

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use local_stack::bench;
 use local_stack::faults::DynamoFaults;
 use local_stack::stack::{self, Hooks, LocalStack};
 use local_stack::token::{AgentClaims, mint};
-use local_stack::{BoxError, bench};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const JWT_SECRET: &str = "faults-jwt-secret";
 const APP_SECRET: &str = "faults-app-secret";
@@ -30,9 +30,7 @@ const SENDS: usize = 60;
 const ATTEMPTS: usize = 25;
 
 struct Client {
-    http: reqwest::Client,
-    base: String,
-    agent: String,
+    stack: bench::StackClient,
 }
 
 impl Client {
@@ -40,18 +38,7 @@ impl Client {
     async fn deliver(&self, body: &str) -> Vec<u16> {
         let mut answers = Vec::new();
         for attempt in 0..ATTEMPTS {
-            let status = self
-                .http
-                .post(format!("{}/webhooks/whatsapp", self.base))
-                .header("content-type", "application/json")
-                .header(
-                    "x-hub-signature-256",
-                    shared::adapters::channels::graph::sign(APP_SECRET, body.as_bytes()),
-                )
-                .body(body.to_owned())
-                .send()
-                .await
-                .map_or(0, |r| r.status().as_u16());
+            let (status, _) = self.stack.webhook(body).await;
             answers.push(status);
             if status == 200 {
                 break;
@@ -65,13 +52,14 @@ impl Client {
     async fn send(&self, conversation: &str, text: &str, key: &str) -> Vec<u16> {
         let mut answers = Vec::new();
         for attempt in 0..ATTEMPTS {
-            let status = self
+            let stack = &self.stack;
+            let status = stack
                 .http
                 .post(format!(
                     "{}/conversations/{conversation}/messages",
-                    self.base
+                    stack.base
                 ))
-                .bearer_auth(&self.agent)
+                .bearer_auth(&stack.agent)
                 .header("idempotency-key", key)
                 .json(&json!({"kind": "text", "text": text}))
                 .send()
@@ -84,32 +72,6 @@ impl Client {
             tokio::time::sleep(Duration::from_millis(20 * (attempt as u64 + 1))).await;
         }
         answers
-    }
-
-    async fn all(&self, path: &str) -> Result<Vec<Value>, BoxError> {
-        let mut items = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let sep = if path.contains('?') { '&' } else { '?' };
-            let page = match &cursor {
-                Some(c) => format!("{path}{sep}limit=100&cursor={c}"),
-                None => format!("{path}{sep}limit=100"),
-            };
-            let reply = self
-                .http
-                .get(format!("{}{page}", self.base))
-                .bearer_auth(&self.agent)
-                .send()
-                .await?;
-            let status = reply.status();
-            let body: Value = reply.json().await?;
-            assert_eq!(status, 200, "GET {page}: {body}");
-            items.extend(body["items"].as_array().cloned().unwrap_or_default());
-            match body["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_owned()),
-                None => return Ok(items),
-            }
-        }
     }
 }
 
@@ -155,15 +117,19 @@ async fn webhooks_and_sends_through_dynamodb_faults_end_stored_once_and_sent_onc
         .unwrap();
     assert_eq!(reply.status(), 201);
     let client = Arc::new(Client {
-        http,
-        base: stack.base_url.clone(),
-        agent,
+        stack: bench::StackClient {
+            http,
+            base: stack.base_url.clone(),
+            agent,
+            app_secret: APP_SECRET.to_owned(),
+        },
     });
     for i in 0..CUSTOMERS {
         let body = bench::whatsapp_text(PHONE, &customer(i), &format!("wamid.f.first.{i}"), "hi");
         assert_eq!(client.deliver(&body).await, vec![200]);
     }
     let conversations: Vec<String> = client
+        .stack
         .all("/conversations")
         .await
         .unwrap()
@@ -279,6 +245,7 @@ async fn webhooks_and_sends_through_dynamodb_faults_end_stored_once_and_sent_onc
     let mut replies: HashMap<String, usize> = HashMap::new();
     for id in &conversations {
         for m in client
+            .stack
             .all(&format!("/conversations/{id}/messages"))
             .await
             .unwrap()
@@ -301,5 +268,8 @@ async fn webhooks_and_sends_through_dynamodb_faults_end_stored_once_and_sent_onc
     assert_eq!(replies.len(), SENDS);
     assert!(replies.values().all(|n| *n == 1), "{replies:?}");
     // The list still shows every conversation once.
-    assert_eq!(client.all("/conversations").await.unwrap().len(), CUSTOMERS);
+    assert_eq!(
+        client.stack.all("/conversations").await.unwrap().len(),
+        CUSTOMERS
+    );
 }

@@ -20,8 +20,6 @@ use local_stack::template::{self, Template};
 use local_stack::{BoxError, LOCAL_REGION, LocalSettings, bootstrap};
 use serde_json::{Value, json};
 use shared::adapters::dynamo::DynamoStore;
-use shared::domain::inbound::{CustomerIdentity, InboundMessage, WebhookItem};
-use shared::domain::message::{Direction, MessageKind};
 
 /// The WhatsApp channel's phone number id (tenant `bench`, that of `bench::agent_event`).
 const PHONE: &str = "1065403577";
@@ -126,28 +124,6 @@ impl Bench {
     }
 }
 
-/// A customer's text a minute ago (it opens the WhatsApp window).
-fn customer_text(customer: &str) -> WebhookItem {
-    WebhookItem::Message(InboundMessage {
-        provider_message_id: format!("wamid.bench.{}", ulid::Ulid::new()),
-        customer: customer.to_owned(),
-        customer_name: Some("Bench".into()),
-        direction: Direction::Inbound,
-        kind: MessageKind::Text,
-        text: Some("hello".into()),
-        media: None,
-        reply_to: None,
-        timestamp: Some(Utc::now() - Duration::minutes(1)),
-        opens_window: true,
-        raw: Value::Null,
-        identity: CustomerIdentity {
-            phone: Some(customer.to_owned()),
-            ..CustomerIdentity::default()
-        },
-        standby: false,
-    })
-}
-
 fn expect(what: &str, status: u16, wanted: u16, reply: &Value) -> Result<(), BoxError> {
     if status == wanted {
         Ok(())
@@ -197,18 +173,7 @@ async fn main() -> Result<(), BoxError> {
     );
     let channel = bench::whatsapp_channel(&store, PHONE).await?;
     let customers = ["15551238001", "15551238002"];
-    for c in customers {
-        let ingested = shared::service::ingest::ingest_items(
-            &store,
-            &channel,
-            vec![customer_text(c)],
-            Utc::now(),
-        )
-        .await;
-        if let Some(e) = ingested.error {
-            return Err(e.into());
-        }
-    }
+    bench::customers_wrote(&store, &channel, &customers).await?;
     let customer = |c: &str| shared::domain::conversation::customer_id(&channel.id, c);
     let (alice, bob) = (customer(customers[0]), customer(customers[1]));
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::routing::post;
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use local_stack::bench::{self, CountedClients};
 use local_stack::counter::RequestCounter;
 use local_stack::devserver::ws_event::{self, ConnectionInfo};
@@ -21,8 +21,6 @@ use local_stack::template::{self, Template};
 use local_stack::{BoxError, LOCAL_REGION, LocalSettings, bootstrap};
 use serde_json::{Value, json};
 use shared::adapters::dynamo::DynamoStore;
-use shared::domain::inbound::{CustomerIdentity, InboundMessage, WebhookItem};
-use shared::domain::message::{Direction, MessageKind};
 
 /// The WhatsApp channel's phone number id (tenant `bench`, that of `bench::agent_event`).
 const PHONE: &str = "1065403599";
@@ -158,29 +156,7 @@ async fn main() -> Result<(), BoxError> {
         env["TABLE_NAME"].clone(),
     );
     let channel = bench::whatsapp_channel(&store, PHONE).await?;
-    let item = WebhookItem::Message(InboundMessage {
-        provider_message_id: format!("wamid.bench.{}", ulid::Ulid::new()),
-        customer: CUSTOMER.to_owned(),
-        customer_name: Some("Bench".into()),
-        direction: Direction::Inbound,
-        kind: MessageKind::Text,
-        text: Some("hello".into()),
-        media: None,
-        reply_to: None,
-        timestamp: Some(Utc::now() - Duration::minutes(1)),
-        opens_window: true,
-        raw: Value::Null,
-        identity: CustomerIdentity {
-            phone: Some(CUSTOMER.to_owned()),
-            ..CustomerIdentity::default()
-        },
-        standby: false,
-    });
-    let ingested =
-        shared::service::ingest::ingest_items(&store, &channel, vec![item], Utc::now()).await;
-    if let Some(e) = ingested.error {
-        return Err(e.into());
-    }
+    bench::customers_wrote(&store, &channel, &[CUSTOMER]).await?;
     let conversation = shared::domain::conversation::conversation_id(&channel.id, CUSTOMER);
 
     let mut rows: Vec<(String, Cost, Option<usize>)> = Vec::new();

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use lambda_http::Request;
 use local_stack::bench::{self, CountedClients};
 use local_stack::counter::{Recorded, RequestCounter};
@@ -18,8 +18,6 @@ use local_stack::template::{self, Template};
 use local_stack::{BoxError, LOCAL_REGION, LocalSettings, bootstrap};
 use serde_json::{Value, json};
 use shared::adapters::dynamo::DynamoStore;
-use shared::domain::inbound::{CustomerIdentity, InboundMessage, WebhookItem};
-use shared::domain::message::{Direction, MessageKind};
 
 /// The WhatsApp channel's phone number id (tenant `bench`, that of `bench::agent_event`).
 const PHONE: &str = "1065403588";
@@ -157,31 +155,7 @@ async fn main() -> Result<(), BoxError> {
     );
     let channel = bench::whatsapp_channel(&store, PHONE).await?;
     let customers = ["15551237001", "15551237002"];
-    for c in customers {
-        let item = WebhookItem::Message(InboundMessage {
-            provider_message_id: format!("wamid.bench.{}", ulid::Ulid::new()),
-            customer: c.to_owned(),
-            customer_name: Some("Bench".into()),
-            direction: Direction::Inbound,
-            kind: MessageKind::Text,
-            text: Some("hello".into()),
-            media: None,
-            reply_to: None,
-            timestamp: Some(Utc::now() - Duration::minutes(1)),
-            opens_window: true,
-            raw: Value::Null,
-            identity: CustomerIdentity {
-                phone: Some(c.to_owned()),
-                ..CustomerIdentity::default()
-            },
-            standby: false,
-        });
-        let ingested =
-            shared::service::ingest::ingest_items(&store, &channel, vec![item], Utc::now()).await;
-        if let Some(e) = ingested.error {
-            return Err(e.into());
-        }
-    }
+    bench::customers_wrote(&store, &channel, &customers).await?;
     let customer = |c: &str| shared::domain::conversation::customer_id(&channel.id, c);
 
     // Settings and a product, as an admin would (the bench's agent token is not an admin's:

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use local_stack::stack::{self, Hooks, LocalStack};
 use local_stack::token::{AgentClaims, mint};
 use local_stack::{BoxError, bench};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const JWT_SECRET: &str = "load-jwt-secret";
 const APP_SECRET: &str = "load-app-secret";
@@ -54,65 +54,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    agent: String,
-}
-
-impl Api {
-    async fn webhook(&self, body: &str) -> (u16, Duration) {
-        let started = Instant::now();
-        let status = self
-            .http
-            .post(format!("{}/webhooks/whatsapp", self.base))
-            .header("content-type", "application/json")
-            .header(
-                "x-hub-signature-256",
-                shared::adapters::channels::graph::sign(APP_SECRET, body.as_bytes()),
-            )
-            .body(body.to_owned())
-            .send()
-            .await
-            .map_or(0, |r| r.status().as_u16());
-        (status, started.elapsed())
-    }
-
-    async fn get(&self, path: &str) -> Result<Value, BoxError> {
-        let reply = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.agent)
-            .send()
-            .await?;
-        let status = reply.status();
-        let body: Value = reply.json().await?;
-        if status != 200 {
-            return Err(format!("GET {path} answered {status}: {body}").into());
-        }
-        Ok(body)
-    }
-
-    /// Every item of a paged list.
-    async fn all(&self, path: &str) -> Result<Vec<Value>, BoxError> {
-        let mut items = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let sep = if path.contains('?') { '&' } else { '?' };
-            let page = match &cursor {
-                Some(c) => format!("{path}{sep}limit=100&cursor={c}"),
-                None => format!("{path}{sep}limit=100"),
-            };
-            let body = self.get(&page).await?;
-            items.extend(body["items"].as_array().cloned().unwrap_or_default());
-            match body["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_owned()),
-                None => return Ok(items),
-            }
-        }
-    }
 }
 
 fn customer(i: usize) -> String {
@@ -177,10 +118,11 @@ async fn load(
     if reply.status() != 201 {
         return Err(format!("POST /channels answered {}", reply.status()).into());
     }
-    let api = Arc::new(Api {
+    let api = Arc::new(bench::StackClient {
         http,
         base: stack.base_url.clone(),
         agent,
+        app_secret: APP_SECRET.to_owned(),
     });
 
     // The conversations agents answer in: their customers write first (not measured).

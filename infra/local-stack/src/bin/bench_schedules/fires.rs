@@ -1,7 +1,7 @@
 //! Part 1: AWS requests per fire, `scheduler::handle_event` called directly with the
 //! schedule's input (as Scheduler invokes the function) over counted SDK clients.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use lambda_http::Request;
 use local_stack::bench::{self, CountedClients};
 use local_stack::counter::{Recorded, RequestCounter, Sent};
@@ -10,8 +10,6 @@ use local_stack::template::Template;
 use local_stack::{BoxError, LocalSettings};
 use serde_json::{Value, json};
 use shared::adapters::dynamo::DynamoStore;
-use shared::domain::inbound::{CustomerIdentity, InboundMessage, WebhookItem};
-use shared::domain::message::{Direction, MessageKind};
 
 /// Budget: AWS requests of a fire besides its send (claim, conversation read, settle).
 const OWN_BUDGET: usize = 4;
@@ -22,28 +20,6 @@ const PHONE: &str = "1065403599";
 
 fn request(event: &Value) -> Result<Request, BoxError> {
     Ok(lambda_http::request::from_str(&event.to_string())?)
-}
-
-/// A customer's text sent at `at` (it opens the WhatsApp window then).
-fn customer_text(customer: &str, at: DateTime<Utc>) -> WebhookItem {
-    WebhookItem::Message(InboundMessage {
-        provider_message_id: format!("wamid.bench.{}", ulid::Ulid::new()),
-        customer: customer.to_owned(),
-        customer_name: Some("Bench".into()),
-        direction: Direction::Inbound,
-        kind: MessageKind::Text,
-        text: Some("hello".into()),
-        media: None,
-        reply_to: None,
-        timestamp: Some(at),
-        opens_window: true,
-        raw: Value::Null,
-        identity: CustomerIdentity {
-            phone: Some(customer.to_owned()),
-            ..CustomerIdentity::default()
-        },
-        standby: false,
-    })
 }
 
 /// Time the requests took, in ms.
@@ -179,7 +155,7 @@ pub async fn run(
         (open, now - chrono::Duration::minutes(1)),
         (closed, now - chrono::Duration::hours(25)),
     ] {
-        let items = vec![customer_text(customer, at)];
+        let items = vec![local_stack::bench::customer_text(customer, at)];
         let ingested = shared::service::ingest::ingest_items(&store, &channel, items, now).await;
         if let Some(e) = ingested.error {
             return Err(e.into());
