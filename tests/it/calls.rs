@@ -401,7 +401,7 @@ async fn until(
     js: &str,
     what: &str,
 ) -> serde_json::Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let value = browser.eval(js).await;
         if value.as_bool() == Some(true) || (!value.is_null() && value != json!(false)) {

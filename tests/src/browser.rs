@@ -44,8 +44,9 @@ pub const FAKE_MEDIA_ARGS: [&str; 2] = [
     "--use-fake-ui-for-media-stream",
 ];
 
-/// Default wait of [`Browser::wait_for`] and of page loads and scripts.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default wait of [`Browser::wait_for`] and of page loads and scripts (generous: two
+/// browsers and the stack share 2 cores with the rest of the suite in CI).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often a wait polls.
 const POLL: Duration = Duration::from_millis(50);

@@ -370,13 +370,14 @@ pub async fn signal(
     match (posted, peer) {
         (Posted::Delivered, _) | (_, None) => {}
         (Posted::Gone, Some(peer)) => {
-            tell(signaling, connection_id, &notice("peer_left")).await;
-            // Gone: the peer left without a close we saw.
+            // Gone: the peer left without a close we saw. The call ends first, so whoever
+            // hears `peer_left` finds it ended.
             let gone = CallParty {
                 role: party.role.other(),
                 ..party.clone()
             };
             store.leave(&gone, &peer, now).await?;
+            tell(signaling, connection_id, &notice("peer_left")).await;
         }
         (Posted::Failed, Some(_)) => {
             // Not relayed, but the peer is not known to be gone: the call goes on and the
