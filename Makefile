@@ -91,7 +91,7 @@ bench: $(STAMP) $(BENCH_STAMP)
 	cargo run --quiet --locked -p local-stack --bin bench_cold -- "$(TARGET_DIR)/lambda/x86_64" "$(TARGET_DIR)/lambda/arm64" || status=1; \
 	exit $$status
 
-## load: 10,000 signed webhooks from 200 concurrent senders (10 % re-delivered) and 1,000 agent sends meanwhile, against an in-process local stack on loopback; fails on any 5xx, loss or duplicate (LOAD_WEBHOOKS, LOAD_SENDERS, LOAD_AGENT_SENDS scale it; bounded to 25 min)
+## load: 10,000 signed webhooks from 200 concurrent senders (10 % re-delivered) and 1,000 agent sends meanwhile, against an in-process local stack on loopback; fails on any 5xx, loss or duplicate (LOAD_WEBHOOKS, LOAD_SENDERS, LOAD_AGENT_SENDS scale it; posting stops after LOAD_BURST_SECONDS, 20 min, and the figures are over what was posted)
 load: $(STAMP)
 	cargo run --quiet --locked -p local-stack --bin load
 

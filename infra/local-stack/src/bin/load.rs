@@ -36,7 +36,11 @@ const AGENT_CONCURRENCY: usize = 20;
 /// Conversations the agents answer in (their customers wrote first).
 const ANSWERED: usize = 100;
 /// Longest the whole run may take.
-const DEADLINE: Duration = Duration::from_secs(25 * 60);
+const DEADLINE: Duration = Duration::from_secs(30 * 60);
+/// After this long, no new webhook is posted: the figures are over those posted (the
+/// emulator, one Python process doing every table request, is the bound on a small
+/// machine). `LOAD_BURST_SECONDS` moves it.
+const BURST_BOUND: Duration = Duration::from_secs(20 * 60);
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -173,17 +177,26 @@ async fn load(
         total - webhooks
     );
 
+    let burst_bound =
+        Duration::from_secs(env_count("LOAD_BURST_SECONDS", BURST_BOUND.as_secs() as usize) as u64);
     let started = Instant::now();
     let inbound = {
         let api = api.clone();
         tokio::spawn(async move {
             futures::stream::iter(deliveries)
-                .map(|(_, body)| {
+                .map(|(i, body)| {
                     let api = api.clone();
-                    async move { api.webhook(&body).await }
+                    async move {
+                        if started.elapsed() >= burst_bound {
+                            return None;
+                        }
+                        let (status, took) = api.webhook(&body).await;
+                        Some((i, status, took))
+                    }
                 })
                 .buffer_unordered(senders)
-                .collect::<Vec<(u16, Duration)>>()
+                .filter_map(|posted| async move { posted })
+                .collect::<Vec<(usize, u16, Duration)>>()
                 .await
         })
     };
@@ -221,11 +234,12 @@ async fn load(
     let sends = outbound.await?;
     let both = started.elapsed();
 
+    let posted: std::collections::HashSet<usize> = acks.iter().map(|(i, _, _)| *i).collect();
     let mut by_status: HashMap<u16, usize> = HashMap::new();
-    for (status, _) in &acks {
+    for (_, status, _) in &acks {
         *by_status.entry(*status).or_default() += 1;
     }
-    let mut ack_times: Vec<Duration> = acks.iter().map(|(_, d)| *d).collect();
+    let mut ack_times: Vec<Duration> = acks.iter().map(|(_, _, d)| *d).collect();
     ack_times.sort();
     let mut send_status: HashMap<u16, usize> = HashMap::new();
     for (status, _) in &sends {
@@ -249,7 +263,8 @@ async fn load(
             }
         }
     }
-    let lost = (0..webhooks)
+    let lost = posted
+        .iter()
         .filter(|i| !stored.contains_key(&format!("wamid.load.{i}")))
         .count();
     let twice = stored.values().filter(|n| **n > 1).count();
@@ -300,11 +315,18 @@ async fn load(
         ms(percentile(&ack_times, 1.0))
     );
     println!(
-        "| burst duration ({total} deliveries) | {:.1} s ({:.0} webhooks/s) | — |",
+        "| burst duration ({} of {total} deliveries) | {:.1} s ({:.0} webhooks/s) | — |",
+        acks.len(),
         burst.as_secs_f64(),
-        total as f64 / burst.as_secs_f64()
+        acks.len() as f64 / burst.as_secs_f64()
     );
-    println!("| messages lost | {lost} of {webhooks} | 0 |");
+    println!(
+        "| webhooks posted within the {} s bound | {} of {webhooks} ({} deliveries) | all |",
+        burst_bound.as_secs(),
+        posted.len(),
+        acks.len()
+    );
+    println!("| messages lost (of those posted) | {lost} | 0 |");
     println!("| messages stored twice | {twice} | 0 |");
     println!("| agent send answers by status | {send_statuses:?} | all 202 |");
     println!("| agent send 5xx or no answer | {send_errors} | 0 |");
