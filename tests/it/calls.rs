@@ -167,25 +167,15 @@ pub(crate) async fn say(socket: &mut Socket, frame: serde_json::Value) {
 #[tokio::test]
 
 async fn two_parties_signal_through_the_websocket_api_and_a_third_is_refused() {
-    let channel = connect("whatsapp").await;
-    let (conversation, _) = customer_wrote(&channel, "whatsapp", 1).await;
-    let agent = token(&channel.tenant, "agent");
-    let started = post_json(
-        &format!("/conversations/{conversation}/calls"),
-        Some(&agent),
-        &json!({}),
-    )
-    .await;
-    assert_eq!(started.status, 201, "{}", started.text);
-    let call = started.body;
-    let id = call["id"].as_str().unwrap();
-    let signaling = call["signaling_url"].as_str().unwrap();
-    let token_of =
-        |url: &serde_json::Value| url.as_str().unwrap().rsplit('/').next().unwrap().to_owned();
-    let (agent_token, customer_token) = (
-        token_of(&call["agent_url"]),
-        token_of(&call["customer_url"]),
+    let room = crate::calls_hostile::Room::open().await;
+    let (channel, conversation, agent, id) = (
+        room.channel.clone(),
+        room.conversation.clone(),
+        room.agent.clone(),
+        room.id.clone(),
     );
+    let signaling = room.signaling.as_str();
+    let (agent_token, customer_token) = (room.agent_token.clone(), room.customer_token.clone());
 
     assert_eq!(
         join(signaling, &"A".repeat(43)).await.err(),
@@ -324,22 +314,15 @@ pub(crate) fn phantom_connection(
 
 #[tokio::test]
 async fn a_peer_gone_without_a_disconnect_is_answered_peer_left_and_the_call_ends() {
-    let channel = connect("whatsapp").await;
-    let (conversation, _) = customer_wrote(&channel, "whatsapp", 1).await;
-    let agent = token(&channel.tenant, "agent");
-    let started = post_json(
-        &format!("/conversations/{conversation}/calls"),
-        Some(&agent),
-        &json!({}),
-    )
-    .await;
-    assert_eq!(started.status, 201, "{}", started.text);
-    let call = started.body;
-    let id = call["id"].as_str().unwrap();
-    let signaling = call["signaling_url"].as_str().unwrap();
-    let token_of =
-        |url: &serde_json::Value| url.as_str().unwrap().rsplit('/').next().unwrap().to_owned();
-    let mut agent_socket = join(signaling, &token_of(&call["agent_url"]))
+    let room = crate::calls_hostile::Room::open().await;
+    let (channel, conversation, agent, id) = (
+        room.channel.clone(),
+        room.conversation.clone(),
+        room.agent.clone(),
+        room.id.clone(),
+    );
+    let signaling = room.signaling.as_str();
+    let mut agent_socket = join(signaling, &room.agent_token)
         .await
         .expect("the agent joins");
 
@@ -350,7 +333,7 @@ async fn a_peer_gone_without_a_disconnect_is_answered_peer_left_and_the_call_end
         .websocket
         .expect("calls handles WebSocket events");
     let customer = phantom_connection(signaling);
-    let query = format!("token={}", token_of(&call["customer_url"]));
+    let query = format!("token={}", room.customer_token);
     let connected = handler(local_stack::devserver::ws_event::connect_event(
         &customer,
         &Default::default(),
