@@ -1629,6 +1629,8 @@ pub struct CallConnection {
     pub party: CallParty,
     /// The other party's connection, as last known (`None`: alone so far, or not yet seen).
     pub peer: Option<String>,
+    /// When API Gateway accepted the connection (`connectedAt` of its `$connect`).
+    pub connected_at: Option<DateTime<Utc>>,
 }
 
 /// How a `$connect` ended.
@@ -1689,6 +1691,7 @@ pub trait CallStore: Send + Sync {
         &self,
         party: &CallParty,
         connection_id: &str,
+        connected_at: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<JoinOutcome, Error>> + Send;
 

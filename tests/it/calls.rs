@@ -296,6 +296,7 @@ pub(crate) async fn quiet(socket: &mut Socket) -> bool {
 /// `GoneException` for it.
 pub(crate) fn phantom_connection(
     signaling: &str,
+    connected_at: chrono::DateTime<chrono::Utc>,
 ) -> local_stack::devserver::ws_event::ConnectionInfo {
     let (authority, stage) = signaling
         .trim_start_matches("ws://")
@@ -303,7 +304,7 @@ pub(crate) fn phantom_connection(
         .expect("ws://<authority>/<stage>");
     local_stack::devserver::ws_event::ConnectionInfo {
         id: local_stack::devserver::ws_event::new_id(),
-        connected_at: chrono::Utc::now(),
+        connected_at,
         source_ip: "127.0.0.1".into(),
         user_agent: "test".into(),
         domain_name: authority.to_owned(),
@@ -332,7 +333,8 @@ async fn a_peer_gone_without_a_disconnect_is_answered_peer_left_and_the_call_end
         .expect("the calls function builds")
         .websocket
         .expect("calls handles WebSocket events");
-    let customer = phantom_connection(signaling);
+    // Connected a minute ago: past the time a `$connect` may take.
+    let customer = phantom_connection(signaling, chrono::Utc::now() - chrono::Duration::minutes(1));
     let query = format!("token={}", room.customer_token);
     let connected = handler(local_stack::devserver::ws_event::connect_event(
         &customer,
@@ -376,6 +378,41 @@ async fn a_peer_gone_without_a_disconnect_is_answered_peer_left_and_the_call_end
             .len(),
         1
     );
+}
+
+#[tokio::test]
+async fn a_peer_still_inside_its_connect_is_not_taken_for_gone() {
+    let room = crate::calls_hostile::Room::open().await;
+    let signaling = room.signaling.as_str();
+    let mut agent_socket = join(signaling, &room.agent_token)
+        .await
+        .expect("the agent joins");
+    // API Gateway answers GoneException for a connection whose `$connect` has not
+    // returned: a customer who connected a moment ago is not a customer who left.
+    let handler = local_stack::devserver::built(&stack().template, &stack().settings, "calls")
+        .expect("the calls function builds")
+        .websocket
+        .expect("calls handles WebSocket events");
+    let customer = phantom_connection(signaling, chrono::Utc::now());
+    let connected = handler(local_stack::devserver::ws_event::connect_event(
+        &customer,
+        &Default::default(),
+        Some(&format!("token={}", room.customer_token)),
+        chrono::Utc::now(),
+    ))
+    .await;
+    assert_eq!(connected["statusCode"], 200, "{connected}");
+    assert_eq!(
+        next(&mut agent_socket).await,
+        json!({"type": "peer_joined"})
+    );
+    say(
+        &mut agent_socket,
+        json!({"action": "signal", "type": "offer", "payload": {"type": "offer", "sdp": "v=0"}}),
+    )
+    .await;
+    assert_eq!(next(&mut agent_socket).await["code"], "not_relayed");
+    assert_eq!(room.view().await["status"], "active");
 }
 
 /// Waits until `js` (a function body returning a value) is truthy in the page: that value.

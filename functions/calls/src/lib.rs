@@ -207,9 +207,17 @@ pub async fn handle_websocket(app: &App, event: Value) -> Value {
                     .query_string_parameters
                     .first("token")
                     .map(str::to_owned);
-                let admitted =
-                    calls::connect(&app.store, &signaling, token.as_deref(), &connection, now)
-                        .await?;
+                let admitted = calls::connect(
+                    &app.store,
+                    &signaling,
+                    token.as_deref(),
+                    &connection,
+                    chrono::DateTime::from_timestamp_millis(context.connected_at)
+                        .filter(|at| *at <= now)
+                        .unwrap_or(now),
+                    now,
+                )
+                .await?;
                 Ok(if admitted { 200 } else { 403 })
             }
             "$disconnect" => {

@@ -251,6 +251,7 @@ pub async fn connect(
     signaling: &impl Signaling,
     token: Option<&str>,
     connection_id: &str,
+    connected_at: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<bool, Error> {
     let Some(token) = token.filter(|t| is_token(t)) else {
@@ -259,7 +260,7 @@ pub async fn connect(
     let Some(party) = store.call_token(&token_hash(token)).await? else {
         return Ok(false);
     };
-    match store.join(&party, connection_id, now).await? {
+    match store.join(&party, connection_id, connected_at, now).await? {
         JoinOutcome::Refused => Ok(false),
         JoinOutcome::Joined { peer, started } => {
             if let Some(peer) = peer {
@@ -311,7 +312,8 @@ pub fn is_ping(body: &str) -> bool {
 /// A `signal` frame from `connection_id`: relayed to the other party (`offer`, `answer`,
 /// `candidate`, `bye`); `bye` then ends the call. An unreadable or oversize frame is
 /// answered to the sender with an error frame; a peer that is gone (`GoneException`) is
-/// answered `peer_left` and the call ends; a post that fails otherwise (throttled) is
+/// answered `peer_left` and the call ends (unless it connected within the last 10 s: its
+/// `$connect` may still be running); a post that fails otherwise (throttled) is
 /// answered `not_relayed` and the call goes on. One read per relayed frame (the sender's
 /// connection, which names its peer's) and the management API's post; the call is read
 /// only while the sender has no peer on record (alone, or the peer's join still on its
@@ -338,7 +340,7 @@ pub async fn signal(
             return Ok(());
         }
     };
-    let Some(CallConnection { party, peer }) = store.connection(connection_id).await? else {
+    let Some(CallConnection { party, peer, .. }) = store.connection(connection_id).await? else {
         tell(
             signaling,
             connection_id,
@@ -367,6 +369,10 @@ pub async fn signal(
         leave(store, signaling, &party, connection_id, now).await?;
         return Ok(());
     }
+    let posted = match (posted, &peer) {
+        (Posted::Gone, Some(peer)) if settling(store, peer, now).await? => Posted::Failed,
+        (posted, _) => posted,
+    };
     match (posted, peer) {
         (Posted::Delivered, _) | (_, None) => {}
         (Posted::Gone, Some(peer)) => {
@@ -394,6 +400,21 @@ pub async fn signal(
         }
     }
     Ok(())
+}
+
+/// How long after `connectedAt` a connection may still be inside its `$connect`: API
+/// Gateway answers `GoneException` for a connection whose `$connect` has not returned yet,
+/// which is not a party that left (its `$disconnect` still comes if it really goes).
+const SETTLING: chrono::Duration = chrono::Duration::seconds(10);
+
+/// Whether `peer` connected so recently that `GoneException` may only mean its `$connect`
+/// is still running (one read, on the failure path only).
+async fn settling(store: &impl CallStore, peer: &str, now: DateTime<Utc>) -> Result<bool, Error> {
+    Ok(store
+        .connection(peer)
+        .await?
+        .and_then(|c| c.connected_at)
+        .is_some_and(|at| now - at < SETTLING))
 }
 
 /// `$disconnect`: the party left; an active call ends and the other party is told

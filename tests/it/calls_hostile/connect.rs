@@ -211,7 +211,7 @@ async fn both_parties_connecting_at_once_are_paired_whatever_the_order() {
 async fn events_the_handler_may_get_are_answered_never_with_500() {
     let room = Room::open().await;
     let handler = ws_handler();
-    let stranger = phantom_connection(&room.signaling);
+    let stranger = phantom_connection(&room.signaling, chrono::Utc::now());
     let now = chrono::Utc::now();
     let headers = Default::default();
     let mut events = vec![

@@ -62,8 +62,8 @@ async fn paired_through_the_handler(
     room: &Room,
     handler: &local_stack::functions::WsHandler,
 ) -> (ConnectionInfo, ConnectionInfo) {
-    let agent = phantom_connection(&room.signaling);
-    let customer = phantom_connection(&room.signaling);
+    let agent = phantom_connection(&room.signaling, chrono::Utc::now());
+    let customer = phantom_connection(&room.signaling, chrono::Utc::now());
     for (connection, token) in [
         (&agent, &room.agent_token),
         (&customer, &room.customer_token),
@@ -204,11 +204,19 @@ async fn a_party_leaving_while_the_other_floods_ends_the_call_once() {
         drop(agent);
         let mut customer = flood.await.expect("flooded");
         let heard = drain(&mut customer, 1500).await;
+        // Frames posted while the agent's socket is closed but its `$disconnect` not yet
+        // handled may be answered `not_relayed` (a connection this young may still be
+        // inside its `$connect`); then the disconnect tells `peer_left`.
         assert!(
-            heard.iter().all(|f| f == &json!({"type": "peer_left"})),
+            heard
+                .iter()
+                .all(|f| f == &json!({"type": "peer_left"}) || f["code"] == "not_relayed"),
             "round {round}: {heard:?}"
         );
-        assert!(!heard.is_empty(), "round {round}: never told peer_left");
+        assert!(
+            heard.iter().any(|f| f == &json!({"type": "peer_left"})),
+            "round {round}: never told peer_left: {heard:?}"
+        );
         room.until_status("ended").await;
         assert_eq!(room.tally().await, [1, 1, 0], "round {round}");
     }

@@ -25,6 +25,8 @@ type Item = HashMap<String, AttributeValue>;
 
 /// A connection item's attribute naming the other party's connection.
 const PEER: &str = "peer";
+/// A connection item's `connectedAt` (Unix milliseconds).
+const CONNECTED_AT: &str = "connected_at";
 
 fn conn_attribute(role: Role) -> &'static str {
     match role {
@@ -243,9 +245,15 @@ impl CallStore for DynamoStore {
         else {
             return Ok(None);
         };
+        let connected_at = item
+            .get(CONNECTED_AT)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|ms| ms.parse::<i64>().ok())
+            .and_then(DateTime::from_timestamp_millis);
         Ok(party_of(&item).map(|party| CallConnection {
             party,
             peer: get_s(&item, PEER).map(str::to_owned),
+            connected_at,
         }))
     }
 
@@ -253,6 +261,7 @@ impl CallStore for DynamoStore {
         &self,
         party: &CallParty,
         connection_id: &str,
+        connected_at: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Result<JoinOutcome, Error> {
         let tenant = tenant(party)?;
@@ -291,6 +300,7 @@ impl CallStore for DynamoStore {
             .set("tenant_id", s(tenant.as_str()))
             .set("call_id", s(&party.call_id))
             .set("role", s(party.role.as_str()))
+            .set(CONNECTED_AT, n(connected_at.timestamp_millis()))
             .set(keys::EXPIRES_AT, n(ttl));
         if let Some(peer) = &peer {
             e.set(PEER, s(peer));
