@@ -30,6 +30,7 @@ mod standin;
 mod statuses;
 mod templates;
 mod tenancy;
+mod tenancy_public;
 mod webhooks;
 mod wechat_tokens;
 mod workspace;

@@ -38,7 +38,11 @@ async fn sandbox_post(
 /// Registers the dev server's webhook for the tenant at the sandbox's Stripe, and stores
 /// the payment settings (with the endpoint's secret) and one product: the product and the
 /// endpoint's signing secret.
-async fn configure(channel: &TestChannel, currency: &str, price: i64) -> (Value, String) {
+pub(crate) async fn configure(
+    channel: &TestChannel,
+    currency: &str,
+    price: i64,
+) -> (Value, String) {
     let key = secret_key(channel);
     let url = format!("{}/webhooks/stripe/{}", stack().base_url, channel.tenant);
     let (status, endpoint) = sandbox_post(
@@ -71,7 +75,7 @@ fn customer_of(conversation: &str) -> String {
     shared::domain::conversation::customer_of_conversation(conversation).unwrap()
 }
 
-async fn request_payment(
+pub(crate) async fn request_payment(
     channel: &TestChannel,
     conversation: &str,
     body: &Value,
@@ -84,7 +88,7 @@ async fn request_payment(
     .await
 }
 
-async fn history(channel: &TestChannel, conversation: &str) -> Vec<Value> {
+pub(crate) async fn history(channel: &TestChannel, conversation: &str) -> Vec<Value> {
     let reply = get(
         &format!("/customers/{}/payments", customer_of(conversation)),
         Some(&token(&channel.tenant, "agent")),

@@ -276,7 +276,7 @@ const TABLE: &[Case] = &[
 
 /// `METHOD /path` with every `{param}` as `{}`: routes compare by shape, whatever their
 /// parameters are called.
-fn shape(route: &str) -> String {
+pub(super) fn shape(route: &str) -> String {
     let mut out = String::with_capacity(route.len());
     let mut in_param = false;
     for c in route.chars() {
