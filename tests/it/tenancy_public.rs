@@ -165,7 +165,12 @@ impl Side {
         let admin = self.whatsapp.admin();
         let slots = get("/calendar/slots", Some(&admin)).await;
         let bookings = get("/bookings", Some(&admin)).await;
-        assert_eq!((slots.status, bookings.status), (200, 200), "{}", bookings.text);
+        assert_eq!(
+            (slots.status, bookings.status),
+            (200, 200),
+            "{}",
+            bookings.text
+        );
         json!({
             "slots": slots.body,
             "bookings": bookings.body,

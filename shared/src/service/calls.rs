@@ -18,7 +18,6 @@ use crate::domain::call::{
 };
 use crate::domain::channel::ChannelType;
 use crate::domain::ids::{ConversationId, TenantId};
-use crate::domain::message::DeliveryStatus;
 use crate::domain::outbound::{IdempotencyKey, SendMessage};
 use crate::domain::schedule::ScheduleInput;
 use crate::domain::template::TemplateCall;
@@ -28,7 +27,7 @@ use crate::ports::{
     CustomerAliases, JoinOutcome, MediaStore, ObjectStore, OutboundStore, Schedules,
     SettingsReader, Signaling, TemplateStore,
 };
-use crate::service::outbound::{Outbound, SendRequest};
+use crate::service::outbound::{Outbound, SendRequest, link_refusal};
 
 /// `POST /conversations/{id}/calls`' answer.
 #[derive(Debug, Clone, Serialize)]
@@ -178,13 +177,7 @@ where
             now,
         )
         .await;
-    let refused = match &sent {
-        Ok(messages) => messages
-            .first()
-            .is_some_and(|m| m.status == DeliveryStatus::Failed),
-        Err(e) => e.is_client_error(),
-    };
-    if refused {
+    if link_refusal(&sent).is_some() {
         // The link never reached the customer (refused at the send after all, or by the
         // provider): nobody will join.
         store.miss_call(tenant, &id, now).await?;

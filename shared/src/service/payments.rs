@@ -15,7 +15,7 @@ use crate::domain::channel::ChannelType;
 use crate::domain::conversation::conversation_of_customer;
 use crate::domain::customer::is_customer_id;
 use crate::domain::ids::{ConversationId, TenantId};
-use crate::domain::message::{DeliveryError, DeliveryStatus};
+use crate::domain::message::DeliveryError;
 use crate::domain::outbound::{IdempotencyKey, SendMessage};
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::payment::{
@@ -31,7 +31,7 @@ use crate::ports::{
     InboundStore, MediaStore, ObjectStore, OutboundStore, PaymentSettlement, PaymentStore,
     TemplateStore,
 };
-use crate::service::outbound::{Outbound, SendRequest};
+use crate::service::outbound::{Outbound, SendRequest, link_refusal};
 
 /// The path of the page Checkout sends the customer to after paying (under
 /// `PUBLIC_BASE_URL`).
@@ -369,20 +369,7 @@ where
             now,
         )
         .await;
-    let refused = match &sent {
-        Ok(messages) => messages
-            .first()
-            .filter(|m| m.status == DeliveryStatus::Failed)
-            .map(|m| {
-                m.error
-                    .as_ref()
-                    .map(|e| format!("{} ({})", e.reason, e.code))
-                    .unwrap_or_default()
-            }),
-        Err(e) if e.is_client_error() => Some(e.to_string()),
-        Err(_) => None,
-    };
-    if let Some(reason) = refused {
+    if let Some(reason) = link_refusal(&sent) {
         // The link never reached the customer: it stops working, and the history says why.
         if let Err(e) = stripe.expire_session(&secret_key, &session.id).await {
             warn!(tenant = %tenant, payment_id = %id, error = %e, "the unsent link's session was not expired");

@@ -210,16 +210,8 @@ impl CallStore for DynamoStore {
         id: &str,
         message_id: &str,
     ) -> Result<(), Error> {
-        let mut e = Expr::default();
-        e.set("message_id", s(message_id));
-        self.conditional_update(
-            keys::call(tenant, id),
-            &e,
-            "attribute_exists(pk)",
-            "record call message",
-        )
-        .await?;
-        Ok(())
+        self.record_link_message(keys::call(tenant, id), message_id, "record call message")
+            .await
     }
 
     async fn call_room(&self, tenant: &TenantId, id: &str) -> Result<Option<CallRoom>, Error> {

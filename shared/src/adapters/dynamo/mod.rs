@@ -193,6 +193,21 @@ impl DynamoStore {
         }
     }
 
+    /// Records on an existing item (a payment, a call) the message that carried its link;
+    /// nothing when the item is gone.
+    async fn record_link_message(
+        &self,
+        key: Key,
+        message_id: &str,
+        context: &str,
+    ) -> Result<(), Error> {
+        let mut e = Expr::default();
+        e.set("message_id", s(message_id));
+        self.conditional_update(key, &e, "attribute_exists(pk)", context)
+            .await?;
+        Ok(())
+    }
+
     /// Consistent reads of many keys (100 per request). Unprocessed keys (throttling) are
     /// asked again a few times; then, with `require_all`, it is an error, else the items
     /// found are returned.

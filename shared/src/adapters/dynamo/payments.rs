@@ -366,16 +366,12 @@ impl PaymentStore for DynamoStore {
         id: &str,
         message_id: &str,
     ) -> Result<(), Error> {
-        let mut e = Expr::default();
-        e.set("message_id", s(message_id));
-        self.conditional_update(
+        self.record_link_message(
             keys::payment(tenant, id),
-            &e,
-            "attribute_exists(pk)",
+            message_id,
             "record payment message",
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn void_payment(

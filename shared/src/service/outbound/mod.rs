@@ -133,6 +133,26 @@ fn as_settled(mut view: Message, outcome: &SendOutcome) -> Message {
     view
 }
 
+/// Why a link's message did not reach the customer, if it did not: a send refused
+/// (a 4xx, such as a closed window) or a first message the provider failed, as
+/// [`Outbound::send_settled`] answered. `None` when it went, or when the outcome is not
+/// known (a 5xx: the caller's error stands).
+pub fn link_refusal(sent: &Result<Vec<Message>, Error>) -> Option<String> {
+    match sent {
+        Ok(messages) => messages
+            .first()
+            .filter(|m| m.status == crate::domain::message::DeliveryStatus::Failed)
+            .map(|m| {
+                m.error
+                    .as_ref()
+                    .map(|e| format!("{} ({})", e.reason, e.code))
+                    .unwrap_or_default()
+            }),
+        Err(e) if e.is_client_error() => Some(e.to_string()),
+        Err(_) => None,
+    }
+}
+
 /// The stored form of an `Idempotency-Key`.
 fn key_record(key: Option<&IdempotencyKey>, body_hash: &str) -> Option<IdempotencyRecord> {
     key.map(|k| IdempotencyRecord {
