@@ -49,6 +49,8 @@ struct State {
     channels: HashMap<ChannelId, RoutedChannel>,
     conversations: HashMap<(String, String), ConversationState>,
     messages: BTreeMap<MessageSlot, Message>,
+    /// When an interrupted send's message was last taken over.
+    taken_over: HashMap<MessageSlot, DateTime<Utc>>,
     idempotency: HashMap<(String, String, String), (String, Vec<MessageKey>)>,
     media: HashMap<(String, String), MediaRecord>,
     templates: HashMap<(String, String), Template>,
@@ -296,6 +298,36 @@ impl OutboundStore for InMemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn take_over(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        m: &PendingMessage,
+        stale_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let mut state = lock(&self.state);
+        let slot = (
+            tenant.to_string(),
+            conversation_id.to_owned(),
+            m.created_at.clone(),
+            m.id.clone(),
+        );
+        let open = state.messages.get(&slot).is_some_and(|message| {
+            message.status == DeliveryStatus::Pending
+                && message.error.is_none()
+                && message.provider_message_id.is_none()
+        });
+        let free = state
+            .taken_over
+            .get(&slot)
+            .is_none_or(|at| *at < stale_before);
+        if open && free {
+            state.taken_over.insert(slot, now);
+        }
+        Ok(open && free)
     }
 
     async fn find_replay(
@@ -645,9 +677,16 @@ pub struct RecordingSender {
     uploads: Arc<Mutex<Vec<String>>>,
     reads: Arc<Mutex<Vec<ReadCall>>>,
     read_script: Arc<Mutex<VecDeque<ReadReceipt>>>,
+    held: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RecordingSender {
+    /// Makes the next send wait for ever before it reaches the provider (a caller that
+    /// gives up on it stands for an invocation that ended there).
+    pub fn hold_next(&self) {
+        self.held.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Answers the next sends with these attempts, in order.
     pub fn answer(&self, attempts: impl IntoIterator<Item = Attempt>) {
         lock(&self.script).extend(attempts);
@@ -676,6 +715,9 @@ impl RecordingSender {
 
 impl ChannelSender for RecordingSender {
     async fn send(&self, channel: &RoutedChannel, message: &Outgoing<'_>) -> Attempt {
+        if self.held.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         let content = match &message.content {
             Content::Text(t) | Content::Ask { text: t, .. } => (*t).to_owned(),
             Content::Template { name, .. } => format!("template:{name}"),

@@ -659,6 +659,20 @@ pub trait OutboundStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
+    /// Takes over one accepted message whose send ended before settling it (its
+    /// invocation died): `true` when the caller now owns its delivery and must settle it.
+    /// `false` when it is no longer `pending`, has an outcome (sent, failed, or
+    /// `outcome_unknown`: the provider may have it), or was taken over at or after
+    /// `stale_before` by another caller. One conditional write.
+    fn take_over(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        message: &PendingMessage,
+        stale_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
     /// The messages an earlier request with this `Idempotency-Key` (hashed) created, or
     /// `None`; the same key with another body (`body_hash`) is a 422.
     fn find_replay(

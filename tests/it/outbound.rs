@@ -3,9 +3,9 @@
 
 use chrono::Utc;
 use integration_tests::{
-    FixtureVars, Reply, TestChannel, all_messages, call, connect, connect_for, customer_wrote,
-    fixture, get, post_json, post_meta, post_wechat, sandbox, sandbox_chaos, sandbox_fail,
-    sandbox_outbox, stack, token, unique_tenant,
+    FixtureVars, Reply, TestChannel, accepted_sends_to, all_messages, call, connect, connect_for,
+    customer_wrote, fixture, get, post_json, post_meta, post_wechat, sandbox, sandbox_chaos,
+    sandbox_fail, sandbox_outbox, stack, token, unique_tenant,
 };
 use serde_json::{Value, json};
 use shared::adapters::dynamo::DynamoStore;
@@ -890,6 +890,117 @@ async fn transient_failures_are_retried_and_permanent_ones_explained() {
         m["error"]["reason"].as_str().unwrap().contains("attempts"),
         "{m}"
     );
+}
+
+/// What an invocation that ended after accepting a send, before sending it, leaves:
+/// the pending message of `text` with the `Idempotency-Key` `key`, accepted `ago` before
+/// now, through the store's own acceptance. Its id.
+async fn accepted_then_ended(
+    channel: &TestChannel,
+    conversation: &str,
+    text: &str,
+    key: &str,
+    ago: chrono::Duration,
+) -> String {
+    use shared::ports::{
+        Acceptance, ChannelDirectory, IdempotencyRecord, OutboundBatch, OutboundStore,
+        PendingMessage,
+    };
+    use shared::service::outbound::digest;
+    let store = store();
+    let tenant = TenantId::parse(&channel.tenant).unwrap();
+    let routed = store
+        .by_id(&shared::domain::ids::ChannelId::parse(&channel.id).unwrap())
+        .await
+        .unwrap()
+        .expect("the channel");
+    let (seen, _) = store
+        .conversation_for_send(&tenant, conversation, None)
+        .await
+        .unwrap();
+    let seen = seen.expect("the conversation");
+    let body = json!({"kind": "text", "text": text}).to_string();
+    let message = PendingMessage {
+        id: ulid::Ulid::new().to_string(),
+        created_at: shared::domain::time::rfc3339(&(Utc::now() - ago)),
+        kind: shared::domain::message::MessageKind::Text,
+        text: Some(text.to_owned()),
+        media: None,
+        raw: Value::Null,
+    };
+    let batch = OutboundBatch {
+        channel: routed.channel.clone(),
+        conversation_id: conversation.to_owned(),
+        customer: seen.customer.external_id.clone(),
+        actor: shared::domain::actor::Actor::agent("agent-1"),
+        messages: vec![message.clone()],
+        idempotency: Some(IdempotencyRecord {
+            key_hash: digest(key.as_bytes())[..32].to_owned(),
+            body_hash: digest(body.as_bytes()),
+        }),
+        reply_budget: None,
+        start: false,
+        seen: Some(seen),
+        bot_version: None,
+    };
+    assert!(matches!(
+        store.accept(&batch).await.unwrap(),
+        Acceptance::Accepted
+    ));
+    message.id
+}
+
+#[tokio::test]
+async fn a_send_whose_invocation_ended_before_sending_goes_out_once_on_a_late_repeat() {
+    let channel = connect("whatsapp").await;
+    let (conversation, wa_id) = customer_wrote(&channel, "whatsapp", 1).await;
+    let text = format!("Your order ships today {}", ulid::Ulid::new());
+    let body = json!({"kind": "text", "text": text});
+    // Accepted 30 s ago: the first send could still be running, so a repeat only answers.
+    let recent = accepted_then_ended(
+        &channel,
+        &conversation,
+        &text,
+        "k-recent",
+        chrono::Duration::seconds(30),
+    )
+    .await;
+    let reply = send(&channel, &conversation, body.clone(), Some("k-recent")).await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    assert_eq!(reply.body["id"], recent.as_str(), "{}", reply.text);
+    assert_eq!(
+        message(&channel, &conversation, &recent).await["status"],
+        "pending"
+    );
+    assert!(accepted_sends_to(&channel.external_id, &wa_id).is_empty());
+
+    // Accepted two minutes ago and never settled: repeats take it over, one of them sends it.
+    let left = accepted_then_ended(
+        &channel,
+        &conversation,
+        &text,
+        "k-left",
+        chrono::Duration::minutes(2),
+    )
+    .await;
+    let repeats = (0..4).map(|_| send(&channel, &conversation, body.clone(), Some("k-left")));
+    for reply in futures::future::join_all(repeats).await {
+        assert_eq!(reply.status, 202, "{}", reply.text);
+        assert_eq!(reply.body["id"], left.as_str(), "{}", reply.text);
+    }
+    let sends = accepted_sends_to(&channel.external_id, &wa_id);
+    assert_eq!(sends.len(), 1, "sent once: {sends:?}");
+    assert_eq!(sends[0]["body"]["text"]["body"], text.as_str());
+    let stored = message(&channel, &conversation, &left).await;
+    assert_eq!(stored["status"], "sent", "{stored}");
+    assert!(stored["provider_message_id"].is_string());
+    assert_eq!(
+        stored["actor"]["id"], "agent-1",
+        "recorded with the actor that sent it"
+    );
+    let again = send(&channel, &conversation, body, Some("k-left")).await;
+    assert_eq!(again.body["status"], "sent", "{}", again.text);
+    assert_eq!(accepted_sends_to(&channel.external_id, &wa_id).len(), 1);
 }
 
 #[tokio::test]

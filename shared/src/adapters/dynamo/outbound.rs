@@ -550,6 +550,36 @@ impl OutboundStore for DynamoStore {
         }
     }
 
+    async fn take_over(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        m: &PendingMessage,
+        stale_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let mut e = Expr::default();
+        e.set("taken_over_at", s(rfc3339(&now)));
+        let status = e.name("status");
+        let pending = e.value(s(DeliveryStatus::Pending.as_str()));
+        let error = e.name("error_code");
+        let provider = e.name("provider_message_id");
+        let taken = e.name("taken_over_at");
+        let stale = e.value(s(rfc3339(&stale_before)));
+        let condition = format!(
+            "{status} = {pending} AND attribute_not_exists({error}) AND \
+             attribute_not_exists({provider}) AND \
+             (attribute_not_exists({taken}) OR {taken} < {stale})"
+        );
+        self.conditional_update(
+            keys::message(tenant, conversation_id, &m.created_at, &m.id),
+            &e,
+            &condition,
+            "take over an interrupted send",
+        )
+        .await
+    }
+
     async fn find_replay(
         &self,
         tenant: &TenantId,

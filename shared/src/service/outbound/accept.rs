@@ -160,3 +160,22 @@ pub(crate) fn pending_view(conversation_id: &str, m: &PendingMessage, actor: &Ac
         raw: m.raw.clone(),
     }
 }
+
+/// A stored message as the pending message it was accepted as (its key and what the
+/// settle writes).
+pub(super) fn pending_of(m: &Message) -> PendingMessage {
+    PendingMessage {
+        id: m.id.clone(),
+        created_at: rfc3339(&m.created_at),
+        kind: m.kind,
+        text: m.text.clone(),
+        media: m.media.as_ref().and_then(|media| {
+            Some(MediaSummary {
+                media_id: media.media_id.clone()?,
+                mime_type: media.mime_type.clone().unwrap_or_default(),
+                size: media.size.unwrap_or_default(),
+            })
+        }),
+        raw: m.raw.clone(),
+    }
+}

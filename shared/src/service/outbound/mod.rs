@@ -31,8 +31,8 @@ use crate::domain::template::TemplateCall;
 use crate::domain::window::WECHAT_REPLIES_PER_MESSAGE;
 use crate::ports::{
     Acceptance, ChannelDirectory, ChannelSender, ConversationReader, CustomerAliases,
-    IdempotencyRecord, MediaStore, ObjectStore, OutboundBatch, OutboundStore, RoutedChannel,
-    SendOutcome, TemplateStore,
+    IdempotencyRecord, MediaStore, MessageKey, ObjectStore, OutboundBatch, OutboundStore,
+    PendingMessage, RoutedChannel, SendOutcome, TemplateStore,
 };
 
 pub(crate) use accept::pending_view;
@@ -52,6 +52,23 @@ pub struct OutboundSettings {
     /// The time one send may spend sending: retries and later parts start only while a
     /// whole call still fits, so every message is settled before the function times out.
     pub budget: Duration,
+}
+
+/// How long after the budget an accepted message may stay without an outcome before a
+/// repeat of its send takes it over: its invocation ended without settling it (killed,
+/// crashed). A live send settles every part within its budget, plus the settle itself.
+const TAKE_OVER_MARGIN: Duration = Duration::from_secs(60);
+
+impl OutboundSettings {
+    /// When a message accepted at `accepted_at` without an outcome by `now` was left by
+    /// its send: accepted before `now` less the budget and [`TAKE_OVER_MARGIN`] (85 s
+    /// with the default budget).
+    fn stale_before(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let wait = chrono::Duration::from_std(self.budget + TAKE_OVER_MARGIN)
+            .unwrap_or(chrono::Duration::MAX);
+        now.checked_sub_signed(wait)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
 }
 
 impl Default for OutboundSettings {
@@ -379,7 +396,9 @@ where
         if request.bot_version.is_none()
             && let Some(messages) = self.replay(tenant, conversation_id, key.as_ref()).await?
         {
-            return Ok(messages);
+            return self
+                .resume(actor, tenant, conversation, &request, messages, now)
+                .await;
         }
         let (state, channel) = self.target(tenant, conversation).await?;
         let channel_type = channel.channel.channel_type;
@@ -410,7 +429,9 @@ where
             // spent the last WeChat reply) after the look-up above.
             Err(refused) => {
                 if let Some(messages) = self.replay(tenant, conversation_id, key.as_ref()).await? {
-                    return Ok(messages);
+                    return self
+                        .resume(actor, tenant, conversation, &request, messages, now)
+                        .await;
                 }
                 return Err(refused);
             }
@@ -435,7 +456,10 @@ where
             bot_version: request.bot_version,
         };
         if let Acceptance::Replay(refs) = self.store.accept(&batch).await? {
-            return self.store.messages(tenant, &state.id, &refs).await;
+            let messages = self.store.messages(tenant, &state.id, &refs).await?;
+            return self
+                .resume(actor, tenant, conversation, &request, messages, now)
+                .await;
         }
         let plan = Plan {
             channel: &channel,
@@ -554,6 +578,113 @@ where
             .ok_or_else(|| Error::Internal("started conversation is missing".into()))?
             .view(now);
         Ok((conversation, messages))
+    }
+
+    /// A repeat's answer: the messages its first request accepted, after taking over and
+    /// sending those that request never settled because its invocation ended first
+    /// (pending, no outcome, accepted before [`OutboundSettings::stale_before`]). Each is
+    /// taken over by one conditional write, so of repeats racing, one sends it. A message
+    /// whose outcome is unknown (the provider may have it) is never sent again.
+    ///
+    /// # Errors
+    /// Those of the conversation and channel look-up; `Internal` when the store fails.
+    async fn resume(
+        &self,
+        actor: &Actor,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        request: &SendRequest,
+        messages: Vec<Message>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Message>, Error> {
+        let stale_before = self.settings.stale_before(now);
+        let left = |m: &Message| {
+            m.status == crate::domain::message::DeliveryStatus::Pending
+                && m.error.is_none()
+                && m.provider_message_id.is_none()
+                && m.created_at < stale_before
+        };
+        if !messages.iter().any(left) {
+            return Ok(messages);
+        }
+        let (state, channel) = self.target(tenant, conversation).await?;
+        let channel_type = channel.channel.channel_type;
+        let parts = request.message.parts(channel_type)?;
+        if parts.len() != messages.len() {
+            // Not the parts this body makes for this channel now: left as they are.
+            tracing::warn!(conversation_id = %state.id, "an interrupted send's parts differ from its body's; not resumed");
+            return Ok(messages);
+        }
+        let mut taken = Vec::new();
+        for (part, message) in parts.iter().zip(&messages).filter(|(_, m)| left(m)) {
+            let pending = accept::pending_of(message);
+            if self
+                .store
+                .take_over(tenant, &state.id, &pending, stale_before, now)
+                .await?
+            {
+                taken.push((part.clone(), pending));
+            }
+        }
+        if taken.is_empty() {
+            return Ok(messages);
+        }
+        tracing::warn!(conversation_id = %state.id, messages = taken.len(), "taking over a send its invocation left unsettled");
+        let (parts, pending): (Vec<Part>, Vec<PendingMessage>) = taken.into_iter().unzip();
+        // The window as it was when the send was accepted (the WeChat replies it reserved
+        // not counted against it a second time).
+        let accepted_at = messages.first().map_or(now, |m| m.created_at);
+        let replies = state
+            .replies_since_inbound
+            .saturating_sub(u32::try_from(messages.len()).unwrap_or(u32::MAX));
+        let window = state
+            .policy
+            .window_at(state.last_inbound_at, replies, accepted_at);
+        let ready = match authorize(channel_type, &window, replies, &parts, actor) {
+            Ok(delivery) => resolve(&self.store, tenant, &channel, &request.message, &parts)
+                .await
+                .map(|resolved| (delivery, resolved)),
+            Err(refused) => Err(refused),
+        };
+        match ready {
+            Ok((delivery, resolved)) => {
+                let plan = Plan {
+                    channel: &channel,
+                    conversation_id: &state.id,
+                    customer: &state.customer.external_id,
+                    resolved: &resolved,
+                    delivery,
+                };
+                self.deliver_all(&plan, &parts, &pending).await?;
+            }
+            Err(refused) if refused.is_client_error() => {
+                let error = crate::domain::message::DeliveryError {
+                    code: refused.code().to_owned(),
+                    reason: format!("The send was interrupted and cannot go now: {refused}"),
+                    hint: "Send it again once the customer can be reached.".into(),
+                };
+                for m in &pending {
+                    self.store
+                        .settle(
+                            tenant,
+                            &state.id,
+                            m,
+                            &SendOutcome::Failed(error.clone()),
+                            now,
+                        )
+                        .await?;
+                }
+            }
+            Err(other) => return Err(other),
+        }
+        let refs: Vec<MessageKey> = messages
+            .iter()
+            .map(|m| MessageKey {
+                created_at: crate::domain::time::rfc3339(&m.created_at),
+                id: m.id.clone(),
+            })
+            .collect();
+        self.store.messages(tenant, &state.id, &refs).await
     }
 
     /// The messages an earlier request with this key created, when there was one.

@@ -76,6 +76,19 @@ impl World {
         body: serde_json::Value,
         key: Option<&str>,
     ) -> Result<Vec<Message>, Error> {
+        self.send_later(actor, conversation, body, key, Span::zero())
+            .await
+    }
+
+    /// [`World::send`], `later` after the world's time.
+    async fn send_later(
+        &self,
+        actor: &Actor,
+        conversation: &ConversationId,
+        body: serde_json::Value,
+        key: Option<&str>,
+        later: Span,
+    ) -> Result<Vec<Message>, Error> {
         let message: SendMessage = serde_json::from_value(body.clone()).unwrap();
         let request = SendRequest {
             message,
@@ -84,8 +97,23 @@ impl World {
             bot_version: None,
         };
         self.service
-            .send(actor, &self.tenant, conversation, request, self.now)
+            .send(actor, &self.tenant, conversation, request, self.now + later)
             .await
+    }
+
+    /// A send by `actor` whose invocation ends while its provider call is on its way
+    /// (accepted, never settled).
+    async fn send_interrupted(
+        &self,
+        actor: &Actor,
+        conversation: &ConversationId,
+        body: serde_json::Value,
+        key: &str,
+    ) {
+        self.sender.hold_next();
+        let send = self.send(actor, conversation, body, Some(key));
+        let ended = tokio::time::timeout(Duration::from_millis(50), send).await;
+        assert!(ended.is_err(), "the held send never ends");
     }
 
     fn stored(&self, conversation: &ConversationId) -> Vec<Message> {
@@ -268,6 +296,100 @@ async fn an_unknown_outcome_is_never_sent_again_and_stays_pending() {
     let stored = w.stored(&c);
     assert_eq!(stored[0].status, DeliveryStatus::Pending);
     assert_eq!(stored[0].error.as_ref().unwrap().code, "outcome_unknown");
+}
+
+#[tokio::test]
+async fn a_send_its_invocation_left_unsettled_is_sent_by_a_repeat_once_its_budget_is_over() {
+    let w = world();
+    let c = w.conversation(ChannelType::Whatsapp, false, 1, 0);
+    w.send_interrupted(&agent(), &c, hi(), "k-crash").await;
+    assert_eq!(w.stored(&c)[0].status, DeliveryStatus::Pending);
+    assert!(w.sender.sent().is_empty(), "the provider never got it");
+    // A repeat while the first send could still be running answers it as it is.
+    let early = w
+        .send_later(&agent(), &c, hi(), Some("k-crash"), Span::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(early[0].status, DeliveryStatus::Pending);
+    assert!(w.sender.sent().is_empty());
+    // After the budget and the margin, the repeat takes it over and sends it, as its actor.
+    let late = w
+        .send_later(&agent(), &c, hi(), Some("k-crash"), Span::seconds(90))
+        .await
+        .unwrap();
+    assert_eq!(w.sender.sent().len(), 1);
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].id, early[0].id, "the same message, not a new one");
+    assert_eq!(late[0].status, DeliveryStatus::Sent);
+    assert_eq!(late[0].actor, Some(agent()));
+    let again = w
+        .send_later(&agent(), &c, hi(), Some("k-crash"), Span::minutes(10))
+        .await
+        .unwrap();
+    assert_eq!(again[0].status, DeliveryStatus::Sent);
+    assert_eq!(w.sender.sent().len(), 1, "sent once");
+    assert_eq!(w.stored(&c).len(), 1);
+}
+
+#[tokio::test]
+async fn repeats_racing_for_an_unsettled_send_send_it_once() {
+    let w = world();
+    let c = w.conversation(ChannelType::Messenger, false, 1, 0);
+    w.send_interrupted(&agent(), &c, hi(), "k-race").await;
+    let later = Span::minutes(2);
+    let ada = agent();
+    let (a, b, d) = tokio::join!(
+        w.send_later(&ada, &c, hi(), Some("k-race"), later),
+        w.send_later(&ada, &c, hi(), Some("k-race"), later),
+        w.send_later(&ada, &c, hi(), Some("k-race"), later),
+    );
+    for answer in [a, b, d] {
+        assert_eq!(answer.unwrap().len(), 1);
+    }
+    assert_eq!(w.sender.sent().len(), 1);
+    assert_eq!(w.stored(&c)[0].status, DeliveryStatus::Sent);
+}
+
+#[tokio::test]
+async fn an_unsettled_send_the_window_no_longer_allows_fails_with_a_system_message() {
+    let w = world();
+    // WeChat: the send reserved replies; resuming it does not count them twice.
+    let c = w.conversation(ChannelType::Wechat, false, 1, 3);
+    w.send_interrupted(&agent(), &c, hi(), "k-wechat").await;
+    let resumed = w
+        .send_later(&agent(), &c, hi(), Some("k-wechat"), Span::minutes(2))
+        .await
+        .unwrap();
+    assert_eq!(resumed[0].status, DeliveryStatus::Sent, "{resumed:?}");
+    // A bot's Messenger send whose customer, it turns out, wrote 47 hours before.
+    let late = w.conversation(ChannelType::Messenger, true, 23, 0);
+    w.send_interrupted(&bot(), &late, hi(), "k-late").await;
+    // The window as it was accepted is what counts: make it closed already then.
+    let mut state = w.store.conversation(&w.tenant, late.as_str()).unwrap();
+    state.last_inbound_at = Some(w.now - Span::hours(47));
+    w.store.put_conversation(&w.tenant, state);
+    let refused = w
+        .send_later(&bot(), &late, hi(), Some("k-late"), Span::minutes(2))
+        .await
+        .unwrap();
+    assert_eq!(refused[0].status, DeliveryStatus::Failed);
+    assert_eq!(refused[0].error.as_ref().unwrap().code, "window_closed");
+    let notes = w.stored(&late).len();
+    assert_eq!(notes, 2, "the message and its delivery_failed note");
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_is_not_taken_over_by_a_late_repeat() {
+    let w = world();
+    let c = w.conversation(ChannelType::Whatsapp, false, 1, 0);
+    w.sender.answer([Attempt::Unknown]);
+    w.send(&agent(), &c, hi(), Some("k-unknown")).await.unwrap();
+    let later = w
+        .send_later(&agent(), &c, hi(), Some("k-unknown"), Span::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(later[0].status, DeliveryStatus::Pending);
+    assert_eq!(w.sender.sent().len(), 1, "never sent again");
 }
 
 #[tokio::test]
