@@ -60,9 +60,9 @@ pub struct OutboundSettings {
 const TAKE_OVER_MARGIN: Duration = Duration::from_secs(60);
 
 impl OutboundSettings {
-    /// When a message accepted at `accepted_at` without an outcome by `now` was left by
-    /// its send: accepted before `now` less the budget and [`TAKE_OVER_MARGIN`] (85 s
-    /// with the default budget).
+    /// The time before which a message still without an outcome at `now` must have been
+    /// accepted to count as left by its send: `now` less the budget and
+    /// [`TAKE_OVER_MARGIN`] (85 s with the default budget).
     fn stale_before(&self, now: DateTime<Utc>) -> DateTime<Utc> {
         let wait = chrono::Duration::from_std(self.budget + TAKE_OVER_MARGIN)
             .unwrap_or(chrono::Duration::MAX);
@@ -640,7 +640,12 @@ where
         let window = state
             .policy
             .window_at(state.last_inbound_at, replies, accepted_at);
-        let ready = match authorize(channel_type, &window, replies, &parts, actor) {
+        // The rules of the actor that sent it (a bot's send stays a bot's).
+        let sender = messages
+            .first()
+            .and_then(|m| m.actor.as_ref())
+            .unwrap_or(actor);
+        let ready = match authorize(channel_type, &window, replies, &parts, sender) {
             Ok(delivery) => resolve(&self.store, tenant, &channel, &request.message, &parts)
                 .await
                 .map(|resolved| (delivery, resolved)),
