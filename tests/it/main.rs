@@ -11,6 +11,7 @@ mod browser;
 mod calls;
 mod calls_hostile;
 mod channels;
+mod channels_hostile;
 mod conformance;
 mod customers;
 mod events;

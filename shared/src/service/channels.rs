@@ -1,20 +1,35 @@
 //! Connecting and listing channels.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use tracing::info;
 
 use crate::Error;
 use crate::domain::auth::Principal;
-use crate::domain::channel::{Channel, ConnectChannel};
+use crate::domain::channel::{Channel, ChannelType, ConnectChannel};
 use crate::domain::ids::ChannelId;
 use crate::domain::page::{Page, PageRequest};
 use crate::ports::{ChannelStore, ChannelVerifier};
+
+/// How long the provider has, in all, to vouch for a channel (every page of a WABA's
+/// numbers, a WeChat token lease included): the chatroom function stops at 10 s
+/// (`template.yaml`, `Globals`), and the channel is stored after the proof.
+pub const PROOF_BUDGET: Duration = Duration::from_secs(7);
 
 /// Connects a channel to the caller's tenant (admins only).
 ///
 /// The role is checked before the request is looked at, so an agent learns nothing about
 /// validation rules. The provider must then vouch that the credentials control the account
-/// ([`ChannelVerifier`]); the `external_id` is claimed deployment-wide by the store.
+/// ([`ChannelVerifier`]) within [`PROOF_BUDGET`]; the `external_id` is claimed
+/// deployment-wide by the store.
+///
+/// # Errors
+/// `forbidden` (403) for an agent; 422 for a request the platform's rules refuse
+/// (`invalid_external_id`, `invalid_waba_id`, `invalid_credentials`, …),
+/// `waba_id_required` and `channel_not_verified` (the provider's refusal); `Upstream`
+/// (502) when the provider failed, gave no readable answer or none within the budget;
+/// `external_id_taken` (409) once proven, when the account is connected already.
 pub async fn connect_channel(
     store: &impl ChannelStore,
     verifier: &impl ChannelVerifier,
@@ -27,7 +42,15 @@ pub async fn connect_channel(
         request.into_channel(principal.tenant_id.clone(), ChannelId::generate(), now)?;
     // Before the uniqueness check: whoever cannot prove an account learns nothing about
     // whether it is connected somewhere.
-    verifier.verify(&channel, &credentials).await?;
+    tokio::time::timeout(PROOF_BUDGET, verifier.verify(&channel, &credentials))
+        .await
+        .map_err(|_| Error::Upstream {
+            provider: match channel.channel_type {
+                ChannelType::Wechat => "WeChat",
+                _ => "Graph",
+            },
+            message: format!("no proof within {} s", PROOF_BUDGET.as_secs()),
+        })??;
     store.create_channel(&channel, &credentials).await?;
     info!(
         tenant = %channel.tenant_id,

@@ -129,11 +129,16 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<std::time::Duratio
     Attempt::Failed(DeliveryError::explain(&code_text, title))
 }
 
-/// Graph answers for administrative calls (templates): the JSON, or a 422 with Meta's own
-/// words (a 502 when Meta failed).
+/// The largest answer to an administrative call that is read: a page of 100 phone numbers
+/// is about 25 KB and a template's answer far less, while the function has 128 MB.
+pub const MAX_ADMIN_ANSWER: usize = 1024 * 1024;
+
+/// Graph answers for administrative calls (templates, channel proofs): the JSON (`Null`
+/// when the answer is not JSON), or a 422 with Meta's own words (a 502 when Meta failed).
 ///
 /// # Errors
-/// `refused_by_meta` (422) for a 4xx; `Upstream` (502) for 429, 5xx or no answer.
+/// `refused_by_meta` (422) for a 4xx; `Upstream` (502) for 429, 5xx, no answer, or an
+/// answer over [`MAX_ADMIN_ANSWER`] bytes.
 pub async fn admin(request: reqwest::RequestBuilder) -> Result<Value, crate::Error> {
     use crate::Error;
     let upstream = |message: String| Error::Upstream {
@@ -147,7 +152,10 @@ pub async fn admin(request: reqwest::RequestBuilder) -> Result<Value, crate::Err
         ))
     })?;
     let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let body = super::read_capped(response, MAX_ADMIN_ANSWER)
+        .await
+        .map_err(|reason| upstream(format!("HTTP {status}: {reason}")))?;
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if status.is_success() {
         return Ok(body);
     }

@@ -290,6 +290,38 @@ impl ProviderMedia for Channels {
     }
 }
 
+/// Reads a provider's answer whole, refusing one of more than `cap` bytes (declared or
+/// sent) before it fills the function's memory.
+///
+/// # Errors
+/// Why it was not read: too large, or the answer broke off (timeout or connection).
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<Vec<u8>, String> {
+    let too_large = || format!("the answer is over {cap} bytes");
+    if response
+        .content_length()
+        .is_some_and(|declared| declared > cap as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > cap {
+                    return Err(too_large());
+                }
+            }
+            Ok(None) => return Ok(body),
+            Err(e) if e.is_timeout() => return Err("the answer timed out".into()),
+            Err(_) => return Err("the answer broke off".into()),
+        }
+    }
+}
+
 /// Reads a small answer (a lookup, an error) whole, refusing more than `cap` bytes.
 async fn read_small<B: FetchBody>(body: &mut B, cap: usize) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();

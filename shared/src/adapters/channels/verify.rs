@@ -43,9 +43,38 @@ pub fn appsecret_proof(app_secret: &str, access_token: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// A Graph GET with the channel's token (and proof when there is an app secret): the JSON,
-/// or why Meta refused (422 `channel_not_verified` with Meta's words), or a 502 when Meta
-/// failed or could not be reached.
+/// The error of a provider answer that is not the provider's answer to the call (502):
+/// an HTML page, an empty body, a JSON of another shape. It proves nothing.
+fn unreadable(provider: &'static str, what: &str) -> Error {
+    Error::Upstream {
+        provider,
+        message: format!("the answer about {what} is not one the API gives"),
+    }
+}
+
+/// `text` with every credential value in it replaced: a provider's message may quote the
+/// token or secret it was given, and credentials are never shown nor logged.
+fn redact(text: &str, credentials: &Credentials) -> String {
+    let secrets = [
+        &credentials.access_token,
+        &credentials.app_secret,
+        &credentials.app_id,
+        &credentials.token,
+        &credentials.encoding_aes_key,
+    ];
+    secrets
+        .into_iter()
+        .flatten()
+        .map(|s| s.expose())
+        .filter(|s| !s.is_empty())
+        .fold(text.to_owned(), |text, secret| text.replace(secret, "***"))
+}
+
+/// A Graph GET with the channel's token (and proof when there is an app secret): the JSON
+/// object Graph answered, or why Meta refused (422 `channel_not_verified` with Meta's
+/// words, credentials masked), or a 502 when Meta failed, could not be reached, or gave
+/// something that is not a Graph answer. A 2xx carrying Graph's `error` object is a
+/// refusal: only an answer proves.
 async fn graph_get(
     request: RequestBuilder,
     credentials: &Credentials,
@@ -60,11 +89,23 @@ async fn graph_get(
     if let Some(secret) = &credentials.app_secret {
         request = request.query(&[("appsecret_proof", appsecret_proof(secret.expose(), token))]);
     }
+    let refused = |message: &str| {
+        not_verified(format!(
+            "Meta did not show {what} to this access token: {}",
+            redact(message, credentials)
+        ))
+    };
     match super::graph::admin(request).await {
-        Ok(body) => Ok(body),
-        Err(Error::Validation { message, .. }) => Err(not_verified(format!(
-            "Meta did not show {what} to this access token: {message}"
-        ))),
+        Ok(body) if body.get("error").is_some() => Err(refused(
+            body["error"]["message"].as_str().unwrap_or("no details"),
+        )),
+        Ok(body) if body.is_object() => Ok(body),
+        Ok(_) => Err(unreadable("Graph", what)),
+        Err(Error::Validation { message, .. }) => Err(refused(&message)),
+        Err(Error::Upstream { provider, message }) => Err(Error::Upstream {
+            provider,
+            message: redact(&message, credentials),
+        }),
         Err(other) => Err(other),
     }
 }
@@ -91,10 +132,13 @@ impl Channels {
             if let Some(cursor) = &after {
                 request = request.query(&[("after", cursor)]);
             }
-            let page = graph_get(request, credentials, &format!("the WABA {waba}")).await?;
-            let listed = page["data"].as_array().into_iter().flatten();
+            let what = format!("the WABA {waba}");
+            let page = graph_get(request, credentials, &what).await?;
+            let Some(listed) = page["data"].as_array() else {
+                return Err(unreadable("Graph", &what));
+            };
             if listed
-                .clone()
+                .iter()
                 .any(|n| n["id"] == channel.external_id.as_str())
             {
                 return Ok(());
@@ -114,19 +158,21 @@ impl Channels {
         )))
     }
 
+    /// Meta answers the edge (`{"data": [apps…]}`) only to a token of the Page; any other
+    /// answer, even a 200, proves nothing.
     async fn verify_page(&self, channel: &Channel, credentials: &Credentials) -> Result<(), Error> {
         let http = self.admin_client()?;
         let url = format!(
             "{}/{}/subscribed_apps",
             self.urls.graph, channel.external_id
         );
-        graph_get(
-            http.get(url),
-            credentials,
-            &format!("the Page {}", channel.external_id),
-        )
-        .await
-        .map(drop)
+        let what = format!("the Page {}", channel.external_id);
+        let answer = graph_get(http.get(url), credentials, &what).await?;
+        if answer["data"].is_array() {
+            Ok(())
+        } else {
+            Err(unreadable("Graph", &what))
+        }
     }
 
     async fn verify_instagram(
@@ -170,7 +216,8 @@ impl Channels {
             Ok(_) => Ok(()),
             Err(Attempt::Failed(refused)) => Err(not_verified(format!(
                 "WeChat gave no access token for this AppID and AppSecret ({}: {})",
-                refused.code, refused.reason
+                refused.code,
+                redact(&refused.reason, credentials)
             ))),
             Err(_) => Err(Error::Upstream {
                 provider: "WeChat",
@@ -194,6 +241,27 @@ impl ChannelVerifier for Channels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn provider_messages_never_carry_the_credentials_on() {
+        use crate::domain::channel::Secret;
+        let credentials = Credentials {
+            access_token: Some(Secret::new("EAAG-token")),
+            app_secret: Some(Secret::new("app-secret")),
+            ..Credentials::default()
+        };
+        assert_eq!(
+            redact(
+                "Malformed access token EAAG-token (app-secret, EAAG-token)",
+                &credentials
+            ),
+            "Malformed access token *** (***, ***)"
+        );
+        assert_eq!(
+            redact("nothing to hide", &Credentials::default()),
+            "nothing to hide"
+        );
+    }
 
     #[test]
     fn appsecret_proof_is_the_hex_hmac_of_the_token_keyed_by_the_secret() {

@@ -84,12 +84,23 @@ pub fn classify(status: u16, body: &[u8]) -> Attempt {
     }
 }
 
+/// The largest token or upload answer read (WeChat's are under 1 KB).
+const MAX_ANSWER: usize = 64 * 1024;
+
 /// A WeChat answer: its status, raw body, and JSON (`Null` when it is not JSON).
-async fn answer(response: reqwest::Response) -> (u16, Vec<u8>, Value) {
+///
+/// # Errors
+/// `Retry` when the answer is over [`MAX_ANSWER`] bytes or breaks off.
+async fn answer(response: reqwest::Response) -> Result<(u16, Vec<u8>, Value), Attempt> {
     let status = response.status().as_u16();
-    let body = response.bytes().await.unwrap_or_default().to_vec();
+    let body = super::read_capped(response, MAX_ANSWER)
+        .await
+        .map_err(|_| Attempt::Retry {
+            code: "unreadable_answer".into(),
+            after: None,
+        })?;
     let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    (status, body, json)
+    Ok((status, body, json))
 }
 
 /// The AppID and AppSecret of a WeChat channel.
@@ -277,7 +288,7 @@ impl Client<'_> {
             .send()
             .await
             .map_err(|e| retry_transport(&e))?;
-        let (status, body, json) = answer(response).await;
+        let (status, body, json) = answer(response).await?;
         if let Some(token) = json["access_token"].as_str().filter(|t| !t.is_empty()) {
             let ttl = json["expires_in"].as_i64().unwrap_or(7200).max(0);
             return Ok(Fetched {
@@ -368,7 +379,7 @@ impl Client<'_> {
                 .send()
                 .await
                 .map_err(|e| retry_transport(&e))?;
-            let (status, body, json) = answer(response).await;
+            let (status, body, json) = answer(response).await?;
             if let Some(id) = json["media_id"].as_str() {
                 return Ok(id.to_owned());
             }
