@@ -12,6 +12,8 @@
 //! Every refusal is a 4xx (or a 502 when the provider misbehaves) and stores nothing.
 
 mod answers;
+mod ids;
+mod tokens;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

@@ -224,28 +224,42 @@ fn only_for(field: &str, types: &str) -> Error {
     )
 }
 
+/// A WeChat original id (原始ID) starts with `gh_` (WeChat Official Account admin
+/// console, "Account details"). The prefix also keeps it apart from Meta's numeric ids,
+/// which share the deployment-wide claim on an external id: a WeChat channel, proven by
+/// its AppID/AppSecret alone, must never hold a Page's, an account's or a number's id.
+const WECHAT_ID_PREFIX: &str = "gh_";
+
 fn parse_external_id(kind: ChannelType, raw: &str) -> Result<String, Error> {
     if kind.is_meta() {
         return parse_meta_id("external_id", raw);
     }
-    let ok = !raw.is_empty()
-        && raw.len() <= MAX_EXTERNAL_ID_LEN
-        && raw
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+    let ok = raw.len() <= MAX_EXTERNAL_ID_LEN
+        && raw.strip_prefix(WECHAT_ID_PREFIX).is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        });
     if ok {
         Ok(raw.to_owned())
     } else {
         Err(Error::validation(
             "invalid_external_id",
-            "a WeChat external_id is the account's original id, e.g. gh_1a2b3c4d5e6f",
+            "a WeChat external_id is the account's original id: gh_ then letters, digits, _ or -, e.g. gh_1a2b3c4d5e6f",
         ))
     }
 }
 
-/// Meta object ids (phone_number_id, page id, IG account id, WABA id) are decimal digits.
+/// Meta object ids (phone_number_id, page id, IG account id, WABA id) are positive
+/// decimal integers, written without leading zeros (as Graph and its webhooks write them):
+/// one spelling per account, so the deployment-wide claim on an id cannot be doubled by
+/// another spelling of it.
 fn parse_meta_id(field: &'static str, raw: &str) -> Result<String, Error> {
-    let ok = !raw.is_empty() && raw.len() <= 32 && raw.bytes().all(|b| b.is_ascii_digit());
+    let ok = !raw.is_empty()
+        && raw.len() <= 32
+        && !raw.starts_with('0')
+        && raw.bytes().all(|b| b.is_ascii_digit());
     if ok {
         Ok(raw.to_owned())
     } else {
@@ -406,6 +420,49 @@ mod tests {
         }))
         .unwrap_err();
         assert_eq!(err.code(), "invalid_external_id");
+    }
+
+    #[test]
+    fn meta_ids_with_leading_zeros_are_another_spelling_and_refused() {
+        for id in ["0", "01029384756", "00"] {
+            let err = request(serde_json::json!({
+                "type": "messenger", "external_id": id, "name": "n", "credentials": {"access_token": "t"}
+            }))
+            .unwrap_err();
+            assert_eq!(err.code(), "invalid_external_id", "{id}");
+        }
+        let err = request(serde_json::json!({
+            "type": "whatsapp", "external_id": "1065", "name": "n", "waba_id": "0102",
+            "credentials": {"access_token": "t"}
+        }))
+        .unwrap_err();
+        assert_eq!(err.code(), "invalid_waba_id");
+    }
+
+    #[test]
+    fn wechat_external_ids_are_original_ids_never_meta_ids() {
+        let body = |id: &str| {
+            serde_json::json!({
+                "type": "wechat", "external_id": id, "name": "WX",
+                "credentials": {"app_id": "wx1", "app_secret": "s", "token": "t"}
+            })
+        };
+        for id in [
+            "1029384756",
+            "106540352242922",
+            "gh_",
+            "gh-1a2b",
+            "GH_1a2b",
+            "wx_1a2b",
+            "",
+        ] {
+            let err = request(body(id)).unwrap_err();
+            assert_eq!(err.code(), "invalid_external_id", "{id}");
+        }
+        assert_eq!(
+            request(body("gh_1a2b3c4d5e6f")).unwrap().0.external_id,
+            "gh_1a2b3c4d5e6f"
+        );
     }
 
     #[test]
