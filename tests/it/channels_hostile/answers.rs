@@ -270,9 +270,19 @@ async fn a_slow_provider_is_a_502_within_the_functions_timeout() {
 #[tokio::test]
 async fn wechat_answers_without_a_token_connect_nothing() {
     let cases = [
-        (json!({"errcode": 0, "errmsg": "ok"}), None),
-        (json!({"access_token": "", "expires_in": 7200}), None),
-        (json!({"access_token": 42, "expires_in": 7200}), None),
+        // Not WeChat's answer: the provider failed, the AppSecret is not blamed.
+        (
+            json!({"errcode": 0, "errmsg": "ok"}),
+            Some("upstream_error"),
+        ),
+        (
+            json!({"access_token": "", "expires_in": 7200}),
+            Some("upstream_error"),
+        ),
+        (
+            json!({"access_token": 42, "expires_in": 7200}),
+            Some("upstream_error"),
+        ),
         (
             json!({"errcode": -1, "errmsg": "system error"}),
             Some("upstream_error"),
@@ -309,7 +319,7 @@ async fn wechat_answers_without_a_token_connect_nothing() {
     }
     let html = Scripted::raw(200, "text/html", "<html>502 Bad Gateway</html>");
     let (connected, _) = outcome(vec![html], &wechat(&gh_id(), "wx-html", "wx-secret")).await;
-    assert!(connected.is_err());
+    assert_eq!(connected, Err("upstream_error".to_owned()));
     let app = format!("wx{}", unique_meta_id());
     let token = Scripted::json(200, &json!({"access_token": "tok", "expires_in": 7200}));
     let (connected, _) = outcome(vec![token], &wechat(&gh_id(), &app, "wx-secret")).await;

@@ -140,8 +140,9 @@ impl Client<'_> {
     /// is replaced once (unless another process already replaced it).
     ///
     /// # Errors
-    /// The attempt to report: `Failed` 40125 without credentials or when WeChat gives no
-    /// token, `Retry` on transport errors.
+    /// The attempt to report: `Failed` 40125 without credentials or when WeChat refuses
+    /// them, `Retry` on transport errors and on answers that are neither a token nor an
+    /// `errcode`.
     pub async fn token(
         &self,
         channel: &RoutedChannel,
@@ -298,9 +299,17 @@ impl Client<'_> {
             });
         }
         Err(match classify(status, &body) {
-            Attempt::Accepted(_) | Attempt::Unknown | Attempt::RefreshToken => Attempt::Failed(
-                DeliveryError::explain("40125", Some("WeChat gave no access token")),
-            ),
+            // A success without a token, or no JSON at all, is not WeChat's answer (its
+            // token endpoints give a token or an `errcode`): asked again, never taken as a
+            // verdict on the AppSecret.
+            Attempt::Accepted(_) | Attempt::Unknown => Attempt::Retry {
+                code: "no_token".into(),
+                after: None,
+            },
+            Attempt::RefreshToken => Attempt::Failed(DeliveryError::explain(
+                "40125",
+                Some("WeChat gave no access token"),
+            )),
             other => other,
         })
     }
