@@ -1,7 +1,5 @@
 //! Connecting and listing channels.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use tracing::info;
 
@@ -11,17 +9,13 @@ use crate::domain::channel::{Channel, ChannelType, ConnectChannel};
 use crate::domain::ids::ChannelId;
 use crate::domain::page::{Page, PageRequest};
 use crate::ports::{ChannelStore, ChannelVerifier};
-
-/// How long the provider has, in all, to vouch for a channel (every page of a WABA's
-/// numbers, a WeChat token lease included): the chatroom function stops at 10 s
-/// (`template.yaml`, `Globals`), and the channel is stored after the proof.
-pub const PROOF_BUDGET: Duration = Duration::from_secs(7);
+use crate::service::within_provider_budget;
 
 /// Connects a channel to the caller's tenant (admins only).
 ///
 /// The role is checked before the request is looked at, so an agent learns nothing about
 /// validation rules. The provider must then vouch that the credentials control the account
-/// ([`ChannelVerifier`]) within [`PROOF_BUDGET`]; the `external_id` is claimed
+/// ([`ChannelVerifier`]) within [`super::PROVIDER_BUDGET`]; the `external_id` is claimed
 /// deployment-wide by the store.
 ///
 /// # Errors
@@ -42,15 +36,11 @@ pub async fn connect_channel(
         request.into_channel(principal.tenant_id.clone(), ChannelId::generate(), now)?;
     // Before the uniqueness check: whoever cannot prove an account learns nothing about
     // whether it is connected somewhere.
-    tokio::time::timeout(PROOF_BUDGET, verifier.verify(&channel, &credentials))
-        .await
-        .map_err(|_| Error::Upstream {
-            provider: match channel.channel_type {
-                ChannelType::Wechat => "WeChat",
-                _ => "Graph",
-            },
-            message: format!("no proof within {} s", PROOF_BUDGET.as_secs()),
-        })??;
+    let provider = match channel.channel_type {
+        ChannelType::Wechat => "WeChat",
+        _ => "Graph",
+    };
+    within_provider_budget(provider, verifier.verify(&channel, &credentials)).await?;
     store.create_channel(&channel, &credentials).await?;
     info!(
         tenant = %channel.tenant_id,

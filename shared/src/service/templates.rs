@@ -13,6 +13,7 @@ use crate::domain::template::{
     NewTemplate, Template, TemplateCategory, TemplateStatus, legacy_template_id, template_id,
 };
 use crate::ports::{ChannelDirectory, ChannelSender, ChannelStore, RoutedChannel, TemplateStore};
+use crate::service::within_provider_budget;
 
 /// Most pages of channels read to find a tenant's business accounts (100 channels each).
 const MAX_CHANNEL_PAGES: usize = 50;
@@ -95,7 +96,9 @@ async fn creating_channel(
 /// `forbidden` (not an admin), `invalid_template`, `unknown_channel`,
 /// `template_not_supported` (not WhatsApp), `waba_id_required` (no business account),
 /// `channel_required` (no `channel_id` and several business accounts), `template_exists`
-/// (409: the account has this name and language), the provider's refusal (502).
+/// (409: the account has this name and language), the provider's refusal or no answer
+/// within [`super::PROVIDER_BUDGET`] (502; Meta may have created it then: it shows in
+/// WhatsApp Manager, and asking again is refused there as a duplicate).
 pub async fn create_template(
     store: &(impl TemplateStore + ChannelStore),
     directory: &impl ChannelDirectory,
@@ -123,9 +126,11 @@ pub async fn create_template(
         id: provider_id,
         status,
         category,
-    } = provider
-        .create_template(&channel, &waba, &new.graph_body())
-        .await?;
+    } = within_provider_budget(
+        "Graph",
+        provider.create_template(&channel, &waba, &new.graph_body()),
+    )
+    .await?;
     let template = Template {
         id,
         channel_id: channel.channel.id.to_string(),
@@ -203,14 +208,16 @@ pub async fn delete_template(
         .await?
         .ok_or(Error::NotFound { what: "template" })?;
     let (channel, waba) = whatsapp_channel(directory, principal, &template.channel_id).await?;
-    provider
-        .delete_template(
+    within_provider_budget(
+        "Graph",
+        provider.delete_template(
             &channel,
             &waba,
             &template.name,
             template.provider_template_id.as_deref(),
-        )
-        .await?;
+        ),
+    )
+    .await?;
     store.delete_template(&principal.tenant_id, id).await
 }
 

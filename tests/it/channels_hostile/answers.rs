@@ -360,3 +360,61 @@ async fn a_refusal_never_repeats_the_credentials_even_when_the_provider_does() {
     assert_eq!(refused.code(), "channel_not_verified");
     assert!(!refused.to_string().contains(&wx_secret), "{refused}");
 }
+
+#[tokio::test]
+async fn a_template_graph_answers_too_slowly_is_a_502_within_the_functions_timeout() {
+    let (number, waba) = (unique_meta_id(), unique_meta_id());
+    let proof = numbers_page(&[json!({"id": number})], None, None);
+    // Meta answers the creation after 9 s: past the chatroom function's 10 s with the reads.
+    let slow = Scripted::json(
+        200,
+        &json!({"id": "594425479261596", "status": "PENDING", "category": "UTILITY"}),
+    )
+    .after(Duration::from_secs(9));
+    let provider = Provider::start(vec![proof, slow]).await;
+    let tenant = unique_tenant();
+    let channel = connect_with(&provider.channels(), &tenant, &whatsapp(&number, &waba))
+        .await
+        .expect("the proof passes");
+    let principal = shared::domain::auth::Principal::from_claims(|claim| match claim {
+        "sub" => Some("admin-1"),
+        "tenant_id" => Some(tenant.as_str()),
+        "role" => Some("admin"),
+        _ => None,
+    })
+    .unwrap();
+    let new: shared::domain::template::NewTemplate = serde_json::from_value(json!({
+        "channel_id": channel.id.to_string(), "name": "order_update", "language": "en_US",
+        "category": "UTILITY", "components": [{"type": "BODY", "text": "Your order {{1}} ships today."}]
+    }))
+    .unwrap();
+    let store = super::store();
+    let started = Instant::now();
+    let created = shared::service::templates::create_template(
+        &store,
+        &store,
+        &provider.channels(),
+        &principal,
+        new,
+        chrono::Utc::now(),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(
+        created.map(drop).map_err(|e| e.code()),
+        Err("upstream_error"),
+        "after {took:?}"
+    );
+    assert!(took < Duration::from_secs(8), "answered after {took:?}");
+    let listed = integration_tests::get(
+        "/templates",
+        Some(&integration_tests::token(&tenant, "admin")),
+    )
+    .await;
+    assert_eq!(
+        listed.body["items"],
+        json!([]),
+        "nothing stored: {}",
+        listed.text
+    );
+}
