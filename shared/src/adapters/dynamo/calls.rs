@@ -365,6 +365,12 @@ impl CallStore for DynamoStore {
                 .await?;
                 return Ok(None);
             }
+            // The peer stops relaying here first: once the call reads ended, no frame of
+            // the peer reaches the connection that left (its socket may stay open after a
+            // `bye`).
+            if let Some(peer) = room.connection(party.role.other()) {
+                self.forget_peer(peer, connection_id).await?;
+            }
             let (items, ended) = self.leave_items(&tenant, &room, party, connection_id, at)?;
             if self
                 .transact_conditional(items, "leave call")
@@ -372,9 +378,6 @@ impl CallStore for DynamoStore {
                 .is_some()
             {
                 continue;
-            }
-            if let Some(peer) = room.connection(party.role.other()) {
-                self.forget_peer(peer, connection_id).await?;
             }
             return Ok(ended);
         }
