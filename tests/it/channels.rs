@@ -386,6 +386,14 @@ async fn a_channel_is_stored_only_when_its_provider_vouches_for_the_credentials(
         &json!({"type": "instagram", "external_id": unique_meta_id(),
         "credentials": instagram["credentials"]}),
     );
+    // A granted token asking for an account it does not reach hears that, not that the
+    // token is unreadable.
+    let unseen = post_json("/channels", Some(&token(&tenant, "admin")), &instagram).await;
+    assert!(
+        unseen.text.contains("(#100)") && !unseen.text.contains("Cannot parse"),
+        "{}",
+        unseen.text
+    );
     for (stored, body) in [(1, &page), (2, &instagram)] {
         assert_eq!(
             try_connect(&tenant, body).await,

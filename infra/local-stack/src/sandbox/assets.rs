@@ -255,10 +255,17 @@ pub(super) async fn subscribed_apps(
     }
 }
 
-/// Whether some token was granted `id` as an Instagram account (and no file has that id).
-pub(super) fn is_account(sandbox: &Sandbox, id: &str) -> bool {
+/// Whether `GET /graph/{id}` asks for an account rather than a stored media file: no file
+/// has that id, and some token was granted it as an Instagram account or the request asks
+/// for an account's `username` (so a token that does not reach the account learns that,
+/// as Graph answers, rather than that the token is unreadable).
+pub(super) fn is_account(sandbox: &Sandbox, id: &str, query: Option<&str>) -> bool {
     let state = sandbox.state();
-    !state.files.contains_key(id) && state.meta_grants.values().any(|g| g.instagram.contains(id))
+    let asks_username = sorted_query(query)
+        .get("fields")
+        .is_some_and(|f| f.split(',').any(|field| field.trim() == "username"));
+    !state.files.contains_key(id)
+        && (asks_username || state.meta_grants.values().any(|g| g.instagram.contains(id)))
 }
 
 /// `GET /graph/{id}` for an account (not a stored media file): an Instagram account the

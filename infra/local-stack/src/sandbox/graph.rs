@@ -707,7 +707,7 @@ pub(super) async fn media_lookup(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    if super::assets::is_account(&sandbox, &id) {
+    if super::assets::is_account(&sandbox, &id, query.as_deref()) {
         return super::assets::account(&sandbox, &id, query.as_deref(), &headers);
     }
     let authorized = headers
