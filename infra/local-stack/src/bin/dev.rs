@@ -98,7 +98,10 @@ async fn run(moto: &Moto) -> Result<(), BoxError> {
          try: curl http://127.0.0.1:{port}/health\n\
          token: make token TENANT=acme ROLE=admin\n\
          provider sandbox: {sandbox_url}   ({providers})\n\
-         chat as a customer (connect a WhatsApp channel with that phone_number_id first):\n  \
+         let a token control a WhatsApp number (POST /channels proves it before connecting):\n  \
+         curl -XPOST {sandbox_url}/sandbox/meta/assets \\\n    \
+         -d '{{\"access_token\":\"EAAG-demo\",\"waba_id\":\"<waba_id>\",\"phone_number_ids\":[\"<phone_number_id>\"]}}'\n\
+         chat as a customer (once that WhatsApp channel is connected):\n  \
          curl -XPOST {sandbox_url}/sandbox/customer-message \\\n    \
          -d '{{\"channel\":\"whatsapp\",\"account\":\"<phone_number_id>\",\"from\":\"15550001111\",\"name\":\"Ana\",\"text\":\"hi\"}}'\n\
          what was sent: curl {sandbox_url}/sandbox/outbox\n\

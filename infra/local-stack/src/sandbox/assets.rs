@@ -153,7 +153,8 @@ fn grant_of(
             StatusCode::UNAUTHORIZED,
             190,
             None,
-            "Invalid OAuth access token - Cannot parse access token",
+            "Invalid OAuth access token - Cannot parse access token \
+             (sandbox: no grant has this token; POST /sandbox/meta/assets gives it one)",
         )));
     };
     if let (Some(secret), Some(proof)) = (&grant.app_secret, query.get("appsecret_proof"))
