@@ -113,7 +113,9 @@ fuzz:
 	if ! $(FUZZ_TOOLS)/bin/cargo-fuzz --version 2>/dev/null | grep -q "$(CARGO_FUZZ_VERSION)"; then \
 		cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked --root $(FUZZ_TOOLS); \
 	fi; \
-	status=0; \
+	echo "building the fuzz targets (nightly, sanitizer build: the first one takes several minutes)"; \
+	PATH="$(FUZZ_TOOLS)/bin:$$PATH" cargo +nightly fuzz build --fuzz-dir fuzz --target-dir "$(TARGET_DIR)/fuzz" || exit 1; \
+	status=0; failed=""; \
 	for target in $(FUZZ_TARGETS); do \
 		case $$target in \
 			meta_webhook) seeds="tests/fixtures/webhooks/whatsapp tests/fixtures/webhooks/messenger tests/fixtures/webhooks/instagram";; \
@@ -128,8 +130,10 @@ fuzz:
 			-max_total_time=$(FUZZ_SECONDS) -max_len=262144 -rss_limit_mb=2048 \
 			-artifact_prefix="$(TARGET_DIR)/fuzz/artifacts/$$target/" -print_final_stats=1 2>&1 \
 			| grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb|==[0-9]+==|SUMMARY|Done [0-9]+ runs)" ; \
-		test "$${PIPESTATUS[0]}" -eq 0 || { echo "$$target: FAILED (artifacts in $(TARGET_DIR)/fuzz/artifacts/$$target)"; status=1; }; \
+		test "$${PIPESTATUS[0]}" -eq 0 || { echo "$$target: FAILED (artifacts in $(TARGET_DIR)/fuzz/artifacts/$$target)"; status=1; failed="$$failed $$target"; }; \
 	done; \
+	if [ $$status -eq 0 ]; then echo "fuzz: PASS, $(words $(FUZZ_TARGETS)) targets, $(FUZZ_SECONDS) s each, 0 crashes"; \
+	else echo "fuzz: FAIL:$$failed"; fi; \
 	exit $$status
 
 ## token: print a local agent JWT, e.g. `make token TENANT=acme ROLE=agent`

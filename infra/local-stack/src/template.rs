@@ -24,6 +24,7 @@ pub const LOCAL_ACCOUNT_ID: &str = "123456789012";
 #[derive(Debug, Clone)]
 pub struct Template {
     parameters: Map<String, Value>,
+    rules: Map<String, Value>,
     globals: Value,
     resources: Map<String, Value>,
     region: String,
@@ -201,10 +202,17 @@ impl Template {
         };
         Ok(Self {
             parameters: take_map(&mut root, "Parameters"),
+            rules: take_map(&mut root, "Rules"),
             resources: take_map(&mut root, "Resources"),
             globals: root.remove("Globals").unwrap_or(Value::Null),
             region: region.to_owned(),
         })
+    }
+
+    /// The template's `Rules` (parameter checks CloudFormation makes before deploying),
+    /// by name, intrinsic functions as `{"Fn::…": …}` / `{"Ref": …}`.
+    pub fn rules(&self) -> &Map<String, Value> {
+        &self.rules
     }
 
     /// `(logical id, resource)` for every resource of a type, by logical id.

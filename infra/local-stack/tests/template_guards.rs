@@ -203,3 +203,18 @@ fn the_created_user_pool_lets_nobody_write_their_tenant_or_role() {
         }
     }
 }
+
+#[test]
+fn an_existing_user_pool_cannot_be_given_without_its_app_client() {
+    let template = template();
+    let guarded = template.rules().values().any(|rule| {
+        let condition = rule["RuleCondition"].to_string();
+        let assertions = rule["Assertions"].to_string();
+        condition.contains("CognitoUserPoolId") && assertions.contains("CognitoAppClientId")
+    });
+    assert!(
+        guarded,
+        "a rule requires CognitoAppClientId (the JWT audience) with CognitoUserPoolId: {:?}",
+        template.rules()
+    );
+}

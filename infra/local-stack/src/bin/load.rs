@@ -321,7 +321,7 @@ async fn load(
         acks.len() as f64 / burst.as_secs_f64()
     );
     println!(
-        "| webhooks posted within the {} s bound | {} of {webhooks} ({} deliveries) | all |",
+        "| webhooks posted within the {} s bound | {} of {webhooks} ({} deliveries) | — (the figures cover these) |",
         burst_bound.as_secs(),
         posted.len(),
         acks.len()
@@ -344,17 +344,26 @@ async fn load(
         "| whole run (both streams) | {:.1} s | — |",
         both.as_secs_f64()
     );
-    let ok = server_errors == 0
-        && lost == 0
-        && twice == 0
-        && send_errors == 0
-        && sent_twice == 0
-        && sent_counts.len() == agent_sends
-        && by_status.keys().all(|s| *s == 200);
+    let checks = [
+        (server_errors == 0, "webhook 5xx or no answer"),
+        (by_status.keys().all(|s| *s == 200), "webhook answers not all 200"),
+        (lost == 0, "messages lost"),
+        (twice == 0, "messages stored twice"),
+        (send_errors == 0, "agent send 5xx or no answer"),
+        (sent_counts.len() == agent_sends, "agent texts missing at the provider"),
+        (sent_twice == 0, "agent texts sent twice"),
+    ];
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|(ok, _)| !ok)
+        .map(|(_, what)| *what)
+        .collect();
     drop(stack);
-    if ok {
+    if failed.is_empty() {
+        println!("load: PASS");
         Ok(())
     } else {
-        Err("the load run lost, doubled or failed requests".into())
+        println!("load: FAIL: {}", failed.join(", "));
+        Err(format!("the load run failed: {}", failed.join(", ")).into())
     }
 }
