@@ -346,11 +346,17 @@ async fn load(
     );
     let checks = [
         (server_errors == 0, "webhook 5xx or no answer"),
-        (by_status.keys().all(|s| *s == 200), "webhook answers not all 200"),
+        (
+            by_status.keys().all(|s| *s == 200),
+            "webhook answers not all 200",
+        ),
         (lost == 0, "messages lost"),
         (twice == 0, "messages stored twice"),
         (send_errors == 0, "agent send 5xx or no answer"),
-        (sent_counts.len() == agent_sends, "agent texts missing at the provider"),
+        (
+            sent_counts.len() == agent_sends,
+            "agent texts missing at the provider",
+        ),
         (sent_twice == 0, "agent texts sent twice"),
     ];
     let failed: Vec<&str> = checks
