@@ -49,8 +49,12 @@ struct State {
     channels: HashMap<ChannelId, RoutedChannel>,
     conversations: HashMap<(String, String), ConversationState>,
     messages: BTreeMap<MessageSlot, Message>,
+    /// When an outbound message was accepted, by the service's clock.
+    accepted: HashMap<MessageSlot, DateTime<Utc>>,
     /// When an interrupted send's message was last taken over.
     taken_over: HashMap<MessageSlot, DateTime<Utc>>,
+    /// Settles still to refuse (a store that fails after the provider answered).
+    settle_failures: u32,
     idempotency: HashMap<(String, String, String), (String, Vec<MessageKey>)>,
     media: HashMap<(String, String), MediaRecord>,
     templates: HashMap<(String, String), Template>,
@@ -103,6 +107,11 @@ impl InMemoryStore {
             .filter(|((t, c, _, _), _)| t == tenant.as_str() && c == conversation_id)
             .map(|(_, m)| m.clone())
             .collect()
+    }
+
+    /// Makes the next settle fail, as a store error would, writing nothing.
+    pub fn fail_next_settle(&self) {
+        lock(&self.state).settle_failures += 1;
     }
 
     /// A conversation as stored.
@@ -230,13 +239,15 @@ impl OutboundStore for InMemoryStore {
                 created_at: m.created_at.clone(),
                 id: m.id.clone(),
             });
+            let slot = (
+                tenant.clone(),
+                b.conversation_id.clone(),
+                m.created_at.clone(),
+                m.id.clone(),
+            );
+            state.accepted.insert(slot.clone(), b.accepted_at);
             state.messages.insert(
-                (
-                    tenant.clone(),
-                    b.conversation_id.clone(),
-                    m.created_at.clone(),
-                    m.id.clone(),
-                ),
+                slot,
                 crate::service::outbound::pending_view(&b.conversation_id, m, &b.actor),
             );
         }
@@ -258,6 +269,10 @@ impl OutboundStore for InMemoryStore {
         at: DateTime<Utc>,
     ) -> Result<(), Error> {
         let mut state = lock(&self.state);
+        if state.settle_failures > 0 {
+            state.settle_failures -= 1;
+            return Err(Error::Internal("settle message: the store failed".into()));
+        }
         let slot = (
             tenant.to_string(),
             conversation_id.to_owned(),
@@ -319,6 +334,10 @@ impl OutboundStore for InMemoryStore {
             message.status == DeliveryStatus::Pending
                 && message.error.is_none()
                 && message.provider_message_id.is_none()
+                && state
+                    .accepted
+                    .get(&slot)
+                    .map_or(message.created_at < stale_before, |at| *at < stale_before)
         });
         let free = state
             .taken_over

@@ -616,6 +616,10 @@ pub struct OutboundBatch {
     /// A bot's send: the bot state version its turn left (the accept is refused with
     /// `409 bot_stopped` once an agent, Exit Bot or another turn moved it).
     pub bot_version: Option<u64>,
+    /// When the send is accepted by the clock (recorded on each message as `accepted_at`):
+    /// the messages' `created_at` may be earlier (a resumed bot turn's time), so a repeat
+    /// judges whether the send was left by this, not by `created_at`.
+    pub accepted_at: DateTime<Utc>,
 }
 
 /// The result of accepting a batch.
@@ -662,8 +666,10 @@ pub trait OutboundStore: Send + Sync {
     /// Takes over one accepted message whose send ended before settling it (its
     /// invocation died): `true` when the caller now owns its delivery and must settle it.
     /// `false` when it is no longer `pending`, has an outcome (sent, failed, or
-    /// `outcome_unknown`: the provider may have it), or was taken over at or after
-    /// `stale_before` by another caller. One conditional write.
+    /// `outcome_unknown`: the provider may have it), was accepted at or after
+    /// `stale_before` (its `accepted_at`; `created_at` for a message stored without one),
+    /// or was taken over at or after `stale_before` by another caller. One conditional
+    /// write; `now` is recorded as `taken_over_at`.
     fn take_over(
         &self,
         tenant: &TenantId,

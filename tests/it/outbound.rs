@@ -902,6 +902,19 @@ async fn accepted_then_ended(
     key: &str,
     ago: chrono::Duration,
 ) -> String {
+    accepted_then_ended_at(channel, conversation, text, key, ago, Some(ago)).await
+}
+
+/// [`accepted_then_ended`] with a message stamped `stamped` ago and accepted `accepted` ago
+/// (`None`: stored as before `accepted_at` was recorded).
+async fn accepted_then_ended_at(
+    channel: &TestChannel,
+    conversation: &str,
+    text: &str,
+    key: &str,
+    stamped: chrono::Duration,
+    accepted: Option<chrono::Duration>,
+) -> String {
     use shared::ports::{
         Acceptance, ChannelDirectory, IdempotencyRecord, OutboundBatch, OutboundStore,
         PendingMessage,
@@ -922,7 +935,7 @@ async fn accepted_then_ended(
     let body = json!({"kind": "text", "text": text}).to_string();
     let message = PendingMessage {
         id: ulid::Ulid::new().to_string(),
-        created_at: shared::domain::time::rfc3339(&(Utc::now() - ago)),
+        created_at: shared::domain::time::rfc3339(&(Utc::now() - stamped)),
         kind: shared::domain::message::MessageKind::Text,
         text: Some(text.to_owned()),
         media: None,
@@ -942,11 +955,29 @@ async fn accepted_then_ended(
         start: false,
         seen: Some(seen),
         bot_version: None,
+        accepted_at: Utc::now() - accepted.unwrap_or(stamped),
     };
     assert!(matches!(
         store.accept(&batch).await.unwrap(),
         Acceptance::Accepted
     ));
+    if accepted.is_none() {
+        let k = shared::adapters::keys::message(
+            &tenant,
+            conversation,
+            &message.created_at,
+            &message.id,
+        );
+        aws_sdk_dynamodb::Client::new(&stack().settings.sdk_config())
+            .update_item()
+            .table_name(stack().template.local_name("ChatTable").unwrap())
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(k.pk))
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(k.sk))
+            .update_expression("REMOVE accepted_at")
+            .send()
+            .await
+            .unwrap();
+    }
     message.id
 }
 
@@ -1000,6 +1031,58 @@ async fn a_send_whose_invocation_ended_before_sending_goes_out_once_on_a_late_re
     );
     let again = send(&channel, &conversation, body, Some("k-left")).await;
     assert_eq!(again.body["status"], "sent", "{}", again.text);
+    assert_eq!(accepted_sends_to(&channel.external_id, &wa_id).len(), 1);
+}
+
+#[tokio::test]
+async fn a_send_stamped_before_it_was_accepted_is_taken_over_only_once_its_acceptance_is_old() {
+    let channel = connect("whatsapp").await;
+    let (conversation, wa_id) = customer_wrote(&channel, "whatsapp", 1).await;
+    let text = format!("Your table is ready {}", ulid::Ulid::new());
+    let body = json!({"kind": "text", "text": text});
+    let repeat = |key: &'static str| send(&channel, &conversation, body.clone(), Some(key));
+    // A resumed bot turn stamps its message with the turn's time, 10 minutes ago, but
+    // accepted it 10 s ago: that send may still be running.
+    let running = accepted_then_ended_at(
+        &channel,
+        &conversation,
+        &text,
+        "k-running",
+        chrono::Duration::minutes(10),
+        Some(chrono::Duration::seconds(10)),
+    )
+    .await;
+    let reply = repeat("k-running").await;
+    assert_eq!(reply.status, 202, "{}", reply.text);
+    assert_eq!(reply.body["id"], running.as_str());
+    assert_eq!(reply.body["status"], "pending", "{}", reply.text);
+    assert!(accepted_sends_to(&channel.external_id, &wa_id).is_empty());
+    // Messages stored before `accepted_at` was recorded are judged by their time.
+    let recent = accepted_then_ended_at(
+        &channel,
+        &conversation,
+        &text,
+        "k-old-recent",
+        chrono::Duration::seconds(10),
+        None,
+    )
+    .await;
+    let reply = repeat("k-old-recent").await;
+    assert_eq!(reply.body["id"], recent.as_str());
+    assert_eq!(reply.body["status"], "pending", "{}", reply.text);
+    assert!(accepted_sends_to(&channel.external_id, &wa_id).is_empty());
+    let left = accepted_then_ended_at(
+        &channel,
+        &conversation,
+        &text,
+        "k-old-left",
+        chrono::Duration::minutes(2),
+        None,
+    )
+    .await;
+    let reply = repeat("k-old-left").await;
+    assert_eq!(reply.body["id"], left.as_str());
+    assert_eq!(reply.body["status"], "sent", "{}", reply.text);
     assert_eq!(accepted_sends_to(&channel.external_id, &wa_id).len(), 1);
 }
 

@@ -28,6 +28,10 @@ use crate::ports::{
     PendingMessage, RoutedChannel, SendOutcome,
 };
 
+/// The clock's time an outbound message was accepted (RFC 3339): a repeat takes over a
+/// send left unsettled only once this is older than the budget and the margin.
+const ACCEPTED_AT: &str = "accepted_at";
+
 /// What a `ConditionalCheckFailed` at each position of the accept transaction means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Slot {
@@ -356,7 +360,9 @@ impl OutboundStore for DynamoStore {
                 ..MessageRecord::default()
             };
             let key = keys::message(tenant, &b.conversation_id, &m.created_at, &m.id);
-            items.push(put(&self.table, record.item(key)?)?);
+            let mut item = record.item(key)?;
+            item.insert(ACCEPTED_AT.into(), s(rfc3339(&b.accepted_at)));
+            items.push(put(&self.table, item)?);
             slots.push(Slot::Message);
         }
         let conversation_key = keys::conversation(tenant, &b.conversation_id);
@@ -565,10 +571,14 @@ impl OutboundStore for DynamoStore {
         let error = e.name("error_code");
         let provider = e.name("provider_message_id");
         let taken = e.name("taken_over_at");
+        let accepted = e.name(ACCEPTED_AT);
+        let created = e.name("created_at");
         let stale = e.value(s(rfc3339(&stale_before)));
+        // Messages accepted before `accepted_at` was recorded are judged by `created_at`.
         let condition = format!(
             "{status} = {pending} AND attribute_not_exists({error}) AND \
              attribute_not_exists({provider}) AND \
+             ({accepted} < {stale} OR (attribute_not_exists({accepted}) AND {created} < {stale})) AND \
              (attribute_not_exists({taken}) OR {taken} < {stale})"
         );
         self.conditional_update(

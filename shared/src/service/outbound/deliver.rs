@@ -256,6 +256,34 @@ where
         }
     }
 
+    /// A message the provider took whose settle failed, recorded at least as of unknown
+    /// outcome (one plain update): left without an outcome, a repeat would take it over
+    /// and send it again; the provider's status (or echo), which carries our reference,
+    /// maps it back. `None` when the outcome was not `Sent` or this write failed too.
+    async fn settle_unknown(
+        &self,
+        plan: &Plan<'_>,
+        message: &PendingMessage,
+        outcome: &SendOutcome,
+    ) -> Option<SendOutcome> {
+        if !matches!(outcome, SendOutcome::Sent(_)) {
+            return None;
+        }
+        let tenant = &plan.channel.channel.tenant_id;
+        let unknown = SendOutcome::Unknown;
+        match self
+            .store
+            .settle(tenant, plan.conversation_id, message, &unknown, Utc::now())
+            .await
+        {
+            Ok(()) => Some(unknown),
+            Err(e) => {
+                tracing::error!(message_id = %message.id, error = %e, "recording a sent message as of unknown outcome failed");
+                None
+            }
+        }
+    }
+
     /// Sends the accepted messages one after the other and settles each.
     pub(super) async fn deliver_all(
         &self,
@@ -280,14 +308,23 @@ where
                 "outbound message settled"
             );
             // A part that could not be recorded does not stop the next one.
-            if let Err(e) = self
+            let outcome = match self
                 .store
                 .settle(tenant, plan.conversation_id, message, &outcome, Utc::now())
                 .await
             {
-                tracing::error!(message_id = %message.id, error = %e, "settling a sent message failed");
-                first_error.get_or_insert(e);
-            }
+                Ok(()) => outcome,
+                Err(e) => {
+                    tracing::error!(message_id = %message.id, error = %e, "settling a sent message failed");
+                    match self.settle_unknown(plan, message, &outcome).await {
+                        Some(unknown) => unknown,
+                        None => {
+                            first_error.get_or_insert(e);
+                            outcome
+                        }
+                    }
+                }
+            };
             outcomes.push(outcome);
         }
         first_error.map_or(Ok(outcomes), Err)

@@ -12,6 +12,7 @@
 mod accept;
 mod deliver;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -191,6 +192,30 @@ fn whatsapp_number(to: &str) -> Result<String, Error> {
     }
 }
 
+/// The time as the service reads it to judge how long ago a send was accepted: the wall
+/// clock ([`Clock::default`]), or a clock a test moves.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
+
+impl Clock {
+    /// A clock reading `now`.
+    pub fn new(now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(now))
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new(Utc::now)
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
 /// The send service: its ports and settings, built once per process.
 #[derive(Debug)]
 pub struct Outbound<S, D, C, O> {
@@ -199,6 +224,7 @@ pub struct Outbound<S, D, C, O> {
     channels: C,
     objects: O,
     settings: OutboundSettings,
+    clock: Clock,
 }
 
 impl<S, D, C, O> Outbound<S, D, C, O>
@@ -223,7 +249,22 @@ where
             channels,
             objects,
             settings,
+            clock: Clock::default(),
         }
+    }
+
+    /// The same service reading the time from `clock` (tests move it).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The time now: the clock's, or the request's `now` when later. A request's `now` is
+    /// the time its messages are stamped with, which may be earlier than the clock's (a
+    /// resumed bot turn sends with its turn's time), so it never tells alone how long ago
+    /// an earlier send was accepted.
+    fn time(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now.max((self.clock.0)())
     }
 
     /// The providers (for calls that are not sends, such as template management).
@@ -454,6 +495,7 @@ where
             start: false,
             seen: Some(state.clone()),
             bot_version: request.bot_version,
+            accepted_at: self.time(now),
         };
         if let Acceptance::Replay(refs) = self.store.accept(&batch).await? {
             let messages = self.store.messages(tenant, &state.id, &refs).await?;
@@ -549,6 +591,7 @@ where
             start: true,
             seen: None,
             bot_version: None,
+            accepted_at: self.time(now),
         };
         let accepted = match replayed {
             Some(refs) => Acceptance::Replay(refs),
@@ -582,9 +625,11 @@ where
 
     /// A repeat's answer: the messages its first request accepted, after taking over and
     /// sending those that request never settled because its invocation ended first
-    /// (pending, no outcome, accepted before [`OutboundSettings::stale_before`]). Each is
+    /// (pending, no outcome, accepted before [`OutboundSettings::stale_before`] by the
+    /// clock: a repeat's `now` may be its turn's time, as old as the first's). Each is
     /// taken over by one conditional write, so of repeats racing, one sends it. A message
-    /// whose outcome is unknown (the provider may have it) is never sent again.
+    /// whose outcome is unknown (the provider may have it) is never sent again; a bot
+    /// turn's message whose bot was stopped since is failed, not sent.
     ///
     /// # Errors
     /// Those of the conversation and channel look-up; `Internal` when the store fails.
@@ -597,14 +642,19 @@ where
         messages: Vec<Message>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Message>, Error> {
-        let stale_before = self.settings.stale_before(now);
+        let clock = self.time(now);
+        let stale_before = self.settings.stale_before(clock);
         let left = |m: &Message| {
             m.status == crate::domain::message::DeliveryStatus::Pending
                 && m.error.is_none()
                 && m.provider_message_id.is_none()
-                && m.created_at < stale_before
         };
-        if !messages.iter().any(left) {
+        // The first message's `created_at` is the request's `now`, never later than the
+        // send's `accepted_at` (which the take-over's condition checks): a cheap first test.
+        let recent = messages
+            .first()
+            .is_none_or(|m| m.created_at >= stale_before);
+        if recent || !messages.iter().any(left) {
             return Ok(messages);
         }
         let (state, channel) = self.target(tenant, conversation).await?;
@@ -620,7 +670,7 @@ where
             let pending = accept::pending_of(message);
             if self
                 .store
-                .take_over(tenant, &state.id, &pending, stale_before, now)
+                .take_over(tenant, &state.id, &pending, stale_before, clock)
                 .await?
             {
                 taken.push((part.clone(), pending));
@@ -645,7 +695,16 @@ where
             .first()
             .and_then(|m| m.actor.as_ref())
             .unwrap_or(actor);
-        let ready = match authorize(channel_type, &window, replies, &parts, sender) {
+        // A bot turn's send goes only while the bot state is the one its turn left (an
+        // agent's reply, Exit Bot or another turn moved it: the accept would refuse it).
+        let authorized = match request.bot_version {
+            Some(version) if version != state.bot.version => Err(Error::conflict(
+                "bot_stopped",
+                "the bot was stopped (or moved on) since its turn accepted this message",
+            )),
+            _ => authorize(channel_type, &window, replies, &parts, sender),
+        };
+        let ready = match authorized {
             Ok(delivery) => resolve(&self.store, tenant, &channel, &request.message, &parts)
                 .await
                 .map(|resolved| (delivery, resolved)),

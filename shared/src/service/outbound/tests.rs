@@ -18,6 +18,8 @@ struct World {
     sender: RecordingSender,
     tenant: TenantId,
     now: DateTime<Utc>,
+    /// What the service's clock reads (the world's time until moved).
+    clock: std::sync::Arc<std::sync::Mutex<DateTime<Utc>>>,
 }
 
 fn world() -> World {
@@ -30,6 +32,11 @@ fn world() -> World {
         },
         ..OutboundSettings::default()
     };
+    let now = DateTime::parse_from_rfc3339("2026-11-30T09:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let clock = std::sync::Arc::new(std::sync::Mutex::new(now));
+    let reads = clock.clone();
     World {
         service: Outbound::new(
             store.clone(),
@@ -37,17 +44,22 @@ fn world() -> World {
             sender.clone(),
             MemoryObjects::default(),
             settings,
-        ),
+        )
+        .with_clock(Clock::new(move || *reads.lock().unwrap())),
         store,
         sender,
         tenant: TenantId::parse("acme").unwrap(),
-        now: DateTime::parse_from_rfc3339("2026-11-30T09:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc),
+        now,
+        clock,
     }
 }
 
 impl World {
+    /// Moves the service's clock to `later` after the world's time.
+    fn clock_at(&self, later: Span) {
+        *self.clock.lock().unwrap() = self.now + later;
+    }
+
     /// A conversation on a new channel whose customer wrote `hours` ago.
     fn conversation(
         &self,
@@ -98,6 +110,22 @@ impl World {
         };
         self.service
             .send(actor, &self.tenant, conversation, request, self.now + later)
+            .await
+    }
+
+    /// A bot turn's send (conditional on the bot state version `version`), at `now`.
+    async fn send_bot_turn(
+        &self,
+        conversation: &ConversationId,
+        key: &str,
+        version: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Message>, Error> {
+        let message = serde_json::from_value(hi()).unwrap();
+        let request = SendRequest::new(message, Some(IdempotencyKey::parse(key).unwrap()))
+            .for_bot_turn(version);
+        self.service
+            .send(&bot(), &self.tenant, conversation, request, now)
             .await
     }
 
@@ -548,5 +576,104 @@ async fn a_repeated_key_answers_the_first_messages_after_the_window_closed() {
         .await
         .unwrap();
     assert_eq!(first[0].id, later[0].id);
+    assert_eq!(w.sender.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_bot_send_left_unsettled_is_not_sent_once_the_bot_was_stopped() {
+    let w = world();
+    let c = w.conversation(ChannelType::Whatsapp, false, 1, 0);
+    let mut state = w.store.conversation(&w.tenant, c.as_str()).unwrap();
+    state.bot.version = 7;
+    w.store.put_conversation(&w.tenant, state);
+    w.sender.hold_next();
+    let first = w.send_bot_turn(&c, "bot-turn-wamid.9-0", 7, w.now);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), first)
+            .await
+            .is_err()
+    );
+    // An agent answered meanwhile: the bot was stopped (its state moved on).
+    let mut state = w.store.conversation(&w.tenant, c.as_str()).unwrap();
+    state.bot.version = 8;
+    w.store.put_conversation(&w.tenant, state);
+    // The turn's event comes again, minutes later.
+    let resumed = w
+        .send_bot_turn(&c, "bot-turn-wamid.9-0", 7, w.now + Span::minutes(3))
+        .await;
+    assert!(
+        w.sender.sent().is_empty(),
+        "the stopped bot's message went out"
+    );
+    let stored = w.stored(&c);
+    assert_eq!(stored[0].status, DeliveryStatus::Failed, "{resumed:?}");
+    assert_eq!(stored[0].error.as_ref().unwrap().code, "bot_stopped");
+}
+
+#[tokio::test]
+async fn a_message_the_provider_took_whose_settle_failed_is_not_sent_again_by_a_late_repeat() {
+    let w = world();
+    let c = w.conversation(ChannelType::Whatsapp, false, 1, 0);
+    w.store.fail_next_settle();
+    w.send(&agent(), &c, hi(), Some("k-settle")).await.unwrap();
+    assert_eq!(w.sender.sent().len(), 1, "the provider has it");
+    // The caller repeats it later (a retry, a re-delivered event), after the take-over wait.
+    let again = w
+        .send_later(&agent(), &c, hi(), Some("k-settle"), Span::minutes(3))
+        .await
+        .unwrap();
+    assert_eq!(w.sender.sent().len(), 1, "sent twice: {again:?}");
+    assert_eq!(again[0].status, DeliveryStatus::Pending);
+    assert_eq!(again[0].error.as_ref().unwrap().code, "outcome_unknown");
+}
+
+/// A bot turn's send whose invocation ends while its provider call is on its way.
+async fn bot_send_interrupted(w: &World, c: &ConversationId, key: &str, now: DateTime<Utc>) {
+    w.sender.hold_next();
+    let send = w.send_bot_turn(c, key, 0, now);
+    let ended = tokio::time::timeout(Duration::from_millis(50), send).await;
+    assert!(ended.is_err(), "the held send never ends");
+}
+
+#[tokio::test]
+async fn a_bot_turn_resumed_with_its_turn_time_takes_over_the_send_its_invocation_left() {
+    let w = world();
+    let c = w.conversation(ChannelType::Whatsapp, false, 1, 0);
+    // The turn's sends are stamped with the turn's time, the first time and on every
+    // re-delivery of its event.
+    let turn = w.now;
+    bot_send_interrupted(&w, &c, "bot-turn-wamid.1-0", turn).await;
+    // The event comes again 3 minutes later; the turn resumes with the same time.
+    w.clock_at(Span::minutes(3));
+    let resumed = w
+        .send_bot_turn(&c, "bot-turn-wamid.1-0", 0, turn)
+        .await
+        .unwrap();
+    assert_eq!(w.sender.sent().len(), 1, "never sent: {resumed:?}");
+    assert_eq!(w.stored(&c)[0].status, DeliveryStatus::Sent);
+    assert_eq!(w.stored(&c)[0].actor, Some(bot()));
+}
+
+#[tokio::test]
+async fn a_send_accepted_late_with_an_earlier_time_is_not_taken_over_while_it_may_run() {
+    let w = world();
+    let c = w.conversation(ChannelType::Whatsapp, false, 1, 0);
+    // A turn claimed 10 minutes ago whose send is accepted only now (a resumed turn):
+    // its message is stamped with the turn's time.
+    let turn = w.now;
+    w.clock_at(Span::minutes(10));
+    bot_send_interrupted(&w, &c, "bot-turn-wamid.2-0", turn).await;
+    // A concurrent re-delivery of the same event: that send may still be running.
+    let racing = w
+        .send_bot_turn(&c, "bot-turn-wamid.2-0", 0, turn)
+        .await
+        .unwrap();
+    assert_eq!(racing[0].status, DeliveryStatus::Pending);
+    assert!(w.sender.sent().is_empty(), "taken over while it may run");
+    // Once the budget and the margin have passed since it was accepted, it is taken over.
+    w.clock_at(Span::minutes(12));
+    w.send_bot_turn(&c, "bot-turn-wamid.2-0", 0, turn)
+        .await
+        .unwrap();
     assert_eq!(w.sender.sent().len(), 1);
 }
