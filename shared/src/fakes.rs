@@ -696,14 +696,20 @@ pub struct RecordingSender {
     uploads: Arc<Mutex<Vec<String>>>,
     reads: Arc<Mutex<Vec<ReadCall>>>,
     read_script: Arc<Mutex<VecDeque<ReadReceipt>>>,
-    held: Arc<std::sync::atomic::AtomicBool>,
+    /// Counts down the sends before the one held (0: none is held).
+    held: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl RecordingSender {
     /// Makes the next send wait for ever before it reaches the provider (a caller that
     /// gives up on it stands for an invocation that ended there).
     pub fn hold_next(&self) {
-        self.held.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.hold_nth(1);
+    }
+
+    /// [`RecordingSender::hold_next`] for the `n`th next send (1: the next one).
+    pub fn hold_nth(&self, n: usize) {
+        self.held.store(n, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Answers the next sends with these attempts, in order.
@@ -734,7 +740,12 @@ impl RecordingSender {
 
 impl ChannelSender for RecordingSender {
     async fn send(&self, channel: &RoutedChannel, message: &Outgoing<'_>) -> Attempt {
-        if self.held.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        let countdown = self.held.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
+        if countdown == Ok(1) {
             std::future::pending::<()>().await;
         }
         let content = match &message.content {

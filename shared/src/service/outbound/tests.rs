@@ -677,3 +677,131 @@ async fn a_send_accepted_late_with_an_earlier_time_is_not_taken_over_while_it_ma
         .unwrap();
     assert_eq!(w.sender.sent().len(), 1);
 }
+
+#[tokio::test]
+async fn a_split_send_whose_second_part_was_left_sends_only_that_part_on_a_late_repeat() {
+    let w = world();
+    let c = w.conversation(ChannelType::Messenger, true, 1, 0);
+    w.store
+        .put_media(media("m1", MediaKind::Image, "image/jpeg", &w.tenant));
+    let body = json!({"kind": "image", "media_id": "m1", "caption": "our menu"});
+    // The image goes and is settled; the invocation ends on the caption's call.
+    w.sender.hold_nth(2);
+    let ada = agent();
+    let send = w.send(&ada, &c, body.clone(), Some("k-split"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), send)
+            .await
+            .is_err()
+    );
+    assert_eq!(w.sender.sent().len(), 1);
+    let resumed = w
+        .send_later(&agent(), &c, body, Some("k-split"), Span::minutes(2))
+        .await
+        .unwrap();
+    let sent = w.sender.sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[1].content, "our menu", "only the caption again");
+    assert_eq!(resumed.len(), 2);
+    assert!(resumed.iter().all(|m| m.status == DeliveryStatus::Sent));
+}
+
+#[tokio::test]
+async fn an_unsettled_template_send_whose_template_was_paused_since_fails_visibly() {
+    let w = world();
+    // WhatsApp, 30 hours after the customer wrote: templates only.
+    let c = w.conversation(ChannelType::Whatsapp, false, 30, 0);
+    let template = crate::domain::template::Template {
+        id: crate::domain::template::template_id("waba-1", "order_update", "en"),
+        channel_id: c.channel().unwrap().to_string(),
+        waba_id: Some("waba-1".into()),
+        name: "order_update".into(),
+        language: "en".into(),
+        category: crate::domain::template::TemplateCategory::Utility,
+        status: crate::domain::template::TemplateStatus::Approved,
+        components: vec![json!({"type": "BODY", "text": "Your order shipped"})],
+        header_parameters: 0,
+        body_parameters: 0,
+        provider_template_id: Some("tpl-1".into()),
+        reason: None,
+        created_at: w.now,
+    };
+    w.store.put_template_now(&w.tenant, template.clone());
+    let body = json!({"kind": "template", "template": {"name": "order_update", "language": "en"}});
+    w.send_interrupted(&agent(), &c, body.clone(), "k-template")
+        .await;
+    // Meta paused it meanwhile (low quality).
+    w.store.put_template_now(
+        &w.tenant,
+        crate::domain::template::Template {
+            status: crate::domain::template::TemplateStatus::Paused,
+            ..template
+        },
+    );
+    let resumed = w
+        .send_later(&agent(), &c, body, Some("k-template"), Span::minutes(2))
+        .await
+        .unwrap();
+    assert!(w.sender.sent().is_empty(), "a paused template went out");
+    assert_eq!(resumed[0].status, DeliveryStatus::Failed);
+    assert_eq!(
+        w.stored(&c).len(),
+        2,
+        "the message and its delivery_failed note"
+    );
+}
+
+#[tokio::test]
+#[ignore = "open: a repeat before the take-over wait (85 s) answers an unsettled send as it is; \
+            a scheduled message or bot turn whose retry comes that early (Lambda retries a \
+            crashed invocation after about a minute) is settled as sent and never repeated"]
+async fn a_settled_answer_never_passes_a_send_still_without_outcome_for_a_settled_one() {
+    let w = world();
+    let c = w.conversation(ChannelType::Whatsapp, false, 1, 0);
+    w.send_interrupted(&agent(), &c, hi(), "scheduled-sm-1")
+        .await;
+    // The schedule's fire is retried a minute later.
+    let request = SendRequest {
+        message: serde_json::from_value(hi()).unwrap(),
+        idempotency_key: IdempotencyKey::parse("scheduled-sm-1").ok(),
+        body_hash: digest(hi().to_string().as_bytes()),
+        bot_version: None,
+    };
+    let answer = w
+        .service
+        .send_settled(&agent(), &w.tenant, &c, request, w.now + Span::seconds(60))
+        .await;
+    // Either it was sent, or the answer says to try again (not a pending message the
+    // schedule records as sent).
+    match answer {
+        Ok(messages) => assert_ne!(messages[0].status, DeliveryStatus::Pending),
+        Err(e) => assert!(!e.is_client_error(), "{e}"),
+    }
+}
+
+#[tokio::test]
+#[ignore = "open: a taken-over WeChat send is checked against the reply count less its own \
+            parts, but reserves nothing: once the customer wrote again (the count restarts) it \
+            goes beyond the new message's 5 replies, which WeChat refuses (45047)"]
+async fn a_taken_over_wechat_send_counts_against_the_replies_of_the_message_it_goes_after() {
+    let w = world();
+    let c = w.conversation(ChannelType::Wechat, false, 1, 4);
+    w.send_interrupted(&agent(), &c, hi(), "k-quota").await;
+    // The customer writes again (the count restarts) and agents use its 5 replies.
+    let mut state = w.store.conversation(&w.tenant, c.as_str()).unwrap();
+    state.last_inbound_at = Some(w.now + Span::seconds(30));
+    state.replies_since_inbound = 0;
+    w.store.put_conversation(&w.tenant, state);
+    for _ in 0..5 {
+        w.send_later(&agent(), &c, hi(), None, Span::minutes(1))
+            .await
+            .unwrap();
+    }
+    let resumed = w
+        .send_later(&agent(), &c, hi(), Some("k-quota"), Span::minutes(2))
+        .await
+        .unwrap();
+    assert_eq!(w.sender.sent().len(), 5, "a sixth reply went out");
+    assert_eq!(resumed[0].status, DeliveryStatus::Failed);
+    assert_eq!(resumed[0].error.as_ref().unwrap().code, "window_closed");
+}
