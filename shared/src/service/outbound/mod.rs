@@ -627,7 +627,9 @@ where
     /// sending those that request never settled because its invocation ended first
     /// (pending, no outcome, accepted before [`OutboundSettings::stale_before`] by the
     /// clock: a repeat's `now` may be its turn's time, as old as the first's). Each is
-    /// taken over by one conditional write, so of repeats racing, one sends it. A message
+    /// taken over by one conditional write, so of repeats racing, one sends it, as the
+    /// actor that first sent it and by the window as it is now (one it no longer allows
+    /// fails with a `delivery_failed` system message, without a provider call). A message
     /// whose outcome is unknown (the provider may have it) is never sent again; a bot
     /// turn's message whose bot was stopped since is failed, not sent.
     ///
@@ -681,15 +683,16 @@ where
         }
         tracing::warn!(conversation_id = %state.id, messages = taken.len(), "taking over a send its invocation left unsettled");
         let (parts, pending): (Vec<Part>, Vec<PendingMessage>) = taken.into_iter().unzip();
-        // The window as it was when the send was accepted (the WeChat replies it reserved
-        // not counted against it a second time).
-        let accepted_at = messages.first().map_or(now, |m| m.created_at);
+        // The window as it is now, when the provider gets it and judges it (WhatsApp and
+        // Meta refuse a free-form send past 24 h whenever it was accepted; a Messenger
+        // agent's reply then needs the human-agent tag); the WeChat replies the send
+        // reserved are not counted against it a second time.
         let replies = state
             .replies_since_inbound
             .saturating_sub(u32::try_from(messages.len()).unwrap_or(u32::MAX));
         let window = state
             .policy
-            .window_at(state.last_inbound_at, replies, accepted_at);
+            .window_at(state.last_inbound_at, replies, clock);
         // The rules of the actor that sent it (a bot's send stays a bot's).
         let sender = messages
             .first()

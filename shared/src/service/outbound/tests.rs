@@ -392,7 +392,7 @@ async fn an_unsettled_send_the_window_no_longer_allows_fails_with_a_system_messa
     // A bot's Messenger send whose customer, it turns out, wrote 47 hours before.
     let late = w.conversation(ChannelType::Messenger, true, 23, 0);
     w.send_interrupted(&bot(), &late, hi(), "k-late").await;
-    // The window as it was accepted is what counts: make it closed already then.
+    // The window when it is taken over is what counts (closed for a bot past 24 h).
     let mut state = w.store.conversation(&w.tenant, late.as_str()).unwrap();
     state.last_inbound_at = Some(w.now - Span::hours(47));
     w.store.put_conversation(&w.tenant, state);
@@ -804,4 +804,33 @@ async fn a_taken_over_wechat_send_counts_against_the_replies_of_the_message_it_g
     assert_eq!(w.sender.sent().len(), 5, "a sixth reply went out");
     assert_eq!(resumed[0].status, DeliveryStatus::Failed);
     assert_eq!(resumed[0].error.as_ref().unwrap().code, "window_closed");
+}
+
+#[tokio::test]
+async fn an_agents_messenger_send_taken_over_after_24_hours_goes_with_the_human_agent_tag() {
+    let w = world();
+    // Accepted 23 h after the customer wrote (a standard response then), taken over 2 h
+    // later: Meta judges the send when it gets it, past 24 h.
+    let c = w.conversation(ChannelType::Messenger, true, 23, 0);
+    w.send_interrupted(&agent(), &c, hi(), "k-tag").await;
+    let resumed = w
+        .send_later(&agent(), &c, hi(), Some("k-tag"), Span::hours(2))
+        .await
+        .unwrap();
+    assert_eq!(resumed[0].status, DeliveryStatus::Sent);
+    assert_eq!(w.sender.sent()[0].delivery, Delivery::HumanAgent);
+}
+
+#[tokio::test]
+async fn a_whatsapp_free_form_send_taken_over_after_24_hours_fails_without_reaching_meta() {
+    let w = world();
+    let c = w.conversation(ChannelType::Whatsapp, false, 23, 0);
+    w.send_interrupted(&agent(), &c, hi(), "k-late-wa").await;
+    let resumed = w
+        .send_later(&agent(), &c, hi(), Some("k-late-wa"), Span::hours(2))
+        .await
+        .unwrap();
+    assert!(w.sender.sent().is_empty(), "sent outside the window");
+    assert_eq!(resumed[0].status, DeliveryStatus::Failed);
+    assert_eq!(resumed[0].error.as_ref().unwrap().code, "template_required");
 }
