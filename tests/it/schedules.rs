@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use integration_tests::{
     FixtureVars, TestChannel, accepted_sends_to, all_conversations, connect, connect_for,
-    conversation_view, customer_wrote, delete_as, fire_input, fixture, get, patch_as, post_json,
-    post_meta, schedule_message, scheduler_handler, stack, system_events, token, unique_meta_id,
-    unique_tenant,
+    conversation_view, customer_wrote, delete_as, fire_concurrently, fire_input, fixture, get,
+    patch_as, post_json, post_meta, schedule_message, scheduler_handler, stack, system_events,
+    token, unique_meta_id, unique_tenant,
 };
 use serde_json::{Value, json};
 
@@ -111,10 +111,7 @@ async fn five_concurrent_deliveries_send_once() {
     .await;
     let id = created.body["id"].as_str().unwrap().to_owned();
     let handler = scheduler_handler();
-    let fires = (0..5).map(|_| handler(fire_input(&channel.tenant, &id)));
-    for result in futures::future::join_all(fires).await {
-        assert_eq!(result, Ok(()));
-    }
+    fire_concurrently(&handler, &channel.tenant, &id, 5).await;
     assert_eq!(
         accepted_sends_to(&channel.external_id, &customer).len(),
         1,

@@ -11,9 +11,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{FixedOffset, Utc};
 use integration_tests::{
     FixtureVars, Reply, TestChannel, accepted_sends_to, all_conversations, all_messages, call,
-    connect, connect_for, customer_wrote, delete_as, fire_input, fixture, get, post_json,
-    post_meta, schedule_message, scheduler_handler, system_events, token, unique_meta_id,
-    unique_tenant,
+    connect, connect_for, customer_wrote, delete_as, fire_concurrently, fire_input, fixture, get,
+    post_json, post_meta, schedule_message, scheduler_handler, system_events, token,
+    unique_meta_id, unique_tenant,
 };
 use serde_json::{Value, json};
 
@@ -631,10 +631,7 @@ async fn schedules_hostile_twenty_concurrent_fires_send_once() {
     let (conversation, customer) = customer_wrote(&channel, "whatsapp", 1).await;
     let id = schedule_id(&channel, &conversation, "twenty").await;
     let h = scheduler_handler();
-    let fires = (0..20).map(|_| h(fire_input(&channel.tenant, &id)));
-    for result in futures::future::join_all(fires).await {
-        assert_eq!(result, Ok(()));
-    }
+    fire_concurrently(&h, &channel.tenant, &id, 20).await;
     assert_eq!(accepted_sends_to(&channel.external_id, &customer).len(), 1);
     assert_eq!(listed(&channel, &conversation, &id).await["status"], "sent");
     assert_eq!(scheduled_sends(&channel.tenant, &conversation).await, 1);

@@ -709,3 +709,25 @@ pub fn scheduler_handler() -> local_stack::functions::EventHandler {
 pub fn fire_input(tenant: &str, id: &str) -> Value {
     serde_json::json!({"kind": "scheduled_message", "tenant_id": tenant, "scheduled_id": id})
 }
+
+/// Delivers the fire of scheduled message `id` `n` times at once, as Scheduler may, then
+/// delivers again each one that failed, as Lambda retries a failed asynchronous
+/// invocation. A delivery fails only when it found the send of another still running
+/// (recording its pending answer as sent would lose a send whose invocation died).
+pub async fn fire_concurrently(
+    handler: &local_stack::functions::EventHandler,
+    tenant: &str,
+    id: &str,
+    n: usize,
+) {
+    let fires = (0..n).map(|_| handler(fire_input(tenant, id)));
+    let results = futures::future::join_all(fires).await;
+    let retried = results.iter().filter(|r| r.is_err()).count();
+    assert!(retried < n, "no delivery went through: {results:?}");
+    for error in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(error.contains("not settled yet"), "{error}");
+    }
+    for _ in 0..retried {
+        assert_eq!(handler(fire_input(tenant, id)).await, Ok(()));
+    }
+}

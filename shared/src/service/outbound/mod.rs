@@ -135,6 +135,15 @@ pub fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Whether a message's send has not settled it: `pending` with neither an outcome
+/// (`outcome_unknown` is one) nor a provider id. Its send is running, or its invocation
+/// ended before settling it.
+fn unsettled(m: &Message) -> bool {
+    m.status == crate::domain::message::DeliveryStatus::Pending
+        && m.error.is_none()
+        && m.provider_message_id.is_none()
+}
+
 /// A message view as its send was settled.
 fn as_settled(mut view: Message, outcome: &SendOutcome) -> Message {
     match outcome {
@@ -430,6 +439,10 @@ where
         request.message.parts(ChannelType::Wechat)?;
         let conversation_id = conversation.as_str();
         let key = key_record(request.idempotency_key.as_ref(), &request.body_hash);
+        // Senders that record the outcome or are retried on failure (a schedule's fire, a
+        // bot turn) must not take a send still running, or left by a dead invocation, for
+        // a settled one.
+        let retried = settled || request.bot_version.is_some();
         // A repeat is answered before any rule is checked again: the window may have closed
         // since, but the message was accepted then. A bot turn's send skips the look-up (a
         // repeat is rare: a turn resumed after a failure), as the acceptance's conditional
@@ -438,7 +451,15 @@ where
             && let Some(messages) = self.replay(tenant, conversation_id, key.as_ref()).await?
         {
             return self
-                .resume(actor, tenant, conversation, &request, messages, now)
+                .resume(
+                    actor,
+                    tenant,
+                    conversation,
+                    &request,
+                    messages,
+                    now,
+                    retried,
+                )
                 .await;
         }
         let (state, channel) = self.target(tenant, conversation).await?;
@@ -471,7 +492,15 @@ where
             Err(refused) => {
                 if let Some(messages) = self.replay(tenant, conversation_id, key.as_ref()).await? {
                     return self
-                        .resume(actor, tenant, conversation, &request, messages, now)
+                        .resume(
+                            actor,
+                            tenant,
+                            conversation,
+                            &request,
+                            messages,
+                            now,
+                            retried,
+                        )
                         .await;
                 }
                 return Err(refused);
@@ -500,7 +529,15 @@ where
         if let Acceptance::Replay(refs) = self.store.accept(&batch).await? {
             let messages = self.store.messages(tenant, &state.id, &refs).await?;
             return self
-                .resume(actor, tenant, conversation, &request, messages, now)
+                .resume(
+                    actor,
+                    tenant,
+                    conversation,
+                    &request,
+                    messages,
+                    now,
+                    retried,
+                )
                 .await;
         }
         let plan = Plan {
@@ -623,7 +660,41 @@ where
         Ok((conversation, messages))
     }
 
-    /// A repeat's answer: the messages its first request accepted, after taking over and
+    /// A repeat's answer: [`Outbound::take_over_unsettled`]. For a sender that is `retried`
+    /// on failure (a schedule's fire, a bot turn), a message still without an outcome (its
+    /// send is running, or its invocation ended less than the take-over wait ago) is an
+    /// error rather than an answer: such a sender records the answer as the outcome and
+    /// would never repeat the send, so a send left by a dead invocation would be lost. Its
+    /// next delivery (Lambda retries a failed asynchronous invocation after about 1 and 3
+    /// minutes) finds it settled or takes it over.
+    ///
+    /// # Errors
+    /// Those of [`Outbound::take_over_unsettled`]; `Internal` (deliver again later) for a
+    /// `retried` sender while a message is still without an outcome.
+    #[allow(clippy::too_many_arguments)]
+    async fn resume(
+        &self,
+        actor: &Actor,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        request: &SendRequest,
+        messages: Vec<Message>,
+        now: DateTime<Utc>,
+        retried: bool,
+    ) -> Result<Vec<Message>, Error> {
+        let messages = self
+            .take_over_unsettled(actor, tenant, conversation, request, messages, now)
+            .await?;
+        if retried && messages.iter().any(unsettled) {
+            return Err(Error::Internal(format!(
+                "an earlier send with this idempotency key is not settled yet (it is taken over {} s after it was accepted); deliver again later",
+                (self.settings.budget + TAKE_OVER_MARGIN).as_secs()
+            )));
+        }
+        Ok(messages)
+    }
+
+    /// The messages a repeat's first request accepted, after taking over and
     /// sending those that request never settled because its invocation ended first
     /// (pending, no outcome, accepted before [`OutboundSettings::stale_before`] by the
     /// clock: a repeat's `now` may be its turn's time, as old as the first's). Each is
@@ -635,7 +706,7 @@ where
     ///
     /// # Errors
     /// Those of the conversation and channel look-up; `Internal` when the store fails.
-    async fn resume(
+    async fn take_over_unsettled(
         &self,
         actor: &Actor,
         tenant: &TenantId,
@@ -646,11 +717,7 @@ where
     ) -> Result<Vec<Message>, Error> {
         let clock = self.time(now);
         let stale_before = self.settings.stale_before(clock);
-        let left = |m: &Message| {
-            m.status == crate::domain::message::DeliveryStatus::Pending
-                && m.error.is_none()
-                && m.provider_message_id.is_none()
-        };
+        let left = unsettled;
         // The first message's `created_at` is the request's `now`, never later than the
         // send's `accepted_at` (which the take-over's condition checks): a cheap first test.
         let recent = messages

@@ -663,12 +663,11 @@ async fn a_send_accepted_late_with_an_earlier_time_is_not_taken_over_while_it_ma
     let turn = w.now;
     w.clock_at(Span::minutes(10));
     bot_send_interrupted(&w, &c, "bot-turn-wamid.2-0", turn).await;
-    // A concurrent re-delivery of the same event: that send may still be running.
-    let racing = w
-        .send_bot_turn(&c, "bot-turn-wamid.2-0", 0, turn)
-        .await
-        .unwrap();
-    assert_eq!(racing[0].status, DeliveryStatus::Pending);
+    // A concurrent re-delivery of the same event: that send may still be running, so the
+    // delivery fails to be made again later (a pending answer would end the turn).
+    let racing = w.send_bot_turn(&c, "bot-turn-wamid.2-0", 0, turn).await;
+    let error = racing.expect_err("an unsettled send answered as done");
+    assert!(!error.is_client_error(), "{error}");
     assert!(w.sender.sent().is_empty(), "taken over while it may run");
     // Once the budget and the margin have passed since it was accepted, it is taken over.
     w.clock_at(Span::minutes(12));
@@ -752,31 +751,35 @@ async fn an_unsettled_template_send_whose_template_was_paused_since_fails_visibl
 }
 
 #[tokio::test]
-#[ignore = "open: a repeat before the take-over wait (85 s) answers an unsettled send as it is; \
-            a scheduled message or bot turn whose retry comes that early (Lambda retries a \
-            crashed invocation after about a minute) is settled as sent and never repeated"]
 async fn a_settled_answer_never_passes_a_send_still_without_outcome_for_a_settled_one() {
     let w = world();
     let c = w.conversation(ChannelType::Whatsapp, false, 1, 0);
     w.send_interrupted(&agent(), &c, hi(), "scheduled-sm-1")
         .await;
-    // The schedule's fire is retried a minute later.
-    let request = SendRequest {
-        message: serde_json::from_value(hi()).unwrap(),
-        idempotency_key: IdempotencyKey::parse("scheduled-sm-1").ok(),
-        body_hash: digest(hi().to_string().as_bytes()),
-        bot_version: None,
+    let fire = async |later: Span| {
+        let request = SendRequest {
+            message: serde_json::from_value(hi()).unwrap(),
+            idempotency_key: IdempotencyKey::parse("scheduled-sm-1").ok(),
+            body_hash: digest(hi().to_string().as_bytes()),
+            bot_version: None,
+        };
+        w.service
+            .send_settled(&agent(), &w.tenant, &c, request, w.now + later)
+            .await
     };
-    let answer = w
-        .service
-        .send_settled(&agent(), &w.tenant, &c, request, w.now + Span::seconds(60))
-        .await;
-    // Either it was sent, or the answer says to try again (not a pending message the
-    // schedule records as sent).
-    match answer {
-        Ok(messages) => assert_ne!(messages[0].status, DeliveryStatus::Pending),
-        Err(e) => assert!(!e.is_client_error(), "{e}"),
-    }
+    // The schedule's fire is retried a minute later: the send may still be running, so the
+    // answer says to deliver again (not a pending message the schedule records as sent).
+    let early = fire(Span::seconds(60)).await;
+    let error = early.expect_err("an unsettled send answered as settled");
+    assert!(!error.is_client_error(), "{error}");
+    assert!(w.sender.sent().is_empty());
+    // Lambda's second retry, 2 minutes after the first: taken over and sent, once.
+    let late = fire(Span::minutes(3)).await.unwrap();
+    assert_eq!(late[0].status, DeliveryStatus::Sent);
+    assert_eq!(w.sender.sent().len(), 1);
+    let again = fire(Span::minutes(4)).await.unwrap();
+    assert_eq!(again[0].status, DeliveryStatus::Sent);
+    assert_eq!(w.sender.sent().len(), 1, "sent once");
 }
 
 #[tokio::test]
