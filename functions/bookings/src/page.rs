@@ -8,12 +8,12 @@ use std::sync::LazyLock;
 use askama::Template;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use sha2::{Digest, Sha256};
 use shared::domain::booking::{Booking, BookingStatus, describe};
 use shared::domain::calendar::{StoredSlot, zone_label};
+use shared::domain::zone::Zone;
 use shared::http;
 use shared::service::bookings::{self, Choice, PageState};
 use tracing::{Instrument, error, info_span};
@@ -88,7 +88,7 @@ impl BookingPage {
 }
 
 /// Free slots grouped by local day, in order.
-fn days(slots: &[StoredSlot], zone: Tz) -> Vec<Day> {
+fn days(slots: &[StoredSlot], zone: Zone) -> Vec<Day> {
     let mut days: Vec<Day> = Vec::new();
     for slot in slots {
         let start = slot.time.start.with_timezone(&zone);
@@ -114,7 +114,7 @@ fn days(slots: &[StoredSlot], zone: Tz) -> Vec<Day> {
     days
 }
 
-fn summary(booking: &Booking, zone: Tz) -> Option<Summary> {
+fn summary(booking: &Booking, zone: Zone) -> Option<Summary> {
     Some(Summary {
         when: describe(&booking.time()?, zone),
         cancelled: booking.status == BookingStatus::Cancelled,
@@ -348,7 +348,7 @@ mod tests {
             slot("sl_2", "2026-07-01T23:30:00Z", 30),
             slot("sl_3", "2026-07-02T08:00:00Z", 90),
         ];
-        let grouped = days(&slots, Tz::Europe__London);
+        let grouped = days(&slots, Zone::parse("Europe/London").unwrap());
         assert_eq!(grouped.len(), 2);
         assert_eq!(grouped[0].label, "Wednesday 1 July 2026");
         assert_eq!(grouped[0].slots[0].label, "23:30 – 00:00 (Thu)");

@@ -6,8 +6,8 @@
 //! conditional on the slot being free (never read-then-write). An invitation is a link
 //! `…/b/{token}` with 256 random bits, stored only as its SHA-256, used once.
 
+use crate::domain::zone::Zone;
 use chrono::{DateTime, Duration, Utc};
-use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -114,7 +114,7 @@ impl Booking {
     }
 
     /// The view in `zone`.
-    pub fn view(self, zone: Tz) -> BookingView {
+    pub fn view(self, zone: Zone) -> BookingView {
         let (local_start, local_end) = match self.time() {
             Some(t) => (zoned(t.start, zone), zoned(t.end, zone)),
             None => (self.start.clone(), self.end.clone()),
@@ -218,7 +218,7 @@ impl InvitationRequest {
     /// 422 `invalid_expiry` (both or a bad `expires_at`/`expires_in_hours`, outside 1
     /// minute to 30 days), `invalid_range` (`from`/`to` unreadable, or `to` not after
     /// `from`).
-    pub fn terms(&self, zone: Tz, now: DateTime<Utc>) -> Result<InvitationTerms, Error> {
+    pub fn terms(&self, zone: Zone, now: DateTime<Utc>) -> Result<InvitationTerms, Error> {
         let expiry_error = || {
             Error::validation(
                 "invalid_expiry",
@@ -377,7 +377,7 @@ pub fn token_hash(token: &str) -> String {
 
 /// A slot's time as a person reads it, in `zone`: `Tue 1 Dec 2026, 09:00–09:30 London time
 /// (GMT)`, or both dates when it ends on another day.
-pub fn describe(time: &SlotTime, zone: Tz) -> String {
+pub fn describe(time: &SlotTime, zone: Zone) -> String {
     let start = time.start.with_timezone(&zone);
     let end = time.end.with_timezone(&zone);
     let ends = if start.date_naive() == end.date_naive() {
@@ -402,7 +402,7 @@ fn signed(business: Option<&str>, text: String) -> String {
 }
 
 /// The confirmation the customer receives.
-pub fn confirmation_text(business: Option<&str>, time: &SlotTime, zone: Tz) -> String {
+pub fn confirmation_text(business: Option<&str>, time: &SlotTime, zone: Zone) -> String {
     signed(
         business,
         format!("your booking is confirmed for {}.", describe(time, zone)),
@@ -410,7 +410,7 @@ pub fn confirmation_text(business: Option<&str>, time: &SlotTime, zone: Tz) -> S
 }
 
 /// The notice the customer receives when a booking is cancelled.
-pub fn cancellation_text(business: Option<&str>, time: &SlotTime, zone: Tz) -> String {
+pub fn cancellation_text(business: Option<&str>, time: &SlotTime, zone: Zone) -> String {
     signed(
         business,
         format!("your booking for {} was cancelled.", describe(time, zone)),
@@ -422,7 +422,7 @@ pub fn invitation_text(
     business: Option<&str>,
     url: &str,
     expires_at: DateTime<Utc>,
-    zone: Tz,
+    zone: Zone,
 ) -> String {
     signed(
         business,
@@ -436,7 +436,7 @@ pub fn invitation_text(
 
 impl SystemMessage {
     /// A booking was made (by an agent, or by the customer through an invitation).
-    pub fn booking_created(time: &SlotTime, zone: Tz, actor: Actor) -> Self {
+    pub fn booking_created(time: &SlotTime, zone: Zone, actor: Actor) -> Self {
         Self {
             event: SystemEvent::BookingCreated,
             text: format!("Booked: {}", describe(time, zone)),
@@ -447,7 +447,7 @@ impl SystemMessage {
     }
 
     /// A booking was cancelled.
-    pub fn booking_cancelled(time: &SlotTime, zone: Tz, actor: Actor) -> Self {
+    pub fn booking_cancelled(time: &SlotTime, zone: Zone, actor: Actor) -> Self {
         Self {
             event: SystemEvent::BookingCancelled,
             text: format!("Booking cancelled: {}", describe(time, zone)),
@@ -482,7 +482,9 @@ mod tests {
     #[test]
     fn invitation_terms_default_to_72_hours_and_60_days_of_slots() {
         let now = utc("2026-12-01T10:00:00Z");
-        let t = InvitationRequest::default().terms(Tz::UTC, now).unwrap();
+        let t = InvitationRequest::default()
+            .terms(Zone::utc(), now)
+            .unwrap();
         assert_eq!(t.expires_at, utc("2026-12-04T10:00:00Z"));
         assert_eq!(t.from, now);
         assert_eq!(t.to, now + Duration::days(60));
@@ -494,7 +496,7 @@ mod tests {
         let terms = |body: serde_json::Value| {
             serde_json::from_value::<InvitationRequest>(body)
                 .unwrap()
-                .terms(Tz::Europe__London, now)
+                .terms(Zone::parse("Europe/London").unwrap(), now)
         };
         let code = |body| terms(body).unwrap_err().code();
         assert_eq!(
@@ -607,7 +609,7 @@ mod tests {
             end: utc("2026-07-01T08:30:00Z"),
         };
         assert_eq!(
-            describe(&t, Tz::Europe__London),
+            describe(&t, Zone::parse("Europe/London").unwrap()),
             "Wed 1 Jul 2026, 09:00–09:30 London time (GMT+1)"
         );
         let overnight = SlotTime {
@@ -615,11 +617,11 @@ mod tests {
             end: utc("2026-07-01T23:30:00Z"),
         };
         assert_eq!(
-            describe(&overnight, Tz::Europe__London),
+            describe(&overnight, Zone::parse("Europe/London").unwrap()),
             "Wed 1 Jul 2026, 23:30–Thu 2 Jul 2026, 00:30 London time (GMT+1)"
         );
         assert_eq!(
-            confirmation_text(Some("Acme Dental"), &t, Tz::UTC),
+            confirmation_text(Some("Acme Dental"), &t, Zone::utc()),
             "Acme Dental: your booking is confirmed for Wed 1 Jul 2026, 08:00–08:30 UTC."
         );
     }

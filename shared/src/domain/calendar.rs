@@ -18,11 +18,11 @@
 
 use std::ops::RangeInclusive;
 
+use crate::domain::zone::Zone;
 use chrono::{
     DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc,
     Weekday,
 };
-use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -109,7 +109,7 @@ fn invalid(message: impl Into<String>) -> Error {
 /// # Errors
 /// 422 `invalid_slot` (neither form), `nonexistent_local_time` (a local time the zone
 /// skips), `ambiguous_local_time` (one it repeats: give an offset).
-pub fn parse_time(text: &str, zone: Tz, field: &str) -> Result<DateTime<Utc>, Error> {
+pub fn parse_time(text: &str, zone: Zone, field: &str) -> Result<DateTime<Utc>, Error> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -180,7 +180,11 @@ fn parse_until(text: &str) -> Result<Until, Error> {
 /// start or unreadable, no occurrence), `too_many_slots` (over
 /// [`MAX_SLOTS_PER_REQUEST`]), `nonexistent_local_time` / `ambiguous_local_time`, and
 /// `overlapping_slots` when the request's own slots overlap.
-pub fn expand(request: &SlotRequest, zone: Tz, now: DateTime<Utc>) -> Result<Vec<SlotTime>, Error> {
+pub fn expand(
+    request: &SlotRequest,
+    zone: Zone,
+    now: DateTime<Utc>,
+) -> Result<Vec<SlotTime>, Error> {
     let start = parse_time(&request.start, zone, "start")?;
     if start.timestamp() % 60 != 0 || start.timestamp_subsec_nanos() != 0 {
         return Err(invalid("start must be on a whole minute"));
@@ -249,7 +253,7 @@ pub fn expand(request: &SlotRequest, zone: Tz, now: DateTime<Utc>) -> Result<Vec
 fn occurrences(
     start: DateTime<Utc>,
     repeat: &Repeat,
-    zone: Tz,
+    zone: Zone,
 ) -> Result<Vec<DateTime<Utc>>, Error> {
     let bad = |message: String| Error::validation("invalid_repeat", message);
     let local = start.with_timezone(&zone).naive_local();
@@ -427,7 +431,7 @@ pub struct StoredSlot {
 
 impl StoredSlot {
     /// The API view in `zone`.
-    pub fn view(&self, zone: Tz) -> Slot {
+    pub fn view(&self, zone: Zone) -> Slot {
         Slot {
             id: self.id.clone(),
             start: zoned(self.time.start, zone),
@@ -447,15 +451,15 @@ impl StoredSlot {
 }
 
 /// RFC 3339 with the zone's offset at that moment, to the second (`2026-07-01T09:00:00+01:00`).
-pub fn zoned(t: DateTime<Utc>, zone: Tz) -> String {
+pub fn zoned(t: DateTime<Utc>, zone: Zone) -> String {
     t.with_timezone(&zone)
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
 }
 
 /// The name of a zone as a person reads it, with its offset at `at`: `Hong Kong time
 /// (GMT+8)`, `Kolkata time (GMT+5:30)`, `UTC`.
-pub fn zone_label(zone: Tz, at: DateTime<Utc>) -> String {
-    if zone == Tz::UTC || zone == Tz::Etc__UTC {
+pub fn zone_label(zone: Zone, at: DateTime<Utc>) -> String {
+    if zone.is_utc() {
         return "UTC".to_owned();
     }
     let seconds = chrono::Offset::fix(at.with_timezone(&zone).offset()).local_minus_utc();
@@ -480,7 +484,7 @@ pub fn zone_label(zone: Tz, at: DateTime<Utc>) -> String {
 ///
 /// # Errors
 /// 400 `invalid_filter`.
-pub fn parse_filter(text: &str, zone: Tz, name: &str) -> Result<DateTime<Utc>, Error> {
+pub fn parse_filter(text: &str, zone: Zone, name: &str) -> Result<DateTime<Utc>, Error> {
     parse_bound(text, zone, name, false)
 }
 
@@ -489,7 +493,7 @@ pub fn parse_filter(text: &str, zone: Tz, name: &str) -> Result<DateTime<Utc>, E
 ///
 /// # Errors
 /// 400 `invalid_filter`.
-pub fn parse_filter_end(text: &str, zone: Tz, name: &str) -> Result<DateTime<Utc>, Error> {
+pub fn parse_filter_end(text: &str, zone: Zone, name: &str) -> Result<DateTime<Utc>, Error> {
     parse_bound(text, zone, name, true)
 }
 
@@ -514,7 +518,7 @@ pub fn days_after(at: DateTime<Utc>, days: i64) -> DateTime<Utc> {
         .map_or_else(latest, |t| t.min(latest()))
 }
 
-fn parse_bound(text: &str, zone: Tz, name: &str, end: bool) -> Result<DateTime<Utc>, Error> {
+fn parse_bound(text: &str, zone: Zone, name: &str, end: bool) -> Result<DateTime<Utc>, Error> {
     let within = |t: DateTime<Utc>| {
         (earliest()..=latest())
             .contains(&t)

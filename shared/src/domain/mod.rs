@@ -25,6 +25,7 @@ pub mod text;
 pub mod time;
 pub mod views;
 pub mod window;
+pub mod zone;
 // The agent workspace (SPEC §7): settings, agents, FAQ.
 pub mod agent;
 pub mod booking;

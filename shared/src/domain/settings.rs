@@ -7,14 +7,14 @@
 //!
 //! A `PUT` replaces the whole settings: a field left out takes its default (no name, UTC,
 //! no business hours, `auto_assign` false). Limits: `business_name` 1–200 characters
-//! (null = not set); `time_zone` an IANA zone name known to the `chrono-tz` database;
+//! (null = not set); `time_zone` an IANA zone name ([`crate::domain::zone`], bundled);
 //! per day at most [`MAX_RANGES_PER_DAY`] ranges `[start, end]` of `"HH:MM"` local
 //! wall-clock time, `00:00` ≤ start < end ≤ `24:00`, not overlapping (ranges that touch,
 //! `["09:00","12:00"]` and `["12:00","18:00"]`, are fine). A range cannot cross midnight:
 //! split it over two days.
 
+use crate::domain::zone::Zone;
 use chrono::{DateTime, Datelike, Timelike, Utc, Weekday};
-use chrono_tz::Tz;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -201,14 +201,14 @@ pub struct TenantSettings {
     pub business_name: Option<String>,
     /// IANA zone the business hours are in.
     #[serde(serialize_with = "serialize_zone")]
-    pub time_zone: Tz,
+    pub time_zone: Zone,
     /// Weekly opening hours, local wall-clock time of `time_zone`.
     pub business_hours: BusinessHours,
     /// Assign new conversations automatically (read by assignment).
     pub auto_assign: bool,
 }
 
-fn serialize_zone<S: Serializer>(zone: &Tz, s: S) -> Result<S::Ok, S::Error> {
+fn serialize_zone<S: Serializer>(zone: &Zone, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(zone.name())
 }
 
@@ -216,7 +216,7 @@ impl Default for TenantSettings {
     fn default() -> Self {
         Self {
             business_name: None,
-            time_zone: Tz::UTC,
+            time_zone: Zone::utc(),
             business_hours: BusinessHours::default(),
             auto_assign: false,
         }
@@ -263,7 +263,7 @@ impl TenantSettings {
         let time_zone = field("time_zone")
             .map(parse_time_zone)
             .transpose()?
-            .unwrap_or(Tz::UTC);
+            .unwrap_or(Zone::utc());
         let business_hours = field("business_hours")
             .map(BusinessHours::parse)
             .transpose()?
@@ -329,17 +329,14 @@ fn parse_business_name(value: &Value) -> Result<String, Error> {
     Ok(name.to_owned())
 }
 
-fn parse_time_zone(value: &Value) -> Result<Tz, Error> {
+fn parse_time_zone(value: &Value) -> Result<Zone, Error> {
     let bad = || {
         Error::validation(
             "invalid_time_zone",
             "time_zone must be an IANA time zone name such as \"Asia/Hong_Kong\" or \"UTC\"",
         )
     };
-    value
-        .as_str()
-        .and_then(|name| name.parse::<Tz>().ok())
-        .ok_or_else(bad)
+    value.as_str().and_then(Zone::parse).ok_or_else(bad)
 }
 
 #[cfg(test)]
@@ -408,7 +405,7 @@ mod tests {
         }
         assert_eq!(
             settings(json!({"time_zone": "America/New_York"})).time_zone,
-            Tz::America__New_York
+            Zone::parse("America/New_York").unwrap()
         );
     }
 

@@ -4,8 +4,8 @@
 //! cancellations, invitation links) goes through the one send path; when the channel's
 //! rules keep one from going out, the conversation gets a system message saying so.
 
+use crate::domain::zone::Zone;
 use chrono::{DateTime, Duration, Utc};
-use chrono_tz::Tz;
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, warn};
@@ -191,7 +191,7 @@ pub async fn create_slots(
 fn range(
     from: Option<&str>,
     to: Option<&str>,
-    zone: Tz,
+    zone: Zone,
     default_from: DateTime<Utc>,
     default_days: i64,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), Error> {
@@ -777,14 +777,14 @@ pub enum PageState {
         /// The booking made (absent if it cannot be read).
         booking: Option<Box<Booking>>,
         /// The tenant's zone.
-        zone: Tz,
+        zone: Zone,
     },
     /// The customer may choose: the free slots offered.
     Open {
         /// The business's name.
         business: Option<String>,
         /// The tenant's zone.
-        zone: Tz,
+        zone: Zone,
         /// Free slots, earliest first.
         slots: Vec<StoredSlot>,
         /// Whether more exist than are shown.
@@ -874,7 +874,7 @@ pub enum Choice {
         /// The booking.
         booking: Box<Booking>,
         /// The tenant's zone.
-        zone: Tz,
+        zone: Zone,
         /// Whether the confirmation message went out (else the page is the only record
         /// the customer has).
         confirmation_sent: bool,

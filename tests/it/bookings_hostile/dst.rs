@@ -39,9 +39,23 @@ fn new_york_spring() -> NaiveDate {
     next(|y| nth(y, 3, Weekday::Sun, 2))
 }
 
-/// Cuba: the second Sunday of March, 00:00 → 01:00 (midnight does not exist).
+/// Cuba: the second Sunday of March, 00:00 → 01:00 (midnight does not exist), in a year
+/// the bundled database has that change (it keeps Cuba on summer time from March 2026 to
+/// November 2027).
 fn havana_spring() -> NaiveDate {
-    next(|y| nth(y, 3, Weekday::Sun, 2))
+    use chrono::TimeZone;
+    let havana = shared::domain::zone::Zone::parse("America/Havana").unwrap();
+    let soon = Utc::now().date_naive() + Duration::days(3);
+    (soon.year()..soon.year() + 8)
+        .map(|y| nth(y, 3, Weekday::Sun, 2))
+        .find(|day| {
+            *day >= soon
+                && havana
+                    .from_local_datetime(&day.and_hms_opt(0, 30, 0).unwrap())
+                    .single()
+                    .is_none()
+        })
+        .expect("a spring-forward day in Havana within 8 years")
 }
 
 /// Lord Howe Island: the first Sunday of October, 02:00 → 02:30.
