@@ -109,6 +109,16 @@ impl InMemoryStore {
             .collect()
     }
 
+    /// Lists each message of `conversation_id`'s idempotency records twice, as a record a
+    /// release that split bodies into more parts would have written.
+    pub fn double_idempotency_refs(&self, conversation_id: &str) {
+        for ((_, c, _), (_, refs)) in lock(&self.state).idempotency.iter_mut() {
+            if c == conversation_id {
+                *refs = refs.iter().flat_map(|r| [r.clone(), r.clone()]).collect();
+            }
+        }
+    }
+
     /// Makes the next settle fail, as a store error would, writing nothing.
     pub fn fail_next_settle(&self) {
         lock(&self.state).settle_failures += 1;

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use integration_tests::{
-    FixtureVars, TestChannel, accepted_sends_to, connect, conversation_view, fixture, get,
+    FixtureVars, TestChannel, accepted_sends_to, connect, conversation_view, deliver, fixture, get,
     post_json, post_meta, post_wechat, put_as, put_bot, stack, system_events, token, wait_events,
     whatsapp_text,
 };
@@ -231,7 +231,7 @@ async fn five_concurrent_redeliveries_make_one_turn() {
     let handler =
         local_stack::devserver::event_handler(&stack().template, &stack().settings, "bots")
             .expect("the bots function builds");
-    let runs = (0..5).map(|_| handler(event.clone()));
+    let runs = (0..5).map(|_| deliver(&handler, event.clone()));
     for result in futures::future::join_all(runs).await {
         assert_eq!(result, Ok(()));
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use integration_tests::{
-    FixtureVars, TestChannel, all_messages, connect, connect_for, delete_as, fixture, get,
+    FixtureVars, TestChannel, all_messages, connect, connect_for, delete_as, deliver, fixture, get,
     make_agent, patch_as, post_json, post_meta, post_wechat, put_as, put_bot, sandbox_fail,
     sandbox_outbox, stack, system_events, token, unique_tenant, wait_events, whatsapp_text,
 };
@@ -922,7 +922,7 @@ async fn a_late_event_does_not_start_a_bot_on_a_message_an_agent_already_answere
     // EventBridge delivers the message's event again (a retry).
     let message = first_inbound(&channel.tenant, &id).await;
     let event = received_event(&channel.tenant, &channel.id, &id, &message);
-    assert_eq!(bots_handler()(event).await, Ok(()));
+    assert_eq!(deliver(&bots_handler(), event).await, Ok(()));
     let after = bot_lines_after(
         &channel.external_id,
         &vars.sender,
@@ -1082,9 +1082,10 @@ async fn a_redelivered_webhook_or_event_makes_no_second_turn() {
     let event = received_event(&channel.tenant, &channel.id, &id, &message);
     let handler = bots_handler();
     for _ in 0..3 {
-        assert_eq!(handler(event.clone()).await, Ok(()));
+        assert_eq!(deliver(&handler, event.clone()).await, Ok(()));
     }
-    for result in futures::future::join_all((0..5).map(|_| handler(event.clone()))).await {
+    for result in futures::future::join_all((0..5).map(|_| deliver(&handler, event.clone()))).await
+    {
         assert_eq!(result, Ok(()));
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use integration_tests::{
     FixtureVars, TestChannel, accepted_sends_to, all_conversations, connect, connect_for,
-    conversation_view, customer_wrote, delete_as, fire_concurrently, fire_input, fixture, get,
-    patch_as, post_json, post_meta, schedule_message, scheduler_handler, stack, system_events,
-    token, unique_meta_id, unique_tenant,
+    conversation_view, customer_wrote, delete_as, deliver, fire_input, fixture, get, patch_as,
+    post_json, post_meta, schedule_message, scheduler_handler, stack, system_events, token,
+    unique_meta_id, unique_tenant,
 };
 use serde_json::{Value, json};
 
@@ -95,7 +95,10 @@ async fn a_scheduled_message_fires_at_its_time_through_the_send_path() {
     assert_eq!(notes.len(), 1);
     // Delivered again (Scheduler retries at least once): nothing more.
     let handler = scheduler_handler();
-    assert_eq!(handler(fire_input(&channel.tenant, &id)).await, Ok(()));
+    assert_eq!(
+        deliver(&handler, fire_input(&channel.tenant, &id)).await,
+        Ok(())
+    );
     assert_eq!(accepted_sends_to(&channel.external_id, &customer).len(), 1);
 }
 
@@ -111,7 +114,10 @@ async fn five_concurrent_deliveries_send_once() {
     .await;
     let id = created.body["id"].as_str().unwrap().to_owned();
     let handler = scheduler_handler();
-    fire_concurrently(&handler, &channel.tenant, &id, 5).await;
+    let fires = (0..5).map(|_| deliver(&handler, fire_input(&channel.tenant, &id)));
+    for result in futures::future::join_all(fires).await {
+        assert_eq!(result, Ok(()));
+    }
     assert_eq!(
         accepted_sends_to(&channel.external_id, &customer).len(),
         1,
@@ -159,7 +165,7 @@ async fn cancel_deletes_the_schedule_and_a_cancel_racing_a_fire_ends_one_way() {
     );
     // A late fire does nothing.
     assert_eq!(
-        scheduler_handler()(fire_input(&channel.tenant, &id)).await,
+        deliver(&scheduler_handler(), fire_input(&channel.tenant, &id)).await,
         Ok(())
     );
     assert!(accepted_sends_to(&channel.external_id, &customer).is_empty());
@@ -177,7 +183,7 @@ async fn cancel_deletes_the_schedule_and_a_cancel_racing_a_fire_ends_one_way() {
         let handler = scheduler_handler();
         let path = format!("/scheduled-messages/{id}");
         let (fired, cancel) = tokio::join!(
-            handler(fire_input(&channel.tenant, &id)),
+            deliver(&handler, fire_input(&channel.tenant, &id)),
             delete_as(&path, &agent)
         );
         assert_eq!(fired, Ok(()));

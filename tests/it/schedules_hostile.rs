@@ -11,9 +11,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{FixedOffset, Utc};
 use integration_tests::{
     FixtureVars, Reply, TestChannel, accepted_sends_to, all_conversations, all_messages, call,
-    connect, connect_for, customer_wrote, delete_as, fire_concurrently, fire_input, fixture, get,
-    post_json, post_meta, schedule_message, scheduler_handler, system_events, token,
-    unique_meta_id, unique_tenant,
+    connect, connect_for, customer_wrote, delete_as, deliver, fire_input, fixture, get, post_json,
+    post_meta, schedule_message, scheduler_handler, system_events, token, unique_meta_id,
+    unique_tenant,
 };
 use serde_json::{Value, json};
 
@@ -350,7 +350,7 @@ async fn schedules_hostile_leap_second_send_at_is_4xx_or_a_normal_schedule() {
             );
             let id = reply.body["id"].as_str().unwrap();
             assert_eq!(
-                scheduler_handler()(fire_input(&channel.tenant, id)).await,
+                deliver(&scheduler_handler(), fire_input(&channel.tenant, id)).await,
                 Ok(())
             );
         }
@@ -508,7 +508,7 @@ async fn schedules_hostile_another_tenant_sees_and_touches_nothing() {
     }
     // Fire it as their tenant.
     assert_eq!(
-        scheduler_handler()(fire_input(&other.tenant, &id)).await,
+        deliver(&scheduler_handler(), fire_input(&other.tenant, &id)).await,
         Ok(())
     );
     assert_eq!(
@@ -534,13 +534,19 @@ async fn schedules_hostile_fires_of_settled_or_missing_messages_do_nothing() {
     let h = scheduler_handler();
     // Failed (window closed, no fallback), then fired again and cancelled.
     let failed = schedule_id(&channel, &conversation, "late").await;
-    assert_eq!(h(fire_input(&channel.tenant, &failed)).await, Ok(()));
+    assert_eq!(
+        deliver(&h, fire_input(&channel.tenant, &failed)).await,
+        Ok(())
+    );
     assert_eq!(
         listed(&channel, &conversation, &failed).await["status"],
         "failed"
     );
     for _ in 0..3 {
-        assert_eq!(h(fire_input(&channel.tenant, &failed)).await, Ok(()));
+        assert_eq!(
+            deliver(&h, fire_input(&channel.tenant, &failed)).await,
+            Ok(())
+        );
     }
     let cancel = delete_as(&format!("/scheduled-messages/{failed}"), &agent).await;
     assert_eq!((cancel.status, cancel.code()), (409, "already_failed"));
@@ -558,7 +564,10 @@ async fn schedules_hostile_fires_of_settled_or_missing_messages_do_nothing() {
             .status,
         200
     );
-    assert_eq!(h(fire_input(&channel.tenant, &cancelled)).await, Ok(()));
+    assert_eq!(
+        deliver(&h, fire_input(&channel.tenant, &cancelled)).await,
+        Ok(())
+    );
     assert_eq!(
         listed(&channel, &conversation, &cancelled).await["status"],
         "cancelled"
@@ -577,7 +586,7 @@ async fn schedules_hostile_fires_of_settled_or_missing_messages_do_nothing() {
     ];
     for id in &odd_ids {
         assert_eq!(
-            h(fire_input(&channel.tenant, id)).await,
+            deliver(&h, fire_input(&channel.tenant, id)).await,
             Ok(()),
             "id {}",
             &id[..id.len().min(40)]
@@ -631,7 +640,10 @@ async fn schedules_hostile_twenty_concurrent_fires_send_once() {
     let (conversation, customer) = customer_wrote(&channel, "whatsapp", 1).await;
     let id = schedule_id(&channel, &conversation, "twenty").await;
     let h = scheduler_handler();
-    fire_concurrently(&h, &channel.tenant, &id, 20).await;
+    let fires = (0..20).map(|_| deliver(&h, fire_input(&channel.tenant, &id)));
+    for result in futures::future::join_all(fires).await {
+        assert_eq!(result, Ok(()));
+    }
     assert_eq!(accepted_sends_to(&channel.external_id, &customer).len(), 1);
     assert_eq!(listed(&channel, &conversation, &id).await["status"], "sent");
     assert_eq!(scheduled_sends(&channel.tenant, &conversation).await, 1);
@@ -645,7 +657,7 @@ async fn schedules_hostile_twenty_concurrent_fires_send_once() {
     let agent = token(&channel.tenant, "agent");
     let path = format!("/scheduled-messages/{id}");
     let (_, cancel) = tokio::join!(
-        futures::future::join_all((0..5).map(|_| h(fire_input(&channel.tenant, &id)))),
+        futures::future::join_all((0..5).map(|_| deliver(&h, fire_input(&channel.tenant, &id)))),
         delete_as(&path, &agent)
     );
     assert_eq!((cancel.status, cancel.code()), (409, "already_sent"));
@@ -687,7 +699,7 @@ async fn schedules_hostile_customer_reply_racing_a_fire_ends_one_way() {
         let h = scheduler_handler();
         let body = again.render(&fixture("whatsapp/text.json"));
         let (fired, inbound) = tokio::join!(
-            h(fire_input(&channel.tenant, &id)),
+            deliver(&h, fire_input(&channel.tenant, &id)),
             post_meta("whatsapp", &body)
         );
         assert_eq!(fired, Ok(()));

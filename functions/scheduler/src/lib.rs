@@ -129,7 +129,9 @@ async fn route(app: &App, req: &Request) -> Result<Response<Body>, Error> {
 
 /// Handles one event: a schedule's input (EventBridge Scheduler sends it as the payload)
 /// or an EventBridge event. Returns the outcome; `Err` only when a retry can help (the
-/// store failed), so Scheduler or EventBridge delivers it again. Anything else is ignored.
+/// store failed, or a send of an earlier delivery is not settled yet), so Lambda delivers
+/// the asynchronous invocation again (twice, then `FailedInvocationQueue`). Anything else
+/// is ignored.
 ///
 /// # Errors
 /// The store's failure.

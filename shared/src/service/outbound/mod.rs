@@ -730,9 +730,28 @@ where
         let channel_type = channel.channel.channel_type;
         let parts = request.message.parts(channel_type)?;
         if parts.len() != messages.len() {
-            // Not the parts this body makes for this channel now: left as they are.
-            tracing::warn!(conversation_id = %state.id, "an interrupted send's parts differ from its body's; not resumed");
-            return Ok(messages);
+            // Not the parts this body makes for this channel now (the rules that split a
+            // message changed since): it cannot be resumed, so it fails visibly rather than
+            // staying pending for good.
+            tracing::warn!(conversation_id = %state.id, "an interrupted send's parts differ from its body's; failed");
+            let mut taken = Vec::new();
+            for message in messages.iter().filter(|m| left(m)) {
+                let pending = accept::pending_of(message);
+                if self
+                    .store
+                    .take_over(tenant, &state.id, &pending, stale_before, clock)
+                    .await?
+                {
+                    taken.push(pending);
+                }
+            }
+            let refused = Error::validation(
+                "send_not_resumable",
+                "its parts differ from those its body makes now",
+            );
+            self.fail_interrupted(tenant, &state.id, &taken, &refused, now)
+                .await?;
+            return self.reread(tenant, &state.id, &messages).await;
         }
         let mut taken = Vec::new();
         for (part, message) in parts.iter().zip(&messages).filter(|(_, m)| left(m)) {
@@ -792,25 +811,56 @@ where
                 self.deliver_all(&plan, &parts, &pending).await?;
             }
             Err(refused) if refused.is_client_error() => {
-                let error = crate::domain::message::DeliveryError {
-                    code: refused.code().to_owned(),
-                    reason: format!("The send was interrupted and cannot go now: {refused}"),
-                    hint: "Send it again once the customer can be reached.".into(),
-                };
-                for m in &pending {
-                    self.store
-                        .settle(
-                            tenant,
-                            &state.id,
-                            m,
-                            &SendOutcome::Failed(error.clone()),
-                            now,
-                        )
-                        .await?;
-                }
+                self.fail_interrupted(tenant, &state.id, &pending, &refused, now)
+                    .await?;
             }
             Err(other) => return Err(other),
         }
+        self.reread(tenant, &state.id, &messages).await
+    }
+
+    /// Settles taken-over messages that cannot go as `failed` with `refused`'s code (and
+    /// each its `delivery_failed` system message).
+    ///
+    /// # Errors
+    /// `Internal` when the store fails.
+    async fn fail_interrupted(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        pending: &[PendingMessage],
+        refused: &Error,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let error = crate::domain::message::DeliveryError {
+            code: refused.code().to_owned(),
+            reason: format!("The send was interrupted and cannot go now: {refused}"),
+            hint: "Send it again once the customer can be reached.".into(),
+        };
+        for m in pending {
+            self.store
+                .settle(
+                    tenant,
+                    conversation_id,
+                    m,
+                    &SendOutcome::Failed(error.clone()),
+                    now,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `messages` as stored now.
+    ///
+    /// # Errors
+    /// `Internal` when the store fails.
+    async fn reread(
+        &self,
+        tenant: &TenantId,
+        conversation_id: &str,
+        messages: &[Message],
+    ) -> Result<Vec<Message>, Error> {
         let refs: Vec<MessageKey> = messages
             .iter()
             .map(|m| MessageKey {
@@ -818,7 +868,7 @@ where
                 id: m.id.clone(),
             })
             .collect();
-        self.store.messages(tenant, &state.id, &refs).await
+        self.store.messages(tenant, conversation_id, &refs).await
     }
 
     /// The messages an earlier request with this key created, when there was one.

@@ -706,6 +706,36 @@ async fn a_split_send_whose_second_part_was_left_sends_only_that_part_on_a_late_
 }
 
 #[tokio::test]
+async fn an_unsettled_send_whose_body_makes_other_parts_now_fails_visibly() {
+    let w = world();
+    let c = w.conversation(ChannelType::Whatsapp, false, 1, 0);
+    w.send_interrupted(&agent(), &c, hi(), "k-parts").await;
+    // Its record lists more parts than the body makes now.
+    w.store.double_idempotency_refs(c.as_str());
+    let request = || SendRequest {
+        message: serde_json::from_value(hi()).unwrap(),
+        idempotency_key: IdempotencyKey::parse("k-parts").ok(),
+        body_hash: digest(hi().to_string().as_bytes()),
+        bot_version: None,
+    };
+    // A schedule's fire retried late: a settled answer, not pending for good.
+    let resumed = w
+        .service
+        .send_settled(&agent(), &w.tenant, &c, request(), w.now + Span::minutes(3))
+        .await
+        .unwrap();
+    assert!(w.sender.sent().is_empty(), "sent without its parts");
+    assert!(resumed.iter().all(|m| m.status == DeliveryStatus::Failed));
+    assert_eq!(
+        resumed[0].error.as_ref().unwrap().code,
+        "send_not_resumable"
+    );
+    let stored = w.stored(&c);
+    assert_eq!(stored.len(), 2, "the message and its delivery_failed note");
+    assert_eq!(stored[0].status, DeliveryStatus::Failed);
+}
+
+#[tokio::test]
 async fn an_unsettled_template_send_whose_template_was_paused_since_fails_visibly() {
     let w = world();
     // WhatsApp, 30 hours after the customer wrote: templates only.
