@@ -915,6 +915,54 @@ async fn accepted_then_ended_at(
     stamped: chrono::Duration,
     accepted: Option<chrono::Duration>,
 ) -> String {
+    let body = json!({"kind": "text", "text": text}).to_string();
+    let body_hash = shared::service::outbound::digest(body.as_bytes());
+    accept_and_end(
+        channel,
+        conversation,
+        text,
+        key,
+        &body_hash,
+        stamped,
+        accepted,
+    )
+    .await
+}
+
+/// [`accepted_then_ended`] for a scheduled message's fire (its key, its body's hash, as
+/// the scheduler sends it): a delivery that ended after accepting the send.
+pub(crate) async fn fire_accepted_then_ended(
+    channel: &TestChannel,
+    conversation: &str,
+    text: &str,
+    scheduled_id: &str,
+    ago: chrono::Duration,
+) -> String {
+    let message = serde_json::from_value(json!({"kind": "text", "text": text})).unwrap();
+    let body_hash = shared::service::outbound::SendRequest::new(message, None).body_hash;
+    let key = format!("scheduled-{scheduled_id}");
+    accept_and_end(
+        channel,
+        conversation,
+        text,
+        &key,
+        &body_hash,
+        ago,
+        Some(ago),
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn accept_and_end(
+    channel: &TestChannel,
+    conversation: &str,
+    text: &str,
+    key: &str,
+    body_hash: &str,
+    stamped: chrono::Duration,
+    accepted: Option<chrono::Duration>,
+) -> String {
     use shared::ports::{
         Acceptance, ChannelDirectory, IdempotencyRecord, OutboundBatch, OutboundStore,
         PendingMessage,
@@ -932,7 +980,6 @@ async fn accepted_then_ended_at(
         .await
         .unwrap();
     let seen = seen.expect("the conversation");
-    let body = json!({"kind": "text", "text": text}).to_string();
     let message = PendingMessage {
         id: ulid::Ulid::new().to_string(),
         created_at: shared::domain::time::rfc3339(&(Utc::now() - stamped)),
@@ -949,7 +996,7 @@ async fn accepted_then_ended_at(
         messages: vec![message.clone()],
         idempotency: Some(IdempotencyRecord {
             key_hash: digest(key.as_bytes())[..32].to_owned(),
-            body_hash: digest(body.as_bytes()),
+            body_hash: body_hash.to_owned(),
         }),
         reply_budget: None,
         start: false,

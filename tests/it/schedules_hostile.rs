@@ -719,3 +719,70 @@ async fn schedules_hostile_customer_reply_racing_a_fire_ends_one_way() {
         }
     }
 }
+
+#[tokio::test]
+async fn schedules_hostile_a_resumed_fire_sends_what_its_dead_delivery_accepted() {
+    use shared::ports::ScheduledStore;
+    let channel = connect("whatsapp").await;
+    let vars = FixtureVars::new(&channel, false);
+    assert_eq!(
+        post_meta("whatsapp", &vars.render(&fixture("whatsapp/text.json")))
+            .await
+            .status,
+        200
+    );
+    let conversation = all_conversations(&channel.tenant).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let label = format!("resumed {}", ulid::Ulid::new());
+    let reply = schedule_message(
+        &channel,
+        &conversation,
+        &json!({"send_at": at(300, 0), "message": text(&label), "cancel_if_customer_replies": true}),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let id = reply.body["id"].as_str().unwrap().to_owned();
+    // A first delivery claimed the fire and accepted its send, then its invocation died.
+    let tenant = shared::domain::ids::TenantId::parse(&channel.tenant).unwrap();
+    let store = crate::channels_hostile::store();
+    let (_, claimed) = store.claim_scheduled(&tenant, &id).await.unwrap().unwrap();
+    assert!(claimed);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let message = crate::outbound::fire_accepted_then_ended(
+        &channel,
+        &conversation,
+        &label,
+        &id,
+        chrono::Duration::minutes(2),
+    )
+    .await;
+    // The customer writes after it was accepted (the schedule asked to be cancelled by a
+    // reply, but its message was already on its way).
+    let again = FixtureVars {
+        msg_id: ulid::Ulid::new().to_string(),
+        timestamp: Utc::now().timestamp(),
+        ..vars.clone()
+    };
+    let body = again.render(&fixture("whatsapp/text.json"));
+    assert_eq!(post_meta("whatsapp", &body).await.status, 200);
+    // Lambda delivers the fire again: the accepted message goes, once, and the schedule
+    // says so (not cancelled, not failed, not a second message).
+    let h = scheduler_handler();
+    assert_eq!(deliver(&h, fire_input(&channel.tenant, &id)).await, Ok(()));
+    assert_eq!(deliver(&h, fire_input(&channel.tenant, &id)).await, Ok(()));
+    let sent = accepted_sends_to(&channel.external_id, &vars.sender)
+        .iter()
+        .filter(|s| s["body"]["text"]["body"] == label.as_str())
+        .count();
+    assert_eq!(sent, 1);
+    let m = listed(&channel, &conversation, &id).await;
+    assert_eq!(m["status"], "sent", "{m}");
+    assert_eq!(m["message_id"], message.as_str(), "{m}");
+    assert!(
+        system_events(&channel.tenant, &conversation, "scheduled_cancelled")
+            .await
+            .is_empty()
+    );
+}

@@ -271,16 +271,9 @@ pub fn decide_fire(
     if window.mode == WindowMode::FreeForm {
         return send(&scheduled.message, false);
     }
-    if let Some(template) = &scheduled.fallback_template {
+    if let Some(message) = fallback_message(scheduled) {
         return FireDecision::Send {
-            message: SendMessage {
-                kind: OutboundKind::Template,
-                text: None,
-                media_id: None,
-                caption: None,
-                template: Some(template.clone()),
-                options: None,
-            },
+            message,
             fallback: true,
         };
     }
@@ -294,6 +287,32 @@ pub fn decide_fire(
             reason: "the customer service window was closed at send time".into(),
         },
     })
+}
+
+/// The fallback template as a message, when the scheduled message has one.
+fn fallback_message(scheduled: &ScheduledMessage) -> Option<SendMessage> {
+    let template = scheduled.fallback_template.as_ref()?;
+    Some(SendMessage {
+        kind: OutboundKind::Template,
+        text: None,
+        media_id: None,
+        caption: None,
+        template: Some(template.clone()),
+        options: None,
+    })
+}
+
+/// Every message a fire of `scheduled` may send, each with whether it is the fallback: the
+/// message, then the fallback template when there is one (a free-form message outside a
+/// WhatsApp window). A resumed fire looks for the one an earlier delivery accepted.
+pub fn fire_candidates(scheduled: &ScheduledMessage) -> Vec<(SendMessage, bool)> {
+    let mut candidates = vec![(scheduled.message.clone(), false)];
+    if scheduled.message.kind != OutboundKind::Template
+        && let Some(fallback) = fallback_message(scheduled)
+    {
+        candidates.push((fallback, true));
+    }
+    candidates
 }
 
 /// What the scheduler's target receives: EventBridge Scheduler invokes the `scheduler`

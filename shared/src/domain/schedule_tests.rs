@@ -142,6 +142,36 @@ fn outside_a_whatsapp_window_the_fallback_goes_or_it_fails_visibly() {
 }
 
 #[test]
+fn a_resumed_fire_looks_for_the_message_then_its_fallback_as_decide_fire_would_send_them() {
+    let wrote = Some(utc(2026, 3, 27, 9, 0));
+    let mut s = scheduled("2026-03-27T10:00:00Z");
+    assert_eq!(fire_candidates(&s), vec![(s.message.clone(), false)]);
+    s.fallback_template = Some(TemplateCall {
+        name: "appointment_reminder".into(),
+        language: "en_US".into(),
+        parameters: vec!["Ana".into()],
+    });
+    let candidates = fire_candidates(&s);
+    assert_eq!(candidates.len(), 2);
+    // Each is exactly what a fire decides to send, inside and outside the window.
+    let inside = decide_fire(&s, &whatsapp(), wrote, 0, utc(2026, 3, 27, 12, 0));
+    let outside = decide_fire(&s, &whatsapp(), wrote, 0, utc(2026, 3, 29, 8, 30));
+    for (decision, (message, fallback)) in [inside, outside].into_iter().zip(candidates) {
+        assert_eq!(decision, FireDecision::Send { message, fallback });
+    }
+    // A template is never replaced by the fallback.
+    s.message = SendMessage {
+        kind: OutboundKind::Template,
+        text: None,
+        media_id: None,
+        caption: None,
+        template: s.fallback_template.clone(),
+        options: None,
+    };
+    assert_eq!(fire_candidates(&s).len(), 1);
+}
+
+#[test]
 fn a_template_goes_whatever_the_window() {
     let mut s = scheduled("2026-03-27T10:00:00Z");
     s.message = SendMessage {

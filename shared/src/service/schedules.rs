@@ -21,7 +21,7 @@ use crate::domain::outbound::{IdempotencyKey, SendMessage};
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::schedule::{
     CancelReason, FireDecision, ScheduleError, ScheduleInput, ScheduleRequest, ScheduleStatus,
-    ScheduledMessage, WindowAtSend, check_fallback, decide_fire, parse_send_at,
+    ScheduledMessage, WindowAtSend, check_fallback, decide_fire, fire_candidates, parse_send_at,
     snooze_schedule_name,
 };
 use crate::domain::system::SystemMessage;
@@ -249,12 +249,14 @@ fn customer_of(conversation: &str) -> String {
 
 /// Fires a due scheduled message (SPEC §9), exactly once however often it is delivered:
 /// the claim (`scheduled` → `sending`) admits one fire; a delivery that finds it `sending`
-/// (a fire that failed midway, or one in flight) makes the same send with the same
-/// idempotency key, which the send path answers from the first acceptance; the settle is
-/// conditional on `sending`, so one system message is written.
+/// (a fire that failed midway, or one in flight) resumes the send an earlier delivery
+/// accepted under the fire's idempotency key (the message or its fallback), without
+/// deciding again, or decides afresh when none was accepted; the settle is conditional on
+/// `sending`, so one system message is written.
 ///
 /// # Errors
-/// `Internal` when the store fails (the delivery is retried and the fire resumes).
+/// `Internal` when the store fails or an earlier delivery's send has no outcome yet (the
+/// delivery is retried and the fire resumes).
 pub async fn fire<S, OS, D, C, O>(
     store: &S,
     outbound: &Outbound<OS, D, C, O>,
@@ -294,15 +296,28 @@ where
         settle(after, note).await?;
         return Ok(FireOutcome::Failed);
     };
-    let decision = decide_fire(
-        &m,
-        &state.policy,
-        state.last_inbound_at,
-        state.replies_since_inbound,
-        now,
-    );
+    // A delivery that finds the fire `sending` resumes what an earlier one accepted,
+    // whatever the customer or the window did since (deciding again could cancel a
+    // message that went, or pick the fallback under the key the message holds).
+    let resumed = if claimed {
+        None
+    } else {
+        resumed_send(outbound, &m, tenant, &conversation, now).await?
+    };
+    // What was accepted before, or what to do now.
+    let decision = match resumed {
+        Some(accepted) => Ok(accepted),
+        None => Err(decide_fire(
+            &m,
+            &state.policy,
+            state.last_inbound_at,
+            state.replies_since_inbound,
+            now,
+        )),
+    };
     let (after, outcome) = match decision {
-        FireDecision::CancelCustomerReplied => {
+        Ok((messages, fallback)) => sent_or_failed(&m, &messages, fallback, now),
+        Err(FireDecision::CancelCustomerReplied) => {
             let after = ScheduledMessage {
                 status: ScheduleStatus::Cancelled,
                 cancel_reason: Some(CancelReason::CustomerReplied),
@@ -316,7 +331,7 @@ where
             settle(after, note).await?;
             return Ok(FireOutcome::Cancelled);
         }
-        FireDecision::Fail(error) => (
+        Err(FireDecision::Fail(error)) => (
             ScheduledMessage {
                 status: ScheduleStatus::Failed,
                 error: Some(error),
@@ -325,9 +340,8 @@ where
             },
             FireOutcome::Failed,
         ),
-        FireDecision::Send { message, fallback } => {
-            let key = IdempotencyKey::parse(&format!("scheduled-{}", m.id)).ok();
-            let request = SendRequest::new(message, key);
+        Err(FireDecision::Send { message, fallback }) => {
+            let request = SendRequest::new(message, fire_key(&m));
             match outbound
                 .send_settled(&m.actor(), tenant, &conversation, request, now)
                 .await
@@ -348,6 +362,46 @@ where
     let settled = settle(after, note).await?;
     info!(tenant = %tenant, scheduled_id, outcome = ?outcome, settled, "scheduled message fired");
     Ok(outcome)
+}
+
+/// The `Idempotency-Key` of a fire's send: every delivery of the fire makes the same one.
+fn fire_key(m: &ScheduledMessage) -> Option<IdempotencyKey> {
+    IdempotencyKey::parse(&format!("scheduled-{}", m.id)).ok()
+}
+
+/// What an earlier delivery of this fire accepted (the message or its fallback), as
+/// settled now, with whether it was the fallback; `None` when none was accepted (that
+/// delivery ended before its send).
+///
+/// # Errors
+/// `Internal` when the store fails or that send has no outcome yet (delivered again).
+async fn resumed_send<OS, D, C, O>(
+    outbound: &Outbound<OS, D, C, O>,
+    m: &ScheduledMessage,
+    tenant: &TenantId,
+    conversation: &ConversationId,
+    now: DateTime<Utc>,
+) -> Result<Option<(Vec<crate::domain::conversation::Message>, bool)>, Error>
+where
+    OS: OutboundStore + ConversationReader + MediaStore + TemplateStore + CustomerAliases,
+    D: ChannelDirectory,
+    C: ChannelSender,
+    O: ObjectStore,
+{
+    for (message, fallback) in fire_candidates(m) {
+        let request = SendRequest::new(message, fire_key(m));
+        match outbound
+            .replayed(&m.actor(), tenant, conversation, request, now)
+            .await
+        {
+            Ok(Some(messages)) => return Ok(Some((messages, fallback))),
+            Ok(None) => return Ok(None),
+            // The key holds the other candidate.
+            Err(e) if e.code() == "idempotency_key_reused" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 fn failed(m: &ScheduledMessage, code: &str, reason: &str, now: DateTime<Utc>) -> ScheduledMessage {

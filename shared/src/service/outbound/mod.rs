@@ -328,6 +328,36 @@ where
             .await
     }
 
+    /// The messages an earlier send with this request's `Idempotency-Key` and body
+    /// accepted, as [`Outbound::send_settled`] answers a repeat (taken over and sent if its
+    /// invocation died), or `None` when no send with this key was accepted: for a sender
+    /// that must resume exactly what an earlier attempt accepted rather than decide again
+    /// (a resumed scheduled fire), without sending anything new.
+    ///
+    /// # Errors
+    /// 422 `idempotency_key_reused` (the key was accepted with another body), and those of
+    /// a repeat of [`Outbound::send_settled`] (`Internal` while that send has no outcome
+    /// yet: deliver again later).
+    pub async fn replayed(
+        &self,
+        actor: &Actor,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        request: SendRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<Message>>, Error> {
+        let key = key_record(request.idempotency_key.as_ref(), &request.body_hash);
+        let Some(messages) = self
+            .replay(tenant, conversation.as_str(), key.as_ref())
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.resume(actor, tenant, conversation, &request, messages, now, true)
+            .await
+            .map(Some)
+    }
+
     /// Checks a message as a send by `actor` at `now` would, without sending or writing
     /// anything: [`Outbound::check`], and the recipient and the window's rules too (so a
     /// sender that must make something first, such as a payment link, knows the message
