@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use integration_tests::{
-    FixtureVars, TestChannel, accepted_sends_to, all_conversations, connect, connect_for,
-    conversation_view, customer_wrote, delete_as, deliver, fire_input, fixture, get, patch_as,
+    FixtureVars, TestChannel, accepted_sends_to, connect, connect_for, conversation_view,
+    customer_wrote, customer_wrote_as, delete_as, deliver, fire_input, fixture, get, patch_as,
     post_json, post_meta, schedule_message, scheduler_handler, stack, system_events, token,
     unique_meta_id, unique_tenant,
 };
@@ -267,17 +267,7 @@ async fn outside_the_window_the_fallback_template_goes_or_the_message_fails_visi
 #[tokio::test]
 async fn the_customer_writing_first_cancels_what_asks_for_it() {
     let channel = connect("whatsapp").await;
-    let vars = FixtureVars::new(&channel, false);
-    assert_eq!(
-        post_meta("whatsapp", &vars.render(&fixture("whatsapp/text.json")))
-            .await
-            .status,
-        200
-    );
-    let conversation = all_conversations(&channel.tenant).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (conversation, vars) = customer_wrote_as(&channel, "whatsapp", 0).await;
     let asks = schedule_message(
         &channel,
         &conversation,

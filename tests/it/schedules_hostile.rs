@@ -10,8 +10,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{FixedOffset, Utc};
 use integration_tests::{
-    FixtureVars, Reply, TestChannel, accepted_sends_to, all_conversations, all_messages, call,
-    connect, connect_for, customer_wrote, delete_as, deliver, fire_input, fixture, get, post_json,
+    FixtureVars, Reply, TestChannel, accepted_sends_to, all_messages, call, connect, connect_for,
+    customer_wrote, customer_wrote_as, delete_as, deliver, fire_input, fixture, get, post_json,
     post_meta, schedule_message, scheduler_handler, system_events, token, unique_meta_id,
     unique_tenant,
 };
@@ -667,17 +667,7 @@ async fn schedules_hostile_twenty_concurrent_fires_send_once() {
 #[tokio::test]
 async fn schedules_hostile_customer_reply_racing_a_fire_ends_one_way() {
     let channel = connect("whatsapp").await;
-    let vars = FixtureVars::new(&channel, false);
-    assert_eq!(
-        post_meta("whatsapp", &vars.render(&fixture("whatsapp/text.json")))
-            .await
-            .status,
-        200
-    );
-    let conversation = all_conversations(&channel.tenant).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (conversation, vars) = customer_wrote_as(&channel, "whatsapp", 0).await;
     let customer = vars.sender.clone();
     for round in 0..4 {
         let label = format!("reply race {round}");
@@ -724,17 +714,7 @@ async fn schedules_hostile_customer_reply_racing_a_fire_ends_one_way() {
 async fn schedules_hostile_a_resumed_fire_sends_what_its_dead_delivery_accepted() {
     use shared::ports::ScheduledStore;
     let channel = connect("whatsapp").await;
-    let vars = FixtureVars::new(&channel, false);
-    assert_eq!(
-        post_meta("whatsapp", &vars.render(&fixture("whatsapp/text.json")))
-            .await
-            .status,
-        200
-    );
-    let conversation = all_conversations(&channel.tenant).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (conversation, vars) = customer_wrote_as(&channel, "whatsapp", 0).await;
     let label = format!("resumed {}", ulid::Ulid::new());
     let reply = schedule_message(
         &channel,

@@ -632,6 +632,17 @@ pub async fn make_label(channel: &TestChannel, name: &str) {
 
 /// A customer of `channel` who wrote `hours_ago`: the conversation id and their id.
 pub async fn customer_wrote(channel: &TestChannel, kind: &str, hours_ago: i64) -> (String, String) {
+    let (id, vars) = customer_wrote_as(channel, kind, hours_ago).await;
+    (id, vars.sender)
+}
+
+/// [`customer_wrote`], with the fixture's variables the customer wrote with (to write
+/// again as the same customer).
+pub async fn customer_wrote_as(
+    channel: &TestChannel,
+    kind: &str,
+    hours_ago: i64,
+) -> (String, FixtureVars) {
     let mut vars = FixtureVars::new(channel, kind == "wechat");
     vars.timestamp = (chrono::Utc::now() - chrono::Duration::hours(hours_ago)).timestamp();
     let reply = match kind {
@@ -643,7 +654,7 @@ pub async fn customer_wrote(channel: &TestChannel, kind: &str, hours_ago: i64) -
         &shared::domain::ids::ChannelId::parse(&channel.id).expect("channel id"),
         &vars.sender,
     );
-    (id, vars.sender)
+    (id, vars)
 }
 
 /// Saves a bot as the channel's tenant's admin (`PUT /bots/{id}`, 200 or 201): the bot.

@@ -346,6 +346,24 @@ where
         request: SendRequest,
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<Message>>, Error> {
+        self.replay_resumed(actor, tenant, conversation, &request, now, true)
+            .await
+    }
+
+    /// A repeat's answer ([`Outbound::resume`]), or `None` when no earlier request with
+    /// this key was accepted.
+    ///
+    /// # Errors
+    /// 422 `idempotency_key_reused`, and those of [`Outbound::resume`].
+    async fn replay_resumed(
+        &self,
+        actor: &Actor,
+        tenant: &TenantId,
+        conversation: &ConversationId,
+        request: &SendRequest,
+        now: DateTime<Utc>,
+        retried: bool,
+    ) -> Result<Option<Vec<Message>>, Error> {
         let key = key_record(request.idempotency_key.as_ref(), &request.body_hash);
         let Some(messages) = self
             .replay(tenant, conversation.as_str(), key.as_ref())
@@ -353,7 +371,7 @@ where
         else {
             return Ok(None);
         };
-        self.resume(actor, tenant, conversation, &request, messages, now, true)
+        self.resume(actor, tenant, conversation, request, messages, now, retried)
             .await
             .map(Some)
     }
@@ -467,7 +485,6 @@ where
         // caption sent as a text may be longer than WhatsApp's, WeChat's option titles
         // longer than buttons'); it is split again for the channel once known.
         request.message.parts(ChannelType::Wechat)?;
-        let conversation_id = conversation.as_str();
         let key = key_record(request.idempotency_key.as_ref(), &request.body_hash);
         // Senders that record the outcome or are retried on failure (a schedule's fire, a
         // bot turn) must not take a send still running, or left by a dead invocation, for
@@ -478,19 +495,11 @@ where
         // repeat is rare: a turn resumed after a failure), as the acceptance's conditional
         // write answers a repeat anyway, and a refusal looks again below.
         if request.bot_version.is_none()
-            && let Some(messages) = self.replay(tenant, conversation_id, key.as_ref()).await?
+            && let Some(messages) = self
+                .replay_resumed(actor, tenant, conversation, &request, now, retried)
+                .await?
         {
-            return self
-                .resume(
-                    actor,
-                    tenant,
-                    conversation,
-                    &request,
-                    messages,
-                    now,
-                    retried,
-                )
-                .await;
+            return Ok(messages);
         }
         let (state, channel) = self.target(tenant, conversation).await?;
         let channel_type = channel.channel.channel_type;
@@ -520,18 +529,11 @@ where
             // A repeat racing its first request: the first may have been accepted (and
             // spent the last WeChat reply) after the look-up above.
             Err(refused) => {
-                if let Some(messages) = self.replay(tenant, conversation_id, key.as_ref()).await? {
-                    return self
-                        .resume(
-                            actor,
-                            tenant,
-                            conversation,
-                            &request,
-                            messages,
-                            now,
-                            retried,
-                        )
-                        .await;
+                if let Some(messages) = self
+                    .replay_resumed(actor, tenant, conversation, &request, now, retried)
+                    .await?
+                {
+                    return Ok(messages);
                 }
                 return Err(refused);
             }

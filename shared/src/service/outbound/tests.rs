@@ -101,15 +101,34 @@ impl World {
         key: Option<&str>,
         later: Span,
     ) -> Result<Vec<Message>, Error> {
-        let message: SendMessage = serde_json::from_value(body.clone()).unwrap();
-        let request = SendRequest {
-            message,
-            idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
-            body_hash: digest(body.to_string().as_bytes()),
-            bot_version: None,
-        };
         self.service
-            .send(actor, &self.tenant, conversation, request, self.now + later)
+            .send(
+                actor,
+                &self.tenant,
+                conversation,
+                request(&body, key),
+                self.now + later,
+            )
+            .await
+    }
+
+    /// [`Outbound::send_settled`] (as a schedule's fire sends), `later` after the world's
+    /// time.
+    async fn send_settled_later(
+        &self,
+        conversation: &ConversationId,
+        body: serde_json::Value,
+        key: &str,
+        later: Span,
+    ) -> Result<Vec<Message>, Error> {
+        self.service
+            .send_settled(
+                &agent(),
+                &self.tenant,
+                conversation,
+                request(&body, Some(key)),
+                self.now + later,
+            )
             .await
     }
 
@@ -146,6 +165,16 @@ impl World {
 
     fn stored(&self, conversation: &ConversationId) -> Vec<Message> {
         self.store.messages_of(&self.tenant, conversation.as_str())
+    }
+}
+
+/// A request as the agents' route makes it of `body` (its hash is the body's text's).
+fn request(body: &serde_json::Value, key: Option<&str>) -> SendRequest {
+    SendRequest {
+        message: serde_json::from_value(body.clone()).unwrap(),
+        idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
+        body_hash: digest(body.to_string().as_bytes()),
+        bot_version: None,
     }
 }
 
@@ -564,15 +593,8 @@ async fn a_repeated_key_answers_the_first_messages_after_the_window_closed() {
     let w = world();
     let c = w.conversation(ChannelType::Whatsapp, false, 23, 0);
     let first = w.send(&agent(), &c, hi(), Some("late-1")).await.unwrap();
-    let request = SendRequest {
-        message: serde_json::from_value(hi()).unwrap(),
-        idempotency_key: Some(IdempotencyKey::parse("late-1").unwrap()),
-        body_hash: digest(hi().to_string().as_bytes()),
-        bot_version: None,
-    };
     let later = w
-        .service
-        .send(&agent(), &w.tenant, &c, request, w.now + Span::hours(48))
+        .send_later(&agent(), &c, hi(), Some("late-1"), Span::hours(48))
         .await
         .unwrap();
     assert_eq!(first[0].id, later[0].id);
@@ -712,16 +734,9 @@ async fn an_unsettled_send_whose_body_makes_other_parts_now_fails_visibly() {
     w.send_interrupted(&agent(), &c, hi(), "k-parts").await;
     // Its record lists more parts than the body makes now.
     w.store.double_idempotency_refs(c.as_str());
-    let request = || SendRequest {
-        message: serde_json::from_value(hi()).unwrap(),
-        idempotency_key: IdempotencyKey::parse("k-parts").ok(),
-        body_hash: digest(hi().to_string().as_bytes()),
-        bot_version: None,
-    };
     // A schedule's fire retried late: a settled answer, not pending for good.
     let resumed = w
-        .service
-        .send_settled(&agent(), &w.tenant, &c, request(), w.now + Span::minutes(3))
+        .send_settled_later(&c, hi(), "k-parts", Span::minutes(3))
         .await
         .unwrap();
     assert!(w.sender.sent().is_empty(), "sent without its parts");
@@ -787,14 +802,7 @@ async fn a_settled_answer_never_passes_a_send_still_without_outcome_for_a_settle
     w.send_interrupted(&agent(), &c, hi(), "scheduled-sm-1")
         .await;
     let fire = async |later: Span| {
-        let request = SendRequest {
-            message: serde_json::from_value(hi()).unwrap(),
-            idempotency_key: IdempotencyKey::parse("scheduled-sm-1").ok(),
-            body_hash: digest(hi().to_string().as_bytes()),
-            bot_version: None,
-        };
-        w.service
-            .send_settled(&agent(), &w.tenant, &c, request, w.now + later)
+        w.send_settled_later(&c, hi(), "scheduled-sm-1", later)
             .await
     };
     // The schedule's fire is retried a minute later: the send may still be running, so the
