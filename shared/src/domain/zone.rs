@@ -20,12 +20,13 @@ use chrono::{FixedOffset, MappedLocalTime, NaiveDate, NaiveDateTime, NaiveTime, 
 pub struct Zone(&'static Loaded);
 
 struct Loaded {
-    name: String,
+    /// The database's own copy of the name.
+    name: &'static str,
     rules: jiff::tz::TimeZone,
 }
 
 /// The zones loaded so far, by name.
-static LOADED: LazyLock<Mutex<HashMap<String, &'static Loaded>>> =
+static LOADED: LazyLock<Mutex<HashMap<&'static str, &'static Loaded>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
 static UTC: LazyLock<Zone> = LazyLock::new(|| Zone::parse("UTC").expect("UTC is in the database"));
@@ -48,10 +49,10 @@ impl Zone {
         }
         let rules = jiff::tz::TimeZone::tzif(canonical, tzif).ok()?;
         let zone: &'static Loaded = Box::leak(Box::new(Loaded {
-            name: name.to_owned(),
+            name: canonical,
             rules,
         }));
-        loaded.insert(name.to_owned(), zone);
+        loaded.insert(canonical, zone);
         Some(Self(zone))
     }
 
@@ -62,7 +63,7 @@ impl Zone {
 
     /// The IANA name (`Europe/London`).
     pub fn name(&self) -> &'static str {
-        &self.0.name
+        self.0.name
     }
 
     /// Whether this is UTC under one of its names (`UTC`, `Etc/UTC`).

@@ -749,13 +749,12 @@ where
     ) -> Result<Vec<Message>, Error> {
         let clock = self.time(now);
         let stale_before = self.settings.stale_before(clock);
-        let left = unsettled;
         // The first message's `created_at` is the request's `now`, never later than the
         // send's `accepted_at` (which the take-over's condition checks): a cheap first test.
         let recent = messages
             .first()
             .is_none_or(|m| m.created_at >= stale_before);
-        if recent || !messages.iter().any(left) {
+        if recent || !messages.iter().any(unsettled) {
             return Ok(messages);
         }
         let (state, channel) = self.target(tenant, conversation).await?;
@@ -767,7 +766,7 @@ where
             // staying pending for good.
             tracing::warn!(conversation_id = %state.id, "an interrupted send's parts differ from its body's; failed");
             let mut taken = Vec::new();
-            for message in messages.iter().filter(|m| left(m)) {
+            for message in messages.iter().filter(|m| unsettled(m)) {
                 let pending = accept::pending_of(message);
                 if self
                     .store
@@ -786,7 +785,7 @@ where
             return self.reread(tenant, &state.id, &messages).await;
         }
         let mut taken = Vec::new();
-        for (part, message) in parts.iter().zip(&messages).filter(|(_, m)| left(m)) {
+        for (part, message) in parts.iter().zip(&messages).filter(|(_, m)| unsettled(m)) {
             let pending = accept::pending_of(message);
             if self
                 .store
